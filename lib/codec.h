@@ -1,0 +1,93 @@
+/*
+ * The wire codec: Avro in Confluent framing (byte 0 = 0, 4-byte big-endian
+ * schema id, Avro binary) with the contract schema ids, and JSON objects with
+ * the same field names. One codec per thread: it reuses its Avro values and
+ * buffers between calls.
+ */
+#ifndef SG_CODEC_H
+#define SG_CODEC_H
+
+#include <stddef.h>
+
+#include "event.h"
+
+typedef struct sg_codec sg_codec_t;
+
+typedef enum { SG_FMT_AVRO = 0, SG_FMT_JSON = 1 } sg_format_t;
+
+/* "avro" | "json" -> 0 and *out; -1 otherwise. */
+int sg_format_parse(const char *s, sg_format_t *out);
+
+/*
+ * Loads the seven contract schemas from schema_dir (impression.avsc,
+ * click.avsc, conversion.avsc, normalized_event.avsc,
+ * aggregate_snapshot.avsc, decision.avsc, channel_kpi.avsc).
+ * Returns NULL and fills errstr on failure. Free with sg_codec_destroy().
+ */
+sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
+                         size_t errstr_size);
+void sg_codec_destroy(sg_codec_t *codec);
+
+/*
+ * Rejection reason codes (DESIGN 5), as returned by the decoders. Stable
+ * strings: they are the value of the sg.error dead-letter header.
+ */
+#define SG_ERR_BAD_FRAMING "bad_framing"
+#define SG_ERR_UNKNOWN_SCHEMA "unknown_schema"
+#define SG_ERR_AVRO_DECODE "avro_decode"
+#define SG_ERR_JSON_PARSE "json_parse"
+#define SG_ERR_MISSING_FIELD "missing_field"
+#define SG_ERR_BAD_VALUE "bad_value"
+#define SG_ERR_UNKNOWN_TYPE "unknown_type"
+
+/*
+ * Decodes one input event (Impression, Click or Conversion). A payload whose
+ * first byte is 0 is Confluent-framed Avro and the schema id gives the type
+ * (ids 1-3); a payload starting with '{' (after white space) is JSON and the
+ * type comes from its "type" field, else from default_type.
+ * Fills *ev (src_* and ivt_* are left zero). On rejection returns -1, points
+ * *reason at one of the SG_ERR_* codes and writes a human-readable detail
+ * (naming the field) into detail.
+ */
+int sg_codec_decode_input(sg_codec_t *codec, const void *buf, size_t len,
+                          sg_event_type_t default_type, sg_event_t *ev,
+                          const char **reason, char *detail,
+                          size_t detail_size);
+
+/*
+ * Encoders write into buf (capacity bufsize) and return the number of bytes
+ * written, or -1 if it does not fit or the value is not encodable (errstr in
+ * the codec: sg_codec_error()). Avro output is Confluent-framed.
+ */
+int sg_codec_encode_input(sg_codec_t *codec, sg_format_t fmt,
+                          const sg_event_t *ev, void *buf, size_t bufsize);
+int sg_codec_encode_normalized(sg_codec_t *codec, const sg_event_t *ev,
+                               void *buf, size_t bufsize);
+int sg_codec_encode_snapshot(sg_codec_t *codec, const sg_snapshot_t *s,
+                             void *buf, size_t bufsize);
+int sg_codec_encode_decision(sg_codec_t *codec, sg_format_t fmt,
+                             const sg_decision_t *d, void *buf,
+                             size_t bufsize);
+/* ChannelKpi row (schema 7): the snapshot's counters plus derived ratios. */
+int sg_codec_encode_kpi(sg_codec_t *codec, sg_format_t fmt,
+                        const sg_snapshot_t *s, void *buf, size_t bufsize);
+
+/*
+ * Decoders of the internal topics (Avro, Confluent framing, expected id).
+ * Return 0, or -1 with sg_codec_error() set.
+ */
+int sg_codec_decode_normalized(sg_codec_t *codec, const void *buf,
+                               size_t len, sg_event_t *ev);
+int sg_codec_decode_snapshot(sg_codec_t *codec, const void *buf, size_t len,
+                             sg_snapshot_t *s);
+/* Accepts Avro (id 6) or JSON. */
+int sg_codec_decode_decision(sg_codec_t *codec, const void *buf, size_t len,
+                             sg_decision_t *d);
+/* Accepts Avro (id 7) or JSON; ratios are recomputed, not read. */
+int sg_codec_decode_kpi(sg_codec_t *codec, const void *buf, size_t len,
+                        sg_snapshot_t *s);
+
+/* The last error of an encoder or internal decoder. */
+const char *sg_codec_error(const sg_codec_t *codec);
+
+#endif
