@@ -140,8 +140,8 @@ typedef struct sg_decision {
         } budgets[SG_DECISION_MAX_BUDGETS];
 } sg_decision_t;
 
-/* Derived ratios; each returns 0 and leaves *out alone when the
- * denominator is zero. */
+/* Derived ratios: each returns 1 and sets *out, or returns 0 and leaves
+ * *out alone when the denominator is zero (the ratio is undefined). */
 int sg_counters_ctr(const sg_counters_t *c, double *out);
 int sg_counters_cvr(const sg_counters_t *c, double *out);
 int sg_counters_cpa(const sg_counters_t *c, double *out); /* micros */

@@ -1,0 +1,530 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+
+#define F(name, type, def, min, max, member, env, desc)                        \
+        {name,        type, def, min, max, offsetof(sg_conf_t, member),        \
+         sizeof(((sg_conf_t *)0)->member), env, desc}
+#define STR(name, def, member, env, desc)                                      \
+        F(name, SG_CONF_STR, def, 0, 0, member, env, desc)
+#define PATHF(name, def, member, desc)                                         \
+        F(name, SG_CONF_PATH, def, 0, 0, member, NULL, desc)
+#define INT(name, def, min, max, member, desc)                                 \
+        F(name, SG_CONF_INT, def, min, max, member, NULL, desc)
+#define INT64(name, def, min, max, member, desc)                               \
+        F(name, SG_CONF_INT64, def, min, max, member, NULL, desc)
+
+const sg_conf_field_t sg_conf_fields[] = {
+    STR("brokers", "127.0.0.1:9092", brokers, "SG_BROKERS",
+        "Kafka bootstrap servers (host:port,...)"),
+    STR("redis", "redis://127.0.0.1:6379/0", redis, "SG_REDIS",
+        "Redis URL: redis://[:password@]host:port/db or unix:///path.sock"),
+    STR("group_prefix", "spendguard", group_prefix, "SG_GROUP_PREFIX",
+        "consumer group prefix; a stage's group is <prefix>.<stage>"),
+    PATHF("schemas_dir", "schemas", schemas_dir,
+          "folder of the .avsc schemas"),
+    STR("log_level", "info", log_level, "SG_LOG_LEVEL",
+        "debug | info | warn | error"),
+
+    STR("topics.impressions", "ad-impressions", topics.impressions, NULL,
+        "input topic; default event type impression"),
+    STR("topics.clicks", "ad-clicks", topics.clicks, NULL,
+        "input topic; default event type click"),
+    STR("topics.conversions", "ad-conversions", topics.conversions, NULL,
+        "input topic; default event type conversion"),
+    STR("topics.events", "sg.events", topics.events, NULL,
+        "normalized events (ingest -> aggregate), key = channel"),
+    STR("topics.deadletter", "sg.deadletter", topics.deadletter, NULL,
+        "rejected records with sg.error, sg.detail, sg.src headers"),
+    STR("topics.aggregates", "sg.aggregates", topics.aggregates, NULL,
+        "aggregate snapshots (aggregate -> rules, sink)"),
+    STR("topics.decisions", "sg.decisions", topics.decisions, NULL,
+        "decisions (rules -> sink)"),
+    STR("topics.out_decisions", "ad-decisions", topics.out_decisions, NULL,
+        "decisions for bidders, delivered once per decision id"),
+    STR("topics.kpis", "channel-kpis", topics.kpis, NULL,
+        "one final KPI row per scope per closed window, for BI"),
+
+    INT("ingest.batch_size", "2000", 1, 100000, ingest.batch_size,
+        "records per batch (offsets are committed per batch)"),
+    INT("ingest.batch_ms", "100", 1, 60000, ingest.batch_ms,
+        "longest wait to fill a batch, ms"),
+    INT("ingest.future_tolerance_s", "300", 0, 86400,
+        ingest.future_tolerance_s,
+        "event_time further ahead of the clock is rejected (future_time)"),
+    INT("ingest.max_message_bytes", "65536", 64, 16777216,
+        ingest.max_message_bytes, "larger input records are rejected"),
+    INT64("ingest.max_money_micros", "1000000000000", 1, INT64_MAX,
+          ingest.max_money_micros,
+          "cost or revenue above this is an absurd amount (bad_value)"),
+
+    INT("aggregate.batch_size", "5000", 1, 100000, aggregate.batch_size,
+        "events per batch (one Redis script call per batch)"),
+    INT("aggregate.batch_ms", "100", 1, 60000, aggregate.batch_ms,
+        "longest wait to fill a batch, ms"),
+    INT("aggregate.bucket_s", "10", 1, 3600, aggregate.bucket_s,
+        "event-time bucket width, seconds"),
+    INT("aggregate.window_s", "60", 1, 86400, aggregate.window_s,
+        "rolling window of the snapshots sent to rules (multiple of "
+        "bucket_s)"),
+    INT("aggregate.kpi_window_s", "60", 1, 86400, aggregate.kpi_window_s,
+        "tumbling window of the final KPI rows (multiple of bucket_s)"),
+    INT("aggregate.lateness_s", "30", 0, 86400, aggregate.lateness_s,
+        "allowed lateness: watermark = max event time - lateness"),
+    INT("aggregate.retention_s", "172800", 60, 31536000,
+        aggregate.retention_s, "TTL of bucket keys in Redis"),
+
+    PATHF("rules.file", "config/rules.yaml", rules.file, "the rules file"),
+    INT("rules.batch_ms", "100", 1, 60000, rules.batch_ms,
+        "longest wait to fill a batch, ms"),
+
+    STR("sink.format", "avro", sink.format, NULL,
+        "ad-decisions and channel-kpis encoding: avro | json"),
+    INT("sink.dedupe_ttl_s", "604800", 60, 31536000, sink.dedupe_ttl_s,
+        "how long delivered decision ids are remembered"),
+    INT("sink.decision_log_len", "1000", 1, 1000000, sink.decision_log_len,
+        "decisions kept in the Redis decision log (sg-ctl)"),
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+static const sg_conf_field_t *field_find(const char *name)
+{
+        for (const sg_conf_field_t *f = sg_conf_fields; f->name; f++)
+                if (strcmp(f->name, name) == 0)
+                        return f;
+        return NULL;
+}
+
+void sg_conf_path(const sg_conf_t *conf, const char *rel, char *out,
+                  size_t out_size)
+{
+        if (rel[0] == '/' || conf->dir[0] == '\0')
+                snprintf(out, out_size, "%s", rel);
+        else
+                snprintf(out, out_size, "%s/%s", conf->dir, rel);
+}
+
+static int parse_int64(const char *s, int64_t *out)
+{
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || end == s || *end != '\0')
+                return -1;
+        *out = v;
+        return 0;
+}
+
+/* Sets one field from text; from_file says whether paths are relative to
+ * the config file. */
+static int field_set(sg_conf_t *conf, const sg_conf_field_t *f,
+                     const char *value, int from_file, char *errstr,
+                     size_t errstr_size)
+{
+        char *dst = (char *)conf + f->offset;
+        int64_t v;
+
+        switch (f->type) {
+        case SG_CONF_STR:
+        case SG_CONF_PATH:
+                if (f->type == SG_CONF_PATH && from_file) {
+                        char tmp[PATH_MAX];
+                        sg_conf_path(conf, value, tmp, sizeof(tmp));
+                        value = tmp;
+                        if (strlen(value) >= f->size)
+                                goto too_long;
+                        memcpy(dst, value, strlen(value) + 1);
+                        return 0;
+                }
+                if (strlen(value) >= f->size)
+                        goto too_long;
+                memcpy(dst, value, strlen(value) + 1);
+                return 0;
+        case SG_CONF_INT:
+        case SG_CONF_INT64:
+                if (parse_int64(value, &v) == -1) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: \"%s\" is not an integer", f->name,
+                                 value);
+                        return -1;
+                }
+                if (v < f->min || v > f->max) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: %" PRId64
+                                 " is out of range [%" PRId64 ", %" PRId64 "]",
+                                 f->name, v, f->min, f->max);
+                        return -1;
+                }
+                if (f->type == SG_CONF_INT)
+                        *(int *)dst = (int)v;
+                else
+                        *(int64_t *)dst = v;
+                return 0;
+        }
+        return -1;
+too_long:
+        snprintf(errstr, errstr_size, "%s: value longer than %zu bytes",
+                 f->name, f->size - 1);
+        return -1;
+}
+
+static int apply_kafka(sg_conf_t *conf, const sg_yaml_node_t *map,
+                       const char *name, char *errstr, size_t errstr_size)
+{
+        if (map->type != SG_YAML_MAP) {
+                snprintf(errstr, errstr_size,
+                         "%s:%d: kafka: must be a map of librdkafka "
+                         "properties",
+                         name, map->line);
+                return -1;
+        }
+        for (const sg_yaml_node_t *c = map->child; c; c = c->next) {
+                int i;
+
+                if (c->type != SG_YAML_SCALAR) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: kafka.%s: must be a scalar", name,
+                                 c->line, c->key);
+                        return -1;
+                }
+                if (strlen(c->key) >= sizeof(conf->kafka[0].name) ||
+                    strlen(c->value) >= sizeof(conf->kafka[0].value)) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: kafka.%s: too long", name, c->line,
+                                 c->key);
+                        return -1;
+                }
+                for (i = 0; i < conf->kafka_cnt; i++)
+                        if (strcmp(conf->kafka[i].name, c->key) == 0)
+                                break;
+                if (i == conf->kafka_cnt) {
+                        if (conf->kafka_cnt == SG_CONF_MAX_KAFKA) {
+                                snprintf(errstr, errstr_size,
+                                         "%s:%d: kafka: more than %d "
+                                         "properties",
+                                         name, c->line, SG_CONF_MAX_KAFKA);
+                                return -1;
+                        }
+                        conf->kafka_cnt++;
+                }
+                strcpy(conf->kafka[i].name, c->key);
+                strcpy(conf->kafka[i].value, c->value);
+        }
+        return 0;
+}
+
+static int apply_channels(sg_conf_t *conf, const sg_yaml_node_t *seq,
+                          const char *name, char *errstr, size_t errstr_size)
+{
+        if (seq->type != SG_YAML_SEQ) {
+                snprintf(errstr, errstr_size,
+                         "%s:%d: channels: must be a list", name, seq->line);
+                return -1;
+        }
+        conf->channel_cnt = 0;
+        for (const sg_yaml_node_t *c = seq->child; c; c = c->next) {
+                sg_channel_conf_t *ch;
+
+                if (conf->channel_cnt == SG_CONF_MAX_CHANNELS) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: channels: more than %d", name,
+                                 c->line, SG_CONF_MAX_CHANNELS);
+                        return -1;
+                }
+                if (c->type != SG_YAML_MAP) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: channels: each entry must be a map "
+                                 "with name, budget_micros, "
+                                 "target_cpa_micros",
+                                 name, c->line);
+                        return -1;
+                }
+                ch = &conf->channels[conf->channel_cnt];
+                memset(ch, 0, sizeof(*ch));
+                for (const sg_yaml_node_t *k = c->child; k; k = k->next) {
+                        int64_t v = 0;
+
+                        if (k->type != SG_YAML_SCALAR)
+                                goto bad_key;
+                        if (strcmp(k->key, "name") == 0) {
+                                if (k->value[0] == '\0' ||
+                                    strlen(k->value) >= sizeof(ch->name))
+                                        goto bad_value;
+                                strcpy(ch->name, k->value);
+                                continue;
+                        }
+                        if (parse_int64(k->value, &v) == -1 || v < 0)
+                                goto bad_value;
+                        if (strcmp(k->key, "budget_micros") == 0)
+                                ch->budget_micros = v;
+                        else if (strcmp(k->key, "target_cpa_micros") == 0)
+                                ch->target_cpa_micros = v;
+                        else
+                                goto bad_key;
+                        continue;
+                bad_key:
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: channels: unknown key %s", name,
+                                 k->line, k->key);
+                        return -1;
+                bad_value:
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: channels.%s: bad value \"%s\"", name,
+                                 k->line, k->key,
+                                 k->value ? k->value : "");
+                        return -1;
+                }
+                if (ch->name[0] == '\0') {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: channels: entry without a name",
+                                 name, c->line);
+                        return -1;
+                }
+                if (sg_conf_channel(conf, ch->name)) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: channels: %s is listed twice", name,
+                                 c->line, ch->name);
+                        return -1;
+                }
+                conf->channel_cnt++;
+        }
+        return 0;
+}
+
+int sg_conf_apply(sg_conf_t *conf, const sg_yaml_node_t *root,
+                  const char *name, char *errstr, size_t errstr_size)
+{
+        char key[256], why[256];
+
+        if (root->type != SG_YAML_MAP) {
+                snprintf(errstr, errstr_size,
+                         "%s:%d: the config must be a map", name, root->line);
+                return -1;
+        }
+        for (const sg_yaml_node_t *e = root->child; e; e = e->next) {
+                const sg_yaml_node_t *leaf = e;
+                const sg_conf_field_t *f;
+
+                if (strcmp(e->key, "kafka") == 0) {
+                        if (apply_kafka(conf, e, name, errstr, errstr_size))
+                                return -1;
+                        continue;
+                }
+                if (strcmp(e->key, "channels") == 0) {
+                        if (apply_channels(conf, e, name, errstr,
+                                           errstr_size))
+                                return -1;
+                        continue;
+                }
+                if (e->type == SG_YAML_MAP) {
+                        /* A section: every entry is section.key. */
+                        for (leaf = e->child; leaf; leaf = leaf->next) {
+                                snprintf(key, sizeof(key), "%s.%s", e->key,
+                                         leaf->key);
+                                f = field_find(key);
+                                if (!f || leaf->type != SG_YAML_SCALAR)
+                                        goto unknown;
+                                if (field_set(conf, f, leaf->value, 1, why,
+                                              sizeof(why)))
+                                        goto bad;
+                        }
+                        continue;
+                }
+                snprintf(key, sizeof(key), "%s", e->key);
+                f = field_find(key);
+                if (!f || f->name[strcspn(f->name, ".")] == '.' ||
+                    e->type != SG_YAML_SCALAR)
+                        goto unknown;
+                if (field_set(conf, f, e->value, 1, why, sizeof(why)))
+                        goto bad;
+                continue;
+        unknown:
+                snprintf(errstr, errstr_size,
+                         "%s:%d: unknown key %s (see --help for the keys)",
+                         name, leaf->line, key);
+                return -1;
+        bad:
+                snprintf(errstr, errstr_size, "%s:%d: %s", name, leaf->line,
+                         why);
+                return -1;
+        }
+        return 0;
+}
+
+static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
+{
+        const char *name = conf->path[0] ? conf->path : "config";
+        int bs = conf->aggregate.bucket_s;
+
+        if (conf->aggregate.window_s % bs || conf->aggregate.kpi_window_s % bs) {
+                snprintf(errstr, errstr_size,
+                         "%s: aggregate.window_s and aggregate.kpi_window_s "
+                         "must be multiples of aggregate.bucket_s (%d)",
+                         name, bs);
+                return -1;
+        }
+        if (strcmp(conf->sink.format, "avro") &&
+            strcmp(conf->sink.format, "json")) {
+                snprintf(errstr, errstr_size,
+                         "%s: sink.format: \"%s\" is not avro or json", name,
+                         conf->sink.format);
+                return -1;
+        }
+        if (strcmp(conf->log_level, "debug") && strcmp(conf->log_level, "info") &&
+            strcmp(conf->log_level, "warn") && strcmp(conf->log_level, "error")) {
+                snprintf(errstr, errstr_size,
+                         "%s: log_level: \"%s\" is not debug, info, warn or "
+                         "error",
+                         name, conf->log_level);
+                return -1;
+        }
+        if (strncmp(conf->redis, "redis://", 8) &&
+            strncmp(conf->redis, "unix://", 7)) {
+                snprintf(errstr, errstr_size,
+                         "%s: redis: \"%s\" is not a redis:// or unix:// URL",
+                         name, conf->redis);
+                return -1;
+        }
+        return 0;
+}
+
+int sg_conf_load(sg_conf_t *conf, const char *path, char *errstr,
+                 size_t errstr_size)
+{
+        sg_yaml_node_t *root = NULL;
+        char why[256];
+
+        memset(conf, 0, sizeof(*conf));
+        for (const sg_conf_field_t *f = sg_conf_fields; f->name; f++)
+                if (field_set(conf, f, f->def, 0, errstr, errstr_size))
+                        return -1;
+
+        if (!path)
+                path = getenv("SG_CONFIG");
+        if (!path && access("config/spendguard.yaml", R_OK) == 0)
+                path = "config/spendguard.yaml";
+        if (path) {
+                const char *slash;
+
+                if (strlen(path) >= sizeof(conf->path)) {
+                        snprintf(errstr, errstr_size, "%s: path too long",
+                                 path);
+                        return -1;
+                }
+                strcpy(conf->path, path);
+                slash = strrchr(path, '/');
+                if (slash)
+                        snprintf(conf->dir, sizeof(conf->dir), "%.*s",
+                                 (int)(slash - path), path);
+                else
+                        strcpy(conf->dir, ".");
+                root = sg_yaml_load_file(path, errstr, errstr_size);
+                if (!root)
+                        return -1;
+                if (sg_conf_apply(conf, root, path, errstr, errstr_size)) {
+                        sg_yaml_free(root);
+                        return -1;
+                }
+                sg_yaml_free(root);
+        }
+
+        for (const sg_conf_field_t *f = sg_conf_fields; f->name; f++) {
+                const char *v = f->env ? getenv(f->env) : NULL;
+
+                if (v && field_set(conf, f, v, 0, why, sizeof(why))) {
+                        snprintf(errstr, errstr_size, "$%s: %s", f->env, why);
+                        return -1;
+                }
+        }
+        return validate(conf, errstr, errstr_size);
+}
+
+const sg_channel_conf_t *sg_conf_channel(const sg_conf_t *conf,
+                                         const char *name)
+{
+        for (int i = 0; i < conf->channel_cnt; i++)
+                if (strcmp(conf->channels[i].name, name) == 0)
+                        return &conf->channels[i];
+        return NULL;
+}
+
+static int has_prefix(const char *name, const char *const *prefixes)
+{
+        for (; *prefixes; prefixes++) {
+                size_t n = strlen(*prefixes);
+
+                if (n == 0 ? strchr(name, '.') == NULL
+                           : strncmp(name, *prefixes, n) == 0)
+                        return 1;
+        }
+        return 0;
+}
+
+void sg_conf_print_help(FILE *fp, const char *const *prefixes)
+{
+        for (const sg_conf_field_t *f = sg_conf_fields; f->name; f++) {
+                if (!has_prefix(f->name, prefixes))
+                        continue;
+                fprintf(fp, "  %-28s %s (default: %s%s%s)\n", f->name,
+                        f->desc, f->def, f->env ? "; env " : "",
+                        f->env ? f->env : "");
+        }
+}
+
+static const char *type_name(sg_conf_type_t t)
+{
+        switch (t) {
+        case SG_CONF_STR:
+                return "string";
+        case SG_CONF_PATH:
+                return "path";
+        case SG_CONF_INT:
+        case SG_CONF_INT64:
+                return "integer";
+        }
+        return "?";
+}
+
+void sg_conf_write_reference(FILE *fp)
+{
+        fprintf(fp,
+                "# Configuration reference\n\n"
+                "Generated from the table in `lib/conf.c` by "
+                "`sg-ctl config-reference`; a test fails when this file "
+                "drifts from the code.\n\n"
+                "One YAML file for every stage (`-c FILE`, else "
+                "`$SG_CONFIG`, else `config/spendguard.yaml`). A dotted key "
+                "`a.b` is key `b` in the section `a:`. Relative paths in the "
+                "file resolve against the file's folder. Environment "
+                "variables beat the file.\n\n"
+                "| key | type | default | range | env | description |\n"
+                "|---|---|---|---|---|---|\n");
+        for (const sg_conf_field_t *f = sg_conf_fields; f->name; f++) {
+                char range[64] = "";
+
+                if (f->type == SG_CONF_INT || f->type == SG_CONF_INT64)
+                        snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64,
+                                 f->min, f->max);
+                fprintf(fp, "| `%s` | %s | `%s` | %s | %s | %s |\n", f->name,
+                        type_name(f->type), f->def, range,
+                        f->env ? f->env : "", f->desc);
+        }
+        fprintf(fp,
+                "\n## `kafka:` (map)\n\nAny librdkafka property, passed "
+                "through verbatim to every consumer and producer, e.g. "
+                "`security.protocol: SASL_SSL`, `sasl.mechanisms: PLAIN`, "
+                "`fetch.wait.max.ms: 10`.\n\n"
+                "## `channels:` (list)\n\nOne entry per paid-media channel:\n\n"
+                "| key | type | description |\n|---|---|---|\n"
+                "| `name` | string | channel name as it appears in events |\n"
+                "| `budget_micros` | integer | daily budget in micros of "
+                "the account currency |\n"
+                "| `target_cpa_micros` | integer | target cost per "
+                "acquisition in micros (0 = none) |\n");
+}

@@ -1,0 +1,414 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "stage.h"
+
+struct sg_producer {
+        rd_kafka_t *rk;
+        /* Delivery accounting since the last flush (the delivery report
+         * callback runs on the thread that polls, so no locking). */
+        int64_t inflight;
+        int64_t failed;
+};
+
+struct sg_consumer {
+        rd_kafka_t *rk;
+        sg_rebalance_fn *on_rebalance;
+        void *opaque;
+};
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
+{
+        char q[1024];
+        sg_log_level_t l = level <= 3   ? SG_LOG_ERROR
+                           : level <= 4 ? SG_LOG_WARN
+                           : level <= 6 ? SG_LOG_INFO
+                                        : SG_LOG_DEBUG;
+
+        sg_log(l, "event=rdkafka client=%s fac=%s msg=%s", rd_kafka_name(rk),
+               fac, sg_log_quote(q, sizeof(q), buf));
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque)
+{
+        char q[1024];
+
+        sg_warn("event=kafka_error client=%s err=%s reason=%s",
+                rd_kafka_name(rk), rd_kafka_err2name(err),
+                sg_log_quote(q, sizeof(q), reason));
+}
+
+/* The common part of both clients' configs. */
+static rd_kafka_conf_t *conf_new(const sg_conf_t *conf, const char *client_id,
+                                 char *errstr, size_t errstr_size)
+{
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+
+        if (rd_kafka_conf_set(kc, "bootstrap.servers", conf->brokers, errstr,
+                              errstr_size) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(kc, "client.id", client_id, errstr,
+                              errstr_size) != RD_KAFKA_CONF_OK)
+                goto err;
+        rd_kafka_conf_set_log_cb(kc, log_cb);
+        rd_kafka_conf_set_error_cb(kc, error_cb);
+        return kc;
+err:
+        rd_kafka_conf_destroy(kc);
+        return NULL;
+}
+
+/* The kafka: map goes last so that it can override our defaults. */
+static int conf_passthrough(rd_kafka_conf_t *kc, const sg_conf_t *conf,
+                            char *errstr, size_t errstr_size)
+{
+        for (int i = 0; i < conf->kafka_cnt; i++) {
+                char why[256];
+
+                if (rd_kafka_conf_set(kc, conf->kafka[i].name,
+                                      conf->kafka[i].value, why,
+                                      sizeof(why)) != RD_KAFKA_CONF_OK) {
+                        snprintf(errstr, errstr_size, "kafka.%s: %s",
+                                 conf->kafka[i].name, why);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+static int conf_set_all(rd_kafka_conf_t *kc, const char *const *kv,
+                        char *errstr, size_t errstr_size)
+{
+        for (; kv[0]; kv += 2)
+                if (rd_kafka_conf_set(kc, kv[0], kv[1], errstr,
+                                      errstr_size) != RD_KAFKA_CONF_OK)
+                        return -1;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- producer */
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque)
+{
+        sg_producer_t *p = opaque;
+
+        p->inflight--;
+        if (m->err) {
+                p->failed++;
+                sg_error("event=delivery_failed topic=%s partition=%d "
+                         "err=%s",
+                         rd_kafka_topic_name(m->rkt), m->partition,
+                         rd_kafka_err2name(m->err));
+        }
+}
+
+sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
+                               char *errstr, size_t errstr_size)
+{
+        static const char *const defaults[] = {
+            "enable.idempotence", "true", "acks", "all", "linger.ms", "5",
+            "compression.type", "lz4", NULL};
+        sg_producer_t *p = calloc(1, sizeof(*p));
+        rd_kafka_conf_t *kc;
+
+        if (!p) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        kc = conf_new(conf, client_id, errstr, errstr_size);
+        if (!kc)
+                goto err;
+        if (conf_set_all(kc, defaults, errstr, errstr_size) ||
+            conf_passthrough(kc, conf, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(kc);
+                goto err;
+        }
+        rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
+        rd_kafka_conf_set_opaque(kc, p);
+        /* rd_kafka_new() takes ownership of kc on success only. */
+        p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
+        if (!p->rk) {
+                rd_kafka_conf_destroy(kc);
+                goto err;
+        }
+        return p;
+err:
+        free(p);
+        return NULL;
+}
+
+void sg_producer_destroy(sg_producer_t *p)
+{
+        if (!p)
+                return;
+        if (rd_kafka_flush(p->rk, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                sg_warn("event=producer_close outq=%d msg=\"messages not "
+                        "delivered at close\"",
+                        rd_kafka_outq_len(p->rk));
+        rd_kafka_destroy(p->rk);
+        free(p);
+}
+
+rd_kafka_t *sg_producer_handle(sg_producer_t *p)
+{
+        return p->rk;
+}
+
+int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
+                     const void *key, size_t key_len, const void *value,
+                     size_t value_len, rd_kafka_headers_t *hdrs)
+{
+        for (;;) {
+                rd_kafka_resp_err_t err = rd_kafka_producev(
+                    p->rk, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_PARTITION(partition),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_KEY((void *)key, key_len),
+                    RD_KAFKA_V_VALUE((void *)value, value_len),
+                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+
+                if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        p->inflight++;
+                        return 0;
+                }
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                        /* Back-pressure: serve delivery reports, retry. */
+                        rd_kafka_poll(p->rk, 10);
+                        continue;
+                }
+                if (hdrs)
+                        rd_kafka_headers_destroy(hdrs);
+                sg_error("event=produce_failed topic=%s err=%s", topic,
+                         rd_kafka_err2name(err));
+                return -1;
+        }
+}
+
+int sg_producer_flush(sg_producer_t *p, int timeout_ms)
+{
+        int64_t deadline = sg_mono_ms() + timeout_ms;
+        int failed;
+
+        while (p->inflight > 0) {
+                int64_t left = deadline - sg_mono_ms();
+
+                if (left <= 0)
+                        return -1;
+                rd_kafka_flush(p->rk, left > 100 ? 100 : (int)left);
+                rd_kafka_poll(p->rk, 0);
+        }
+        failed = (int)p->failed;
+        p->failed = 0;
+        return failed;
+}
+
+void sg_producer_poll(sg_producer_t *p)
+{
+        rd_kafka_poll(p->rk, 0);
+}
+
+/* ---------------------------------------------------------------- consumer */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        sg_consumer_t *c = opaque;
+        int assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+
+        sg_info("event=%s partitions=%d", assign ? "assigned" : "revoked",
+                parts->cnt);
+        if (c->on_rebalance)
+                c->on_rebalance(c->opaque, assign, parts);
+        if (assign)
+                rd_kafka_assign(rk, parts);
+        else
+                rd_kafka_assign(rk, NULL);
+}
+
+sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
+                               const char *const *topics, int topic_cnt,
+                               sg_rebalance_fn *on_rebalance, void *opaque,
+                               char *errstr, size_t errstr_size)
+{
+        static const char *const defaults[] = {
+            "enable.auto.commit", "false", "auto.offset.reset", "earliest",
+            "enable.partition.eof", "false", NULL};
+        sg_consumer_t *c = calloc(1, sizeof(*c));
+        rd_kafka_topic_partition_list_t *subs;
+        rd_kafka_resp_err_t err;
+        rd_kafka_conf_t *kc;
+        char group[192], client[192];
+
+        if (!c) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        c->on_rebalance = on_rebalance;
+        c->opaque = opaque;
+        snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
+        snprintf(client, sizeof(client), "sg-%s", stage);
+        kc = conf_new(conf, client, errstr, errstr_size);
+        if (!kc)
+                goto err;
+        if (rd_kafka_conf_set(kc, "group.id", group, errstr, errstr_size) ||
+            conf_set_all(kc, defaults, errstr, errstr_size) ||
+            conf_passthrough(kc, conf, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(kc);
+                goto err;
+        }
+        rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+        rd_kafka_conf_set_opaque(kc, c);
+        c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+        if (!c->rk) {
+                rd_kafka_conf_destroy(kc);
+                goto err;
+        }
+        rd_kafka_poll_set_consumer(c->rk);
+        subs = rd_kafka_topic_partition_list_new(topic_cnt);
+        for (int i = 0; i < topic_cnt; i++)
+                rd_kafka_topic_partition_list_add(subs, topics[i],
+                                                  RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(c->rk, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
+        if (err) {
+                snprintf(errstr, errstr_size, "subscribe: %s",
+                         rd_kafka_err2str(err));
+                rd_kafka_destroy(c->rk);
+                goto err;
+        }
+        return c;
+err:
+        free(c);
+        return NULL;
+}
+
+void sg_consumer_destroy(sg_consumer_t *c)
+{
+        if (!c)
+                return;
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+        free(c);
+}
+
+rd_kafka_t *sg_consumer_handle(sg_consumer_t *c)
+{
+        return c->rk;
+}
+
+int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
+                      int timeout_ms)
+{
+        int64_t deadline = sg_mono_ms() + timeout_ms;
+        int n = 0;
+
+        while (n < max && !sg_stop) {
+                int64_t left = deadline - sg_mono_ms();
+                rd_kafka_message_t *m;
+
+                if (left < 0)
+                        left = 0;
+                /* Short polls so that a stop signal is noticed. */
+                m = rd_kafka_consumer_poll(c->rk,
+                                           left > 100 ? 100 : (int)left);
+                if (!m) {
+                        if (left == 0)
+                                break;
+                        continue;
+                }
+                if (m->err) {
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                sg_warn("event=consume_error topic=%s "
+                                        "partition=%d err=%s",
+                                        m->rkt ? rd_kafka_topic_name(m->rkt)
+                                               : "-",
+                                        m->partition,
+                                        rd_kafka_err2name(m->err));
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                msgs[n++] = m;
+        }
+        return n;
+}
+
+void sg_consumer_batch_free(rd_kafka_message_t **msgs, int cnt)
+{
+        for (int i = 0; i < cnt; i++)
+                rd_kafka_message_destroy(msgs[i]);
+}
+
+/* Per partition of msgs, the lowest (first) or highest offset. */
+static rd_kafka_topic_partition_list_t *
+batch_offsets(rd_kafka_message_t **msgs, int cnt, int highest)
+{
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(cnt > 16 ? 16 : cnt);
+
+        for (int i = 0; i < cnt; i++) {
+                const char *t = rd_kafka_topic_name(msgs[i]->rkt);
+                rd_kafka_topic_partition_t *tp =
+                    rd_kafka_topic_partition_list_find(l, t,
+                                                       msgs[i]->partition);
+                int64_t off = msgs[i]->offset + (highest ? 1 : 0);
+
+                if (!tp) {
+                        tp = rd_kafka_topic_partition_list_add(
+                            l, t, msgs[i]->partition);
+                        tp->offset = off;
+                } else if (highest ? off > tp->offset : off < tp->offset) {
+                        tp->offset = off;
+                }
+        }
+        return l;
+}
+
+int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)
+{
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_resp_err_t err;
+
+        if (cnt == 0)
+                return 0;
+        l = batch_offsets(msgs, cnt, 1);
+        err = rd_kafka_commit(c->rk, l, 0 /* sync */);
+        rd_kafka_topic_partition_list_destroy(l);
+        if (err) {
+                sg_warn("event=commit_failed err=%s", rd_kafka_err2name(err));
+                return -1;
+        }
+        return 0;
+}
+
+int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)
+{
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_error_t *error;
+        int rc = 0;
+
+        if (cnt == 0)
+                return 0;
+        l = batch_offsets(msgs, cnt, 0);
+        error = rd_kafka_seek_partitions(c->rk, l, 5000);
+        if (error) {
+                sg_error("event=rewind_failed err=%s",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                rc = -1;
+        }
+        for (int i = 0; rc == 0 && i < l->cnt; i++) {
+                if (l->elems[i].err) {
+                        sg_error("event=rewind_failed topic=%s partition=%d "
+                                 "err=%s",
+                                 l->elems[i].topic, l->elems[i].partition,
+                                 rd_kafka_err2name(l->elems[i].err));
+                        rc = -1;
+                }
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        return rc;
+}

@@ -1,0 +1,87 @@
+/*
+ * Kafka consumer and producer wrappers over librdkafka: the config's
+ * brokers and kafka: map applied, librdkafka's logs routed through sg_log,
+ * manual offset commits, and per-batch delivery accounting so a stage can
+ * commit its input only after everything it produced is acknowledged.
+ */
+#ifndef SG_KAFKA_H
+#define SG_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "conf.h"
+
+/* ---------------------------------------------------------------- producer */
+
+typedef struct sg_producer sg_producer_t;
+
+/*
+ * An idempotent producer (enable.idempotence=true, acks=all), with the
+ * config's kafka: properties on top. NULL and errstr on error.
+ */
+sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
+                               char *errstr, size_t errstr_size);
+void sg_producer_destroy(sg_producer_t *p); /* flushes for up to 10 s */
+
+rd_kafka_t *sg_producer_handle(sg_producer_t *p);
+
+/*
+ * Enqueues one message (copied). partition -1 = by key. hdrs may be NULL; it
+ * is taken over on success and on failure alike. Waits (serving delivery
+ * reports) while the local queue is full. 0, or -1 with the error logged.
+ */
+int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
+                     const void *key, size_t key_len, const void *value,
+                     size_t value_len, rd_kafka_headers_t *hdrs);
+
+/*
+ * Waits until every message sent since the last flush is delivered or has
+ * failed. Returns the number that failed (0 = all acknowledged), or -1 if
+ * they are still in flight after timeout_ms.
+ */
+int sg_producer_flush(sg_producer_t *p, int timeout_ms);
+
+/* Serves delivery reports without blocking. */
+void sg_producer_poll(sg_producer_t *p);
+
+/* ---------------------------------------------------------------- consumer */
+
+typedef struct sg_consumer sg_consumer_t;
+
+/*
+ * Called on every assignment (before it takes effect: the callback may set
+ * each partition's .offset to seek) and revocation.
+ */
+typedef void(sg_rebalance_fn)(void *opaque, int assign,
+                              rd_kafka_topic_partition_list_t *parts);
+
+/*
+ * A consumer in group <group_prefix>.<stage>, subscribed to topics, with
+ * auto commit off and auto.offset.reset=earliest. on_rebalance may be NULL.
+ */
+sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
+                               const char *const *topics, int topic_cnt,
+                               sg_rebalance_fn *on_rebalance, void *opaque,
+                               char *errstr, size_t errstr_size);
+/* Leaves the group (without committing) and frees. Accepts NULL. */
+void sg_consumer_destroy(sg_consumer_t *c);
+
+rd_kafka_t *sg_consumer_handle(sg_consumer_t *c);
+
+/*
+ * Fills msgs with up to max messages, waiting at most timeout_ms for the
+ * first and the rest of the batch. Consumer errors are logged and skipped.
+ * Returns the count; free them with sg_consumer_batch_free().
+ */
+int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
+                      int timeout_ms);
+void sg_consumer_batch_free(rd_kafka_message_t **msgs, int cnt);
+
+/* Synchronously commits, per partition, the highest offset in msgs + 1. */
+int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
+
+/* Rewinds each partition in msgs to its lowest offset there, so the batch
+ * is consumed again. */
+int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
+
+#endif

@@ -1,0 +1,320 @@
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "redis.h"
+#include "stage.h"
+
+struct sg_redis {
+        redisContext *c;
+        char host[256]; /* or the socket path */
+        int port;       /* 0 = unix socket */
+        int db;
+        char password[256];
+        long long commands;
+        long long round_trips;
+};
+
+static int parse_url(sg_redis_t *r, const char *url, char *errstr,
+                     size_t errstr_size)
+{
+        const char *p, *q;
+
+        if (strncmp(url, "unix://", 7) == 0) {
+                p = url + 7;
+                q = strchr(p, '?');
+                if ((size_t)(q ? q - p : (long)strlen(p)) >= sizeof(r->host) ||
+                    *p != '/')
+                        goto bad;
+                snprintf(r->host, sizeof(r->host), "%.*s",
+                         (int)(q ? q - p : (long)strlen(p)), p);
+                while (q && *q) {
+                        q++;
+                        if (strncmp(q, "db=", 3) == 0)
+                                r->db = atoi(q + 3);
+                        else if (strncmp(q, "password=", 9) == 0)
+                                snprintf(r->password, sizeof(r->password),
+                                         "%.*s", (int)strcspn(q + 9, "&"),
+                                         q + 9);
+                        else
+                                goto bad;
+                        q = strchr(q, '&');
+                }
+                return 0;
+        }
+        if (strncmp(url, "redis://", 8) != 0)
+                goto bad;
+        p = url + 8;
+        q = strrchr(p, '@');
+        if (q) {
+                const char *colon = memchr(p, ':', q - p);
+                const char *pw = colon ? colon + 1 : p;
+                snprintf(r->password, sizeof(r->password), "%.*s",
+                         (int)(q - pw), pw);
+                p = q + 1;
+        }
+        r->port = 6379;
+        q = p + strcspn(p, ":/");
+        if (q == p || (size_t)(q - p) >= sizeof(r->host))
+                goto bad;
+        snprintf(r->host, sizeof(r->host), "%.*s", (int)(q - p), p);
+        if (*q == ':') {
+                char *end;
+                long port = strtol(q + 1, &end, 10);
+                if (port <= 0 || port > 65535 || (*end && *end != '/'))
+                        goto bad;
+                r->port = (int)port;
+                q = end;
+        }
+        if (*q == '/' && q[1]) {
+                char *end;
+                r->db = (int)strtol(q + 1, &end, 10);
+                if (*end || r->db < 0)
+                        goto bad;
+        }
+        return 0;
+bad:
+        snprintf(errstr, errstr_size,
+                 "bad Redis URL \"%s\" (want redis://[:password@]host:port/db "
+                 "or unix:///path.sock)",
+                 url);
+        return -1;
+}
+
+/* One connection attempt, with AUTH and SELECT. */
+static int connect_once(sg_redis_t *r, char *errstr, size_t errstr_size)
+{
+        struct timeval tv = {2, 0};
+        redisReply *reply;
+
+        if (r->c) {
+                redisFree(r->c);
+                r->c = NULL;
+        }
+        r->c = r->port ? redisConnectWithTimeout(r->host, r->port, tv)
+                       : redisConnectUnixWithTimeout(r->host, tv);
+        if (!r->c || r->c->err) {
+                snprintf(errstr, errstr_size, "%s",
+                         r->c ? r->c->errstr : "out of memory");
+                goto err;
+        }
+        /* Commands must not hang forever on a dead server. */
+        redisSetTimeout(r->c, (struct timeval){30, 0});
+        if (r->password[0]) {
+                reply = redisCommand(r->c, "AUTH %s", r->password);
+                if (!reply || reply->type == REDIS_REPLY_ERROR) {
+                        snprintf(errstr, errstr_size, "AUTH failed: %s",
+                                 reply ? reply->str : r->c->errstr);
+                        if (reply)
+                                freeReplyObject(reply);
+                        goto err;
+                }
+                freeReplyObject(reply);
+        }
+        if (r->db) {
+                reply = redisCommand(r->c, "SELECT %d", r->db);
+                if (!reply || reply->type == REDIS_REPLY_ERROR) {
+                        snprintf(errstr, errstr_size, "SELECT %d failed",
+                                 r->db);
+                        if (reply)
+                                freeReplyObject(reply);
+                        goto err;
+                }
+                freeReplyObject(reply);
+        }
+        return 0;
+err:
+        if (r->c) {
+                redisFree(r->c);
+                r->c = NULL;
+        }
+        return -1;
+}
+
+static int connect_backoff(sg_redis_t *r, int timeout_ms, char *errstr,
+                           size_t errstr_size)
+{
+        int64_t deadline = sg_mono_ms() + timeout_ms;
+        int delay = 100;
+
+        for (;;) {
+                if (connect_once(r, errstr, errstr_size) == 0)
+                        return 0;
+                sg_warn("event=redis_connect_failed host=%s port=%d "
+                        "retry_ms=%d err=\"%s\"",
+                        r->host, r->port, delay, errstr);
+                if (sg_stop || (timeout_ms && sg_mono_ms() + delay > deadline))
+                        return -1;
+                sg_sleep_ms(delay);
+                delay = delay * 2 > 5000 ? 5000 : delay * 2;
+        }
+}
+
+sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms,
+                         char *errstr, size_t errstr_size)
+{
+        sg_redis_t *r = calloc(1, sizeof(*r));
+
+        if (!r) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        if (parse_url(r, url, errstr, errstr_size) ||
+            connect_backoff(r, connect_timeout_ms, errstr, errstr_size)) {
+                free(r);
+                return NULL;
+        }
+        return r;
+}
+
+void sg_redis_destroy(sg_redis_t *r)
+{
+        if (!r)
+                return;
+        if (r->c)
+                redisFree(r->c);
+        free(r);
+}
+
+int sg_redis_reconnect(sg_redis_t *r)
+{
+        char errstr[256];
+
+        return connect_backoff(r, 0, errstr, sizeof(errstr));
+}
+
+redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
+                          const size_t *argvlen)
+{
+        for (;;) {
+                redisReply *reply = NULL;
+
+                if (r->c) {
+                        r->commands++;
+                        r->round_trips++;
+                        reply = redisCommandArgv(r->c, argc, argv, argvlen);
+                }
+                if (reply)
+                        return reply;
+                sg_warn("event=redis_io_error err=\"%s\"",
+                        r->c ? r->c->errstr : "not connected");
+                if (sg_redis_reconnect(r) == -1)
+                        return NULL;
+        }
+}
+
+redisReply *sg_redis_command(sg_redis_t *r, const char *fmt, ...)
+{
+        for (;;) {
+                redisReply *reply = NULL;
+                va_list ap;
+
+                if (r->c) {
+                        r->commands++;
+                        r->round_trips++;
+                        va_start(ap, fmt);
+                        reply = redisvCommand(r->c, fmt, ap);
+                        va_end(ap);
+                }
+                if (reply)
+                        return reply;
+                sg_warn("event=redis_io_error err=\"%s\"",
+                        r->c ? r->c->errstr : "not connected");
+                if (sg_redis_reconnect(r) == -1)
+                        return NULL;
+        }
+}
+
+int sg_redis_append_argv(sg_redis_t *r, int argc, const char **argv,
+                         const size_t *argvlen)
+{
+        if (!r->c)
+                return -1;
+        r->commands++;
+        return redisAppendCommandArgv(r->c, argc, argv, argvlen) == REDIS_OK
+                   ? 0
+                   : -1;
+}
+
+redisReply *sg_redis_pipeline_get(sg_redis_t *r)
+{
+        void *reply = NULL;
+
+        if (!r->c)
+                return NULL;
+        /* The first read flushes the whole pipeline: one round trip. */
+        if (r->c->obuf && r->c->obuf[0])
+                r->round_trips++;
+        if (redisGetReply(r->c, &reply) != REDIS_OK) {
+                sg_warn("event=redis_io_error err=\"%s\"", r->c->errstr);
+                redisFree(r->c);
+                r->c = NULL;
+                return NULL;
+        }
+        return reply;
+}
+
+redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script,
+                          int nkeys, int argc, const char **argv,
+                          const size_t *argvlen)
+{
+        const char *av[argc + 3];
+        size_t avlen[argc + 3];
+        char nk[16];
+        redisReply *reply;
+
+        snprintf(nk, sizeof(nk), "%d", nkeys);
+        for (;;) {
+                int use_sha = script->sha[0] != '\0';
+
+                av[0] = use_sha ? "EVALSHA" : "EVAL";
+                av[1] = use_sha ? script->sha : script->source;
+                av[2] = nk;
+                avlen[0] = strlen(av[0]);
+                avlen[1] = strlen(av[1]);
+                avlen[2] = strlen(nk);
+                for (int i = 0; i < argc; i++) {
+                        av[i + 3] = argv[i];
+                        avlen[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
+                }
+                if (!use_sha) {
+                        /* Learn the SHA for next time; the EVAL below also
+                         * caches the script on the server. */
+                        redisReply *sha = sg_redis_command(
+                            r, "SCRIPT LOAD %s", script->source);
+                        if (!sha)
+                                return NULL;
+                        if (sha->type == REDIS_REPLY_STRING &&
+                            sha->len == 40) {
+                                memcpy(script->sha, sha->str, 40);
+                                script->sha[40] = '\0';
+                                av[0] = "EVALSHA";
+                                av[1] = script->sha;
+                                avlen[0] = 7;
+                                avlen[1] = 40;
+                        }
+                        freeReplyObject(sha);
+                }
+                reply = sg_redis_argv(r, argc + 3, av, avlen);
+                if (reply && reply->type == REDIS_REPLY_ERROR &&
+                    strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+                        /* The server lost its script cache (restart or
+                         * SCRIPT FLUSH): load it again. */
+                        freeReplyObject(reply);
+                        script->sha[0] = '\0';
+                        continue;
+                }
+                return reply;
+        }
+}
+
+long long sg_redis_commands(const sg_redis_t *r)
+{
+        return r->commands;
+}
+
+long long sg_redis_round_trips(const sg_redis_t *r)
+{
+        return r->round_trips;
+}

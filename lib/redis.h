@@ -1,0 +1,67 @@
+/*
+ * Redis client wrapper over hiredis: redis:// and unix:// URLs (with
+ * password and db), reconnect with exponential backoff, and cached Lua
+ * scripts (EVALSHA, falling back to EVAL on NOSCRIPT).
+ */
+#ifndef SG_REDIS_H
+#define SG_REDIS_H
+
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+typedef struct sg_redis sg_redis_t;
+
+/*
+ * Parses url (redis://[:password@]host[:port][/db] or
+ * unix:///path/to.sock[?db=N][&password=P]) and connects, retrying with
+ * backoff until connected, sg_stop is set, or connect_timeout_ms has passed
+ * (0 = retry until stopped). NULL and errstr on a bad URL or timeout.
+ */
+sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms,
+                         char *errstr, size_t errstr_size);
+void sg_redis_destroy(sg_redis_t *r);
+
+/*
+ * Runs a command. On an I/O error it reconnects with backoff (100 ms
+ * doubling to 5 s, logging each attempt) and retries, until it succeeds or
+ * sg_stop is set (then NULL). A Redis error reply (REDIS_REPLY_ERROR) is
+ * returned as is. The caller frees the reply with freeReplyObject().
+ * Commands are retried after a reconnect, so they must be idempotent (the
+ * batch scripts are: they check the offsets they store).
+ */
+redisReply *sg_redis_command(sg_redis_t *r, const char *fmt, ...);
+redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
+                          const size_t *argvlen);
+
+/*
+ * Pipelining: append commands, then read their replies in order. On an I/O
+ * error while reading, sg_redis_pipeline_get returns NULL; the caller must
+ * redo the whole pipeline (after sg_redis_reconnect).
+ */
+int sg_redis_append_argv(sg_redis_t *r, int argc, const char **argv,
+                         const size_t *argvlen);
+redisReply *sg_redis_pipeline_get(sg_redis_t *r);
+
+/* Reconnects with backoff; 0 when connected, -1 if stopped meanwhile. */
+int sg_redis_reconnect(sg_redis_t *r);
+
+/*
+ * Runs a Lua script by its SHA1, loading it on NOSCRIPT. argv holds the
+ * nkeys keys, then the arguments; binary-safe (argvlen NULL = strlen).
+ * Retries across reconnects like sg_redis_command.
+ */
+typedef struct sg_redis_script {
+        const char *source;
+        char sha[41]; /* filled on first use */
+} sg_redis_script_t;
+
+redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script,
+                          int nkeys, int argc, const char **argv,
+                          const size_t *argvlen);
+
+/* Counters for metrics: commands sent and round trips made. */
+long long sg_redis_commands(const sg_redis_t *r);
+long long sg_redis_round_trips(const sg_redis_t *r);
+
+#endif

@@ -1,0 +1,125 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "stage.h"
+
+volatile sig_atomic_t sg_stop = 0;
+volatile sig_atomic_t sg_reload = 0;
+
+static void on_signal(int sig)
+{
+        if (sig == SIGHUP)
+                sg_reload = 1;
+        else
+                sg_stop = 1;
+}
+
+void sg_stage_signals(void)
+{
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
+static void usage(const sg_stage_desc_t *desc, FILE *fp)
+{
+        fprintf(fp,
+                "Usage: sg-%s [-c FILE] [--help] [--version]\n\n%s\n\n"
+                "Options:\n"
+                "  -c, --config FILE  YAML config (default: $SG_CONFIG, then "
+                "config/spendguard.yaml)\n"
+                "  -h, --help         this help\n"
+                "  -V, --version      print the version\n\n"
+                "Environment: SG_BROKERS, SG_REDIS, SG_GROUP_PREFIX, "
+                "SG_LOG_LEVEL beat the file.\n"
+                "Signals: SIGTERM/SIGINT finish the batch in hand, commit "
+                "and exit 0.\n\n"
+                "Config keys this stage reads:\n",
+                desc->name, desc->summary);
+        sg_conf_print_help(fp, desc->sections);
+        fprintf(fp, "  %-28s %s\n", "kafka.<property>",
+                "any librdkafka property, passed through");
+}
+
+void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
+                   sg_conf_t *conf)
+{
+        static const struct option opts[] = {
+            {"config", required_argument, NULL, 'c'},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {NULL, 0, NULL, 0}};
+        const char *path = NULL;
+        char errstr[512];
+        int c;
+
+        sg_log_init(desc->name);
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'h':
+                        usage(desc, stdout);
+                        exit(0);
+                case 'V':
+                        printf("sg-%s %s\n", desc->name, SG_VERSION);
+                        exit(0);
+                default:
+                        fprintf(stderr,
+                                "sg-%s: unknown option %s (try --help)\n",
+                                desc->name, argv[optind - 1]);
+                        exit(2);
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "sg-%s: unexpected argument %s (try --help)\n",
+                        desc->name, argv[optind]);
+                exit(2);
+        }
+        if (sg_conf_load(conf, path, errstr, sizeof(errstr)) == -1) {
+                fprintf(stderr, "sg-%s: bad config: %s\n", desc->name,
+                        errstr);
+                exit(2);
+        }
+        sg_log_set_level(conf->log_level);
+        sg_stage_signals();
+}
+
+int64_t sg_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sg_mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sg_sleep_ms(int ms)
+{
+        while (ms > 0 && !sg_stop) {
+                int step = ms > 50 ? 50 : ms;
+                struct timespec ts = {0, step * 1000000L};
+
+                nanosleep(&ts, NULL);
+                ms -= step;
+        }
+}
