@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "yaml.h"
+#include "yaml_tree.h"
 
 #define SG_CONF_MAX_CHANNELS 64
 #define SG_CONF_MAX_KAFKA 64

@@ -5,7 +5,7 @@
 
 #include <yaml.h>
 
-#include "yaml.h"
+#include "yaml_tree.h"
 
 /* The recursion limit keeps a hostile file from exhausting the stack. */
 #define YAML_MAX_DEPTH 64

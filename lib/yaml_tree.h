@@ -2,8 +2,8 @@
  * A small YAML document tree over libyaml, for the config and the rules file:
  * scalars, mappings and sequences, each node with its line for error messages.
  */
-#ifndef SG_YAML_H
-#define SG_YAML_H
+#ifndef SG_YAML_TREE_H
+#define SG_YAML_TREE_H
 
 #include <stddef.h>
 

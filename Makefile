@@ -1,0 +1,49 @@
+# spendguard — front for CMake. `make run` and `make test` are the README's
+# quick start; both install missing Debian packages first (tools/deps.sh).
+
+BUILD      ?= build
+SAN_BUILD  ?= build-san
+JOBS       ?= 2
+CMAKE_ARGS ?=
+
+.PHONY: all deps build run test test-fast test-san bench format clean
+
+all: build
+
+deps:
+	@sh tools/deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	@cmake -S . -B $(BUILD) -DSG_WERROR=ON $(CMAKE_ARGS) >/dev/null
+
+build: deps $(BUILD)/Makefile
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@tools/run.sh
+
+# The whole suite, then again under AddressSanitizer + UBSan.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure
+	@$(MAKE) --no-print-directory test-san
+
+test-fast: build
+	@cd $(BUILD) && ctest --output-on-failure -L unit
+
+test-san: deps
+	@cmake -S . -B $(SAN_BUILD) -DSG_WERROR=ON -DSG_SANITIZE=ON \
+		-DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(SAN_BUILD) -j $(JOBS)
+	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure
+
+bench: build
+	@bench/run.sh
+
+format:
+	@clang-format -i lib/*.[ch] ingest/*.[ch] aggregate/*.[ch] rules/*.[ch] \
+		sink/*.[ch] tools/*.c tests/unit/*.c tests/integration/*.[ch]
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD)

@@ -1,0 +1,853 @@
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "codec.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+#include "redis.h"
+#include "stage.h"
+#include "validate.h"
+#include "window.h"
+
+extern const char sg_aggregate_apply_lua[];
+
+#define MAX_PARTITIONS 1024
+#define MAX_SOURCES 256 /* input (topic, partition) pairs per partition */
+#define SCOPE_LEN (2 * SG_NAME_LEN)
+#define OUT_MAX 4096
+
+/* The highest input offset applied, per input (topic, partition): ingest
+ * re-produces events after a crash, and those must count once. */
+typedef struct src_off {
+        char key[SG_TOPIC_LEN + 16]; /* "topic/partition" */
+        int64_t applied;             /* stored in Redis */
+        int64_t pending;             /* in the batch being applied */
+} src_off_t;
+
+/* State of one assigned sg.events partition. */
+typedef struct part {
+        int assigned;
+        int in_batch;        /* has events in the current batch */
+        int64_t next_offset; /* sg.events offset after the batch */
+        int64_t max_t;       /* max event time applied (INT64_MIN: none) */
+        int64_t batch_max_t;
+        src_off_t src[MAX_SOURCES];
+        int src_cnt;
+        int src_dirty[MAX_SOURCES];
+} part_t;
+
+/* One (partition, scope, bucket) of the batch's pre-aggregation. */
+typedef struct entry {
+        int used;
+        int32_t partition;
+        int64_t bucket;
+        char scope[SCOPE_LEN];
+        int64_t n[8]; /* the counters, in the script's field order */
+        int dev_head; /* index into dev_next / dev_ptr, -1 = none */
+        int dev_cnt;
+} entry_t;
+
+/* Strings and argv for one script call, reused between calls. */
+typedef struct argbuf {
+        char *arena;
+        size_t used, cap;
+        const char **argv;
+        size_t *argvlen;
+        int argc, argcap;
+} argbuf_t;
+
+struct sg_aggregate {
+        sg_conf_t conf;
+        sg_codec_t *codec;
+        sg_redis_t *redis;
+        sg_consumer_t *consumer;
+        sg_producer_t *producer;
+        sg_redis_script_t apply;
+
+        rd_kafka_message_t **msgs;
+        sg_event_t *evs;
+        part_t *parts[MAX_PARTITIONS];
+
+        entry_t *table; /* open addressing, power-of-two size */
+        int table_mask;
+        int *used_slots;
+        int used_cnt;
+        const char **dev_ptr;
+        int *dev_next;
+        int dev_cnt;
+
+        argbuf_t args;
+        /* Final windows produced in this batch, ZREM'd once delivered. */
+        char (*closed)[SCOPE_LEN + 24];
+        int32_t *closed_part;
+        int closed_cnt, closed_cap;
+
+        unsigned char out[OUT_MAX];
+        int64_t bucket_ms, window_ms, kpi_ms, lateness_ms;
+
+        sg_counter_t *applied, *skipped, *late, *snapshots, *finals,
+            *scripts, *bad;
+};
+
+/* ------------------------------------------------------------ partitions */
+
+static part_t *part_get(sg_aggregate_t *ag, int32_t p)
+{
+        if (p < 0 || p >= MAX_PARTITIONS)
+                return NULL;
+        if (!ag->parts[p]) {
+                ag->parts[p] = calloc(1, sizeof(part_t));
+                if (ag->parts[p])
+                        ag->parts[p]->max_t = INT64_MIN;
+        }
+        return ag->parts[p];
+}
+
+static void prefix(char *buf, size_t size, int32_t p)
+{
+        snprintf(buf, size, "sg:{p%d}:", (int)p);
+}
+
+/* Loads the partition's offsets and watermark from Redis and sets where the
+ * consumer starts: Redis, not the Kafka commit, is the source of truth. */
+static void part_load(sg_aggregate_t *ag, rd_kafka_topic_partition_t *tp)
+{
+        part_t *ps = part_get(ag, tp->partition);
+        char pre[32];
+        redisReply *r;
+
+        if (!ps)
+                return;
+        memset(ps, 0, sizeof(*ps));
+        ps->max_t = INT64_MIN;
+        ps->assigned = 1;
+        prefix(pre, sizeof(pre), tp->partition);
+        r = sg_redis_command(ag->redis, "GET %soff", pre);
+        if (r && r->type == REDIS_REPLY_STRING)
+                tp->offset = strtoll(r->str, NULL, 10);
+        ps->next_offset = tp->offset >= 0 ? tp->offset : 0;
+        if (r)
+                freeReplyObject(r);
+        r = sg_redis_command(ag->redis, "GET %smaxt", pre);
+        if (r && r->type == REDIS_REPLY_STRING)
+                ps->max_t = strtoll(r->str, NULL, 10);
+        if (r)
+                freeReplyObject(r);
+        r = sg_redis_command(ag->redis, "HGETALL %ssrc", pre);
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+                for (size_t i = 0; i + 1 < r->elements &&
+                                   ps->src_cnt < MAX_SOURCES;
+                     i += 2) {
+                        src_off_t *s = &ps->src[ps->src_cnt++];
+                        snprintf(s->key, sizeof(s->key), "%s",
+                                 r->element[i]->str);
+                        s->applied = s->pending =
+                            strtoll(r->element[i + 1]->str, NULL, 10);
+                }
+        }
+        if (r)
+                freeReplyObject(r);
+        sg_info("event=partition_resume partition=%d offset=%" PRId64
+                " sources=%d max_event_time=%" PRId64,
+                (int)tp->partition, tp->offset, ps->src_cnt,
+                ps->max_t == INT64_MIN ? 0 : ps->max_t);
+}
+
+static void on_rebalance(void *opaque, int assign,
+                         rd_kafka_topic_partition_list_t *parts)
+{
+        sg_aggregate_t *ag = opaque;
+
+        for (int i = 0; i < parts->cnt; i++) {
+                part_t *ps = part_get(ag, parts->elems[i].partition);
+
+                if (assign)
+                        part_load(ag, &parts->elems[i]);
+                else if (ps)
+                        ps->assigned = 0;
+        }
+}
+
+/*
+ * The stage watermark: min over assigned partitions with data of (max event
+ * time - lateness). A partition without data yet holds it back (-inf) while
+ * it still has a backlog to read, so that a slow first fetch does not make a
+ * whole partition late; once caught up with nothing to read, it does not.
+ */
+static int64_t stage_watermark(const sg_aggregate_t *ag)
+{
+        int64_t t[MAX_PARTITIONS];
+        int n = 0;
+
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+                const part_t *ps = ag->parts[p];
+                int64_t lo = -1, hi = -1;
+
+                if (!ps || !ps->assigned)
+                        continue;
+                if (ps->max_t != INT64_MIN) {
+                        t[n++] = ps->max_t;
+                        continue;
+                }
+                if (rd_kafka_get_watermark_offsets(
+                        sg_consumer_handle(ag->consumer),
+                        ag->conf.topics.events, p, &lo,
+                        &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                    hi < 0 || ps->next_offset < hi)
+                        return INT64_MIN;
+        }
+        return sg_watermark(t, n, ag->lateness_ms);
+}
+
+static src_off_t *src_find(part_t *ps, const sg_event_t *ev)
+{
+        char key[SG_TOPIC_LEN + 16];
+
+        snprintf(key, sizeof(key), "%s/%d", ev->src_topic,
+                 (int)ev->src_partition);
+        for (int i = 0; i < ps->src_cnt; i++)
+                if (strcmp(ps->src[i].key, key) == 0)
+                        return &ps->src[i];
+        if (ps->src_cnt == MAX_SOURCES)
+                return NULL;
+        snprintf(ps->src[ps->src_cnt].key, sizeof(ps->src[0].key), "%s",
+                 key);
+        ps->src[ps->src_cnt].applied = ps->src[ps->src_cnt].pending = -1;
+        return &ps->src[ps->src_cnt++];
+}
+
+/* ----------------------------------------------------- pre-aggregation */
+
+static uint64_t hash_entry(int32_t p, const char *scope, int64_t bucket)
+{
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)p;
+
+        for (const unsigned char *s = (const unsigned char *)scope; *s; s++)
+                h = (h ^ *s) * 1099511628211ULL;
+        h = (h ^ (uint64_t)bucket) * 1099511628211ULL;
+        return h ^ (h >> 29);
+}
+
+static entry_t *entry_get(sg_aggregate_t *ag, int32_t p, const char *scope,
+                          int64_t bucket)
+{
+        uint64_t i = hash_entry(p, scope, bucket) & ag->table_mask;
+
+        for (;; i = (i + 1) & ag->table_mask) {
+                entry_t *e = &ag->table[i];
+
+                if (!e->used) {
+                        e->used = 1;
+                        e->partition = p;
+                        e->bucket = bucket;
+                        snprintf(e->scope, sizeof(e->scope), "%s", scope);
+                        memset(e->n, 0, sizeof(e->n));
+                        e->dev_head = -1;
+                        e->dev_cnt = 0;
+                        ag->used_slots[ag->used_cnt++] = (int)i;
+                        return e;
+                }
+                if (e->partition == p && e->bucket == bucket &&
+                    strcmp(e->scope, scope) == 0)
+                        return e;
+        }
+}
+
+static void entry_add(sg_aggregate_t *ag, entry_t *e, const sg_event_t *ev)
+{
+        int invalid = ev->ivt_mask != 0;
+
+        switch (ev->type) {
+        case SG_EV_IMPRESSION:
+                e->n[0]++;
+                e->n[3] += ev->cost_micros;
+                if (invalid) {
+                        e->n[6]++;
+                        e->n[7] += ev->cost_micros;
+                }
+                break;
+        case SG_EV_CLICK:
+                e->n[1]++;
+                e->n[3] += ev->cost_micros;
+                if (invalid) {
+                        e->n[5]++;
+                        e->n[7] += ev->cost_micros;
+                }
+                break;
+        case SG_EV_CONVERSION:
+                e->n[2]++;
+                e->n[4] += ev->revenue_micros;
+                break;
+        default:
+                break;
+        }
+        if (ev->has_device_id && ev->device_id[0]) {
+                ag->dev_ptr[ag->dev_cnt] = ev->device_id;
+                ag->dev_next[ag->dev_cnt] = e->dev_head;
+                e->dev_head = ag->dev_cnt++;
+                e->dev_cnt++;
+        }
+}
+
+static void table_clear(sg_aggregate_t *ag)
+{
+        for (int i = 0; i < ag->used_cnt; i++)
+                ag->table[ag->used_slots[i]].used = 0;
+        ag->used_cnt = 0;
+        ag->dev_cnt = 0;
+}
+
+/* ------------------------------------------------------------ arguments */
+
+static int args_reserve(argbuf_t *a, size_t bytes, int argc)
+{
+        if (bytes > a->cap) {
+                char *n = realloc(a->arena, bytes);
+                if (!n)
+                        return -1;
+                a->arena = n;
+                a->cap = bytes;
+        }
+        if (argc > a->argcap) {
+                const char **v = realloc(a->argv, argc * sizeof(*v));
+                size_t *l;
+                if (!v)
+                        return -1;
+                a->argv = v;
+                l = realloc(a->argvlen, argc * sizeof(*l));
+                if (!l)
+                        return -1;
+                a->argvlen = l;
+                a->argcap = argc;
+        }
+        a->used = 0;
+        a->argc = 0;
+        return 0;
+}
+
+/* Adds a copy of s (or a pointer to it when it outlives the call). */
+static void args_str(argbuf_t *a, const char *s, int copy)
+{
+        size_t n = strlen(s);
+
+        if (copy) {
+                memcpy(a->arena + a->used, s, n + 1);
+                s = a->arena + a->used;
+                a->used += n + 1;
+        }
+        a->argv[a->argc] = s;
+        a->argvlen[a->argc++] = n;
+}
+
+static void args_int(argbuf_t *a, int64_t v)
+{
+        int n = snprintf(a->arena + a->used, 24, "%" PRId64, v);
+
+        a->argv[a->argc] = a->arena + a->used;
+        a->argvlen[a->argc++] = n;
+        a->used += n + 1;
+}
+
+/* ------------------------------------------------------------- output */
+
+static int64_t reply_int(const redisReply *r)
+{
+        if (r->type == REDIS_REPLY_INTEGER)
+                return r->integer;
+        if (r->type == REDIS_REPLY_STRING)
+                return strtoll(r->str, NULL, 10);
+        return 0;
+}
+
+/* Fills s from "channel|campaign" and 9 counters at r->element[*i]. */
+static void reply_snapshot(const redisReply *r, size_t *i, const char *scope,
+                           sg_snapshot_t *s)
+{
+        const char *bar = strchr(scope, '|');
+        int64_t v[9];
+
+        memset(s, 0, sizeof(*s));
+        snprintf(s->channel, sizeof(s->channel), "%.*s",
+                 (int)(bar ? bar - scope : (long)strlen(scope)), scope);
+        snprintf(s->campaign_id, sizeof(s->campaign_id), "%s",
+                 bar ? bar + 1 : "");
+        s->window_start = reply_int(r->element[(*i)++]);
+        s->window_end = reply_int(r->element[(*i)++]);
+        for (int f = 0; f < 9; f++)
+                v[f] = reply_int(r->element[(*i)++]);
+        s->c.impressions = v[0];
+        s->c.clicks = v[1];
+        s->c.conversions = v[2];
+        s->c.spend_micros = v[3];
+        s->c.revenue_micros = v[4];
+        s->c.invalid_clicks = v[5];
+        s->c.invalid_impressions = v[6];
+        s->c.invalid_spend_micros = v[7];
+        s->c.unique_devices = v[8];
+}
+
+static int send_snapshot(sg_aggregate_t *ag, const sg_snapshot_t *s)
+{
+        int n = sg_codec_encode_snapshot(ag->codec, s, ag->out,
+                                         sizeof(ag->out));
+
+        if (n < 0) {
+                sg_error("event=encode_failed what=snapshot err=\"%s\"",
+                         sg_codec_error(ag->codec));
+                return -1;
+        }
+        return sg_producer_send(ag->producer, ag->conf.topics.aggregates, -1,
+                                s->channel, strlen(s->channel), ag->out, n,
+                                NULL);
+}
+
+static int closed_add(sg_aggregate_t *ag, int32_t p, const char *member)
+{
+        if (ag->closed_cnt == ag->closed_cap) {
+                int cap = ag->closed_cap ? ag->closed_cap * 2 : 64;
+                void *n = realloc(ag->closed, cap * sizeof(*ag->closed));
+                int32_t *np;
+                if (!n)
+                        return -1;
+                ag->closed = n;
+                np = realloc(ag->closed_part, cap * sizeof(*np));
+                if (!np)
+                        return -1;
+                ag->closed_part = np;
+                ag->closed_cap = cap;
+        }
+        snprintf(ag->closed[ag->closed_cnt], sizeof(ag->closed[0]), "%s",
+                 member);
+        ag->closed_part[ag->closed_cnt++] = p;
+        return 0;
+}
+
+/* Parses the script's reply, sends its snapshots and final windows. */
+static int handle_reply(sg_aggregate_t *ag, int32_t p, const redisReply *r,
+                        int64_t wm)
+{
+        size_t i = 2, nsnap, nfinal;
+        sg_snapshot_t s;
+        char scope[SCOPE_LEN];
+
+        if (r->elements < 3)
+                return -1;
+        nsnap = (size_t)reply_int(r->element[1]);
+        for (size_t k = 0; k < nsnap && i + 12 <= r->elements; k++) {
+                snprintf(scope, sizeof(scope), "%s", r->element[i++]->str);
+                reply_snapshot(r, &i, scope, &s);
+                s.watermark = wm;
+                if (send_snapshot(ag, &s) == -1)
+                        return -1;
+                sg_counter_add(ag->snapshots, 1);
+        }
+        if (i >= r->elements)
+                return -1;
+        nfinal = (size_t)reply_int(r->element[i++]);
+        for (size_t k = 0; k < nfinal && i + 13 <= r->elements; k++) {
+                const char *member = r->element[i++]->str;
+
+                snprintf(scope, sizeof(scope), "%s", r->element[i++]->str);
+                reply_snapshot(r, &i, scope, &s);
+                s.final = 1;
+                s.watermark = wm;
+                if (send_snapshot(ag, &s) == -1 ||
+                    closed_add(ag, p, member) == -1)
+                        return -1;
+                sg_counter_add(ag->finals, 1);
+        }
+        return 0;
+}
+
+/* Applies the batch's entries of partition p with one script call. */
+static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
+                           int64_t wm)
+{
+        argbuf_t *a = &ag->args;
+        size_t bytes = 4096;
+        int argc = 16, nent = 0, nsrc = 0;
+        char pre[32], wmbuf[24];
+        redisReply *r;
+        int rc;
+
+        for (int k = 0; k < ag->used_cnt; k++) {
+                const entry_t *e = &ag->table[ag->used_slots[k]];
+                if (e->partition != p)
+                        continue;
+                nent++;
+                argc += 12 + e->dev_cnt;
+                bytes += SCOPE_LEN + 11 * 24;
+        }
+        for (int k = 0; k < ps->src_cnt; k++) {
+                ps->src_dirty[k] = ps->src[k].pending > ps->src[k].applied;
+                nsrc += ps->src_dirty[k];
+        }
+        argc += 2 * nsrc;
+        bytes += nsrc * 24;
+        if (args_reserve(a, bytes, argc) == -1) {
+                sg_error("event=oom what=script_args");
+                return -1;
+        }
+
+        prefix(pre, sizeof(pre), p);
+        if (wm == INT64_MIN)
+                snprintf(wmbuf, sizeof(wmbuf), "-inf");
+        else
+                snprintf(wmbuf, sizeof(wmbuf), "%" PRId64, wm);
+        args_str(a, pre, 1);
+        args_int(a, ps->next_offset);
+        args_str(a, wmbuf, 1);
+        args_int(a, ps->batch_max_t);
+        args_int(a, ag->conf.aggregate.retention_s);
+        args_int(a, ag->bucket_ms);
+        args_int(a, ag->window_ms);
+        args_int(a, ag->kpi_ms);
+        args_int(a, nsrc);
+        for (int k = 0; k < ps->src_cnt; k++) {
+                if (!ps->src_dirty[k])
+                        continue;
+                args_str(a, ps->src[k].key, 0);
+                args_int(a, ps->src[k].pending);
+        }
+        args_int(a, nent);
+        for (int k = 0; k < ag->used_cnt; k++) {
+                const entry_t *e = &ag->table[ag->used_slots[k]];
+                if (e->partition != p)
+                        continue;
+                args_str(a, e->scope, 0);
+                args_int(a, e->bucket);
+                for (int f = 0; f < 8; f++)
+                        args_int(a, e->n[f]);
+                args_int(a, e->dev_cnt);
+                for (int d = e->dev_head; d != -1; d = ag->dev_next[d])
+                        args_str(a, ag->dev_ptr[d], 0);
+        }
+
+        r = sg_redis_eval(ag->redis, &ag->apply, 0, a->argc, a->argv,
+                          a->argvlen);
+        sg_counter_add(ag->scripts, 1);
+        if (!r)
+                return -1; /* stopping */
+        if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY ||
+            r->elements < 1) {
+                sg_error("event=script_failed partition=%d err=\"%s\"",
+                         (int)p,
+                         r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : "unexpected reply");
+                freeReplyObject(r);
+                return -1;
+        }
+        /* Redis now holds the batch: the offsets are applied. */
+        for (int k = 0; k < ps->src_cnt; k++)
+                ps->src[k].applied = ps->src[k].pending;
+        if (ps->batch_max_t > ps->max_t)
+                ps->max_t = ps->batch_max_t;
+        if (reply_int(r->element[0]) == 0) {
+                sg_info("event=batch_already_applied partition=%d "
+                        "next_offset=%" PRId64,
+                        (int)p, ps->next_offset);
+                rc = 0;
+        } else {
+                rc = handle_reply(ag, p, r, wm);
+        }
+        freeReplyObject(r);
+        return rc;
+}
+
+/* ZREMs the delivered final windows from the open set: one pipeline. */
+static void forget_closed(sg_aggregate_t *ag)
+{
+        const char *argv[3];
+        char key[64];
+        int sent = 0;
+
+        for (int k = 0; k < ag->closed_cnt; k++) {
+                prefix(key, sizeof(key) - 8, ag->closed_part[k]);
+                strcat(key, "open");
+                argv[0] = "ZREM";
+                argv[1] = key;
+                argv[2] = ag->closed[k];
+                if (sg_redis_append_argv(ag->redis, 3, argv, NULL) == 0)
+                        sent++;
+        }
+        for (int k = 0; k < sent; k++) {
+                redisReply *r = sg_redis_pipeline_get(ag->redis);
+                if (!r) {
+                        /* They stay open and are sent again: the sink
+                         * drops the repeat. */
+                        sg_redis_reconnect(ag->redis);
+                        break;
+                }
+                freeReplyObject(r);
+        }
+        ag->closed_cnt = 0;
+}
+
+/* --------------------------------------------------------------- batch */
+
+static int deadletter(sg_aggregate_t *ag, const rd_kafka_message_t *m,
+                      const char *reason, const char *detail)
+{
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
+        char src[256], name[96];
+
+        snprintf(src, sizeof(src), "%s/%d/%lld", rd_kafka_topic_name(m->rkt),
+                 (int)m->partition, (long long)m->offset);
+        rd_kafka_header_add(hdrs, "sg.error", -1, reason, -1);
+        rd_kafka_header_add(hdrs, "sg.detail", -1, detail, -1);
+        rd_kafka_header_add(hdrs, "sg.src", -1, src, -1);
+        snprintf(name, sizeof(name), "deadletter_total{reason=\"%s\"}",
+                 reason);
+        sg_counter_add(sg_counter(name), 1);
+        return sg_producer_send(ag->producer, ag->conf.topics.deadletter, -1,
+                                m->key, m->key_len, m->payload, m->len,
+                                hdrs);
+}
+
+static int batch(sg_aggregate_t *ag, int cnt)
+{
+        int64_t wm_before = stage_watermark(ag), wm;
+        char scope[SCOPE_LEN], detail[256];
+        int failed = 0;
+
+        for (int i = 0; i < cnt; i++) {
+                const rd_kafka_message_t *m = ag->msgs[i];
+                sg_event_t *ev = &ag->evs[i];
+                part_t *ps = part_get(ag, m->partition);
+                src_off_t *so;
+
+                if (!ps) {
+                        sg_error("event=partition_out_of_range partition=%d",
+                                 (int)m->partition);
+                        return -1;
+                }
+                if (!ps->in_batch) {
+                        ps->in_batch = 1;
+                        ps->batch_max_t = INT64_MIN;
+                }
+                ps->next_offset = m->offset + 1;
+                if (sg_codec_decode_normalized(ag->codec, m->payload, m->len,
+                                               ev) == -1) {
+                        snprintf(detail, sizeof(detail), "%s",
+                                 sg_codec_error(ag->codec));
+                        sg_counter_add(ag->bad, 1);
+                        failed += deadletter(ag, m, SG_ERR_AVRO_DECODE,
+                                             detail) != 0;
+                        continue;
+                }
+                so = src_find(ps, ev);
+                if (so && ev->src_offset <= so->pending) {
+                        /* Re-produced by ingest after a crash: counted. */
+                        sg_counter_add(ag->skipped, 1);
+                        continue;
+                }
+                if (so)
+                        so->pending = ev->src_offset;
+                if (wm_before != INT64_MIN &&
+                    sg_window_is_closed(ev->event_time, ag->kpi_ms,
+                                        wm_before)) {
+                        snprintf(detail, sizeof(detail),
+                                 "event_time %" PRId64
+                                 " is in a window closed by watermark "
+                                 "%" PRId64,
+                                 ev->event_time, wm_before);
+                        sg_counter_add(ag->late, 1);
+                        failed += deadletter(ag, m, SG_ERR_LATE, detail) != 0;
+                        continue;
+                }
+                if (ev->event_time > ps->batch_max_t)
+                        ps->batch_max_t = ev->event_time;
+                {
+                        int64_t b = sg_window_floor(ev->event_time,
+                                                    ag->bucket_ms);
+                        snprintf(scope, sizeof(scope), "%s|", ev->channel);
+                        entry_add(ag, entry_get(ag, m->partition, scope, b),
+                                  ev);
+                        snprintf(scope, sizeof(scope), "%s|%s", ev->channel,
+                                 ev->campaign_id);
+                        entry_add(ag, entry_get(ag, m->partition, scope, b),
+                                  ev);
+                }
+                sg_counter_add(ag->applied, 1);
+        }
+
+        /* The watermark after this batch decides which windows close. */
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+                part_t *ps = ag->parts[p];
+                if (ps && ps->in_batch && ps->batch_max_t > ps->max_t)
+                        ps->max_t = ps->batch_max_t;
+        }
+        wm = stage_watermark(ag);
+        for (int p = 0; p < MAX_PARTITIONS && !failed; p++) {
+                part_t *ps = ag->parts[p];
+                if (!ps || !ps->in_batch)
+                        continue;
+                if (ps->batch_max_t == INT64_MIN)
+                        ps->batch_max_t = ps->max_t == INT64_MIN ? 0
+                                                                 : ps->max_t;
+                if (apply_partition(ag, p, ps, wm) == -1)
+                        failed++;
+        }
+        for (int p = 0; p < MAX_PARTITIONS; p++)
+                if (ag->parts[p])
+                        ag->parts[p]->in_batch = 0;
+        table_clear(ag);
+        return failed ? -1 : 0;
+}
+
+/* Forgets what the failed batch left pending, so it is redone. */
+static void batch_undo(sg_aggregate_t *ag)
+{
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+                part_t *ps = ag->parts[p];
+                if (!ps)
+                        continue;
+                for (int k = 0; k < ps->src_cnt; k++)
+                        ps->src[k].pending = ps->src[k].applied;
+        }
+        ag->closed_cnt = 0;
+}
+
+int sg_aggregate_run(sg_aggregate_t *ag)
+{
+        int64_t last_stats = sg_mono_ms();
+
+        while (!sg_stop) {
+                int cnt = sg_consumer_batch(ag->consumer, ag->msgs,
+                                            ag->conf.aggregate.batch_size,
+                                            ag->conf.aggregate.batch_ms);
+                if (cnt) {
+                        int rc = batch(ag, cnt);
+                        int lost = rc == 0 ? sg_producer_flush(ag->producer,
+                                                               60000)
+                                           : 0;
+
+                        if (rc == -1 || lost != 0) {
+                                sg_warn("event=batch_retry records=%d "
+                                        "delivery_failed=%d",
+                                        cnt, lost);
+                                /* Wait out in-flight sends, then redo. */
+                                sg_producer_flush(ag->producer, 60000);
+                                batch_undo(ag);
+                                sg_consumer_rewind(ag->consumer, ag->msgs,
+                                                   cnt);
+                                sg_sleep_ms(500);
+                        } else {
+                                forget_closed(ag);
+                                /* Kafka's commit only matters if Redis is
+                                 * wiped; Redis holds the real offsets. */
+                                sg_consumer_commit(ag->consumer, ag->msgs,
+                                                   cnt);
+                        }
+                        sg_consumer_batch_free(ag->msgs, cnt);
+                }
+                sg_producer_poll(ag->producer);
+                if (sg_mono_ms() - last_stats >= 10000) {
+                        sg_metrics_log();
+                        last_stats = sg_mono_ms();
+                }
+        }
+        sg_metrics_log();
+        sg_info("event=stop redis_commands=%lld redis_round_trips=%lld",
+                sg_redis_commands(ag->redis),
+                sg_redis_round_trips(ag->redis));
+        return 0;
+}
+
+/* -------------------------------------------------------- new / destroy */
+
+sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
+                                 size_t errstr_size)
+{
+        sg_aggregate_t *ag = calloc(1, sizeof(*ag));
+        const char *topics[1];
+        int bs, tsize = 1;
+
+        if (!ag) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        ag->conf = *conf;
+        conf = &ag->conf;
+        bs = conf->aggregate.batch_size;
+        ag->apply.source = sg_aggregate_apply_lua;
+        ag->bucket_ms = (int64_t)conf->aggregate.bucket_s * 1000;
+        ag->window_ms = (int64_t)conf->aggregate.window_s * 1000;
+        ag->kpi_ms = (int64_t)conf->aggregate.kpi_window_s * 1000;
+        ag->lateness_ms = (int64_t)conf->aggregate.lateness_s * 1000;
+        /* Two entries per event at most (channel and campaign scope); a
+         * load factor <= 1/2. */
+        while (tsize < 4 * bs)
+                tsize <<= 1;
+        ag->table = calloc(tsize, sizeof(*ag->table));
+        ag->table_mask = tsize - 1;
+        ag->used_slots = calloc(2 * bs, sizeof(int));
+        ag->dev_ptr = calloc(2 * bs, sizeof(char *));
+        ag->dev_next = calloc(2 * bs, sizeof(int));
+        ag->msgs = calloc(bs, sizeof(*ag->msgs));
+        ag->evs = calloc(bs, sizeof(*ag->evs));
+        if (!ag->table || !ag->used_slots || !ag->dev_ptr || !ag->dev_next ||
+            !ag->msgs || !ag->evs) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto err;
+        }
+        ag->codec = sg_codec_new(conf->schemas_dir, errstr, errstr_size);
+        if (!ag->codec)
+                goto err;
+        ag->redis = sg_redis_new(conf->redis, 0, errstr, errstr_size);
+        if (!ag->redis)
+                goto err;
+        ag->producer = sg_producer_new(conf, "sg-aggregate", errstr,
+                                       errstr_size);
+        if (!ag->producer)
+                goto err;
+        ag->applied = sg_counter("events_total{result=\"applied\"}");
+        ag->skipped = sg_counter("events_total{result=\"redelivered\"}");
+        ag->late = sg_counter("events_total{result=\"late\"}");
+        ag->bad = sg_counter("events_total{result=\"undecodable\"}");
+        ag->snapshots = sg_counter("snapshots_total");
+        ag->finals = sg_counter("final_windows_total");
+        ag->scripts = sg_counter("redis_scripts_total");
+        topics[0] = conf->topics.events;
+        ag->consumer = sg_consumer_new(conf, "aggregate", topics, 1,
+                                       on_rebalance, ag, errstr,
+                                       errstr_size);
+        if (!ag->consumer)
+                goto err;
+        sg_info("event=start in=%s out=%s bucket_s=%d window_s=%d "
+                "kpi_window_s=%d lateness_s=%d",
+                conf->topics.events, conf->topics.aggregates,
+                conf->aggregate.bucket_s, conf->aggregate.window_s,
+                conf->aggregate.kpi_window_s, conf->aggregate.lateness_s);
+        return ag;
+err:
+        sg_aggregate_destroy(ag);
+        return NULL;
+}
+
+void sg_aggregate_destroy(sg_aggregate_t *ag)
+{
+        if (!ag)
+                return;
+        sg_consumer_destroy(ag->consumer);
+        sg_producer_destroy(ag->producer);
+        sg_redis_destroy(ag->redis);
+        sg_codec_destroy(ag->codec);
+        for (int p = 0; p < MAX_PARTITIONS; p++)
+                free(ag->parts[p]);
+        free(ag->table);
+        free(ag->used_slots);
+        free(ag->dev_ptr);
+        free(ag->dev_next);
+        free(ag->msgs);
+        free(ag->evs);
+        free(ag->args.arena);
+        free(ag->args.argv);
+        free(ag->args.argvlen);
+        free(ag->closed);
+        free(ag->closed_part);
+        free(ag);
+}

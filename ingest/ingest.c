@@ -1,0 +1,223 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "ingest.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+#include "stage.h"
+#include "validate.h"
+
+#define NORMALIZED_MAX 4096 /* an encoded NormalizedEvent is well below */
+
+struct sg_ingest {
+        sg_conf_t conf;
+        sg_codec_t *codec;
+        sg_consumer_t *consumer;
+        sg_producer_t *producer;
+        sg_validate_conf_t vc;
+        rd_kafka_message_t **msgs;
+        sg_event_t ev; /* reused for every record */
+        unsigned char out[NORMALIZED_MAX];
+        sg_counter_t *accepted[4]; /* by sg_event_type_t */
+        sg_counter_t *invalid;
+        sg_counter_t *rejected;
+        sg_counter_t *batches;
+};
+
+sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
+                           size_t errstr_size)
+{
+        const char *topics[3];
+        sg_ingest_t *in = calloc(1, sizeof(*in));
+
+        if (!in) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        in->conf = *conf;
+        conf = &in->conf;
+        in->vc.future_tolerance_ms =
+            (int64_t)conf->ingest.future_tolerance_s * 1000;
+        in->vc.max_money_micros = conf->ingest.max_money_micros;
+        in->msgs = calloc(conf->ingest.batch_size, sizeof(*in->msgs));
+        if (!in->msgs) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto err;
+        }
+        in->codec = sg_codec_new(conf->schemas_dir, errstr, errstr_size);
+        if (!in->codec)
+                goto err;
+        in->producer = sg_producer_new(conf, "sg-ingest", errstr,
+                                       errstr_size);
+        if (!in->producer)
+                goto err;
+        topics[0] = conf->topics.impressions;
+        topics[1] = conf->topics.clicks;
+        topics[2] = conf->topics.conversions;
+        in->consumer = sg_consumer_new(conf, "ingest", topics, 3, NULL, NULL,
+                                       errstr, errstr_size);
+        if (!in->consumer)
+                goto err;
+        for (int t = SG_EV_IMPRESSION; t <= SG_EV_CONVERSION; t++) {
+                char name[96];
+                snprintf(name, sizeof(name),
+                         "events_total{type=\"%s\",result=\"accepted\"}",
+                         sg_event_type_name(t));
+                in->accepted[t] = sg_counter(name);
+        }
+        in->invalid = sg_counter("events_invalid_total");
+        in->rejected = sg_counter("deadletter_total");
+        in->batches = sg_counter("batches_total");
+        sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s",
+                topics[0], topics[1], topics[2], conf->topics.events,
+                conf->topics.deadletter);
+        return in;
+err:
+        sg_ingest_destroy(in);
+        return NULL;
+}
+
+void sg_ingest_destroy(sg_ingest_t *in)
+{
+        if (!in)
+                return;
+        sg_consumer_destroy(in->consumer);
+        sg_producer_destroy(in->producer);
+        sg_codec_destroy(in->codec);
+        free(in->msgs);
+        free(in);
+}
+
+/* The type an input topic carries when a JSON record has no "type". */
+static sg_event_type_t topic_default_type(const sg_ingest_t *in,
+                                          const char *topic)
+{
+        if (strcmp(topic, in->conf.topics.impressions) == 0)
+                return SG_EV_IMPRESSION;
+        if (strcmp(topic, in->conf.topics.clicks) == 0)
+                return SG_EV_CLICK;
+        if (strcmp(topic, in->conf.topics.conversions) == 0)
+                return SG_EV_CONVERSION;
+        return SG_EV_NONE;
+}
+
+/* Sends the original record to the dead-letter topic with its reason. */
+static int deadletter(sg_ingest_t *in, const rd_kafka_message_t *m,
+                      const char *reason, const char *detail)
+{
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
+        char src[256], name[96], q[600];
+
+        snprintf(src, sizeof(src), "%s/%d/%lld", rd_kafka_topic_name(m->rkt),
+                 (int)m->partition, (long long)m->offset);
+        rd_kafka_header_add(hdrs, "sg.error", -1, reason, -1);
+        rd_kafka_header_add(hdrs, "sg.detail", -1, detail, -1);
+        rd_kafka_header_add(hdrs, "sg.src", -1, src, -1);
+        snprintf(name, sizeof(name), "deadletter_total{reason=\"%s\"}",
+                 reason);
+        sg_counter_add(sg_counter(name), 1);
+        sg_counter_add(in->rejected, 1);
+        sg_debug("event=rejected src=%s reason=%s detail=%s", src, reason,
+                 sg_log_quote(q, sizeof(q), detail));
+        return sg_producer_send(in->producer, in->conf.topics.deadletter, -1,
+                                m->key, m->key_len, m->payload, m->len,
+                                hdrs);
+}
+
+/* Decodes, validates and forwards one record. -1 only if producing failed. */
+static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
+{
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        sg_event_t *ev = &in->ev;
+        const char *reason = NULL;
+        char detail[256];
+        int n;
+
+        if (m->len > (size_t)in->conf.ingest.max_message_bytes) {
+                snprintf(detail, sizeof(detail),
+                         "record of %zu bytes above ingest.max_message_bytes "
+                         "%d",
+                         m->len, in->conf.ingest.max_message_bytes);
+                return deadletter(in, m, SG_ERR_OVERSIZE, detail);
+        }
+        if (sg_codec_decode_input(in->codec, m->payload, m->len,
+                                  topic_default_type(in, topic), ev, &reason,
+                                  detail, sizeof(detail)) == -1 ||
+            sg_validate_event(ev, &in->vc, now, &reason, detail,
+                              sizeof(detail)) == -1)
+                return deadletter(in, m, reason, detail);
+
+        ev->ivt_mask = 0;
+        ev->ivt_reason[0] = '\0';
+        sg_validate_tag_ivt(ev);
+        snprintf(ev->src_topic, sizeof(ev->src_topic), "%s", topic);
+        ev->src_partition = m->partition;
+        ev->src_offset = m->offset;
+
+        n = sg_codec_encode_normalized(in->codec, ev, in->out,
+                                       sizeof(in->out));
+        if (n < 0) {
+                snprintf(detail, sizeof(detail), "normalize: %s",
+                         sg_codec_error(in->codec));
+                return deadletter(in, m, SG_ERR_BAD_VALUE, detail);
+        }
+        sg_counter_add(in->accepted[ev->type], 1);
+        if (ev->ivt_mask)
+                sg_counter_add(in->invalid, 1);
+        /* Keyed by channel: a channel's events stay in one partition, in
+         * order, so its aggregate state has a single owner. */
+        return sg_producer_send(in->producer, in->conf.topics.events, -1,
+                                ev->channel, strlen(ev->channel), in->out, n,
+                                NULL);
+}
+
+int sg_ingest_run(sg_ingest_t *in)
+{
+        int64_t last_stats = sg_mono_ms();
+
+        while (!sg_stop) {
+                int cnt = sg_consumer_batch(in->consumer, in->msgs,
+                                            in->conf.ingest.batch_size,
+                                            in->conf.ingest.batch_ms);
+                int64_t now = sg_now_ms();
+                int failed = 0;
+
+                for (int i = 0; i < cnt; i++)
+                        if (process(in, in->msgs[i], now) == -1)
+                                failed++;
+                if (cnt) {
+                        /* Commit the input only once every record it
+                         * produced is acknowledged; otherwise consume the
+                         * batch again (aggregate skips what it already
+                         * applied, by source offset). */
+                        int lost = sg_producer_flush(in->producer, 60000);
+
+                        if (failed || lost != 0) {
+                                sg_warn("event=batch_retry records=%d "
+                                        "produce_failed=%d delivery_failed=%d",
+                                        cnt, failed, lost);
+                                sg_consumer_rewind(in->consumer, in->msgs,
+                                                   cnt);
+                                sg_sleep_ms(500);
+                        } else {
+                                while (sg_consumer_commit(in->consumer,
+                                                          in->msgs,
+                                                          cnt) == -1 &&
+                                       !sg_stop)
+                                        sg_sleep_ms(200);
+                                sg_counter_add(in->batches, 1);
+                        }
+                        sg_consumer_batch_free(in->msgs, cnt);
+                }
+                sg_producer_poll(in->producer);
+                if (sg_mono_ms() - last_stats >= 10000) {
+                        sg_metrics_log();
+                        last_stats = sg_mono_ms();
+                }
+        }
+        sg_metrics_log();
+        sg_info("event=stop");
+        return 0;
+}

@@ -1,0 +1,99 @@
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "codec.h"
+#include "validate.h"
+
+/* Declared bots and crawlers, HTTP libraries and headless browsers, as the
+ * industry lists match them: case-insensitive substrings. */
+const char *const sg_bot_ua_patterns[] = {
+    "googlebot",     "bingbot",        "slurp",        "duckduckbot",
+    "baiduspider",   "yandexbot",      "facebookexternalhit",
+    "crawler",       "spider",         "curl/",        "wget/",
+    "python-requests", "python-urllib", "go-http-client", "java/",
+    "okhttp",        "libwww-perl",    "scrapy",       "headlesschrome",
+    "phantomjs",     "apache-httpclient", NULL};
+
+static int bad_name(const char *s)
+{
+        for (; *s; s++)
+                if (*s == '|' || (unsigned char)*s < 0x20 || *s == 0x7f)
+                        return 1;
+        return 0;
+}
+
+#define REJECT(code, ...)                                                      \
+        do {                                                                   \
+                *reason = code;                                                \
+                snprintf(detail, detail_size, __VA_ARGS__);                    \
+                return -1;                                                     \
+        } while (0)
+
+int sg_validate_event(const sg_event_t *ev, const sg_validate_conf_t *vc,
+                      int64_t now_ms, const char **reason, char *detail,
+                      size_t detail_size)
+{
+        int64_t money = ev->type == SG_EV_CONVERSION ? ev->revenue_micros
+                                                     : ev->cost_micros;
+        const char *money_field =
+            ev->type == SG_EV_CONVERSION ? "revenue_micros" : "cost_micros";
+
+        if (ev->event_id[0] == '\0')
+                REJECT(SG_ERR_BAD_VALUE, "field=event_id empty");
+        if (ev->channel[0] == '\0')
+                REJECT(SG_ERR_BAD_VALUE, "field=channel empty");
+        if (ev->campaign_id[0] == '\0')
+                REJECT(SG_ERR_BAD_VALUE, "field=campaign_id empty");
+        if (bad_name(ev->channel))
+                REJECT(SG_ERR_BAD_VALUE,
+                       "field=channel contains '|' or a control byte");
+        if (bad_name(ev->campaign_id))
+                REJECT(SG_ERR_BAD_VALUE,
+                       "field=campaign_id contains '|' or a control byte");
+        if (money < 0)
+                REJECT(SG_ERR_BAD_VALUE, "field=%s negative (%" PRId64 ")",
+                       money_field, money);
+        if (money > vc->max_money_micros)
+                REJECT(SG_ERR_BAD_VALUE,
+                       "field=%s %" PRId64 " above the ceiling %" PRId64,
+                       money_field, money, vc->max_money_micros);
+        if (ev->event_time <= 0)
+                REJECT(SG_ERR_BAD_VALUE, "field=event_time %" PRId64
+                       " not a positive epoch time in ms",
+                       ev->event_time);
+        if (ev->event_time > now_ms + vc->future_tolerance_ms)
+                REJECT(SG_ERR_FUTURE_TIME,
+                       "field=event_time %" PRId64 " is %" PRId64
+                       " ms ahead of the clock (tolerance %" PRId64 " ms)",
+                       ev->event_time, ev->event_time - now_ms,
+                       vc->future_tolerance_ms);
+        if (ev->has_ip && ev->ip[0]) {
+                unsigned char addr[16];
+
+                if (inet_pton(AF_INET, ev->ip, addr) != 1 &&
+                    inet_pton(AF_INET6, ev->ip, addr) != 1)
+                        REJECT(SG_ERR_BAD_VALUE,
+                               "field=ip \"%s\" is not an IPv4 or IPv6 "
+                               "address",
+                               ev->ip);
+        }
+        return 0;
+}
+
+void sg_validate_tag_ivt(sg_event_t *ev)
+{
+        if (!ev->has_user_agent || ev->user_agent[0] == '\0')
+                return;
+        for (const char *const *p = sg_bot_ua_patterns; *p; p++) {
+                if (strcasestr(ev->user_agent, *p)) {
+                        if (ev->ivt_mask == 0)
+                                snprintf(ev->ivt_reason,
+                                         sizeof(ev->ivt_reason), "bot_ua");
+                        ev->ivt_mask |= SG_IVT_BOT_UA;
+                        return;
+                }
+        }
+}

@@ -1,0 +1,43 @@
+/*
+ * Input validation and list-based invalid-traffic tagging of decoded events:
+ * pure functions, no I/O. Reason codes are the stable sg.error values.
+ */
+#ifndef SG_VALIDATE_H
+#define SG_VALIDATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+
+#define SG_ERR_FUTURE_TIME "future_time"
+#define SG_ERR_OVERSIZE "oversize"
+#define SG_ERR_LATE "late"
+
+typedef struct sg_validate_conf {
+        int64_t future_tolerance_ms; /* event_time beyond now + this */
+        int64_t max_money_micros;    /* absurd-amount ceiling */
+} sg_validate_conf_t;
+
+/*
+ * Checks the values of a decoded event: non-empty ids, channel and campaign
+ * without '|' or control bytes (the Redis scope separator), money in
+ * [0, max_money_micros], a positive event_time not beyond now + tolerance, a
+ * parsable IPv4/IPv6 address when present. Returns 0, or -1 with *reason
+ * (SG_ERR_BAD_VALUE or SG_ERR_FUTURE_TIME) and a detail naming the field.
+ */
+int sg_validate_event(const sg_event_t *ev, const sg_validate_conf_t *vc,
+                      int64_t now_ms, const char **reason, char *detail,
+                      size_t detail_size);
+
+/*
+ * Tags list-based invalid traffic (GIVT): a user agent containing a declared
+ * bot, crawler, HTTP library or headless browser (case-insensitive
+ * substring). Sets ev->ivt_mask bits and ev->ivt_reason (the first reason).
+ */
+void sg_validate_tag_ivt(sg_event_t *ev);
+
+/* The built-in bot user-agent substrings, NULL-terminated (lower case). */
+extern const char *const sg_bot_ua_patterns[];
+
+#endif

@@ -1,0 +1,539 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+
+harness_t H;
+static rd_kafka_t *producer;
+
+long long h_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap(int ms)
+{
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+        nanosleep(&ts, NULL);
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+        const char *v = getenv(name);
+
+        return v && *v ? v : def;
+}
+
+const char *h_bin(const char *name, char *buf, size_t size)
+{
+        if (name[0] == '/')
+                snprintf(buf, size, "%s", name);
+        else
+                snprintf(buf, size, "%s/%s",
+                         env_or("SG_BIN_DIR", SG_SOURCE_DIR "/build/bin"),
+                         name);
+        return buf;
+}
+
+const char *h_src(const char *rel, char *buf, size_t size)
+{
+        snprintf(buf, size, "%s/%s", env_or("SG_SOURCE_DIR", SG_SOURCE_DIR),
+                 rel);
+        return buf;
+}
+
+void h_init(void)
+{
+        char cfg[512];
+
+        memset(&H, 0, sizeof(H));
+        snprintf(H.dir, sizeof(H.dir), "/tmp/sg-it-XXXXXX");
+        cr_assert_not_null(mkdtemp(H.dir), "mkdtemp: %s", strerror(errno));
+        snprintf(H.redis_sock, sizeof(H.redis_sock), "%s/redis.sock", H.dir);
+        snprintf(H.redis_url, sizeof(H.redis_url), "unix://%s", H.redis_sock);
+        snprintf(H.control, sizeof(H.control), "%s/broker.ctl", H.dir);
+        snprintf(H.group_prefix, sizeof(H.group_prefix), "it%d",
+                 (int)getpid());
+        setenv("SG_REDIS", H.redis_url, 1);
+        setenv("SG_GROUP_PREFIX", H.group_prefix, 1);
+        setenv("SG_CONFIG", h_src("config/spendguard.yaml", cfg, sizeof(cfg)),
+               1);
+}
+
+pid_t h_spawn(const char *name, const char *const *args)
+{
+        char path[512], log[512];
+        const char *argv[64];
+        int argc = 0;
+        pid_t pid;
+
+        cr_assert_lt(H.proc_cnt, H_MAX_PROCS);
+        if (strchr(name, '/'))
+                snprintf(path, sizeof(path), "%s", name);
+        else if (strncmp(name, "sg-", 3) == 0)
+                h_bin(name, path, sizeof(path));
+        else
+                snprintf(path, sizeof(path), "%s", name); /* from PATH */
+        snprintf(log, sizeof(log), "%s/%s.log", H.dir, strrchr(path, '/') ?
+                 strrchr(path, '/') + 1 : path);
+        argv[argc++] = path;
+        for (; args && *args && argc < 62; args++)
+                argv[argc++] = *args;
+        argv[argc] = NULL;
+        pid = fork();
+        cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+        if (pid == 0) {
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+                /* Die with the test process, whatever happens to it. */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (fd >= 0) {
+                        dup2(fd, 1);
+                        dup2(fd, 2);
+                        close(fd);
+                }
+                execvp(path, (char *const *)argv);
+                fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
+                _exit(127);
+        }
+        H.procs[H.proc_cnt].pid = pid;
+        snprintf(H.procs[H.proc_cnt].name, sizeof(H.procs[0].name), "%s",
+                 name);
+        H.proc_cnt++;
+        return pid;
+}
+
+int h_stop(pid_t pid)
+{
+        long long deadline = h_now_ms() + 10000;
+        int status;
+
+        if (pid <= 0)
+                return -1;
+        kill(pid, SIGTERM);
+        while (h_now_ms() < deadline) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                if (r == pid)
+                        goto done;
+                if (r == -1)
+                        return -1;
+                nap(20);
+        }
+        kill(pid, SIGKILL);
+        if (waitpid(pid, &status, 0) != pid)
+                return -1;
+done:
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == pid)
+                        H.procs[i].pid = 0;
+        return status;
+}
+
+void h_stop_all(void)
+{
+        if (producer) {
+                rd_kafka_flush(producer, 2000);
+                rd_kafka_destroy(producer);
+                producer = NULL;
+        }
+        for (int i = H.proc_cnt - 1; i >= 0; i--)
+                if (H.procs[i].pid > 0)
+                        h_stop(H.procs[i].pid);
+        H.proc_cnt = 0;
+}
+
+static int redis_ping(void)
+{
+        redisContext *c = redisConnectUnix(H.redis_sock);
+        redisReply *r;
+        int ok = 0;
+
+        if (!c || c->err)
+                goto out;
+        r = redisCommand(c, "PING");
+        ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+                freeReplyObject(r);
+out:
+        if (c)
+                redisFree(c);
+        return ok;
+}
+
+void h_start_infra(void)
+{
+        const char *redis_args[] = {"--port",       "0",   "--unixsocket",
+                                    H.redis_sock,   "--save", "",
+                                    "--appendonly", "no",  "--dir",
+                                    H.dir,          NULL};
+        char bfile[300];
+        const char *broker_args[] = {"--bootstrap-file", bfile, "--control",
+                                     H.control, NULL};
+        long long deadline;
+        FILE *fp;
+
+        h_spawn("redis-server", redis_args);
+        snprintf(bfile, sizeof(bfile), "%s/bootstrap", H.dir);
+        h_spawn("sg-broker", broker_args);
+
+        deadline = h_now_ms() + 15000;
+        while (!redis_ping()) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "redis-server did not answer within 15 s "
+                             "(log: %s/redis-server.log)",
+                             H.dir);
+                nap(20);
+        }
+        deadline = h_now_ms() + 15000;
+        while (!(fp = fopen(bfile, "r"))) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "sg-broker wrote no bootstrap file within 15 s "
+                             "(log: %s/sg-broker.log)",
+                             H.dir);
+                nap(20);
+        }
+        cr_assert_not_null(fgets(H.bootstrap, sizeof(H.bootstrap), fp));
+        fclose(fp);
+        H.bootstrap[strcspn(H.bootstrap, "\r\n")] = '\0';
+        setenv("SG_BROKERS", H.bootstrap, 1);
+}
+
+void h_start_stages(void)
+{
+        h_spawn("sg-ingest", NULL);
+        h_spawn("sg-aggregate", NULL);
+        h_spawn("sg-rules", NULL);
+        h_spawn("sg-sink", NULL);
+}
+
+int h_run(const char *name, const char *const *args, char *out, size_t size)
+{
+        char path[512], log[512];
+        const char *argv[64];
+        int argc = 0, pfd[2], status;
+        size_t n = 0;
+        pid_t pid;
+
+        h_bin(name, path, sizeof(path));
+        snprintf(log, sizeof(log), "%s/%s.log", H.dir,
+                 strrchr(path, '/') + 1);
+        argv[argc++] = path;
+        for (; args && *args && argc < 62; args++)
+                argv[argc++] = *args;
+        argv[argc] = NULL;
+        if (pipe(pfd) == -1)
+                return -1;
+        pid = fork();
+        if (pid == -1)
+                return -1;
+        if (pid == 0) {
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                dup2(pfd[1], 1);
+                if (fd >= 0)
+                        dup2(fd, 2);
+                close(pfd[0]);
+                close(pfd[1]);
+                execv(path, (char *const *)argv);
+                _exit(127);
+        }
+        close(pfd[1]);
+        for (;;) {
+                char tmp[4096];
+                ssize_t r = read(pfd[0], tmp, sizeof(tmp));
+                if (r <= 0)
+                        break;
+                for (ssize_t i = 0; i < r && out && n + 1 < size; i++)
+                        out[n++] = tmp[i];
+        }
+        if (out && size)
+                out[n] = '\0';
+        close(pfd[0]);
+        if (waitpid(pid, &status, 0) != pid)
+                return -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static rd_kafka_conf_t *kconf(void)
+{
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        char err[256];
+
+        rd_kafka_conf_set(c, "bootstrap.servers", H.bootstrap, err,
+                          sizeof(err));
+        rd_kafka_conf_set(c, "fetch.wait.max.ms", "10", err, sizeof(err));
+        rd_kafka_conf_set(c, "log_level", "3", err, sizeof(err));
+        return c;
+}
+
+int h_produce(const char *topic, const void *key, size_t key_len,
+              const void *val, size_t len)
+{
+        char err[256];
+        rd_kafka_resp_err_t e;
+
+        if (!producer) {
+                producer = rd_kafka_new(RD_KAFKA_PRODUCER, kconf(), err,
+                                        sizeof(err));
+                cr_assert_not_null(producer, "producer: %s", err);
+        }
+        e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_KEY((void *)key, key_len),
+                              RD_KAFKA_V_VALUE((void *)val, len),
+                              RD_KAFKA_V_END);
+        if (e)
+                return -1;
+        return rd_kafka_flush(producer, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR
+                   ? 0
+                   : -1;
+}
+
+/* The partition count of topic, from the broker's metadata. */
+static int partitions_of(rd_kafka_t *rk, const char *topic)
+{
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+        int n = -1;
+
+        if (rd_kafka_metadata(rk, 0, t, &md, 5000) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+                if (md->topic_cnt == 1 && !md->topics[0].err)
+                        n = md->topics[0].partition_cnt;
+                rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_topic_destroy(t);
+        return n;
+}
+
+int h_consume_all(const char *topic, int min, int timeout_ms,
+                  rd_kafka_message_t ***out)
+{
+        rd_kafka_conf_t *c = kconf();
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_message_t **msgs = NULL;
+        long long deadline = h_now_ms() + timeout_ms;
+        int cnt = 0, cap = 0, parts, eof = 0;
+        char err[256];
+        rd_kafka_t *rk;
+
+        rd_kafka_conf_set(c, "group.id", "h-reader", err, sizeof(err));
+        rd_kafka_conf_set(c, "enable.partition.eof", "true", err,
+                          sizeof(err));
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+        cr_assert_not_null(rk, "consumer: %s", err);
+        parts = partitions_of(rk, topic);
+        cr_assert_gt(parts, 0, "topic %s has no partitions", topic);
+        l = rd_kafka_topic_partition_list_new(parts);
+        for (int p = 0; p < parts; p++)
+                rd_kafka_topic_partition_list_add(l, topic, p)->offset =
+                    RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_assign(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        while (h_now_ms() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+                if (!m) {
+                        continue;
+                }
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        rd_kafka_message_destroy(m);
+                        if (++eof >= parts && cnt >= min)
+                                break;
+                        continue;
+                }
+                if (m->err) {
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                if (cnt == cap) {
+                        cap = cap ? cap * 2 : 64;
+                        msgs = realloc(msgs, cap * sizeof(*msgs));
+                        cr_assert_not_null(msgs);
+                }
+                msgs[cnt++] = m;
+                /* A new message means the ends must be seen again. */
+                eof = 0;
+        }
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        *out = msgs;
+        return cnt;
+}
+
+void h_msgs_free(rd_kafka_message_t **msgs, int cnt)
+{
+        for (int i = 0; i < cnt; i++)
+                rd_kafka_message_destroy(msgs[i]);
+        free(msgs);
+}
+
+const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf,
+                     size_t size)
+{
+        rd_kafka_headers_t *hdrs;
+        const void *v;
+        size_t len;
+
+        buf[0] = '\0';
+        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            rd_kafka_header_get_last(hdrs, name, &v, &len) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR)
+                snprintf(buf, size, "%.*s", (int)len, (const char *)v);
+        return buf;
+}
+
+int h_group_caught_up(const char *group_suffix, const char *topic)
+{
+        rd_kafka_conf_t *c = kconf();
+        rd_kafka_topic_partition_list_t *l;
+        char group[128], err[256];
+        int parts, ok = 1;
+        rd_kafka_t *rk;
+
+        snprintf(group, sizeof(group), "%s.%s", H.group_prefix, group_suffix);
+        rd_kafka_conf_set(c, "group.id", group, err, sizeof(err));
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+        cr_assert_not_null(rk, "consumer: %s", err);
+        parts = partitions_of(rk, topic);
+        l = rd_kafka_topic_partition_list_new(parts > 0 ? parts : 1);
+        for (int p = 0; p < parts; p++)
+                rd_kafka_topic_partition_list_add(l, topic, p);
+        if (parts <= 0 || rd_kafka_committed(rk, l, 5000))
+                ok = 0;
+        for (int p = 0; ok && p < l->cnt; p++) {
+                int64_t lo, hi;
+                if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi,
+                                                     5000)) {
+                        ok = 0;
+                        break;
+                }
+                if (hi > 0 && l->elems[p].offset < hi)
+                        ok = 0;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_destroy(rk);
+        return ok;
+}
+
+json_t *h_jsonl_text(const char *text)
+{
+        json_t *arr = json_array();
+
+        while (text && *text) {
+                const char *nl = strchr(text, '\n');
+                size_t n = nl ? (size_t)(nl - text) : strlen(text);
+                json_t *o = json_loadb(text, n, 0, NULL);
+
+                if (o && json_is_object(o))
+                        json_array_append(arr, o);
+                json_decref(o);
+                text += n + (nl ? 1 : 0);
+        }
+        return arr;
+}
+
+json_t *h_jsonl_file(const char *path)
+{
+        FILE *fp = fopen(path, "r");
+        char *buf;
+        long n;
+        json_t *arr;
+
+        cr_assert_not_null(fp, "%s: %s", path, strerror(errno));
+        fseek(fp, 0, SEEK_END);
+        n = ftell(fp);
+        fseek(fp, 0, SEEK_SET);
+        buf = calloc(1, n + 1);
+        cr_assert_not_null(buf);
+        cr_assert_eq(fread(buf, 1, n, fp), (size_t)n);
+        fclose(fp);
+        arr = h_jsonl_text(buf);
+        free(buf);
+        return arr;
+}
+
+json_t *h_kpis(const char *channel)
+{
+        const char *args[] = {"kpis", "--json", channel ? "--channel" : NULL,
+                              channel, NULL};
+        static char out[1 << 20];
+        json_t *arr;
+
+        cr_assert_eq(h_run("sg-ctl", args, out, sizeof(out)), 0,
+                     "sg-ctl kpis failed (log: %s/sg-ctl.log)", H.dir);
+        arr = h_jsonl_text(out);
+        return arr;
+}
+
+static const char *const kpi_counters[] = {
+    "impressions",     "clicks",         "conversions",
+    "spend_micros",    "revenue_micros", "invalid_clicks",
+    "invalid_impressions", "invalid_spend_micros", NULL};
+
+static int same_scope(json_t *a, json_t *b)
+{
+        json_t *ca = json_object_get(a, "campaign_id");
+        json_t *cb = json_object_get(b, "campaign_id");
+
+        if (!json_equal(json_object_get(a, "channel"),
+                        json_object_get(b, "channel")))
+                return 0;
+        if (!ca || json_is_null(ca))
+                return !cb || json_is_null(cb);
+        return cb && json_equal(ca, cb);
+}
+
+int h_kpis_match(json_t *truth, json_t *kpis, char *why, size_t size)
+{
+        size_t i, j;
+        json_t *t, *k;
+
+        json_array_foreach(truth, i, t)
+        {
+                json_t *found = NULL;
+
+                if (!json_object_get(t, "channel"))
+                        continue;
+                json_array_foreach(kpis, j, k) if (same_scope(t, k)) found = k;
+                if (!found) {
+                        char *s = json_dumps(t, JSON_COMPACT);
+                        snprintf(why, size, "no KPI row for %s", s);
+                        free(s);
+                        return 0;
+                }
+                for (const char *const *f = kpi_counters; *f; f++) {
+                        json_int_t want =
+                            json_integer_value(json_object_get(t, *f));
+                        json_int_t got =
+                            json_integer_value(json_object_get(found, *f));
+                        json_t *camp = json_object_get(t, "campaign_id");
+                        if (want != got) {
+                                snprintf(why, size,
+                                         "%s/%s %s: want %lld, got %lld",
+                                         json_string_value(json_object_get(
+                                             t, "channel")),
+                                         json_is_string(camp)
+                                             ? json_string_value(camp)
+                                             : "(channel)",
+                                         *f, (long long)want, (long long)got);
+                                return 0;
+                        }
+                }
+        }
+        return 1;
+}

@@ -1,0 +1,99 @@
+/*
+ * Integration-test harness: a private redis-server (unix socket) and
+ * sg-broker, the four stages, and helpers to run tools, produce and consume.
+ * Every process it starts is stopped by pid in h_stop_all() and dies with
+ * the test process (PR_SET_PDEATHSIG) if the test crashes.
+ */
+#ifndef SG_HARNESS_H
+#define SG_HARNESS_H
+
+#include <librdkafka/rdkafka.h>
+#include <sys/types.h>
+
+#define H_MAX_PROCS 16
+
+typedef struct h_proc {
+        pid_t pid;
+        char name[32];
+} h_proc_t;
+
+typedef struct harness {
+        char dir[256];       /* private temp dir: sockets, logs, files */
+        char redis_url[320]; /* unix:///.../redis.sock */
+        char redis_sock[300];
+        char bootstrap[256];
+        char control[300]; /* sg-broker control socket */
+        char group_prefix[64];
+        h_proc_t procs[H_MAX_PROCS];
+        int proc_cnt;
+} harness_t;
+
+/* The global harness of the running test (one per test process). */
+extern harness_t H;
+
+/* Creates the temp dir and sets SG_BROKERS/SG_REDIS/SG_GROUP_PREFIX/
+ * SG_CONFIG for children (the shipped config, overridden by env). */
+void h_init(void);
+/* Starts redis-server and sg-broker and waits until both answer. */
+void h_start_infra(void);
+/* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */
+void h_start_stages(void);
+/* Starts bin/<name> with args (NULL-terminated), stderr to dir/<name>.log. */
+pid_t h_spawn(const char *name, const char *const *args);
+/* Stops one process: SIGTERM, then SIGKILL after 10 s. Returns its exit
+ * status (as waitpid), or -1. */
+int h_stop(pid_t pid);
+/* Stops everything started, in reverse order. Safe to call twice. */
+void h_stop_all(void);
+
+/* Runs bin/<name> (or an absolute path) to completion, stdout into out
+ * (NUL-terminated, truncated to size). Returns the exit code, -1 on error. */
+int h_run(const char *name, const char *const *args, char *out, size_t size);
+
+/* Path of a built program. */
+const char *h_bin(const char *name, char *buf, size_t size);
+/* Path of a file in the source tree. */
+const char *h_src(const char *rel, char *buf, size_t size);
+
+/* Produces one message and waits for its acknowledgement. */
+int h_produce(const char *topic, const void *key, size_t key_len,
+              const void *val, size_t len);
+
+/*
+ * Reads topic from the beginning until at least min messages arrived and
+ * the topic has no more, or timeout_ms passed. Returns the count; *out is an
+ * array the caller frees with h_msgs_free().
+ */
+int h_consume_all(const char *topic, int min, int timeout_ms,
+                  rd_kafka_message_t ***out);
+void h_msgs_free(rd_kafka_message_t **msgs, int cnt);
+
+/* The value of header name of m, copied into buf ("" if absent). */
+const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf,
+                     size_t size);
+
+/* 1 when group has committed, on every partition of topic, the end of the
+ * partition (it has consumed everything), else 0. */
+int h_group_caught_up(const char *group_suffix, const char *topic);
+
+/* Monotonic ms. */
+long long h_now_ms(void);
+
+#endif
+
+#include <jansson.h>
+
+/* Each line of a JSON-lines file (or text), as a JSON array of objects.
+ * Lines that are not objects are skipped. */
+json_t *h_jsonl_file(const char *path);
+json_t *h_jsonl_text(const char *text);
+
+/* `sg-ctl kpis --json [--channel C]` as an array of objects. */
+json_t *h_kpis(const char *channel);
+
+/*
+ * 1 when every row of truth (channel, campaign_id and the ChannelKpi
+ * counters) has a row in kpis with the same values, else 0 with the first
+ * difference in why. Rows of truth without "channel" are ignored.
+ */
+int h_kpis_match(json_t *truth, json_t *kpis, char *why, size_t size);

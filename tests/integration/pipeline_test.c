@@ -1,0 +1,201 @@
+/*
+ * The whole pipeline on real parts: sg-broker, a private redis-server, the
+ * four stages and the sg-gen scenario. Pins the exact KPI totals, the
+ * dead-lettered records, and the decisions: the fraud channel and the
+ * CPA-overrun channel paused, nothing for the healthy channels.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "codec.h"
+#include "harness.h"
+
+static void setup(void)
+{
+        h_init();
+        h_start_infra();
+        h_start_stages();
+}
+
+static void teardown(void)
+{
+        h_stop_all();
+}
+
+TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 400);
+
+/* Waits until group has consumed all of topic. */
+static void wait_caught_up(const char *group, const char *topic, int ms)
+{
+        long long deadline = h_now_ms() + ms;
+
+        while (!h_group_caught_up(group, topic)) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "%s did not consume all of %s within %d ms "
+                             "(logs in %s)",
+                             group, topic, ms, H.dir);
+                usleep(200 * 1000);
+        }
+}
+
+static json_int_t truth_rejected(json_t *truth, const char *reason)
+{
+        size_t i;
+        json_t *row;
+
+        json_array_foreach(truth, i, row)
+        {
+                json_t *rej = json_object_get(row, "rejected");
+                if (rej)
+                        return json_integer_value(
+                            json_object_get(rej, reason));
+        }
+        return -1;
+}
+
+Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
+{
+        char truth_path[512], why[512] = "", schemas[512], buf[256];
+        const char *gen_args[] = {"--seed",  "7",        "--duration", "180",
+                                  "--bad",   "5",        "--truth",    truth_path,
+                                  NULL};
+        rd_kafka_message_t **msgs;
+        sg_decision_t d[8];
+        sg_codec_t *codec;
+        json_t *truth, *kpis = NULL;
+        long long deadline;
+        int matched = 0, n, bad_total = 0;
+
+        snprintf(truth_path, sizeof(truth_path), "%s/truth.jsonl", H.dir);
+        cr_assert_eq(h_run("sg-gen", gen_args, NULL, 0), 0,
+                     "sg-gen failed (log: %s/sg-gen.log)", H.dir);
+        truth = h_jsonl_file(truth_path);
+
+        /* 1. Every KPI total equals the generator's ground truth. */
+        deadline = h_now_ms() + 120000;
+        while (!matched && h_now_ms() < deadline) {
+                json_decref(kpis);
+                kpis = h_kpis(NULL);
+                matched = h_kpis_match(truth, kpis, why, sizeof(why));
+                if (!matched)
+                        usleep(300 * 1000);
+        }
+        cr_assert(matched, "KPIs never matched the truth: %s (logs in %s)",
+                  why, H.dir);
+        /* 5 channels x (channel + 2 campaigns). */
+        cr_assert_eq(json_array_size(kpis), 15);
+
+        /* 2. Every bad record is dead-lettered with its reason. */
+        n = h_consume_all("sg.deadletter", 5, 30000, &msgs);
+        cr_assert_eq(n, 5, "dead letters: want 5, got %d", n);
+        {
+                static const char *const reasons[] = {
+                    "bad_value", "missing_field", "json_parse",
+                    "bad_framing", "unknown_schema", NULL};
+                for (const char *const *r = reasons; *r; r++) {
+                        int got = 0;
+                        for (int i = 0; i < n; i++)
+                                got += strcmp(h_header(msgs[i], "sg.error",
+                                                       buf, sizeof(buf)),
+                                              *r) == 0;
+                        cr_assert_eq(got, truth_rejected(truth, *r),
+                                     "dead letters with sg.error=%s: want "
+                                     "%lld, got %d",
+                                     *r,
+                                     (long long)truth_rejected(truth, *r),
+                                     got);
+                        bad_total += got;
+                }
+                for (int i = 0; i < n; i++)
+                        cr_assert_neq(h_header(msgs[i], "sg.src", buf,
+                                               sizeof(buf))[0],
+                                      '\0', "a dead letter without sg.src");
+        }
+        cr_assert_eq(bad_total, 5);
+        h_msgs_free(msgs, n);
+
+        /* 3. Decisions, once every stage has consumed everything. */
+        wait_caught_up("aggregate", "sg.events", 60000);
+        wait_caught_up("rules", "sg.aggregates", 60000);
+        wait_caught_up("sink", "sg.decisions", 60000);
+        n = h_consume_all("ad-decisions", 2, 20000, &msgs);
+        cr_assert_eq(n, 2, "decisions on ad-decisions: want 2, got %d", n);
+        codec = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)), buf,
+                             sizeof(buf));
+        cr_assert_not_null(codec, "%s", buf);
+        for (int i = 0; i < n; i++) {
+                const unsigned char *p = msgs[i]->payload;
+                cr_assert_eq(p[0], 0, "not Confluent framing");
+                cr_assert_eq(p[4], 6, "schema id %d, want 6", p[4]);
+                cr_assert_eq(sg_codec_decode_decision(
+                                 codec, msgs[i]->payload, msgs[i]->len, &d[i]),
+                             0, "%s", sg_codec_error(codec));
+        }
+        if (strcmp(d[0].channel, "kol") != 0) {
+                sg_decision_t tmp = d[0];
+                d[0] = d[1];
+                d[1] = tmp;
+        }
+        cr_assert_str_eq(d[0].channel, "kol");
+        cr_assert_eq(d[0].action, SG_ACT_PAUSE);
+        cr_assert_str_eq(d[0].rule_id, "ivt_circuit_breaker");
+        cr_assert_str_eq(d[1].channel, "gifts");
+        cr_assert_eq(d[1].action, SG_ACT_PAUSE);
+        cr_assert_str_eq(d[1].rule_id, "cpa_overrun");
+        cr_assert_str_neq(d[0].decision_id, d[1].decision_id);
+        cr_assert_neq(d[0].reason[0], '\0');
+
+        /* 4. The same bytes decode with an independent Avro implementation
+         * and the project's decision.avsc. */
+        {
+                char rec[512], avsc[512], script[512];
+                static char out[65536];
+                const char *args[] = {script, avsc, rec, NULL};
+                FILE *fp;
+                json_t *rows;
+
+                snprintf(rec, sizeof(rec), "%s/decisions.records", H.dir);
+                fp = fopen(rec, "wb");
+                cr_assert_not_null(fp);
+                for (int i = 0; i < n; i++) {
+                        unsigned char len[4] = {
+                            (unsigned char)(msgs[i]->len >> 24),
+                            (unsigned char)(msgs[i]->len >> 16),
+                            (unsigned char)(msgs[i]->len >> 8),
+                            (unsigned char)msgs[i]->len};
+                        fwrite(len, 1, 4, fp);
+                        fwrite(msgs[i]->payload, 1, msgs[i]->len, fp);
+                }
+                fclose(fp);
+                h_src("schemas/decision.avsc", avsc, sizeof(avsc));
+                h_src("tests/interop/decode_decisions.py", script,
+                      sizeof(script));
+                cr_assert_eq(h_run("/usr/bin/python3", args, out, sizeof(out)),
+                             0, "decode_decisions.py failed");
+                rows = h_jsonl_text(out);
+                cr_assert_eq(json_array_size(rows), 2);
+                for (size_t i = 0; i < 2; i++) {
+                        json_t *row = json_array_get(rows, i);
+                        cr_assert_str_eq(json_string_value(json_object_get(
+                                             row, "decision_id")),
+                                         strcmp(json_string_value(
+                                                    json_object_get(
+                                                        row, "channel")),
+                                                "kol") == 0
+                                             ? d[0].decision_id
+                                             : d[1].decision_id);
+                        cr_assert_str_eq(json_string_value(
+                                             json_object_get(row, "action")),
+                                         "PAUSE");
+                }
+                json_decref(rows);
+        }
+        sg_codec_destroy(codec);
+        h_msgs_free(msgs, n);
+        json_decref(kpis);
+        json_decref(truth);
+}
