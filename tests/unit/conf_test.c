@@ -1,0 +1,195 @@
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "conf.h"
+#include "log.h"
+
+static int apply(sg_conf_t *conf, const char *yaml, char *err, size_t size)
+{
+        sg_yaml_node_t *root = sg_yaml_load_string(yaml, strlen(yaml), err,
+                                                   size);
+        int rc;
+
+        if (!root)
+                return -2;
+        rc = sg_conf_apply(conf, root, "test.yaml", err, size);
+        sg_yaml_free(root);
+        return rc;
+}
+
+static void defaults(sg_conf_t *conf)
+{
+        char err[256];
+
+        unsetenv("SG_CONFIG");
+        unsetenv("SG_BROKERS");
+        unsetenv("SG_REDIS");
+        unsetenv("SG_GROUP_PREFIX");
+        unsetenv("SG_LOG_LEVEL");
+        cr_assert_eq(sg_conf_load(conf, "/dev/null", err, sizeof(err)), 0,
+                     "%s", err);
+}
+
+Test(conf, defaults_come_from_the_table)
+{
+        sg_conf_t conf;
+
+        defaults(&conf);
+        cr_assert_str_eq(conf.brokers, "127.0.0.1:9092");
+        cr_assert_str_eq(conf.topics.events, "sg.events");
+        cr_assert_eq(conf.ingest.batch_size, 2000);
+        cr_assert_eq(conf.aggregate.bucket_s, 10);
+        cr_assert_eq(conf.ingest.max_money_micros, 1000000000000LL);
+        cr_assert_eq(conf.channel_cnt, 0);
+}
+
+Test(conf, file_values_and_sections_apply)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        defaults(&conf);
+        cr_assert_eq(apply(&conf,
+                           "brokers: k1:9092\n"
+                           "ingest:\n  batch_size: 7\n"
+                           "kafka:\n  fetch.wait.max.ms: 10\n"
+                           "channels:\n"
+                           "  - name: social\n"
+                           "    budget_micros: 100\n"
+                           "    target_cpa_micros: 20\n",
+                           err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_str_eq(conf.brokers, "k1:9092");
+        cr_assert_eq(conf.ingest.batch_size, 7);
+        cr_assert_eq(conf.kafka_cnt, 1);
+        cr_assert_str_eq(conf.kafka[0].name, "fetch.wait.max.ms");
+        cr_assert_str_eq(conf.kafka[0].value, "10");
+        cr_assert_eq(conf.channel_cnt, 1);
+        cr_assert_eq(sg_conf_channel(&conf, "social")->target_cpa_micros, 20);
+        cr_assert_null(sg_conf_channel(&conf, "search"));
+}
+
+Test(conf, unknown_key_names_file_line_and_key)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        defaults(&conf);
+        cr_assert_eq(apply(&conf, "ingest:\n  batch_sze: 7\n", err,
+                           sizeof(err)),
+                     -1);
+        cr_assert_str_eq(err, "test.yaml:2: unknown key ingest.batch_sze (see "
+                              "--help for the keys)");
+}
+
+Test(conf, out_of_range_value_is_rejected_with_its_bounds)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        defaults(&conf);
+        cr_assert_eq(apply(&conf, "ingest:\n  batch_size: 0\n", err,
+                           sizeof(err)),
+                     -1);
+        cr_assert_str_eq(err, "test.yaml:2: ingest.batch_size: 0 is out of "
+                              "range [1, 100000]");
+        cr_assert_eq(apply(&conf, "aggregate:\n  bucket_s: ten\n", err,
+                           sizeof(err)),
+                     -1);
+        cr_assert_str_eq(err, "test.yaml:2: aggregate.bucket_s: \"ten\" is "
+                              "not an integer");
+}
+
+Test(conf, duplicate_channel_is_rejected)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        defaults(&conf);
+        cr_assert_eq(apply(&conf,
+                           "channels:\n  - name: a\n  - name: a\n", err,
+                           sizeof(err)),
+                     -1);
+        cr_assert_str_eq(err, "test.yaml:3: channels: a is listed twice");
+}
+
+Test(conf, environment_beats_the_file)
+{
+        sg_conf_t conf;
+        char err[256];
+        char path[] = "/tmp/sg-conf-XXXXXX";
+        int fd = mkstemp(path);
+        const char *text = "brokers: file:1\nredis: redis://f:1/0\n";
+
+        cr_assert_neq(fd, -1);
+        cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+        close(fd);
+        setenv("SG_BROKERS", "env:2", 1);
+        setenv("SG_REDIS", "unix:///tmp/x.sock", 1);
+        setenv("SG_GROUP_PREFIX", "gp", 1);
+        cr_assert_eq(sg_conf_load(&conf, path, err, sizeof(err)), 0, "%s",
+                     err);
+        unlink(path);
+        cr_assert_str_eq(conf.brokers, "env:2");
+        cr_assert_str_eq(conf.redis, "unix:///tmp/x.sock");
+        cr_assert_str_eq(conf.group_prefix, "gp");
+}
+
+Test(conf, paths_in_the_file_resolve_against_its_folder)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        defaults(&conf);
+        strcpy(conf.dir, "/etc/spendguard");
+        cr_assert_eq(apply(&conf, "schemas_dir: ../schemas\n"
+                                  "rules:\n  file: /abs/rules.yaml\n",
+                           err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_str_eq(conf.schemas_dir, "/etc/spendguard/../schemas");
+        cr_assert_str_eq(conf.rules.file, "/abs/rules.yaml");
+}
+
+Test(conf, bad_yaml_reports_the_line)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        defaults(&conf);
+        cr_assert_eq(apply(&conf, "a: [1, 2\nb: 3\n", err, sizeof(err)), -2);
+        cr_assert_not_null(strstr(err, "<string>:"), "%s", err);
+}
+
+Test(conf, shipped_config_loads)
+{
+        sg_conf_t conf;
+        char err[256], path[512];
+
+        snprintf(path, sizeof(path), "%s/config/spendguard.yaml",
+                 getenv("SG_SOURCE_DIR") ? getenv("SG_SOURCE_DIR")
+                                         : SG_SOURCE_DIR);
+        unsetenv("SG_BROKERS");
+        unsetenv("SG_REDIS");
+        cr_assert_eq(sg_conf_load(&conf, path, err, sizeof(err)), 0, "%s",
+                     err);
+        cr_assert_eq(conf.channel_cnt, 5);
+        cr_assert_eq(sg_conf_channel(&conf, "gifts")->target_cpa_micros,
+                     10000000);
+}
+
+Test(log, quotes_values_that_need_it)
+{
+        char buf[64];
+
+        cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), "plain"), "plain");
+        cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), "two words"),
+                         "\"two words\"");
+        cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), "a\"b\\c"),
+                         "\"a\\\"b\\\\c\"");
+        cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), "x\ny"),
+                         "\"x\\x0ay\"");
+        cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), ""), "\"\"");
+}
