@@ -28,7 +28,7 @@ const sg_conf_field_t sg_conf_fields[] = {
     PATHF("schemas_dir", "schemas", schemas_dir,
           "folder of the .avsc schemas"),
     STR("log_level", "info", log_level, "SG_LOG_LEVEL",
-        "debug | info | warn | error"),
+        "debug, info, warn or error"),
 
     STR("topics.impressions", "ad-impressions", topics.impressions, NULL,
         "input topic; default event type impression"),
@@ -83,7 +83,7 @@ const sg_conf_field_t sg_conf_fields[] = {
         "longest wait to fill a batch, ms"),
 
     STR("sink.format", "avro", sink.format, NULL,
-        "ad-decisions and channel-kpis encoding: avro | json"),
+        "ad-decisions and channel-kpis encoding: avro or json"),
     INT("sink.dedupe_ttl_s", "604800", 60, 31536000, sink.dedupe_ttl_s,
         "how long delivered decision ids are remembered"),
     INT("sink.decision_log_len", "1000", 1, 1000000, sink.decision_log_len,

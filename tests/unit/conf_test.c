@@ -193,3 +193,32 @@ Test(log, quotes_values_that_need_it)
                          "\"x\\x0ay\"");
         cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), ""), "\"\"");
 }
+
+Test(conf, docs_config_md_matches_the_table)
+{
+        char path[512], *want = NULL, *got = NULL;
+        size_t want_len = 0, got_len = 0;
+        FILE *fp, *mem;
+
+        snprintf(path, sizeof(path), "%s/docs/config.md",
+                 getenv("SG_SOURCE_DIR") ? getenv("SG_SOURCE_DIR")
+                                         : SG_SOURCE_DIR);
+        fp = fopen(path, "r");
+        cr_assert_not_null(fp, "%s missing: run `build/bin/sg-ctl "
+                               "config-reference > docs/config.md`",
+                           path);
+        mem = open_memstream(&want, &want_len);
+        for (int c; (c = fgetc(fp)) != EOF;)
+                fputc(c, mem);
+        fclose(fp);
+        fclose(mem);
+        mem = open_memstream(&got, &got_len);
+        sg_conf_write_reference(mem);
+        fclose(mem);
+        cr_assert_str_eq(got, want,
+                         "docs/config.md drifted from lib/conf.c: run "
+                         "`build/bin/sg-ctl config-reference > "
+                         "docs/config.md`");
+        free(want);
+        free(got);
+}
