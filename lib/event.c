@@ -7,17 +7,17 @@
 #include "event.h"
 
 static const char *const event_type_names[] = {
-        [SG_EV_IMPRESSION] = "impression",
-        [SG_EV_CLICK] = "click",
-        [SG_EV_CONVERSION] = "conversion",
+    [SG_EV_IMPRESSION] = "impression",
+    [SG_EV_CLICK] = "click",
+    [SG_EV_CONVERSION] = "conversion",
 };
 
 static const char *const action_names[SG_ACT__CNT] = {
-        [SG_ACT_PAUSE] = "PAUSE",
-        [SG_ACT_RESUME] = "RESUME",
-        [SG_ACT_BLOCK_SOURCE] = "BLOCK_SOURCE",
-        [SG_ACT_REALLOCATE] = "REALLOCATE",
-        [SG_ACT_ALERT] = "ALERT",
+    [SG_ACT_PAUSE] = "PAUSE",
+    [SG_ACT_RESUME] = "RESUME",
+    [SG_ACT_BLOCK_SOURCE] = "BLOCK_SOURCE",
+    [SG_ACT_REALLOCATE] = "REALLOCATE",
+    [SG_ACT_ALERT] = "ALERT",
 };
 
 /* Never NULL, so that a corrupt value still prints in a log line. */
