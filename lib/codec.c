@@ -1090,7 +1090,7 @@ static int js_dump(sg_codec_t *c, json_t *o, int build_rc, void *buf,
                 return fail(c, "value not encodable as JSON (out of memory, "
                                "invalid UTF-8 or a non-finite number)");
         }
-        n = json_dumpb(o, buf, bufsize, JSON_COMPACT);
+        n = json_dumpb(o, buf, bufsize, JSON_COMPACT | JSON_REAL_PRECISION(15));
         json_decref(o);
         if (n == 0)
                 return fail(c, "JSON encoding failed");

@@ -1369,7 +1369,7 @@ Test(codec, json_decision_spells_out_nulls_and_the_action)
             "\"action\":\"REALLOCATE\",\"channel\":\"social\","
             "\"campaign_id\":null,\"source\":null,"
             "\"reason\":\"cpa 1.35x target 1.30x over 1h (n=412)\","
-            "\"metrics\":{\"cpa\":13500000.25,\"target\":0.10000000000000001,"
+            "\"metrics\":{\"cpa\":13500000.25,\"target\":0.1,"
             "\"conversions\":-412.0},\"window_start\":1709290800000,"
             "\"window_end\":1709294400000,\"decided_at\":1709294400500,"
             "\"budgets\":[{\"channel\":\"social\",\"budget_micros\":460000000},"
@@ -1508,8 +1508,7 @@ Test(codec, json_kpi_has_null_for_undefined_ratios)
             "\"invalid_clicks\":1,\"invalid_impressions\":3,"
             "\"invalid_spend_micros\":200000,\"unique_devices\":850,"
             "\"ctr\":0.02,\"cvr\":0.0,\"cpa_micros\":null,"
-            "\"cpm_micros\":4000000.0,\"roas\":0.0,\"ivt_rate\":0."
-            "050000000000000003}";
+            "\"cpm_micros\":4000000.0,\"roas\":0.0,\"ivt_rate\":0.05}";
         int n = sg_codec_encode_kpi(codec, SG_FMT_JSON, &s, buf, sizeof(buf));
 
         cr_assert_eq(n, (int)strlen(want), "%.*s", n, buf);
