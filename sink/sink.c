@@ -1,0 +1,443 @@
+/*
+ * The sg-sink batch loop. Per batch: decode, drop what this batch or Redis
+ * says was delivered already (one pipelined round trip), produce the rest,
+ * wait for the acknowledgements, remember them in Redis (one round trip),
+ * then commit. A crash before the remembering redelivers; one after it
+ * cannot, since the input is committed last.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "sink.h"
+#include "stage.h"
+
+#define BATCH_MAX        1000
+#define FLUSH_TIMEOUT_MS 30000
+#define RETRY_PAUSE_MS   1000
+#define KEY_LEN          256
+
+/* What the batch does with a decoded record. */
+enum { DELIVER = 0, DUP_IN_BATCH, DELIVERED_BEFORE };
+
+struct sg_sink {
+        const sg_conf_t *conf;
+        sg_codec_t *codec;
+        sg_redis_t *redis;
+        sg_producer_t *producer;
+        sg_format_t fmt;
+
+        rd_kafka_message_t *msgs[BATCH_MAX];
+        sg_decision_t *dec; /* [BATCH_MAX] */
+        sg_snapshot_t *kpi; /* [BATCH_MAX] final snapshots */
+        unsigned char dec_state[BATCH_MAX], kpi_state[BATCH_MAX];
+        int ndec, nkpi;
+        int order[2 * BATCH_MAX]; /* pipeline command -> record */
+        int batch_failed;
+
+        unsigned char buf[32768];
+        char json[32768];
+
+        sg_counter_t *c_delivered, *c_duplicates, *c_kpis;
+};
+
+/* ------------------------------------------------------------------ Redis */
+
+static void dec_key(const sg_decision_t *d, char *key)
+{
+        snprintf(key, KEY_LEN, "sg:delivered:%s", d->decision_id);
+}
+
+static void kpi_key(const sg_snapshot_t *k, char *key)
+{
+        snprintf(key, KEY_LEN, "sg:kpidone:%s|%s|%" PRId64, k->channel,
+                 k->campaign_id, k->window_start);
+}
+
+/*
+ * Runs a pipeline: append() queues the commands and returns their count
+ * (-1 if queueing failed), on_reply() sees each reply in order. After an
+ * I/O error the whole pipeline is redone on a new connection. -1 only if
+ * stopped while Redis is unreachable.
+ */
+static int pipeline(sg_sink_t *s, int (*append)(sg_sink_t *),
+                    void (*on_reply)(sg_sink_t *, int, const redisReply *))
+{
+        for (;;) {
+                int cnt = append(s), ok = cnt >= 0;
+
+                for (int k = 0; ok && k < cnt; k++) {
+                        redisReply *r = sg_redis_pipeline_get(s->redis);
+
+                        if (!r) {
+                                ok = 0;
+                                break;
+                        }
+                        on_reply(s, k, r);
+                        freeReplyObject(r);
+                }
+                if (ok)
+                        return 0;
+                if (sg_redis_reconnect(s->redis) == -1)
+                        return -1;
+        }
+}
+
+static int append2(sg_sink_t *s, const char *cmd, const char *key)
+{
+        const char *argv[2] = {cmd, key};
+
+        return sg_redis_append_argv(s->redis, 2, argv, NULL);
+}
+
+/* EXISTS of every record still to deliver. */
+static int append_exists(sg_sink_t *s)
+{
+        char key[KEY_LEN];
+        int cnt = 0;
+
+        for (int i = 0; i < s->ndec; i++) {
+                if (s->dec_state[i] != DELIVER)
+                        continue;
+                dec_key(&s->dec[i], key);
+                if (append2(s, "EXISTS", key))
+                        return -1;
+                s->order[cnt++] = i;
+        }
+        for (int i = 0; i < s->nkpi; i++) {
+                if (s->kpi_state[i] != DELIVER)
+                        continue;
+                kpi_key(&s->kpi[i], key);
+                if (append2(s, "EXISTS", key))
+                        return -1;
+                s->order[cnt++] = BATCH_MAX + i;
+        }
+        return cnt;
+}
+
+static void on_exists(sg_sink_t *s, int k, const redisReply *r)
+{
+        int i = s->order[k];
+        unsigned char *state =
+            i < BATCH_MAX ? &s->dec_state[i] : &s->kpi_state[i - BATCH_MAX];
+
+        if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+                *state = DELIVERED_BEFORE;
+        else if (r->type == REDIS_REPLY_ERROR)
+                sg_error("event=redis_error cmd=EXISTS err=%s", r->str);
+}
+
+/* Remembers what the batch delivered: dedupe keys, the decision log. */
+static int append_record(sg_sink_t *s)
+{
+        char key[KEY_LEN], ttl[16], len[16];
+        const char *argv[5] = {"SET", key, "1", "EX", ttl};
+        int cnt = 0, logged = 0;
+
+        snprintf(ttl, sizeof(ttl), "%d", s->conf->sink.dedupe_ttl_s);
+        for (int i = 0; i < s->ndec; i++) {
+                const sg_decision_t *d = &s->dec[i];
+                int n;
+
+                if (s->dec_state[i] != DELIVER)
+                        continue;
+                dec_key(d, key);
+                argv[0] = "SET";
+                if (sg_redis_append_argv(s->redis, 5, argv, NULL))
+                        return -1;
+                cnt++;
+                n = sg_codec_encode_decision(s->codec, SG_FMT_JSON, d, s->json,
+                                             sizeof(s->json));
+                if (n < 0) {
+                        sg_error("event=decision_log_encode_failed id=%s "
+                                 "err=\"%s\"",
+                                 d->decision_id, sg_codec_error(s->codec));
+                        continue;
+                }
+                {
+                        const char *lp[3] = {"LPUSH", "sg:decisions", s->json};
+                        size_t lplen[3] = {5, 12, (size_t)n};
+
+                        if (sg_redis_append_argv(s->redis, 3, lp, lplen))
+                                return -1;
+                }
+                cnt++;
+                logged++;
+        }
+        if (logged) {
+                const char *lt[4] = {"LTRIM", "sg:decisions", "0", len};
+
+                snprintf(len, sizeof(len), "%d",
+                         s->conf->sink.decision_log_len - 1);
+                if (sg_redis_append_argv(s->redis, 4, lt, NULL))
+                        return -1;
+                cnt++;
+        }
+        for (int i = 0; i < s->nkpi; i++) {
+                if (s->kpi_state[i] != DELIVER)
+                        continue;
+                kpi_key(&s->kpi[i], key);
+                if (sg_redis_append_argv(s->redis, 5, argv, NULL))
+                        return -1;
+                cnt++;
+        }
+        return cnt;
+}
+
+static void on_record(sg_sink_t *s, int k, const redisReply *r)
+{
+        if (r->type == REDIS_REPLY_ERROR)
+                sg_error("event=redis_error cmd=record err=%s", r->str);
+}
+
+/* ------------------------------------------------------------------ input */
+
+static void deadletter(sg_sink_t *s, const rd_kafka_message_t *m,
+                       const char *reason, const char *detail)
+{
+        rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        char src[256], q[512], name[112];
+
+        snprintf(src, sizeof(src), "%s/%" PRId32 "/%" PRId64, topic,
+                 m->partition, m->offset);
+        rd_kafka_header_add(h, "sg.error", -1, reason, -1);
+        rd_kafka_header_add(h, "sg.detail", -1, detail, -1);
+        rd_kafka_header_add(h, "sg.src", -1, src, -1);
+        sg_warn("event=deadletter reason=%s src=%s detail=%s", reason, src,
+                sg_log_quote(q, sizeof(q), detail));
+        snprintf(name, sizeof(name),
+                 "deadletter_total{stage=\"sink\",reason=\"%s\"}", reason);
+        sg_counter_add(sg_counter(name), 1);
+        if (sg_producer_send(s->producer, s->conf->topics.deadletter,
+                             RD_KAFKA_PARTITION_UA, m->key, m->key_len,
+                             m->payload, m->len, h))
+                s->batch_failed = 1;
+}
+
+static void take_decision(sg_sink_t *s, const rd_kafka_message_t *m)
+{
+        sg_decision_t *d = &s->dec[s->ndec];
+        const unsigned char *p = m->payload;
+
+        if (sg_codec_decode_decision(s->codec, m->payload, m->len, d) == -1) {
+                deadletter(s, m,
+                           m->len == 0 || p[0] == 0 ? SG_ERR_AVRO_DECODE
+                           : p[0] == '{'            ? SG_ERR_JSON_PARSE
+                                                    : SG_ERR_BAD_FRAMING,
+                           sg_codec_error(s->codec));
+                return;
+        }
+        s->dec_state[s->ndec] = DELIVER;
+        for (int i = 0; i < s->ndec; i++) {
+                if (strcmp(s->dec[i].decision_id, d->decision_id) == 0) {
+                        s->dec_state[s->ndec] = DUP_IN_BATCH;
+                        break;
+                }
+        }
+        s->ndec++;
+}
+
+static void take_snapshot(sg_sink_t *s, const rd_kafka_message_t *m)
+{
+        sg_snapshot_t *k = &s->kpi[s->nkpi];
+
+        if (sg_codec_decode_snapshot(s->codec, m->payload, m->len, k) == -1) {
+                deadletter(s, m, SG_ERR_AVRO_DECODE, sg_codec_error(s->codec));
+                return;
+        }
+        /* Rolling windows are for rules; a closed window is a KPI row. */
+        if (!k->final)
+                return;
+        s->kpi_state[s->nkpi] = DELIVER;
+        for (int i = 0; i < s->nkpi; i++) {
+                if (s->kpi[i].window_start == k->window_start &&
+                    strcmp(s->kpi[i].channel, k->channel) == 0 &&
+                    strcmp(s->kpi[i].campaign_id, k->campaign_id) == 0) {
+                        s->kpi_state[s->nkpi] = DUP_IN_BATCH;
+                        break;
+                }
+        }
+        s->nkpi++;
+}
+
+/* ----------------------------------------------------------------- output */
+
+static void send_one(sg_sink_t *s, const char *topic, const char *key, int n,
+                     const char *what)
+{
+        char q[512];
+
+        if (n < 0) {
+                /* A bug, not an input problem: loud, and not retried. */
+                sg_error("event=encode_failed what=%s key=%s err=%s", what, key,
+                         sg_log_quote(q, sizeof(q), sg_codec_error(s->codec)));
+                return;
+        }
+        if (sg_producer_send(s->producer, topic, RD_KAFKA_PARTITION_UA, key,
+                             strlen(key), s->buf, (size_t)n, NULL))
+                s->batch_failed = 1;
+}
+
+static void produce(sg_sink_t *s)
+{
+        for (int i = 0; i < s->ndec; i++) {
+                const sg_decision_t *d = &s->dec[i];
+
+                if (s->dec_state[i] != DELIVER) {
+                        sg_counter_add(s->c_duplicates, 1);
+                        sg_debug("event=decision_duplicate id=%s why=%s",
+                                 d->decision_id,
+                                 s->dec_state[i] == DUP_IN_BATCH ? "batch"
+                                                                 : "delivered");
+                        continue;
+                }
+                send_one(s, s->conf->topics.out_decisions, d->channel,
+                         sg_codec_encode_decision(s->codec, s->fmt, d, s->buf,
+                                                  sizeof(s->buf)),
+                         "decision");
+        }
+        for (int i = 0; i < s->nkpi; i++) {
+                const sg_snapshot_t *k = &s->kpi[i];
+
+                if (s->kpi_state[i] != DELIVER)
+                        continue;
+                send_one(s, s->conf->topics.kpis, k->channel,
+                         sg_codec_encode_kpi(s->codec, s->fmt, k, s->buf,
+                                             sizeof(s->buf)),
+                         "kpi");
+        }
+}
+
+static void log_delivered(sg_sink_t *s)
+{
+        for (int i = 0; i < s->ndec; i++) {
+                const sg_decision_t *d = &s->dec[i];
+
+                if (s->dec_state[i] != DELIVER)
+                        continue;
+                sg_counter_add(s->c_delivered, 1);
+                sg_info("event=decision_delivered id=%s action=%s channel=%s "
+                        "rule=%s",
+                        d->decision_id, sg_action_name(d->action), d->channel,
+                        d->rule_id);
+        }
+        for (int i = 0; i < s->nkpi; i++)
+                if (s->kpi_state[i] == DELIVER)
+                        sg_counter_add(s->c_kpis, 1);
+}
+
+/* --------------------------------------------------------------- the loop */
+
+static int flush(sg_sink_t *s)
+{
+        int rc = sg_producer_flush(s->producer, FLUSH_TIMEOUT_MS);
+
+        while (rc == -1 && !sg_stop) {
+                sg_warn("event=flush_slow waited_ms=%d msg=\"still waiting "
+                        "for the broker\"",
+                        FLUSH_TIMEOUT_MS);
+                rc = sg_producer_flush(s->producer, FLUSH_TIMEOUT_MS);
+        }
+        return rc;
+}
+
+/* 0 done (committed or rewound), -1 the stage must stop. */
+static int batch(sg_sink_t *s, sg_consumer_t *consumer, int n)
+{
+        const char *decisions = s->conf->topics.decisions;
+        const char *aggregates = s->conf->topics.aggregates;
+        int rc;
+
+        s->ndec = s->nkpi = 0;
+        s->batch_failed = 0;
+        for (int i = 0; i < n; i++) {
+                const rd_kafka_message_t *m = s->msgs[i];
+                const char *topic = rd_kafka_topic_name(m->rkt);
+
+                if (strcmp(topic, decisions) == 0)
+                        take_decision(s, m);
+                else if (strcmp(topic, aggregates) == 0)
+                        take_snapshot(s, m);
+        }
+        if ((s->ndec || s->nkpi) && pipeline(s, append_exists, on_exists) == -1)
+                return -1;
+        produce(s);
+
+        rc = flush(s);
+        if (rc == -1)
+                return -1; /* stopped, unacknowledged: redo on restart */
+        if (rc > 0 || s->batch_failed) {
+                sg_warn("event=batch_retry messages=%d failed=%d", n, rc);
+                if (sg_consumer_rewind(consumer, s->msgs, n) == -1)
+                        return -1;
+                sg_sleep_ms(RETRY_PAUSE_MS);
+                return 0;
+        }
+        if ((s->ndec || s->nkpi) && pipeline(s, append_record, on_record) == -1)
+                return -1; /* stopped while Redis is down: no commit */
+        log_delivered(s);
+        sg_consumer_commit(consumer, s->msgs, n);
+        return 0;
+}
+
+int sg_sink_run(sg_sink_t *s, sg_consumer_t *consumer)
+{
+        int rc = 0;
+
+        while (!sg_stop) {
+                int n = sg_consumer_batch(consumer, s->msgs, BATCH_MAX, 100);
+
+                if (n == 0)
+                        continue;
+                rc = batch(s, consumer, n);
+                sg_consumer_batch_free(s->msgs, n);
+                if (rc == -1)
+                        break;
+        }
+        return rc == -1 && !sg_stop ? -1 : 0;
+}
+
+sg_sink_t *sg_sink_new(const sg_conf_t *conf, sg_codec_t *codec,
+                       sg_redis_t *redis, sg_producer_t *producer, char *errstr,
+                       size_t errstr_size)
+{
+        sg_sink_t *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                goto oom;
+        s->conf = conf;
+        s->codec = codec;
+        s->redis = redis;
+        s->producer = producer;
+        if (sg_format_parse(conf->sink.format, &s->fmt) == -1) {
+                snprintf(errstr, errstr_size,
+                         "sink.format: \"%s\" is not avro or json",
+                         conf->sink.format);
+                sg_sink_destroy(s);
+                return NULL;
+        }
+        s->dec = calloc(BATCH_MAX, sizeof(*s->dec));
+        s->kpi = calloc(BATCH_MAX, sizeof(*s->kpi));
+        if (!s->dec || !s->kpi)
+                goto oom;
+        s->c_delivered = sg_counter("sink_decisions_delivered_total");
+        s->c_duplicates = sg_counter("sink_decisions_duplicate_total");
+        s->c_kpis = sg_counter("sink_kpis_delivered_total");
+        return s;
+oom:
+        snprintf(errstr, errstr_size, "out of memory");
+        sg_sink_destroy(s);
+        return NULL;
+}
+
+void sg_sink_destroy(sg_sink_t *s)
+{
+        if (!s)
+                return;
+        free(s->dec);
+        free(s->kpi);
+        free(s);
+}
