@@ -15,16 +15,27 @@
 extern const char sg_aggregate_apply_lua[];
 
 #define MAX_PARTITIONS 1024
-#define MAX_SOURCES 256 /* input (topic, partition) pairs per partition */
-#define SCOPE_LEN (2 * SG_NAME_LEN)
-#define OUT_MAX 4096
+#define MAX_SOURCES    256 /* input (topic, partition) pairs per partition */
+#define SCOPE_LEN      (2 * SG_NAME_LEN)
+#define OUT_MAX        4096
+#define IDLE_MS                                                                \
+        10000 /* a source silent this long stops holding the                   \
+                 watermark back */
 
-/* The highest input offset applied, per input (topic, partition): ingest
- * re-produces events after a crash, and those must count once. */
+/*
+ * What aggregate tracks per input (topic, partition) within one sg.events
+ * partition. The highest input offset applied: ingest re-produces events
+ * after a crash, and those must count once. The highest event time: each
+ * input partition is in event-time order, but ingest interleaves many of
+ * them into one sg.events partition, so the watermark is taken over these
+ * sources, not over the sg.events partition.
+ */
 typedef struct src_off {
-        char key[SG_TOPIC_LEN + 16]; /* "topic/partition" */
-        int64_t applied;             /* stored in Redis */
-        int64_t pending;             /* in the batch being applied */
+        char key[SG_TOPIC_LEN + 16];  /* "topic/partition" */
+        int64_t applied;              /* stored in Redis */
+        int64_t pending;              /* in the batch being applied */
+        int64_t max_t, pending_max_t; /* event time; INT64_MIN = none */
+        int64_t last_seen;            /* monotonic ms of its last event */
 } src_off_t;
 
 /* State of one assigned sg.events partition. */
@@ -85,14 +96,20 @@ struct sg_aggregate {
         int32_t *closed_part;
         int closed_cnt, closed_cap;
 
+        /* Every input partition ("topic/partition"), from the metadata. */
+        char (*inputs)[SG_TOPIC_LEN + 16];
+        int input_cnt;
+
         unsigned char out[OUT_MAX];
         int64_t bucket_ms, window_ms, kpi_ms, lateness_ms;
 
-        sg_counter_t *applied, *skipped, *late, *snapshots, *finals,
-            *scripts, *bad;
+        sg_counter_t *applied, *skipped, *late, *snapshots, *finals, *scripts,
+            *bad;
 };
 
 /* ------------------------------------------------------------ partitions */
+
+static src_off_t *src_get(part_t *ps, const char *key);
 
 static part_t *part_get(sg_aggregate_t *ag, int32_t p)
 {
@@ -131,29 +148,24 @@ static void part_load(sg_aggregate_t *ag, rd_kafka_topic_partition_t *tp)
         ps->next_offset = tp->offset >= 0 ? tp->offset : 0;
         if (r)
                 freeReplyObject(r);
-        r = sg_redis_command(ag->redis, "GET %smaxt", pre);
-        if (r && r->type == REDIS_REPLY_STRING)
-                ps->max_t = strtoll(r->str, NULL, 10);
-        if (r)
-                freeReplyObject(r);
         r = sg_redis_command(ag->redis, "HGETALL %ssrc", pre);
         if (r && r->type == REDIS_REPLY_ARRAY) {
-                for (size_t i = 0; i + 1 < r->elements &&
-                                   ps->src_cnt < MAX_SOURCES;
-                     i += 2) {
-                        src_off_t *s = &ps->src[ps->src_cnt++];
-                        snprintf(s->key, sizeof(s->key), "%s",
-                                 r->element[i]->str);
-                        s->applied = s->pending =
-                            strtoll(r->element[i + 1]->str, NULL, 10);
+                for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                        src_off_t *so = src_get(ps, r->element[i]->str);
+                        if (so)
+                                so->applied = so->pending =
+                                    strtoll(r->element[i + 1]->str, NULL, 10);
                 }
         }
         if (r)
                 freeReplyObject(r);
+        /* Every input partition may still send events to this one: each
+         * holds the watermark back until it has or goes idle. */
+        for (int i = 0; i < ag->input_cnt; i++)
+                src_get(ps, ag->inputs[i]);
         sg_info("event=partition_resume partition=%d offset=%" PRId64
-                " sources=%d max_event_time=%" PRId64,
-                (int)tp->partition, tp->offset, ps->src_cnt,
-                ps->max_t == INT64_MIN ? 0 : ps->max_t);
+                " sources=%d",
+                (int)tp->partition, tp->offset, ps->src_cnt);
 }
 
 static void on_rebalance(void *opaque, int assign,
@@ -172,34 +184,58 @@ static void on_rebalance(void *opaque, int assign,
 }
 
 /*
- * The stage watermark: min over assigned partitions with data of (max event
- * time - lateness). A partition without data yet holds it back (-inf) while
- * it still has a backlog to read, so that a slow first fetch does not make a
- * whole partition late; once caught up with nothing to read, it does not.
+ * The stage watermark: the minimum, over the active sources of every
+ * assigned partition, of their highest event time, minus the lateness. A
+ * source that has sent nothing yet holds it back (-inf) until it goes idle
+ * (IDLE_MS without events), so that a slow first fetch does not make a whole
+ * input partition late; an idle source does not hold it back. When every
+ * source is idle the stream is quiet and the watermark is the newest event
+ * time minus the lateness.
  */
 static int64_t stage_watermark(const sg_aggregate_t *ag)
 {
-        int64_t t[MAX_PARTITIONS];
-        int n = 0;
+        int64_t now = sg_mono_ms(), min = INT64_MAX, max = INT64_MIN;
+        int active = 0;
 
         for (int p = 0; p < MAX_PARTITIONS; p++) {
                 const part_t *ps = ag->parts[p];
-                int64_t lo = -1, hi = -1;
 
                 if (!ps || !ps->assigned)
                         continue;
-                if (ps->max_t != INT64_MIN) {
-                        t[n++] = ps->max_t;
-                        continue;
+                for (int i = 0; i < ps->src_cnt; i++) {
+                        const src_off_t *so = &ps->src[i];
+
+                        if (so->max_t != INT64_MIN && so->max_t > max)
+                                max = so->max_t;
+                        if (now - so->last_seen > IDLE_MS)
+                                continue;
+                        if (so->max_t == INT64_MIN)
+                                return INT64_MIN;
+                        if (so->max_t < min)
+                                min = so->max_t;
+                        active++;
                 }
-                if (rd_kafka_get_watermark_offsets(
-                        sg_consumer_handle(ag->consumer),
-                        ag->conf.topics.events, p, &lo,
-                        &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-                    hi < 0 || ps->next_offset < hi)
-                        return INT64_MIN;
         }
-        return sg_watermark(t, n, ag->lateness_ms);
+        if (active)
+                return min - ag->lateness_ms;
+        return max == INT64_MIN ? INT64_MIN : max - ag->lateness_ms;
+}
+
+static src_off_t *src_get(part_t *ps, const char *key)
+{
+        src_off_t *so;
+
+        for (int i = 0; i < ps->src_cnt; i++)
+                if (strcmp(ps->src[i].key, key) == 0)
+                        return &ps->src[i];
+        if (ps->src_cnt == MAX_SOURCES)
+                return NULL;
+        so = &ps->src[ps->src_cnt++];
+        snprintf(so->key, sizeof(so->key), "%s", key);
+        so->applied = so->pending = -1;
+        so->max_t = so->pending_max_t = INT64_MIN;
+        so->last_seen = sg_mono_ms();
+        return so;
 }
 
 static src_off_t *src_find(part_t *ps, const sg_event_t *ev)
@@ -208,15 +244,7 @@ static src_off_t *src_find(part_t *ps, const sg_event_t *ev)
 
         snprintf(key, sizeof(key), "%s/%d", ev->src_topic,
                  (int)ev->src_partition);
-        for (int i = 0; i < ps->src_cnt; i++)
-                if (strcmp(ps->src[i].key, key) == 0)
-                        return &ps->src[i];
-        if (ps->src_cnt == MAX_SOURCES)
-                return NULL;
-        snprintf(ps->src[ps->src_cnt].key, sizeof(ps->src[0].key), "%s",
-                 key);
-        ps->src[ps->src_cnt].applied = ps->src[ps->src_cnt].pending = -1;
-        return &ps->src[ps->src_cnt++];
+        return src_get(ps, key);
 }
 
 /* ----------------------------------------------------- pre-aggregation */
@@ -391,8 +419,8 @@ static void reply_snapshot(const redisReply *r, size_t *i, const char *scope,
 
 static int send_snapshot(sg_aggregate_t *ag, const sg_snapshot_t *s)
 {
-        int n = sg_codec_encode_snapshot(ag->codec, s, ag->out,
-                                         sizeof(ag->out));
+        int n =
+            sg_codec_encode_snapshot(ag->codec, s, ag->out, sizeof(ag->out));
 
         if (n < 0) {
                 sg_error("event=encode_failed what=snapshot err=\"%s\"",
@@ -533,8 +561,7 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
                 return -1; /* stopping */
         if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY ||
             r->elements < 1) {
-                sg_error("event=script_failed partition=%d err=\"%s\"",
-                         (int)p,
+                sg_error("event=script_failed partition=%d err=\"%s\"", (int)p,
                          r->type == REDIS_REPLY_ERROR ? r->str
                                                       : "unexpected reply");
                 freeReplyObject(r);
@@ -545,14 +572,11 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
                 ps->src[k].applied = ps->src[k].pending;
         if (ps->batch_max_t > ps->max_t)
                 ps->max_t = ps->batch_max_t;
-        if (reply_int(r->element[0]) == 0) {
+        if (reply_int(r->element[0]) == 0 && nent > 0)
                 sg_info("event=batch_already_applied partition=%d "
                         "next_offset=%" PRId64,
                         (int)p, ps->next_offset);
-                rc = 0;
-        } else {
-                rc = handle_reply(ag, p, r, wm);
-        }
+        rc = handle_reply(ag, p, r, wm);
         freeReplyObject(r);
         return rc;
 }
@@ -591,20 +615,8 @@ static void forget_closed(sg_aggregate_t *ag)
 static int deadletter(sg_aggregate_t *ag, const rd_kafka_message_t *m,
                       const char *reason, const char *detail)
 {
-        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
-        char src[256], name[96];
-
-        snprintf(src, sizeof(src), "%s/%d/%lld", rd_kafka_topic_name(m->rkt),
-                 (int)m->partition, (long long)m->offset);
-        rd_kafka_header_add(hdrs, "sg.error", -1, reason, -1);
-        rd_kafka_header_add(hdrs, "sg.detail", -1, detail, -1);
-        rd_kafka_header_add(hdrs, "sg.src", -1, src, -1);
-        snprintf(name, sizeof(name), "deadletter_total{reason=\"%s\"}",
-                 reason);
-        sg_counter_add(sg_counter(name), 1);
-        return sg_producer_send(ag->producer, ag->conf.topics.deadletter, -1,
-                                m->key, m->key_len, m->payload, m->len,
-                                hdrs);
+        return sg_producer_deadletter(ag->producer, ag->conf.topics.deadletter,
+                                      m, reason, detail);
 }
 
 static int batch(sg_aggregate_t *ag, int cnt)
@@ -634,8 +646,8 @@ static int batch(sg_aggregate_t *ag, int cnt)
                         snprintf(detail, sizeof(detail), "%s",
                                  sg_codec_error(ag->codec));
                         sg_counter_add(ag->bad, 1);
-                        failed += deadletter(ag, m, SG_ERR_AVRO_DECODE,
-                                             detail) != 0;
+                        failed +=
+                            deadletter(ag, m, SG_ERR_AVRO_DECODE, detail) != 0;
                         continue;
                 }
                 so = src_find(ps, ev);
@@ -644,8 +656,12 @@ static int batch(sg_aggregate_t *ag, int cnt)
                         sg_counter_add(ag->skipped, 1);
                         continue;
                 }
-                if (so)
+                if (so) {
                         so->pending = ev->src_offset;
+                        so->last_seen = sg_mono_ms();
+                        if (ev->event_time > so->pending_max_t)
+                                so->pending_max_t = ev->event_time;
+                }
                 if (wm_before != INT64_MIN &&
                     sg_window_is_closed(ev->event_time, ag->kpi_ms,
                                         wm_before)) {
@@ -661,8 +677,8 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 if (ev->event_time > ps->batch_max_t)
                         ps->batch_max_t = ev->event_time;
                 {
-                        int64_t b = sg_window_floor(ev->event_time,
-                                                    ag->bucket_ms);
+                        int64_t b =
+                            sg_window_floor(ev->event_time, ag->bucket_ms);
                         snprintf(scope, sizeof(scope), "%s|", ev->channel);
                         entry_add(ag, entry_get(ag, m->partition, scope, b),
                                   ev);
@@ -677,8 +693,8 @@ static int batch(sg_aggregate_t *ag, int cnt)
         /* The watermark after this batch decides which windows close. */
         for (int p = 0; p < MAX_PARTITIONS; p++) {
                 part_t *ps = ag->parts[p];
-                if (ps && ps->in_batch && ps->batch_max_t > ps->max_t)
-                        ps->max_t = ps->batch_max_t;
+                for (int k = 0; ps && k < ps->src_cnt; k++)
+                        ps->src[k].max_t = ps->src[k].pending_max_t;
         }
         wm = stage_watermark(ag);
         for (int p = 0; p < MAX_PARTITIONS && !failed; p++) {
@@ -686,8 +702,8 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 if (!ps || !ps->in_batch)
                         continue;
                 if (ps->batch_max_t == INT64_MIN)
-                        ps->batch_max_t = ps->max_t == INT64_MIN ? 0
-                                                                 : ps->max_t;
+                        ps->batch_max_t =
+                            ps->max_t == INT64_MIN ? 0 : ps->max_t;
                 if (apply_partition(ag, p, ps, wm) == -1)
                         failed++;
         }
@@ -705,15 +721,48 @@ static void batch_undo(sg_aggregate_t *ag)
                 part_t *ps = ag->parts[p];
                 if (!ps)
                         continue;
-                for (int k = 0; k < ps->src_cnt; k++)
+                for (int k = 0; k < ps->src_cnt; k++) {
                         ps->src[k].pending = ps->src[k].applied;
+                        ps->src[k].pending_max_t = ps->src[k].max_t;
+                }
         }
         ag->closed_cnt = 0;
 }
 
+/*
+ * With no input, the watermark still moves (sources go idle), so windows
+ * must close without a batch: one script call per assigned partition with
+ * no entries returns the windows the watermark closed.
+ */
+static int idle_tick(sg_aggregate_t *ag, int64_t *last_wm)
+{
+        int64_t wm = stage_watermark(ag);
+        int failed = 0;
+
+        if (wm == INT64_MIN || wm <= *last_wm)
+                return 0;
+        for (int p = 0; p < MAX_PARTITIONS && !failed; p++) {
+                part_t *ps = ag->parts[p];
+
+                if (!ps || !ps->assigned || ps->next_offset <= 0)
+                        continue;
+                ps->batch_max_t = ps->max_t == INT64_MIN ? 0 : ps->max_t;
+                if (apply_partition(ag, p, ps, wm) == -1)
+                        failed++;
+        }
+        table_clear(ag);
+        if (failed || sg_producer_flush(ag->producer, 60000) != 0) {
+                ag->closed_cnt = 0;
+                return -1;
+        }
+        forget_closed(ag);
+        *last_wm = wm;
+        return 0;
+}
+
 int sg_aggregate_run(sg_aggregate_t *ag)
 {
-        int64_t last_stats = sg_mono_ms();
+        int64_t last_stats = sg_mono_ms(), last_wm = INT64_MIN;
 
         while (!sg_stop) {
                 int cnt = sg_consumer_batch(ag->consumer, ag->msgs,
@@ -721,9 +770,9 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                             ag->conf.aggregate.batch_ms);
                 if (cnt) {
                         int rc = batch(ag, cnt);
-                        int lost = rc == 0 ? sg_producer_flush(ag->producer,
-                                                               60000)
-                                           : 0;
+                        int lost = rc == 0
+                                       ? sg_producer_flush(ag->producer, 60000)
+                                       : 0;
 
                         if (rc == -1 || lost != 0) {
                                 sg_warn("event=batch_retry records=%d "
@@ -732,17 +781,17 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                 /* Wait out in-flight sends, then redo. */
                                 sg_producer_flush(ag->producer, 60000);
                                 batch_undo(ag);
-                                sg_consumer_rewind(ag->consumer, ag->msgs,
-                                                   cnt);
+                                sg_consumer_rewind(ag->consumer, ag->msgs, cnt);
                                 sg_sleep_ms(500);
                         } else {
                                 forget_closed(ag);
                                 /* Kafka's commit only matters if Redis is
                                  * wiped; Redis holds the real offsets. */
-                                sg_consumer_commit(ag->consumer, ag->msgs,
-                                                   cnt);
+                                sg_consumer_commit(ag->consumer, ag->msgs, cnt);
                         }
                         sg_consumer_batch_free(ag->msgs, cnt);
+                } else {
+                        idle_tick(ag, &last_wm);
                 }
                 sg_producer_poll(ag->producer);
                 if (sg_mono_ms() - last_stats >= 10000) {
@@ -752,12 +801,52 @@ int sg_aggregate_run(sg_aggregate_t *ag)
         }
         sg_metrics_log();
         sg_info("event=stop redis_commands=%lld redis_round_trips=%lld",
-                sg_redis_commands(ag->redis),
-                sg_redis_round_trips(ag->redis));
+                sg_redis_commands(ag->redis), sg_redis_round_trips(ag->redis));
         return 0;
 }
 
 /* -------------------------------------------------------- new / destroy */
+
+/* Learns every input partition from the broker, so that each can hold the
+ * watermark back before its first event arrives. */
+static void inputs_load(sg_aggregate_t *ag)
+{
+        const char *topics[3] = {ag->conf.topics.impressions,
+                                 ag->conf.topics.clicks,
+                                 ag->conf.topics.conversions};
+        rd_kafka_t *rk = sg_consumer_handle(ag->consumer);
+
+        for (int t = 0; t < 3; t++) {
+                const struct rd_kafka_metadata *md;
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topics[t], NULL);
+                rd_kafka_resp_err_t err =
+                    rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+
+                rd_kafka_topic_destroy(rkt);
+                if (err || md->topic_cnt != 1 || md->topics[0].err) {
+                        sg_warn(
+                            "event=metadata_failed topic=%s err=%s "
+                            "msg=\"the watermark will not wait for this "
+                            "topic's partitions\"",
+                            topics[t],
+                            rd_kafka_err2name(err ? err : md->topics[0].err));
+                        if (!err)
+                                rd_kafka_metadata_destroy(md);
+                        continue;
+                }
+                for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+                        void *n = realloc(ag->inputs, (ag->input_cnt + 1) *
+                                                          sizeof(*ag->inputs));
+                        if (!n)
+                                break;
+                        ag->inputs = n;
+                        snprintf(ag->inputs[ag->input_cnt++],
+                                 sizeof(ag->inputs[0]), "%s/%d", topics[t],
+                                 md->topics[0].partitions[p].id);
+                }
+                rd_kafka_metadata_destroy(md);
+        }
+}
 
 sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                                  size_t errstr_size)
@@ -800,8 +889,8 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         ag->redis = sg_redis_new(conf->redis, 0, errstr, errstr_size);
         if (!ag->redis)
                 goto err;
-        ag->producer = sg_producer_new(conf, "sg-aggregate", errstr,
-                                       errstr_size);
+        ag->producer =
+            sg_producer_new(conf, "sg-aggregate", errstr, errstr_size);
         if (!ag->producer)
                 goto err;
         ag->applied = sg_counter("events_total{result=\"applied\"}");
@@ -813,13 +902,13 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         ag->scripts = sg_counter("redis_scripts_total");
         topics[0] = conf->topics.events;
         ag->consumer = sg_consumer_new(conf, "aggregate", topics, 1,
-                                       on_rebalance, ag, errstr,
-                                       errstr_size);
+                                       on_rebalance, ag, errstr, errstr_size);
         if (!ag->consumer)
                 goto err;
-        sg_info("event=start in=%s out=%s bucket_s=%d window_s=%d "
+        inputs_load(ag);
+        sg_info("event=start inputs=%d in=%s out=%s bucket_s=%d window_s=%d "
                 "kpi_window_s=%d lateness_s=%d",
-                conf->topics.events, conf->topics.aggregates,
+                ag->input_cnt, conf->topics.events, conf->topics.aggregates,
                 conf->aggregate.bucket_s, conf->aggregate.window_s,
                 conf->aggregate.kpi_window_s, conf->aggregate.lateness_s);
         return ag;
@@ -849,5 +938,6 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
         free(ag->args.argvlen);
         free(ag->closed);
         free(ag->closed_part);
+        free(ag->inputs);
         free(ag);
 }

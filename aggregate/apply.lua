@@ -8,10 +8,11 @@
 --   max_event_time, ttl_s, bucket_ms, window_ms, kpi_ms,
 --   nsrc, {src "topic/partition", offset} * nsrc,
 --   nent, {scope, bucket_ms, 8 counters, ndev, device * ndev} * nent
--- Returns {0} when this batch was applied before (a retry after a lost
--- reply, or a re-delivery), else
---   {1, nsnap, {scope, start, end, 9 counters} * nsnap,
---       nfinal, {member, scope, start, end, 9 counters} * nfinal}
+-- Returns {applied, nsnap, {scope, start, end, 9 counters} * nsnap,
+--          nfinal, {member, scope, start, end, 9 counters} * nfinal}
+-- applied is 0 when this batch was applied before (a retry after a lost
+-- reply, a re-delivery, or an idle tick with no entries): then only the
+-- windows the watermark closed are returned.
 local p = ARGV[1]
 local next_off = tonumber(ARGV[2])
 local wm = ARGV[3]
@@ -22,13 +23,13 @@ local window_ms = tonumber(ARGV[7])
 local kpi_ms = tonumber(ARGV[8])
 
 local cur = tonumber(redis.call('GET', p .. 'off') or '-1')
-if cur >= next_off then
-  return {0}
-end
+local fresh = cur < next_off
 
 local fields = {'impressions', 'clicks', 'conversions', 'spend_micros',
                 'revenue_micros', 'invalid_clicks', 'invalid_impressions',
                 'invalid_spend_micros'}
+local touched, order = {}, {}
+if fresh then
 local i = 9
 local nsrc = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nsrc do
@@ -36,7 +37,6 @@ for _ = 1, nsrc do
   i = i + 2
 end
 
-local touched, order = {}, {}
 local nent = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nent do
   local scope, bstr = ARGV[i], ARGV[i + 1]
@@ -81,6 +81,7 @@ end
 redis.call('SET', p .. 'off', next_off)
 local old_t = tonumber(redis.call('GET', p .. 'maxt') or '0')
 if max_t > old_t then redis.call('SET', p .. 'maxt', string.format('%d', max_t)) end
+end
 
 -- Sums of the buckets of a scope starting in [from, to).
 local function sums(scope, from, to, out)
@@ -101,7 +102,7 @@ local function sums(scope, from, to, out)
   end
 end
 
-local out = {1, #order}
+local out = {fresh and 1 or 0, #order}
 for _, scope in ipairs(order) do
   local we = touched[scope] + bucket_ms
   out[#out + 1] = scope

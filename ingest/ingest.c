@@ -49,8 +49,7 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
         in->codec = sg_codec_new(conf->schemas_dir, errstr, errstr_size);
         if (!in->codec)
                 goto err;
-        in->producer = sg_producer_new(conf, "sg-ingest", errstr,
-                                       errstr_size);
+        in->producer = sg_producer_new(conf, "sg-ingest", errstr, errstr_size);
         if (!in->producer)
                 goto err;
         topics[0] = conf->topics.impressions;
@@ -70,8 +69,8 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
         in->invalid = sg_counter("events_invalid_total");
         in->rejected = sg_counter("deadletter_total");
         in->batches = sg_counter("batches_total");
-        sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s",
-                topics[0], topics[1], topics[2], conf->topics.events,
+        sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s", topics[0],
+                topics[1], topics[2], conf->topics.events,
                 conf->topics.deadletter);
         return in;
 err:
@@ -103,27 +102,12 @@ static sg_event_type_t topic_default_type(const sg_ingest_t *in,
         return SG_EV_NONE;
 }
 
-/* Sends the original record to the dead-letter topic with its reason. */
 static int deadletter(sg_ingest_t *in, const rd_kafka_message_t *m,
                       const char *reason, const char *detail)
 {
-        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
-        char src[256], name[96], q[600];
-
-        snprintf(src, sizeof(src), "%s/%d/%lld", rd_kafka_topic_name(m->rkt),
-                 (int)m->partition, (long long)m->offset);
-        rd_kafka_header_add(hdrs, "sg.error", -1, reason, -1);
-        rd_kafka_header_add(hdrs, "sg.detail", -1, detail, -1);
-        rd_kafka_header_add(hdrs, "sg.src", -1, src, -1);
-        snprintf(name, sizeof(name), "deadletter_total{reason=\"%s\"}",
-                 reason);
-        sg_counter_add(sg_counter(name), 1);
         sg_counter_add(in->rejected, 1);
-        sg_debug("event=rejected src=%s reason=%s detail=%s", src, reason,
-                 sg_log_quote(q, sizeof(q), detail));
-        return sg_producer_send(in->producer, in->conf.topics.deadletter, -1,
-                                m->key, m->key_len, m->payload, m->len,
-                                hdrs);
+        return sg_producer_deadletter(in->producer, in->conf.topics.deadletter,
+                                      m, reason, detail);
 }
 
 /* Decodes, validates and forwards one record. -1 only if producing failed. */
@@ -156,8 +140,7 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         ev->src_partition = m->partition;
         ev->src_offset = m->offset;
 
-        n = sg_codec_encode_normalized(in->codec, ev, in->out,
-                                       sizeof(in->out));
+        n = sg_codec_encode_normalized(in->codec, ev, in->out, sizeof(in->out));
         if (n < 0) {
                 snprintf(detail, sizeof(detail), "normalize: %s",
                          sg_codec_error(in->codec));
@@ -198,13 +181,11 @@ int sg_ingest_run(sg_ingest_t *in)
                                 sg_warn("event=batch_retry records=%d "
                                         "produce_failed=%d delivery_failed=%d",
                                         cnt, failed, lost);
-                                sg_consumer_rewind(in->consumer, in->msgs,
-                                                   cnt);
+                                sg_consumer_rewind(in->consumer, in->msgs, cnt);
                                 sg_sleep_ms(500);
                         } else {
-                                while (sg_consumer_commit(in->consumer,
-                                                          in->msgs,
-                                                          cnt) == -1 &&
+                                while (sg_consumer_commit(
+                                           in->consumer, in->msgs, cnt) == -1 &&
                                        !sg_stop)
                                         sg_sleep_ms(200);
                                 sg_counter_add(in->batches, 1);

@@ -1398,7 +1398,7 @@ int sg_codec_decode_normalized(sg_codec_t *c, const void *buf, size_t len,
         const uint8_t *b = buf;
         struct sg_rd rd;
         int64_t type;
-        int32_t mask;
+        int32_t mask = 0;
         int has;
 
         memset(ev, 0, sizeof(*ev));

@@ -7,8 +7,10 @@
 #include "conf.h"
 
 #define F(name, type, def, min, max, member, env, desc)                        \
-        {name,        type, def, min, max, offsetof(sg_conf_t, member),        \
-         sizeof(((sg_conf_t *)0)->member), env, desc}
+        {                                                                      \
+                name, type, def, min, max, offsetof(sg_conf_t, member),        \
+                    sizeof(((sg_conf_t *)0)->member), env, desc                \
+        }
 #define STR(name, def, member, env, desc)                                      \
         F(name, SG_CONF_STR, def, 0, 0, member, env, desc)
 #define PATHF(name, def, member, desc)                                         \
@@ -25,8 +27,7 @@ const sg_conf_field_t sg_conf_fields[] = {
         "Redis URL: redis://[:password@]host:port/db or unix:///path.sock"),
     STR("group_prefix", "spendguard", group_prefix, "SG_GROUP_PREFIX",
         "consumer group prefix; a stage's group is <prefix>.<stage>"),
-    PATHF("schemas_dir", "schemas", schemas_dir,
-          "folder of the .avsc schemas"),
+    PATHF("schemas_dir", "schemas", schemas_dir, "folder of the .avsc schemas"),
     STR("log_level", "info", log_level, "SG_LOG_LEVEL",
         "debug, info, warn or error"),
 
@@ -53,8 +54,7 @@ const sg_conf_field_t sg_conf_fields[] = {
         "records per batch (offsets are committed per batch)"),
     INT("ingest.batch_ms", "100", 1, 60000, ingest.batch_ms,
         "longest wait to fill a batch, ms"),
-    INT("ingest.future_tolerance_s", "300", 0, 86400,
-        ingest.future_tolerance_s,
+    INT("ingest.future_tolerance_s", "300", 0, 86400, ingest.future_tolerance_s,
         "event_time further ahead of the clock is rejected (future_time)"),
     INT("ingest.max_message_bytes", "65536", 64, 16777216,
         ingest.max_message_bytes, "larger input records are rejected"),
@@ -75,8 +75,8 @@ const sg_conf_field_t sg_conf_fields[] = {
         "tumbling window of the final KPI rows (multiple of bucket_s)"),
     INT("aggregate.lateness_s", "30", 0, 86400, aggregate.lateness_s,
         "allowed lateness: watermark = max event time - lateness"),
-    INT("aggregate.retention_s", "172800", 60, 31536000,
-        aggregate.retention_s, "TTL of bucket keys in Redis"),
+    INT("aggregate.retention_s", "172800", 60, 31536000, aggregate.retention_s,
+        "TTL of bucket keys in Redis"),
 
     PATHF("rules.file", "config/rules.yaml", rules.file, "the rules file"),
     INT("rules.batch_ms", "100", 1, 60000, rules.batch_ms,
@@ -102,10 +102,16 @@ static const sg_conf_field_t *field_find(const char *name)
 void sg_conf_path(const sg_conf_t *conf, const char *rel, char *out,
                   size_t out_size)
 {
+        int n;
+
         if (rel[0] == '/' || conf->dir[0] == '\0')
-                snprintf(out, out_size, "%s", rel);
+                n = snprintf(out, out_size, "%s", rel);
         else
-                snprintf(out, out_size, "%s/%s", conf->dir, rel);
+                n = snprintf(out, out_size, "%s/%s", conf->dir, rel);
+        /* Too long: leave a path that fails to open with a clear name
+         * rather than a silently truncated one. */
+        if (n < 0 || (size_t)n >= out_size)
+                snprintf(out, out_size, "%s", "(path too long)");
 }
 
 static int parse_int64(const char *s, int64_t *out)
@@ -156,8 +162,8 @@ static int field_set(sg_conf_t *conf, const sg_conf_field_t *f,
                 }
                 if (v < f->min || v > f->max) {
                         snprintf(errstr, errstr_size,
-                                 "%s: %" PRId64
-                                 " is out of range [%" PRId64 ", %" PRId64 "]",
+                                 "%s: %" PRId64 " is out of range [%" PRId64
+                                 ", %" PRId64 "]",
                                  f->name, v, f->min, f->max);
                         return -1;
                 }
@@ -223,8 +229,8 @@ static int apply_channels(sg_conf_t *conf, const sg_yaml_node_t *seq,
                           const char *name, char *errstr, size_t errstr_size)
 {
         if (seq->type != SG_YAML_SEQ) {
-                snprintf(errstr, errstr_size,
-                         "%s:%d: channels: must be a list", name, seq->line);
+                snprintf(errstr, errstr_size, "%s:%d: channels: must be a list",
+                         name, seq->line);
                 return -1;
         }
         conf->channel_cnt = 0;
@@ -233,8 +239,8 @@ static int apply_channels(sg_conf_t *conf, const sg_yaml_node_t *seq,
 
                 if (conf->channel_cnt == SG_CONF_MAX_CHANNELS) {
                         snprintf(errstr, errstr_size,
-                                 "%s:%d: channels: more than %d", name,
-                                 c->line, SG_CONF_MAX_CHANNELS);
+                                 "%s:%d: channels: more than %d", name, c->line,
+                                 SG_CONF_MAX_CHANNELS);
                         return -1;
                 }
                 if (c->type != SG_YAML_MAP) {
@@ -276,14 +282,13 @@ static int apply_channels(sg_conf_t *conf, const sg_yaml_node_t *seq,
                 bad_value:
                         snprintf(errstr, errstr_size,
                                  "%s:%d: channels.%s: bad value \"%s\"", name,
-                                 k->line, k->key,
-                                 k->value ? k->value : "");
+                                 k->line, k->key, k->value ? k->value : "");
                         return -1;
                 }
                 if (ch->name[0] == '\0') {
                         snprintf(errstr, errstr_size,
-                                 "%s:%d: channels: entry without a name",
-                                 name, c->line);
+                                 "%s:%d: channels: entry without a name", name,
+                                 c->line);
                         return -1;
                 }
                 if (sg_conf_channel(conf, ch->name)) {
@@ -297,14 +302,14 @@ static int apply_channels(sg_conf_t *conf, const sg_yaml_node_t *seq,
         return 0;
 }
 
-int sg_conf_apply(sg_conf_t *conf, const sg_yaml_node_t *root,
-                  const char *name, char *errstr, size_t errstr_size)
+int sg_conf_apply(sg_conf_t *conf, const sg_yaml_node_t *root, const char *name,
+                  char *errstr, size_t errstr_size)
 {
         char key[256], why[256];
 
         if (root->type != SG_YAML_MAP) {
-                snprintf(errstr, errstr_size,
-                         "%s:%d: the config must be a map", name, root->line);
+                snprintf(errstr, errstr_size, "%s:%d: the config must be a map",
+                         name, root->line);
                 return -1;
         }
         for (const sg_yaml_node_t *e = root->child; e; e = e->next) {
@@ -317,8 +322,7 @@ int sg_conf_apply(sg_conf_t *conf, const sg_yaml_node_t *root,
                         continue;
                 }
                 if (strcmp(e->key, "channels") == 0) {
-                        if (apply_channels(conf, e, name, errstr,
-                                           errstr_size))
+                        if (apply_channels(conf, e, name, errstr, errstr_size))
                                 return -1;
                         continue;
                 }
@@ -362,7 +366,8 @@ static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
         const char *name = conf->path[0] ? conf->path : "config";
         int bs = conf->aggregate.bucket_s;
 
-        if (conf->aggregate.window_s % bs || conf->aggregate.kpi_window_s % bs) {
+        if (conf->aggregate.window_s % bs ||
+            conf->aggregate.kpi_window_s % bs) {
                 snprintf(errstr, errstr_size,
                          "%s: aggregate.window_s and aggregate.kpi_window_s "
                          "must be multiples of aggregate.bucket_s (%d)",
@@ -376,8 +381,10 @@ static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
                          conf->sink.format);
                 return -1;
         }
-        if (strcmp(conf->log_level, "debug") && strcmp(conf->log_level, "info") &&
-            strcmp(conf->log_level, "warn") && strcmp(conf->log_level, "error")) {
+        if (strcmp(conf->log_level, "debug") &&
+            strcmp(conf->log_level, "info") &&
+            strcmp(conf->log_level, "warn") &&
+            strcmp(conf->log_level, "error")) {
                 snprintf(errstr, errstr_size,
                          "%s: log_level: \"%s\" is not debug, info, warn or "
                          "error",
@@ -471,9 +478,8 @@ void sg_conf_print_help(FILE *fp, const char *const *prefixes)
         for (const sg_conf_field_t *f = sg_conf_fields; f->name; f++) {
                 if (!has_prefix(f->name, prefixes))
                         continue;
-                fprintf(fp, "  %-28s %s (default: %s%s%s)\n", f->name,
-                        f->desc, f->def, f->env ? "; env " : "",
-                        f->env ? f->env : "");
+                fprintf(fp, "  %-28s %s (default: %s%s%s)\n", f->name, f->desc,
+                        f->def, f->env ? "; env " : "", f->env ? f->env : "");
         }
 }
 
@@ -512,8 +518,8 @@ void sg_conf_write_reference(FILE *fp)
                         snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64,
                                  f->min, f->max);
                 fprintf(fp, "| `%s` | %s | `%s` | %s | %s | %s |\n", f->name,
-                        type_name(f->type), f->def, range,
-                        f->env ? f->env : "", f->desc);
+                        type_name(f->type), f->def, range, f->env ? f->env : "",
+                        f->desc);
         }
         fprintf(fp,
                 "\n## `kafka:` (map)\n\nAny librdkafka property, passed "

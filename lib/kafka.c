@@ -3,6 +3,7 @@
 
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "stage.h"
 
 struct sg_producer {
@@ -32,8 +33,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                fac, sg_log_quote(q, sizeof(q), buf));
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason,
-                     void *opaque)
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
         char q[1024];
 
@@ -83,16 +83,15 @@ static int conf_set_all(rd_kafka_conf_t *kc, const char *const *kv,
                         char *errstr, size_t errstr_size)
 {
         for (; kv[0]; kv += 2)
-                if (rd_kafka_conf_set(kc, kv[0], kv[1], errstr,
-                                      errstr_size) != RD_KAFKA_CONF_OK)
+                if (rd_kafka_conf_set(kc, kv[0], kv[1], errstr, errstr_size) !=
+                    RD_KAFKA_CONF_OK)
                         return -1;
         return 0;
 }
 
 /* ---------------------------------------------------------------- producer */
 
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                      void *opaque)
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
         sg_producer_t *p = opaque;
 
@@ -111,7 +110,7 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
 {
         static const char *const defaults[] = {
             "enable.idempotence", "true", "acks", "all", "linger.ms", "5",
-            "compression.type", "lz4", NULL};
+            "compression.type",   "lz4",  NULL};
         sg_producer_t *p = calloc(1, sizeof(*p));
         rd_kafka_conf_t *kc;
 
@@ -188,6 +187,38 @@ int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
         }
 }
 
+int sg_producer_deadletter(sg_producer_t *p, const char *topic,
+                           const rd_kafka_message_t *m, const char *reason,
+                           const char *detail)
+{
+        static int64_t last_log;
+        static long suppressed;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+        char src[256], q[512], name[112];
+        int64_t now = sg_mono_ms();
+
+        snprintf(src, sizeof(src), "%s/%d/%lld", rd_kafka_topic_name(m->rkt),
+                 (int)m->partition, (long long)m->offset);
+        rd_kafka_header_add(h, "sg.error", -1, reason, -1);
+        rd_kafka_header_add(h, "sg.detail", -1, detail, -1);
+        rd_kafka_header_add(h, "sg.src", -1, src, -1);
+        snprintf(name, sizeof(name), "deadletter_total{reason=\"%s\"}", reason);
+        sg_counter_add(sg_counter(name), 1);
+        /* A flood of garbage must not become a flood of log lines. */
+        if (now - last_log >= 1000) {
+                sg_warn("event=deadletter reason=%s src=%s detail=%s "
+                        "suppressed=%ld",
+                        reason, src, sg_log_quote(q, sizeof(q), detail),
+                        suppressed);
+                last_log = now;
+                suppressed = 0;
+        } else {
+                suppressed++;
+        }
+        return sg_producer_send(p, topic, -1, m->key, m->key_len, m->payload,
+                                m->len, h);
+}
+
 int sg_producer_flush(sg_producer_t *p, int timeout_ms)
 {
         int64_t deadline = sg_mono_ms() + timeout_ms;
@@ -234,9 +265,13 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                                sg_rebalance_fn *on_rebalance, void *opaque,
                                char *errstr, size_t errstr_size)
 {
-        static const char *const defaults[] = {
-            "enable.auto.commit", "false", "auto.offset.reset", "earliest",
-            "enable.partition.eof", "false", NULL};
+        static const char *const defaults[] = {"enable.auto.commit",
+                                               "false",
+                                               "auto.offset.reset",
+                                               "earliest",
+                                               "enable.partition.eof",
+                                               "false",
+                                               NULL};
         sg_consumer_t *c = calloc(1, sizeof(*c));
         rd_kafka_topic_partition_list_t *subs;
         rd_kafka_resp_err_t err;
@@ -313,8 +348,7 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
                 if (left < 0)
                         left = 0;
                 /* Short polls so that a stop signal is noticed. */
-                m = rd_kafka_consumer_poll(c->rk,
-                                           left > 100 ? 100 : (int)left);
+                m = rd_kafka_consumer_poll(c->rk, left > 100 ? 100 : (int)left);
                 if (!m) {
                         if (left == 0)
                                 break;
@@ -322,12 +356,11 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
                 }
                 if (m->err) {
                         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                                sg_warn("event=consume_error topic=%s "
-                                        "partition=%d err=%s",
-                                        m->rkt ? rd_kafka_topic_name(m->rkt)
-                                               : "-",
-                                        m->partition,
-                                        rd_kafka_err2name(m->err));
+                                sg_warn(
+                                    "event=consume_error topic=%s "
+                                    "partition=%d err=%s",
+                                    m->rkt ? rd_kafka_topic_name(m->rkt) : "-",
+                                    m->partition, rd_kafka_err2name(m->err));
                         rd_kafka_message_destroy(m);
                         continue;
                 }
@@ -343,8 +376,8 @@ void sg_consumer_batch_free(rd_kafka_message_t **msgs, int cnt)
 }
 
 /* Per partition of msgs, the lowest (first) or highest offset. */
-static rd_kafka_topic_partition_list_t *
-batch_offsets(rd_kafka_message_t **msgs, int cnt, int highest)
+static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
+                                                      int cnt, int highest)
 {
         rd_kafka_topic_partition_list_t *l =
             rd_kafka_topic_partition_list_new(cnt > 16 ? 16 : cnt);

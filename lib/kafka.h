@@ -41,6 +41,17 @@ int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
  */
 int sg_producer_flush(sg_producer_t *p, int timeout_ms);
 
+/*
+ * Sends a rejected record to the dead-letter topic: the original key and
+ * bytes, with headers sg.error (the reason code), sg.detail and sg.src
+ * (topic/partition/offset). Counts it in deadletter_total{reason} and logs
+ * it (at most one line a second; the rest are counted in the next line).
+ * 0, or -1 if it could not be enqueued.
+ */
+int sg_producer_deadletter(sg_producer_t *p, const char *topic,
+                           const rd_kafka_message_t *m, const char *reason,
+                           const char *detail);
+
 /* Serves delivery reports without blocking. */
 void sg_producer_poll(sg_producer_t *p);
 

@@ -63,7 +63,7 @@ struct sg_rules_engine {
         sg_decision_t decision;
         unsigned char buf[16384];
 
-        sg_counter_t *c_snapshots, *c_decisions, *c_deadletter;
+        sg_counter_t *c_snapshots, *c_decisions;
 };
 
 /* ---------------------------------------------------------- breaker cache */
@@ -364,21 +364,8 @@ static void pending_apply(sg_rules_engine_t *e)
 static void deadletter(sg_rules_engine_t *e, const rd_kafka_message_t *m,
                        const char *reason, const char *detail)
 {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-        const char *topic = rd_kafka_topic_name(m->rkt);
-        char src[256], q[512];
-
-        snprintf(src, sizeof(src), "%s/%" PRId32 "/%" PRId64, topic,
-                 m->partition, m->offset);
-        rd_kafka_header_add(h, "sg.error", -1, reason, -1);
-        rd_kafka_header_add(h, "sg.detail", -1, detail, -1);
-        rd_kafka_header_add(h, "sg.src", -1, src, -1);
-        sg_warn("event=deadletter reason=%s src=%s detail=%s", reason, src,
-                sg_log_quote(q, sizeof(q), detail));
-        sg_counter_add(e->c_deadletter, 1);
-        if (sg_producer_send(e->producer, e->conf->topics.deadletter,
-                             RD_KAFKA_PARTITION_UA, m->key, m->key_len,
-                             m->payload, m->len, h))
+        if (sg_producer_deadletter(e->producer, e->conf->topics.deadletter, m,
+                                   reason, detail))
                 e->batch_failed = 1;
 }
 
@@ -579,9 +566,6 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
                 goto oom;
         e->c_snapshots = sg_counter("rules_snapshots_total");
         e->c_decisions = sg_counter("rules_decisions_total");
-        e->c_deadletter =
-            sg_counter("deadletter_total{stage=\"rules\",reason=\"avro_"
-                       "decode\"}");
         if (breakers_load(e) == -1) {
                 snprintf(errstr, errstr_size,
                          "stopped while loading breaker states from Redis");

@@ -197,23 +197,8 @@ static void on_record(sg_sink_t *s, int k, const redisReply *r)
 static void deadletter(sg_sink_t *s, const rd_kafka_message_t *m,
                        const char *reason, const char *detail)
 {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-        const char *topic = rd_kafka_topic_name(m->rkt);
-        char src[256], q[512], name[112];
-
-        snprintf(src, sizeof(src), "%s/%" PRId32 "/%" PRId64, topic,
-                 m->partition, m->offset);
-        rd_kafka_header_add(h, "sg.error", -1, reason, -1);
-        rd_kafka_header_add(h, "sg.detail", -1, detail, -1);
-        rd_kafka_header_add(h, "sg.src", -1, src, -1);
-        sg_warn("event=deadletter reason=%s src=%s detail=%s", reason, src,
-                sg_log_quote(q, sizeof(q), detail));
-        snprintf(name, sizeof(name),
-                 "deadletter_total{stage=\"sink\",reason=\"%s\"}", reason);
-        sg_counter_add(sg_counter(name), 1);
-        if (sg_producer_send(s->producer, s->conf->topics.deadletter,
-                             RD_KAFKA_PARTITION_UA, m->key, m->key_len,
-                             m->payload, m->len, h))
+        if (sg_producer_deadletter(s->producer, s->conf->topics.deadletter, m,
+                                   reason, detail))
                 s->batch_failed = 1;
 }
 

@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +89,9 @@ typedef struct sg_broker_s {
         ino_t ctl_ino; /* never unlinks a successor's socket */
         sg_ctl_client_t clients[SG_CTL_MAX_CLIENTS];
         int client_cnt;
+        struct timespec last_cmd; /* when the last mock command returned */
+        int bs_fd;                /* --bootstrap-file's tmp, until renamed */
+        char bs_tmp[PATH_MAX];
 } sg_broker_t;
 
 static volatile sig_atomic_t sg_broker_stop_sig;
@@ -99,7 +101,7 @@ static volatile sig_atomic_t sg_broker_stop_sig;
 /* ------------------------------------------------------------------ */
 
 /* Strict integer parse: the whole string, within [min, max]. */
-static int sg_parse_long(const char *s, long min, long max, long *out)
+static int sg_broker_parse_long(const char *s, long min, long max, long *out)
 {
         char *end;
         long v;
@@ -115,7 +117,7 @@ static int sg_parse_long(const char *s, long min, long max, long *out)
 }
 
 /* Kafka's legal topic names; the mock itself accepts anything. */
-static int sg_topic_name_valid(const char *name)
+static int sg_broker_topic_valid(const char *name)
 {
         size_t len = strlen(name);
 
@@ -134,17 +136,53 @@ static int sg_topic_name_valid(const char *name)
         return 1;
 }
 
+/*
+ * librdkafka 2.0.2's mock thread serves its command queue and only then
+ * drains its wake-up pipe, so a command queued right after the previous
+ * one returned can lose its wake-up and wait out the thread's 1 s poll.
+ * Leaving a short gap after each command closes that window: creating the
+ * nine default topics back to back stalled 2-3 s in 34 of 40 starts, with
+ * the gap in none of 40.
+ */
+#define SG_BROKER_MOCK_GAP_NS 5000000L
+
+static void sg_broker_mock_pace(sg_broker_t *b)
+{
+        struct timespec now, until = b->last_cmd;
+
+        if (until.tv_sec == 0 && until.tv_nsec == 0)
+                return;
+        until.tv_nsec += SG_BROKER_MOCK_GAP_NS;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec < until.tv_sec ||
+            (now.tv_sec == until.tv_sec && now.tv_nsec < until.tv_nsec))
+                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until,
+                                       NULL) == EINTR)
+                        ;
+}
+
+static rd_kafka_resp_err_t sg_broker_mock_done(sg_broker_t *b,
+                                               rd_kafka_resp_err_t err)
+{
+        clock_gettime(CLOCK_MONOTONIC, &b->last_cmd);
+        return err;
+}
+
 /* ------------------------------------------------------------------ */
 /* Name tables for the control protocol                                 */
 /* ------------------------------------------------------------------ */
 
-typedef struct sg_api_name_s {
+typedef struct sg_ctl_api_s {
         const char *name;
         int16_t key;
-} sg_api_name_t;
+} sg_ctl_api_t;
 
 /* Kafka protocol ApiKeys; librdkafka exports no name lookup for them. */
-static const sg_api_name_t sg_api_names[] = {
+static const sg_ctl_api_t sg_ctl_apis[] = {
     {"Produce", 0},
     {"Fetch", 1},
     {"ListOffsets", 2},
@@ -167,22 +205,22 @@ static const sg_api_name_t sg_api_names[] = {
     {"TxnOffsetCommit", 28},
 };
 
-#define SG_API_NAME_CNT (int)(sizeof(sg_api_names) / sizeof(sg_api_names[0]))
+#define SG_CTL_API_CNT (int)(sizeof(sg_ctl_apis) / sizeof(sg_ctl_apis[0]))
 
 /* Highest ApiKey Kafka defines today, with headroom. */
-#define SG_API_KEY_MAX 127
+#define SG_CTL_API_KEY_MAX 127
 
-static int sg_api_parse(const char *s, int16_t *key)
+static int sg_ctl_api_parse(const char *s, int16_t *key)
 {
         long v;
 
-        for (int i = 0; i < SG_API_NAME_CNT; i++) {
-                if (strcasecmp(s, sg_api_names[i].name) == 0) {
-                        *key = sg_api_names[i].key;
+        for (int i = 0; i < SG_CTL_API_CNT; i++) {
+                if (strcasecmp(s, sg_ctl_apis[i].name) == 0) {
+                        *key = sg_ctl_apis[i].key;
                         return 0;
                 }
         }
-        if (sg_parse_long(s, 0, SG_API_KEY_MAX, &v) == 0) {
+        if (sg_broker_parse_long(s, 0, SG_CTL_API_KEY_MAX, &v) == 0) {
                 *key = (int16_t)v;
                 return 0;
         }
@@ -193,7 +231,7 @@ static int sg_api_parse(const char *s, int16_t *key)
  * Error codes by number or by librdkafka's own name table, so every code
  * the library knows is accepted, not just a hand-picked few.
  */
-static int sg_errcode_parse(const char *s, rd_kafka_resp_err_t *err)
+static int sg_ctl_errcode_parse(const char *s, rd_kafka_resp_err_t *err)
 {
         static const char prefix[] = "RD_KAFKA_RESP_ERR_";
         const struct rd_kafka_err_desc *descs;
@@ -203,7 +241,7 @@ static int sg_errcode_parse(const char *s, rd_kafka_resp_err_t *err)
 
         if (strncasecmp(s, prefix, sizeof(prefix) - 1) == 0)
                 s += sizeof(prefix) - 1;
-        numeric = sg_parse_long(s, INT_MIN, INT_MAX, &v) == 0;
+        numeric = sg_broker_parse_long(s, INT_MIN, INT_MAX, &v) == 0;
 
         rd_kafka_get_err_descs(&descs, &cnt);
         for (size_t i = 0; i < cnt; i++) {
@@ -242,7 +280,7 @@ static int sg_ctl_broker_id(sg_broker_t *b, const char *s, int32_t *id,
                 *id = -1;
                 return 0;
         }
-        if (sg_parse_long(s, -1, b->opts->brokers, &v) == 0 && v != 0) {
+        if (sg_broker_parse_long(s, -1, b->opts->brokers, &v) == 0 && v != 0) {
                 *id = (int32_t)v;
                 return 0;
         }
@@ -269,19 +307,22 @@ static int sg_ctl_ping(sg_broker_t *b, int argc, char **argv, char *errstr,
 static int sg_ctl_broker(sg_broker_t *b, int argc, char **argv, char *errstr,
                          size_t size)
 {
+        rd_kafka_resp_err_t err;
         int32_t id;
 
         if (sg_ctl_broker_id(b, argv[2], &id, errstr, size) == -1)
                 return -1;
-        if (strcasecmp(argv[1], "down") == 0)
-                return sg_ctl_mock_result(
-                    rd_kafka_mock_broker_set_down(b->mcluster, id), errstr,
-                    size);
-        if (strcasecmp(argv[1], "up") == 0)
-                return sg_ctl_mock_result(
-                    rd_kafka_mock_broker_set_up(b->mcluster, id), errstr, size);
-        snprintf(errstr, size, "usage: broker down|up <id>");
-        return -1;
+        if (strcasecmp(argv[1], "down") == 0) {
+                sg_broker_mock_pace(b);
+                err = rd_kafka_mock_broker_set_down(b->mcluster, id);
+        } else if (strcasecmp(argv[1], "up") == 0) {
+                sg_broker_mock_pace(b);
+                err = rd_kafka_mock_broker_set_up(b->mcluster, id);
+        } else {
+                snprintf(errstr, size, "usage: broker down|up <id>");
+                return -1;
+        }
+        return sg_ctl_mock_result(sg_broker_mock_done(b, err), errstr, size);
 }
 
 static int sg_ctl_rtt(sg_broker_t *b, int argc, char **argv, char *errstr,
@@ -292,14 +333,16 @@ static int sg_ctl_rtt(sg_broker_t *b, int argc, char **argv, char *errstr,
 
         if (sg_ctl_broker_id(b, argv[1], &id, errstr, size) == -1)
                 return -1;
-        if (sg_parse_long(argv[2], 0, SG_BROKER_MAX_RTT_MS, &ms) == -1) {
+        if (sg_broker_parse_long(argv[2], 0, SG_BROKER_MAX_RTT_MS, &ms) == -1) {
                 snprintf(errstr, size, "bad rtt '%.32s' (0..%d ms)", argv[2],
                          SG_BROKER_MAX_RTT_MS);
                 return -1;
         }
+        sg_broker_mock_pace(b);
         return sg_ctl_mock_result(
-            rd_kafka_mock_broker_set_rtt(b->mcluster, id, (int)ms), errstr,
-            size);
+            sg_broker_mock_done(
+                b, rd_kafka_mock_broker_set_rtt(b->mcluster, id, (int)ms)),
+            errstr, size);
 }
 
 static int sg_ctl_error(sg_broker_t *b, int argc, char **argv, char *errstr,
@@ -309,16 +352,17 @@ static int sg_ctl_error(sg_broker_t *b, int argc, char **argv, char *errstr,
         int16_t key;
         long cnt;
 
-        if (sg_api_parse(argv[1], &key) == -1) {
+        if (sg_ctl_api_parse(argv[1], &key) == -1) {
                 snprintf(errstr, size, "unknown api '%.64s'", argv[1]);
                 return -1;
         }
-        if (sg_parse_long(argv[2], 1, SG_BROKER_MAX_ERROR_COUNT, &cnt) == -1) {
+        if (sg_broker_parse_long(argv[2], 1, SG_BROKER_MAX_ERROR_COUNT, &cnt) ==
+            -1) {
                 snprintf(errstr, size, "bad count '%.32s' (1..%d)", argv[2],
                          SG_BROKER_MAX_ERROR_COUNT);
                 return -1;
         }
-        if (sg_errcode_parse(argv[3], &code) == -1) {
+        if (sg_ctl_errcode_parse(argv[3], &code) == -1) {
                 snprintf(errstr, size, "unknown error code '%.64s'", argv[3]);
                 return -1;
         }
@@ -341,13 +385,14 @@ static int sg_ctl_clear(sg_broker_t *b, int argc, char **argv, char *errstr,
 {
         int16_t key;
 
+        /* Every key, so errors pushed by number are cleared too. */
         if (strcasecmp(argv[1], "all") == 0) {
-                for (int i = 0; i < SG_API_NAME_CNT; i++)
+                for (int k = 0; k <= SG_CTL_API_KEY_MAX; k++)
                         rd_kafka_mock_clear_request_errors(b->mcluster,
-                                                           sg_api_names[i].key);
+                                                           (int16_t)k);
                 return 0;
         }
-        if (sg_api_parse(argv[1], &key) == -1) {
+        if (sg_ctl_api_parse(argv[1], &key) == -1) {
                 snprintf(errstr, size, "unknown api '%.64s'", argv[1]);
                 return -1;
         }
@@ -363,14 +408,14 @@ static int sg_ctl_topic(sg_broker_t *b, int argc, char **argv, char *errstr,
 {
         long partitions;
 
-        if (!sg_topic_name_valid(argv[1])) {
+        if (!sg_broker_topic_valid(argv[1])) {
                 snprintf(errstr, size,
                          "bad topic name (1..%d of [a-zA-Z0-9._-])",
                          SG_BROKER_MAX_TOPIC_LEN);
                 return -1;
         }
-        if (sg_parse_long(argv[2], 1, SG_BROKER_MAX_PARTITIONS, &partitions) ==
-            -1) {
+        if (sg_broker_parse_long(argv[2], 1, SG_BROKER_MAX_PARTITIONS,
+                                 &partitions) == -1) {
                 snprintf(errstr, size, "bad partition count '%.32s' (1..%d)",
                          argv[2], SG_BROKER_MAX_PARTITIONS);
                 return -1;
@@ -718,6 +763,10 @@ static void sg_broker_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                            : level <= 6 ? SG_LOG_INFO
                                         : SG_LOG_DEBUG;
 
+        /* The handle that hosts the cluster has no brokers on purpose. */
+        if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "bootstrap.servers"))
+                l = SG_LOG_DEBUG;
+
         sg_log(l, "event=rdkafka fac=%s msg=%s", fac,
                sg_log_quote(qmsg, sizeof(qmsg), buf));
 }
@@ -727,8 +776,10 @@ static int sg_broker_topic_create(sg_broker_t *b, const char *name,
 {
         rd_kafka_resp_err_t err;
 
-        err = rd_kafka_mock_topic_create(b->mcluster, name, partitions,
-                                         b->replication);
+        sg_broker_mock_pace(b);
+        err = sg_broker_mock_done(
+            b, rd_kafka_mock_topic_create(b->mcluster, name, partitions,
+                                          b->replication));
         if (err) {
                 snprintf(errstr, size, "topic %s: %s", name,
                          rd_kafka_err2name(err));
@@ -766,8 +817,11 @@ static int sg_broker_cluster_new(sg_broker_t *b, char *errstr, size_t size)
         return 0;
 }
 
+static void sg_broker_bootstrap_abort(sg_broker_t *b);
+
 static void sg_broker_destroy(sg_broker_t *b)
 {
+        sg_broker_bootstrap_abort(b);
         sg_ctl_close(b);
         if (b->mcluster)
                 rd_kafka_mock_cluster_destroy(b->mcluster);
@@ -777,41 +831,66 @@ static void sg_broker_destroy(sg_broker_t *b)
         b->rk = NULL;
 }
 
-/* tmp + rename, so that a reader never sees a half-written file. */
-static int sg_broker_write_bootstrap(const char *path, const char *bootstrap,
-                                     char *errstr, size_t size)
+/*
+ * The bootstrap file is written to a tmp file and renamed, so that a reader
+ * never sees half of it. The tmp file is created before the cluster, so a
+ * bad path fails fast like a bad argument.
+ */
+static int sg_broker_bootstrap_open(sg_broker_t *b, const char *path,
+                                    char *errstr, size_t size)
 {
-        char tmp[PATH_MAX];
-        size_t len = strlen(bootstrap);
-        int fd;
-
-        if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >=
-            (int)sizeof(tmp)) {
+        if (snprintf(b->bs_tmp, sizeof(b->bs_tmp), "%s.tmp.%ld", path,
+                     (long)getpid()) >= (int)sizeof(b->bs_tmp)) {
                 snprintf(errstr, size, "--bootstrap-file path too long");
+                b->bs_tmp[0] = '\0';
                 return -1;
         }
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) {
-                snprintf(errstr, size, "cannot create %s: %s", tmp,
-                         strerror(errno));
-                return -1;
-        }
-        if (write(fd, bootstrap, len) != (ssize_t)len ||
-            write(fd, "\n", 1) != 1 || fsync(fd) == -1) {
-                snprintf(errstr, size, "cannot write %s: %s", tmp,
-                         strerror(errno));
-                close(fd);
-                unlink(tmp);
-                return -1;
-        }
-        close(fd);
-        if (rename(tmp, path) == -1) {
-                snprintf(errstr, size, "cannot rename %s to %s: %s", tmp, path,
-                         strerror(errno));
-                unlink(tmp);
+        b->bs_fd =
+            open(b->bs_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (b->bs_fd < 0) {
+                snprintf(errstr, size,
+                         "--bootstrap-file: cannot create %.300s: %s",
+                         b->bs_tmp, strerror(errno));
+                b->bs_tmp[0] = '\0';
                 return -1;
         }
         return 0;
+}
+
+static int sg_broker_bootstrap_commit(sg_broker_t *b, const char *path,
+                                      const char *bootstrap, char *errstr,
+                                      size_t size)
+{
+        size_t len = strlen(bootstrap);
+        int fd = b->bs_fd;
+
+        b->bs_fd = -1;
+        if (write(fd, bootstrap, len) != (ssize_t)len ||
+            write(fd, "\n", 1) != 1 || fsync(fd) == -1) {
+                snprintf(errstr, size, "cannot write %.300s: %s", b->bs_tmp,
+                         strerror(errno));
+                close(fd);
+                return -1;
+        }
+        close(fd);
+        if (rename(b->bs_tmp, path) == -1) {
+                snprintf(errstr, size, "cannot rename %.200s to %.200s: %s",
+                         b->bs_tmp, path, strerror(errno));
+                return -1;
+        }
+        b->bs_tmp[0] = '\0';
+        return 0;
+}
+
+/* Drops a tmp file that never got renamed. */
+static void sg_broker_bootstrap_abort(sg_broker_t *b)
+{
+        if (b->bs_fd >= 0)
+                close(b->bs_fd);
+        b->bs_fd = -1;
+        if (b->bs_tmp[0])
+                unlink(b->bs_tmp);
+        b->bs_tmp[0] = '\0';
 }
 
 static void sg_broker_on_signal(int sig)
@@ -1026,7 +1105,7 @@ static int sg_broker_topic_add(sg_broker_opts_t *o, const char *name,
 {
         sg_broker_topic_t *t;
 
-        if (!sg_topic_name_valid(name)) {
+        if (!sg_broker_topic_valid(name)) {
                 snprintf(errstr, size,
                          "-t: bad topic name '%s' (1..%d of [a-zA-Z0-9._-])",
                          name, SG_BROKER_MAX_TOPIC_LEN);
@@ -1067,8 +1146,9 @@ static int sg_broker_topic_arg(sg_broker_opts_t *o, const char *arg,
         }
         memcpy(name, arg, len);
         name[len] = '\0';
-        if (colon && sg_parse_long(colon + 1, 1, SG_BROKER_MAX_PARTITIONS,
-                                   &partitions) == -1) {
+        if (colon &&
+            sg_broker_parse_long(colon + 1, 1, SG_BROKER_MAX_PARTITIONS,
+                                 &partitions) == -1) {
                 snprintf(errstr, size, "-t %s: partitions must be 1..%d", arg,
                          SG_BROKER_MAX_PARTITIONS);
                 return -1;
@@ -1113,8 +1193,9 @@ static int sg_broker_opts_parse(sg_broker_opts_t *o, int argc, char **argv,
                                 return -1;
                         break;
                 case 'p':
-                        if (sg_parse_long(optarg, 1, SG_BROKER_MAX_PARTITIONS,
-                                          &v) == -1) {
+                        if (sg_broker_parse_long(optarg, 1,
+                                                 SG_BROKER_MAX_PARTITIONS,
+                                                 &v) == -1) {
                                 snprintf(errstr, size,
                                          "--partitions must be 1..%d, not "
                                          "'%s'",
@@ -1124,8 +1205,8 @@ static int sg_broker_opts_parse(sg_broker_opts_t *o, int argc, char **argv,
                         o->partitions = (int)v;
                         break;
                 case 'b':
-                        if (sg_parse_long(optarg, 1, SG_BROKER_MAX_BROKERS,
-                                          &v) == -1) {
+                        if (sg_broker_parse_long(
+                                optarg, 1, SG_BROKER_MAX_BROKERS, &v) == -1) {
                                 snprintf(errstr, size,
                                          "--brokers must be 1..%d, not '%s'",
                                          SG_BROKER_MAX_BROKERS, optarg);
@@ -1219,7 +1300,7 @@ static int sg_broker_opts_parse(sg_broker_opts_t *o, int argc, char **argv,
 int main(int argc, char **argv)
 {
         sg_broker_opts_t opts = {0};
-        sg_broker_t b = {.opts = &opts, .listen_fd = -1};
+        sg_broker_t b = {.opts = &opts, .listen_fd = -1, .bs_fd = -1};
         struct sigaction sa = {.sa_handler = sg_broker_on_signal};
         sigset_t block, waitmask;
         char errstr[512];
@@ -1227,7 +1308,7 @@ int main(int argc, char **argv)
         const char *bootstrap;
         struct timespec t0, t1;
         int total_partitions = 0;
-        int r;
+        int r, rc = 2;
 
         sg_log_init("broker");
 
@@ -1258,6 +1339,16 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         clock_gettime(CLOCK_MONOTONIC, &t0);
 
+        /* Paths first: a wrong one is the caller's mistake (exit 2). */
+        if (opts.control_path &&
+            sg_ctl_listen(&b, opts.control_path, errstr, sizeof(errstr)) == -1)
+                goto err;
+        if (opts.bootstrap_file &&
+            sg_broker_bootstrap_open(&b, opts.bootstrap_file, errstr,
+                                     sizeof(errstr)) == -1)
+                goto err;
+
+        rc = 1;
         b.replication = opts.brokers < 3 ? opts.brokers : 3;
         if (sg_broker_cluster_new(&b, errstr, sizeof(errstr)) == -1)
                 goto err;
@@ -1268,16 +1359,13 @@ int main(int argc, char **argv)
                         goto err;
                 total_partitions += opts.topics[i].partitions;
         }
-        if (opts.control_path &&
-            sg_ctl_listen(&b, opts.control_path, errstr, sizeof(errstr)) == -1)
-                goto err;
 
         /* Announce last: once the address is out, topics and the control
          * socket are ready, so a harness needs no other readiness check. */
         bootstrap = rd_kafka_mock_cluster_bootstraps(b.mcluster);
         if (opts.bootstrap_file &&
-            sg_broker_write_bootstrap(opts.bootstrap_file, bootstrap, errstr,
-                                      sizeof(errstr)) == -1)
+            sg_broker_bootstrap_commit(&b, opts.bootstrap_file, bootstrap,
+                                       errstr, sizeof(errstr)) == -1)
                 goto err;
         printf("%s\n", bootstrap);
         fflush(stdout);
@@ -1305,5 +1393,5 @@ err:
         fprintf(stderr, "sg-broker: %s\n", errstr);
         sg_broker_destroy(&b);
         sg_broker_opts_destroy(&opts);
-        return 1;
+        return rc;
 }

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config librdkafka-dev libavro-dev \
 libhiredis-dev libcriterion-dev libyaml-dev libjansson-dev redis-server \
-redis-tools python3 python3-avro kcat"
+redis-tools python3 python3-avro kcat bc"
 
 missing=""
 for p in $PKGS; do

@@ -68,8 +68,7 @@ void h_init(void)
         snprintf(H.redis_sock, sizeof(H.redis_sock), "%s/redis.sock", H.dir);
         snprintf(H.redis_url, sizeof(H.redis_url), "unix://%s", H.redis_sock);
         snprintf(H.control, sizeof(H.control), "%s/broker.ctl", H.dir);
-        snprintf(H.group_prefix, sizeof(H.group_prefix), "it%d",
-                 (int)getpid());
+        snprintf(H.group_prefix, sizeof(H.group_prefix), "it%d", (int)getpid());
         setenv("SG_REDIS", H.redis_url, 1);
         setenv("SG_GROUP_PREFIX", H.group_prefix, 1);
         setenv("SG_CONFIG", h_src("config/spendguard.yaml", cfg, sizeof(cfg)),
@@ -78,7 +77,7 @@ void h_init(void)
 
 pid_t h_spawn(const char *name, const char *const *args)
 {
-        char path[512], log[512];
+        char path[512], log[1024];
         const char *argv[64];
         int argc = 0;
         pid_t pid;
@@ -90,8 +89,8 @@ pid_t h_spawn(const char *name, const char *const *args)
                 h_bin(name, path, sizeof(path));
         else
                 snprintf(path, sizeof(path), "%s", name); /* from PATH */
-        snprintf(log, sizeof(log), "%s/%s.log", H.dir, strrchr(path, '/') ?
-                 strrchr(path, '/') + 1 : path);
+        snprintf(log, sizeof(log), "%s/%s.log", H.dir,
+                 strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
         argv[argc++] = path;
         for (; args && *args && argc < 62; args++)
                 argv[argc++] = *args;
@@ -112,8 +111,7 @@ pid_t h_spawn(const char *name, const char *const *args)
                 _exit(127);
         }
         H.procs[H.proc_cnt].pid = pid;
-        snprintf(H.procs[H.proc_cnt].name, sizeof(H.procs[0].name), "%s",
-                 name);
+        snprintf(H.procs[H.proc_cnt].name, sizeof(H.procs[0].name), "%s", name);
         H.proc_cnt++;
         return pid;
 }
@@ -177,10 +175,9 @@ out:
 
 void h_start_infra(void)
 {
-        const char *redis_args[] = {"--port",       "0",   "--unixsocket",
-                                    H.redis_sock,   "--save", "",
-                                    "--appendonly", "no",  "--dir",
-                                    H.dir,          NULL};
+        const char *redis_args[] = {
+            "--port",       "0",  "--unixsocket", H.redis_sock, "--save", "",
+            "--appendonly", "no", "--dir",        H.dir,        NULL};
         char bfile[300];
         const char *broker_args[] = {"--bootstrap-file", bfile, "--control",
                                      H.control, NULL};
@@ -223,15 +220,14 @@ void h_start_stages(void)
 
 int h_run(const char *name, const char *const *args, char *out, size_t size)
 {
-        char path[512], log[512];
+        char path[512], log[1024];
         const char *argv[64];
         int argc = 0, pfd[2], status;
         size_t n = 0;
         pid_t pid;
 
         h_bin(name, path, sizeof(path));
-        snprintf(log, sizeof(log), "%s/%s.log", H.dir,
-                 strrchr(path, '/') + 1);
+        snprintf(log, sizeof(log), "%s/%s.log", H.dir, strrchr(path, '/') + 1);
         argv[argc++] = path;
         for (; args && *args && argc < 62; args++)
                 argv[argc++] = *args;
@@ -288,8 +284,8 @@ int h_produce(const char *topic, const void *key, size_t key_len,
         rd_kafka_resp_err_t e;
 
         if (!producer) {
-                producer = rd_kafka_new(RD_KAFKA_PRODUCER, kconf(), err,
-                                        sizeof(err));
+                producer =
+                    rd_kafka_new(RD_KAFKA_PRODUCER, kconf(), err, sizeof(err));
                 cr_assert_not_null(producer, "producer: %s", err);
         }
         e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic),
@@ -326,19 +322,21 @@ int h_consume_all(const char *topic, int min, int timeout_ms,
 {
         rd_kafka_conf_t *c = kconf();
         rd_kafka_topic_partition_list_t *l;
-        rd_kafka_message_t **msgs = NULL;
+        rd_kafka_message_t **msgs = calloc(64, sizeof(*msgs));
         long long deadline = h_now_ms() + timeout_ms;
-        int cnt = 0, cap = 0, parts, eof = 0;
+        int cnt = 0, cap = 63, parts, at_end = 0;
+        char *eof;
         char err[256];
         rd_kafka_t *rk;
 
         rd_kafka_conf_set(c, "group.id", "h-reader", err, sizeof(err));
-        rd_kafka_conf_set(c, "enable.partition.eof", "true", err,
-                          sizeof(err));
+        rd_kafka_conf_set(c, "enable.partition.eof", "true", err, sizeof(err));
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
         cr_assert_not_null(rk, "consumer: %s", err);
         parts = partitions_of(rk, topic);
         cr_assert_gt(parts, 0, "topic %s has no partitions", topic);
+        eof = calloc(parts, 1);
+        cr_assert_not_null(eof);
         l = rd_kafka_topic_partition_list_new(parts);
         for (int p = 0; p < parts; p++)
                 rd_kafka_topic_partition_list_add(l, topic, p)->offset =
@@ -351,8 +349,13 @@ int h_consume_all(const char *topic, int min, int timeout_ms,
                         continue;
                 }
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (m->partition >= 0 && m->partition < parts &&
+                            !eof[m->partition]) {
+                                eof[m->partition] = 1;
+                                at_end++;
+                        }
                         rd_kafka_message_destroy(m);
-                        if (++eof >= parts && cnt >= min)
+                        if (at_end == parts && cnt >= min)
                                 break;
                         continue;
                 }
@@ -361,25 +364,35 @@ int h_consume_all(const char *topic, int min, int timeout_ms,
                         continue;
                 }
                 if (cnt == cap) {
-                        cap = cap ? cap * 2 : 64;
-                        msgs = realloc(msgs, cap * sizeof(*msgs));
+                        cap = cap * 2;
+                        msgs = realloc(msgs, (cap + 1) * sizeof(*msgs));
                         cr_assert_not_null(msgs);
                 }
-                msgs[cnt++] = m;
-                /* A new message means the ends must be seen again. */
-                eof = 0;
+                /* A new message means its end must be seen again. */
+                if (m->partition >= 0 && m->partition < parts &&
+                    eof[m->partition]) {
+                        eof[m->partition] = 0;
+                        at_end--;
+                }
+                msgs[1 + cnt++] = m;
         }
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-        *out = msgs;
+        free(eof);
+        /* rd_kafka_destroy() waits for every message of the handle to be
+         * destroyed: the handle lives in slot 0 until h_msgs_free(). */
+        msgs[0] = (rd_kafka_message_t *)(void *)rk;
+        *out = msgs + 1;
         return cnt;
 }
 
 void h_msgs_free(rd_kafka_message_t **msgs, int cnt)
 {
+        rd_kafka_t *rk = (rd_kafka_t *)(void *)msgs[-1];
+
         for (int i = 0; i < cnt; i++)
                 rd_kafka_message_destroy(msgs[i]);
-        free(msgs);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        free(msgs - 1);
 }
 
 const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf,
@@ -480,10 +493,15 @@ json_t *h_kpis(const char *channel)
         return arr;
 }
 
-static const char *const kpi_counters[] = {
-    "impressions",     "clicks",         "conversions",
-    "spend_micros",    "revenue_micros", "invalid_clicks",
-    "invalid_impressions", "invalid_spend_micros", NULL};
+static const char *const kpi_counters[] = {"impressions",
+                                           "clicks",
+                                           "conversions",
+                                           "spend_micros",
+                                           "revenue_micros",
+                                           "invalid_clicks",
+                                           "invalid_impressions",
+                                           "invalid_spend_micros",
+                                           NULL};
 
 static int same_scope(json_t *a, json_t *b)
 {
@@ -525,8 +543,8 @@ int h_kpis_match(json_t *truth, json_t *kpis, char *why, size_t size)
                         if (want != got) {
                                 snprintf(why, size,
                                          "%s/%s %s: want %lld, got %lld",
-                                         json_string_value(json_object_get(
-                                             t, "channel")),
+                                         json_string_value(
+                                             json_object_get(t, "channel")),
                                          json_is_string(camp)
                                              ? json_string_value(camp)
                                              : "(channel)",

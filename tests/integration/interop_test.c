@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -99,8 +100,9 @@ Test(interop, counts_events_encoded_by_python_avro_exactly)
                 if (!matched)
                         usleep(200 * 1000);
         }
-        cr_assert(matched, "KPIs never matched the Python-encoded truth: %s "
-                           "(logs in %s)",
+        cr_assert(matched,
+                  "KPIs never matched the Python-encoded truth: %s "
+                  "(logs in %s)",
                   why, H.dir);
         /* Nothing else: exactly the channel row and the four campaigns. */
         cr_assert_eq(json_array_size(kpis), 5);

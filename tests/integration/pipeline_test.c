@@ -51,8 +51,7 @@ static json_int_t truth_rejected(json_t *truth, const char *reason)
         {
                 json_t *rej = json_object_get(row, "rejected");
                 if (rej)
-                        return json_integer_value(
-                            json_object_get(rej, reason));
+                        return json_integer_value(json_object_get(rej, reason));
         }
         return -1;
 }
@@ -60,9 +59,9 @@ static json_int_t truth_rejected(json_t *truth, const char *reason)
 Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
 {
         char truth_path[512], why[512] = "", schemas[512], buf[256];
-        const char *gen_args[] = {"--seed",  "7",        "--duration", "180",
-                                  "--bad",   "5",        "--truth",    truth_path,
-                                  NULL};
+        const char *gen_args[] = {"--seed",  "7",        "--duration",
+                                  "180",     "--bad",    "5",
+                                  "--truth", truth_path, NULL};
         rd_kafka_message_t **msgs;
         sg_decision_t d[8];
         sg_codec_t *codec;
@@ -84,8 +83,8 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                 if (!matched)
                         usleep(300 * 1000);
         }
-        cr_assert(matched, "KPIs never matched the truth: %s (logs in %s)",
-                  why, H.dir);
+        cr_assert(matched, "KPIs never matched the truth: %s (logs in %s)", why,
+                  H.dir);
         /* 5 channels x (channel + 2 campaigns). */
         cr_assert_eq(json_array_size(kpis), 15);
 
@@ -94,26 +93,25 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
         cr_assert_eq(n, 5, "dead letters: want 5, got %d", n);
         {
                 static const char *const reasons[] = {
-                    "bad_value", "missing_field", "json_parse",
+                    "bad_value",   "missing_field",  "json_parse",
                     "bad_framing", "unknown_schema", NULL};
                 for (const char *const *r = reasons; *r; r++) {
                         int got = 0;
                         for (int i = 0; i < n; i++)
-                                got += strcmp(h_header(msgs[i], "sg.error",
-                                                       buf, sizeof(buf)),
+                                got += strcmp(h_header(msgs[i], "sg.error", buf,
+                                                       sizeof(buf)),
                                               *r) == 0;
                         cr_assert_eq(got, truth_rejected(truth, *r),
                                      "dead letters with sg.error=%s: want "
                                      "%lld, got %d",
-                                     *r,
-                                     (long long)truth_rejected(truth, *r),
+                                     *r, (long long)truth_rejected(truth, *r),
                                      got);
                         bad_total += got;
                 }
                 for (int i = 0; i < n; i++)
-                        cr_assert_neq(h_header(msgs[i], "sg.src", buf,
-                                               sizeof(buf))[0],
-                                      '\0', "a dead letter without sg.src");
+                        cr_assert_neq(
+                            h_header(msgs[i], "sg.src", buf, sizeof(buf))[0],
+                            '\0', "a dead letter without sg.src");
         }
         cr_assert_eq(bad_total, 5);
         h_msgs_free(msgs, n);
@@ -131,8 +129,8 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                 const unsigned char *p = msgs[i]->payload;
                 cr_assert_eq(p[0], 0, "not Confluent framing");
                 cr_assert_eq(p[4], 6, "schema id %d, want 6", p[4]);
-                cr_assert_eq(sg_codec_decode_decision(
-                                 codec, msgs[i]->payload, msgs[i]->len, &d[i]),
+                cr_assert_eq(sg_codec_decode_decision(codec, msgs[i]->payload,
+                                                      msgs[i]->len, &d[i]),
                              0, "%s", sg_codec_error(codec));
         }
         if (strcmp(d[0].channel, "kol") != 0) {
@@ -180,17 +178,17 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                 cr_assert_eq(json_array_size(rows), 2);
                 for (size_t i = 0; i < 2; i++) {
                         json_t *row = json_array_get(rows, i);
-                        cr_assert_str_eq(json_string_value(json_object_get(
-                                             row, "decision_id")),
-                                         strcmp(json_string_value(
-                                                    json_object_get(
-                                                        row, "channel")),
-                                                "kol") == 0
-                                             ? d[0].decision_id
-                                             : d[1].decision_id);
-                        cr_assert_str_eq(json_string_value(
-                                             json_object_get(row, "action")),
-                                         "PAUSE");
+                        cr_assert_str_eq(
+                            json_string_value(
+                                json_object_get(row, "decision_id")),
+                            strcmp(json_string_value(
+                                       json_object_get(row, "channel")),
+                                   "kol") == 0
+                                ? d[0].decision_id
+                                : d[1].decision_id);
+                        cr_assert_str_eq(
+                            json_string_value(json_object_get(row, "action")),
+                            "PAUSE");
                 }
                 json_decref(rows);
         }
