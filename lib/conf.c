@@ -521,16 +521,18 @@ void sg_conf_write_reference(FILE *fp)
                         type_name(f->type), f->def, range, f->env ? f->env : "",
                         f->desc);
         }
-        fprintf(fp,
-                "\n## `kafka:` (map)\n\nAny librdkafka property, passed "
-                "through verbatim to every consumer and producer, e.g. "
-                "`security.protocol: SASL_SSL`, `sasl.mechanisms: PLAIN`, "
-                "`fetch.wait.max.ms: 10`.\n\n"
-                "## `channels:` (list)\n\nOne entry per paid-media channel:\n\n"
-                "| key | type | description |\n|---|---|---|\n"
-                "| `name` | string | channel name as it appears in events |\n"
-                "| `budget_micros` | integer | daily budget in micros of "
-                "the account currency |\n"
-                "| `target_cpa_micros` | integer | target cost per "
-                "acquisition in micros (0 = none) |\n");
+        fprintf(
+            fp,
+            "\n## `kafka:` (map)\n\nAny librdkafka property, passed "
+            "through verbatim to every consumer and producer, e.g. "
+            "`security.protocol: SASL_SSL`, `sasl.mechanisms: PLAIN`, "
+            "`fetch.wait.max.ms: 10`. Consumer-only properties are not given "
+            "to producers and producer-only ones not to consumers.\n\n"
+            "## `channels:` (list)\n\nOne entry per paid-media channel:\n\n"
+            "| key | type | description |\n|---|---|---|\n"
+            "| `name` | string | channel name as it appears in events |\n"
+            "| `budget_micros` | integer | daily budget in micros of "
+            "the account currency |\n"
+            "| `target_cpa_micros` | integer | target cost per "
+            "acquisition in micros (0 = none) |\n");
 }

@@ -61,13 +61,64 @@ err:
         return NULL;
 }
 
+/*
+ * One kafka: map serves consumers and producers alike; librdkafka warns at
+ * start for a property of the other kind, so those are left out.
+ */
+static int other_kind(const char *name, int producer)
+{
+        static const char *const consumer_only[] = {"fetch.",
+                                                    "group.",
+                                                    "session.timeout.ms",
+                                                    "heartbeat.interval.ms",
+                                                    "max.poll.interval.ms",
+                                                    "auto.offset.reset",
+                                                    "enable.auto.",
+                                                    "auto.commit.",
+                                                    "isolation.level",
+                                                    "partition.assignment.",
+                                                    "queued.m",
+                                                    "enable.partition.eof",
+                                                    "check.crcs",
+                                                    "allow.auto.create.topics",
+                                                    "consume.callback.",
+                                                    "coordinator.query.",
+                                                    NULL};
+        static const char *const producer_only[] = {"acks",
+                                                    "request.required.acks",
+                                                    "linger.ms",
+                                                    "queue.buffering.",
+                                                    "batch.",
+                                                    "compression.",
+                                                    "enable.idempotence",
+                                                    "transactional.id",
+                                                    "transaction.timeout.ms",
+                                                    "message.send.max.retries",
+                                                    "retries",
+                                                    "delivery.timeout.ms",
+                                                    "message.timeout.ms",
+                                                    "enable.gapless.guarantee",
+                                                    "sticky.partitioning.",
+                                                    "partitioner",
+                                                    "queuing.strategy",
+                                                    NULL};
+        const char *const *l = producer ? consumer_only : producer_only;
+
+        for (; *l; l++)
+                if (strncmp(name, *l, strlen(*l)) == 0)
+                        return 1;
+        return 0;
+}
+
 /* The kafka: map goes last so that it can override our defaults. */
 static int conf_passthrough(rd_kafka_conf_t *kc, const sg_conf_t *conf,
-                            char *errstr, size_t errstr_size)
+                            int producer, char *errstr, size_t errstr_size)
 {
         for (int i = 0; i < conf->kafka_cnt; i++) {
                 char why[256];
 
+                if (other_kind(conf->kafka[i].name, producer))
+                        continue;
                 if (rd_kafka_conf_set(kc, conf->kafka[i].name,
                                       conf->kafka[i].value, why,
                                       sizeof(why)) != RD_KAFKA_CONF_OK) {
@@ -97,11 +148,22 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
         p->inflight--;
         if (m->err) {
+                static int64_t last_log;
+                static long suppressed;
+                int64_t now = sg_mono_ms();
+
                 p->failed++;
+                /* A dead broker fails every message: one line a second. */
+                if (now - last_log < 1000) {
+                        suppressed++;
+                        return;
+                }
                 sg_error("event=delivery_failed topic=%s partition=%d "
-                         "err=%s",
+                         "err=%s suppressed=%ld",
                          rd_kafka_topic_name(m->rkt), m->partition,
-                         rd_kafka_err2name(m->err));
+                         rd_kafka_err2name(m->err), suppressed);
+                last_log = now;
+                suppressed = 0;
         }
 }
 
@@ -122,7 +184,7 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
         if (!kc)
                 goto err;
         if (conf_set_all(kc, defaults, errstr, errstr_size) ||
-            conf_passthrough(kc, conf, errstr, errstr_size)) {
+            conf_passthrough(kc, conf, 1, errstr, errstr_size)) {
                 rd_kafka_conf_destroy(kc);
                 goto err;
         }
@@ -291,7 +353,7 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                 goto err;
         if (rd_kafka_conf_set(kc, "group.id", group, errstr, errstr_size) ||
             conf_set_all(kc, defaults, errstr, errstr_size) ||
-            conf_passthrough(kc, conf, errstr, errstr_size)) {
+            conf_passthrough(kc, conf, 0, errstr, errstr_size)) {
                 rd_kafka_conf_destroy(kc);
                 goto err;
         }

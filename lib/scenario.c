@@ -1,0 +1,752 @@
+/*
+ * The sg-gen scenario. Rates and ratios come from integer accumulators, not
+ * dice, so that every 60 s window of a channel has the same CTR, CVR, CPA and
+ * invalid share: a test or a demo can then state what the rules must decide.
+ * The seeded PRNG (splitmix64, one stream per channel) only picks ids,
+ * devices, IPs, user agents and a millisecond of jitter.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "scenario.h"
+
+/* ------------------------------------------------------------- parameters */
+
+#define TICK_MS              10 /* one impression per channel per tick: 100/s */
+#define ACC_ONE              1000 /* accumulators count in thousandths */
+#define CTR_PM               100  /* clicks per impression: 10% */
+#define CVR_PM               100  /* conversions per click: 10% */
+#define CVR_OVERRUN_PM       35   /* 3.5%: CPA = 0.7 * 100/35 = 2.0 x target */
+#define BOT_CLICK_EVERY      50   /* 1 in 50 clicks of a campaign from a bot */
+#define CRAWLER_IMP_EVERY    100  /* 1 in 100 impressions, one never clicked */
+#define CRAWLER_IMP_PHASE    55
+#define FLOOD_PM_PER_TICK    200   /* 0.2 extra clicks per tick: 20/s */
+#define FLOOD_HUMAN_EVERY    10    /* 1 in 10 flood clicks with a browser UA */
+#define CONV_DELAY_MS        30000 /* click-to-conversion: 30-40 s ... */
+#define CONV_DELAY_JITTER_MS 10000
+#define CONV_MIN_DELAY_MS    12000   /* ... never under 12 s (no injection) */
+#define DEVICE_POOL          1000000 /* human devices repeat after 10,000 s */
+#define BOT_DEVICES          8
+#define BOT_IPS              4
+#define PROXY_IPS            4
+#define ADS_PER_CAMPAIGN     3
+#define RING                 512 /* clicks remembered per campaign (~100 s) */
+#define DEFAULT_TARGET_CPA   20000000 /* pricing base without a target */
+
+/* Spend per second = ratio x target CPA at 1 conversion/s; impressions take
+ * 60% of it, clicks 40%, so a 20 clicks/s flood adds 80%. */
+#define IMP_SHARE_PM        600
+#define HEALTHY_RATIO_PM(i) (600 + 100 * ((i) % 3)) /* 0.6, 0.7, 0.8 */
+#define FRAUD_RATIO_PM      600 /* 1.8 x 0.6 = 1.08 x target under flood */
+#define OVERRUN_RATIO_PM    700 /* with CVR_OVERRUN_PM: 2.0 x target */
+#define REVENUE_X_TARGET    3   /* revenue per conversion = 3 x target */
+
+static const char *const bot_substrings[] = {
+    "Googlebot", "bingbot", "curl/", "python-requests", "HeadlessChrome"};
+
+static const char *const bot_uas[] = {
+    "Mozilla/5.0 (compatible; Googlebot/2.1; "
+    "+http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; "
+    "+http://www.bing.com/bingbot.htm)",
+    "curl/7.88.1",
+    "python-requests/2.31.0",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/119.0.6045.105 Safari/537.36",
+};
+
+static const char *const human_uas[] = {
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
+    "like Gecko) Chrome/119.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) "
+    "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 "
+    "Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, "
+    "like Gecko) Chrome/119.0.6045.163 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 "
+    "Firefox/120.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
+    "like Gecko) Chrome/119.0.0.0 Safari/537.36 Edg/119.0.2151.72",
+    "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-S911B) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile "
+    "Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+};
+
+/* Consumer ISP /8s (no cloud ranges: a human event must not be tagged as
+ * data-center traffic, or the truth would be off). */
+static const int human_octets[] = {24, 68, 71, 73, 76, 98};
+/* Cloud /8s for the bots (already invalid by user agent). */
+static const int cloud_octets[] = {3, 34, 35, 52};
+
+static const char *const countries[] = {"US", "US", "US", "GB", "DE",
+                                        "FR", "BR", "IN", "JP", "CA"};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------------------ state */
+
+typedef struct scn_truth {
+        int64_t impressions, clicks, conversions, spend_micros, revenue_micros,
+            invalid_clicks, invalid_impressions, invalid_spend_micros;
+} scn_truth_t;
+
+typedef struct scn_click {
+        char id[SG_ID_LEN];
+        int64_t time;
+        uint64_t dev;
+        int ad;
+} scn_click_t;
+
+typedef struct scn_campaign {
+        char id[SG_NAME_LEN];
+        int ctr_acc, cvr_acc;
+        int64_t imps, clicks;
+        char last_imp[SG_ID_LEN]; /* for flood clicks to point at */
+        int last_ad;
+        scn_click_t ring[RING]; /* human clicks, for conversions */
+        int ring_head, ring_cnt;
+        scn_truth_t truth;
+} scn_campaign_t;
+
+typedef struct scn_channel {
+        sg_channel_conf_t conf;
+        int idx;
+        uint64_t seed;
+        sg_scn_role_t role;
+        uint64_t rng;
+        uint64_t salt; /* of the channel's device pool */
+        int cvr_pm;
+        int64_t imp_cost, click_cost, revenue;
+        int64_t tick;    /* next tick to generate */
+        int64_t ids;     /* event ids issued */
+        int64_t human_n; /* human devices drawn */
+        int flood_acc;
+        int64_t flood_n;
+        int done;
+        sg_scenario_rec_t q[4]; /* the events of one tick, in time order */
+        int q_len, q_pos;
+        char bot_ips[BOT_IPS][16];
+        char proxy_ips[PROXY_IPS][16];
+        uint64_t bot_devs[BOT_DEVICES];
+        scn_campaign_t camp[SG_SCN_CAMPAIGNS];
+} scn_channel_t;
+
+struct sg_scenario {
+        sg_scenario_opts_t o;
+        scn_channel_t *ch;
+        int cnt;
+        int bad_next;
+        int64_t rejected[SG_SCN_BAD__CNT];
+        int64_t sent;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+        uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+/* A stateless hash: the identity of pool member n never depends on the
+ * order it was drawn in. */
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+        uint64_t s = a ^ (b * 0xd1b54a32d192ed03ULL);
+
+        return splitmix64(&s);
+}
+
+static uint64_t fnv1a(const char *s)
+{
+        uint64_t h = 0xcbf29ce484222325ULL;
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+        return h;
+}
+
+static void format_ip(char *buf, size_t size, int octet1, uint64_t h)
+{
+        snprintf(buf, size, "%d.%d.%d.%d", octet1, (int)((h >> 16) & 0xff),
+                 (int)((h >> 24) & 0xff), 1 + (int)((h >> 32) % 254));
+}
+
+const char *sg_scenario_bad_reason(sg_scn_bad_t kind)
+{
+        switch (kind) {
+        case SG_SCN_BAD_NEG_COST:
+                return SG_ERR_BAD_VALUE;
+        case SG_SCN_BAD_NO_CAMPAIGN:
+                return SG_ERR_MISSING_FIELD;
+        case SG_SCN_BAD_JSON:
+                return SG_ERR_JSON_PARSE;
+        case SG_SCN_BAD_FRAMING:
+                return SG_ERR_BAD_FRAMING;
+        case SG_SCN_BAD_UNKNOWN_SCHEMA:
+                return SG_ERR_UNKNOWN_SCHEMA;
+        default:
+                return "ok";
+        }
+}
+
+int sg_scenario_is_bot_ua(const char *ua)
+{
+        for (size_t i = 0; i < NELEM(bot_substrings); i++)
+                if (strstr(ua, bot_substrings[i]))
+                        return 1;
+        return 0;
+}
+
+/* --------------------------------------------------------- construction */
+
+sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
+                               const sg_scenario_opts_t *opts, char *errstr,
+                               size_t errstr_size)
+{
+        const char *fraud = opts->fraud_channel ? opts->fraud_channel : "";
+        const char *overrun =
+            opts->overrun_channel ? opts->overrun_channel : "";
+        sg_scenario_t *sc;
+        int healthy = 0, found_fraud = 0, found_overrun = 0;
+
+        if (cnt < 1) {
+                snprintf(errstr, errstr_size, "no channels configured");
+                return NULL;
+        }
+        if (*fraud && !strcmp(fraud, overrun)) {
+                snprintf(errstr, errstr_size,
+                         "channel %s cannot be both the fraud and the "
+                         "overrun channel",
+                         fraud);
+                return NULL;
+        }
+        sc = calloc(1, sizeof(*sc));
+        if (!sc || !(sc->ch = calloc(cnt, sizeof(*sc->ch)))) {
+                free(sc);
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        sc->o = *opts;
+        sc->o.fraud_channel = NULL; /* not kept: the caller owns them */
+        sc->o.overrun_channel = NULL;
+        sc->cnt = cnt;
+        for (int i = 0; i < cnt; i++) {
+                scn_channel_t *ch = &sc->ch[i];
+                int64_t target, per_s;
+                int ratio;
+
+                ch->conf = channels[i];
+                ch->idx = i;
+                ch->seed = opts->seed;
+                ch->salt = mix(opts->seed, fnv1a(ch->conf.name));
+                ch->rng = ch->salt;
+                if (*fraud && !strcmp(ch->conf.name, fraud)) {
+                        ch->role = SG_SCN_FRAUD;
+                        ratio = FRAUD_RATIO_PM;
+                        found_fraud = 1;
+                } else if (*overrun && !strcmp(ch->conf.name, overrun)) {
+                        ch->role = SG_SCN_OVERRUN;
+                        ratio = OVERRUN_RATIO_PM;
+                        found_overrun = 1;
+                } else {
+                        ch->role = SG_SCN_HEALTHY;
+                        ratio = HEALTHY_RATIO_PM(healthy);
+                        healthy++;
+                }
+                ch->cvr_pm =
+                    ch->role == SG_SCN_OVERRUN ? CVR_OVERRUN_PM : CVR_PM;
+                target = ch->conf.target_cpa_micros > 0
+                             ? ch->conf.target_cpa_micros
+                             : DEFAULT_TARGET_CPA;
+                per_s = target * ratio / 1000;
+                /* 100 impressions and 10 clicks per second. */
+                ch->imp_cost = per_s * IMP_SHARE_PM / 1000 / 100;
+                ch->click_cost = per_s * (1000 - IMP_SHARE_PM) / 1000 / 10;
+                ch->revenue = target * REVENUE_X_TARGET;
+                for (int k = 0; k < BOT_IPS; k++)
+                        format_ip(ch->bot_ips[k], sizeof(ch->bot_ips[k]),
+                                  cloud_octets[k % NELEM(cloud_octets)],
+                                  splitmix64(&ch->rng));
+                for (int k = 0; k < PROXY_IPS; k++) {
+                        uint64_t h = splitmix64(&ch->rng);
+
+                        format_ip(ch->proxy_ips[k], sizeof(ch->proxy_ips[k]),
+                                  human_octets[h % NELEM(human_octets)], h);
+                }
+                for (int k = 0; k < BOT_DEVICES; k++)
+                        ch->bot_devs[k] = splitmix64(&ch->rng);
+                for (int c = 0; c < SG_SCN_CAMPAIGNS; c++) {
+                        scn_campaign_t *cp = &ch->camp[c];
+
+                        snprintf(cp->id, sizeof(cp->id), "%.56s-c%d",
+                                 ch->conf.name, c + 1);
+                        /* The first impression clicks and the first click
+                         * converts: no spend piles up before a conversion. */
+                        cp->ctr_acc = ACC_ONE - CTR_PM;
+                        cp->cvr_acc = ACC_ONE - ch->cvr_pm;
+                }
+        }
+        if ((*fraud && !found_fraud) || (*overrun && !found_overrun)) {
+                snprintf(errstr, errstr_size,
+                         "channel %s is not in the config's channels",
+                         *fraud && !found_fraud ? fraud : overrun);
+                sg_scenario_destroy(sc);
+                return NULL;
+        }
+        return sc;
+}
+
+void sg_scenario_destroy(sg_scenario_t *sc)
+{
+        if (!sc)
+                return;
+        free(sc->ch);
+        free(sc);
+}
+
+sg_scn_role_t sg_scenario_role(const sg_scenario_t *sc, const char *channel)
+{
+        for (int i = 0; i < sc->cnt; i++)
+                if (!strcmp(sc->ch[i].conf.name, channel))
+                        return sc->ch[i].role;
+        return SG_SCN_HEALTHY;
+}
+
+/* ------------------------------------------------------------ generation */
+
+/* Copies a NUL-terminated string that fits (the buffers are sized alike). */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+        size_t n = strnlen(src, size - 1);
+
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
+static sg_scenario_rec_t *push(scn_channel_t *ch, int camp,
+                               sg_event_type_t type, int64_t time)
+{
+        sg_scenario_rec_t *r = &ch->q[ch->q_len++];
+        sg_event_t *ev = &r->ev;
+
+        memset(r, 0, sizeof(*r));
+        r->channel_idx = ch->idx;
+        r->campaign_idx = camp;
+        ev->type = type;
+        ev->event_time = time;
+        copy_str(ev->channel, sizeof(ev->channel), ch->conf.name);
+        copy_str(ev->campaign_id, sizeof(ev->campaign_id), ch->camp[camp].id);
+        {
+                /* Formatted aside: ev lives inside ch, and GCC cannot tell
+                 * that the fields do not overlap. */
+                char id[SG_ID_LEN];
+                snprintf(id, sizeof(id), "e-%" PRIu64 "-%s-%" PRId64, ch->seed,
+                         ch->conf.name, ch->ids++);
+                copy_str(ev->event_id, sizeof(ev->event_id), id);
+        }
+        return r;
+}
+
+static void set_ad(const scn_channel_t *ch, int camp, int ad, sg_event_t *ev)
+{
+        snprintf(ev->ad_id, sizeof(ev->ad_id), "%s-ad%d", ch->camp[camp].id,
+                 ad + 1);
+        ev->has_ad_id = 1;
+}
+
+/* A human device: id, IP, user agent and country all follow from its
+ * number in the channel's pool. */
+static void set_human(const scn_channel_t *ch, uint64_t dev, sg_event_t *ev)
+{
+        uint64_t h = mix(ch->salt, dev + 1);
+
+        snprintf(ev->device_id, sizeof(ev->device_id), "d-%016" PRIx64, h);
+        format_ip(ev->ip, sizeof(ev->ip),
+                  human_octets[(h >> 8) % NELEM(human_octets)], h);
+        snprintf(ev->user_agent, sizeof(ev->user_agent), "%s",
+                 human_uas[(h >> 40) % NELEM(human_uas)]);
+        snprintf(ev->country, sizeof(ev->country), "%s",
+                 countries[(h >> 52) % NELEM(countries)]);
+        ev->has_device_id = ev->has_ip = ev->has_user_agent = ev->has_country =
+            1;
+}
+
+/* A declared bot from the channel's small pool of cloud hosts. */
+static void set_bot(scn_channel_t *ch, sg_event_t *ev)
+{
+        uint64_t r = splitmix64(&ch->rng);
+
+        snprintf(ev->device_id, sizeof(ev->device_id), "bot-%016" PRIx64,
+                 ch->bot_devs[r % BOT_DEVICES]);
+        snprintf(ev->ip, sizeof(ev->ip), "%s", ch->bot_ips[(r >> 8) % BOT_IPS]);
+        snprintf(ev->user_agent, sizeof(ev->user_agent), "%s",
+                 bot_uas[(r >> 16) % NELEM(bot_uas)]);
+        snprintf(ev->country, sizeof(ev->country), "US");
+        ev->has_device_id = ev->has_ip = ev->has_user_agent = ev->has_country =
+            1;
+}
+
+static int jitter(scn_channel_t *ch)
+{
+        return (int)(splitmix64(&ch->rng) & 1);
+}
+
+/* The human click a conversion at time t is attributed to: the latest one at
+ * least 30-40 s old, else the oldest one at least 12 s old, else none. */
+static const scn_click_t *pick_click(scn_channel_t *ch, scn_campaign_t *cp,
+                                     int64_t t)
+{
+        int64_t delay = CONV_DELAY_MS + (int64_t)(splitmix64(&ch->rng) %
+                                                  (CONV_DELAY_JITTER_MS + 1));
+        const scn_click_t *oldest = NULL;
+
+        for (int i = 0; i < cp->ring_cnt; i++) {
+                const scn_click_t *c =
+                    &cp->ring[(cp->ring_head - 1 - i + RING) % RING];
+
+                if (c->time <= t - delay)
+                        return c;
+                oldest = c;
+        }
+        if (oldest && oldest->time <= t - CONV_MIN_DELAY_MS)
+                return oldest;
+        return NULL;
+}
+
+static void ring_add(scn_campaign_t *cp, const sg_event_t *click, uint64_t dev,
+                     int ad)
+{
+        scn_click_t *c = &cp->ring[cp->ring_head];
+
+        snprintf(c->id, sizeof(c->id), "%s", click->event_id);
+        c->time = click->event_time;
+        c->dev = dev;
+        c->ad = ad;
+        cp->ring_head = (cp->ring_head + 1) % RING;
+        if (cp->ring_cnt < RING)
+                cp->ring_cnt++;
+}
+
+static int flooding(const sg_scenario_t *sc, const scn_channel_t *ch,
+                    int64_t offset)
+{
+        return ch->role == SG_SCN_FRAUD && offset >= sc->o.fraud_start_ms &&
+               (sc->o.fraud_end_ms <= 0 || offset < sc->o.fraud_end_ms);
+}
+
+/* Fills the channel's queue with the events of its next tick: an
+ * impression at +0-1 ms, maybe its click at +3-4, maybe a conversion at
+ * +6-7, maybe a flood click at +8-9 (strictly increasing times). */
+static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
+{
+        int64_t offset = ch->tick * TICK_MS;
+        int64_t t0 = sc->o.start_ms + offset;
+        int c = (int)(ch->tick % SG_SCN_CAMPAIGNS);
+        scn_campaign_t *cp = &ch->camp[c];
+        sg_scenario_rec_t *imp, *r;
+        uint64_t dev = 0;
+        int ad, clicks, bot;
+
+        ch->q_len = ch->q_pos = 0;
+        if (sc->o.duration_ms > 0 && offset >= sc->o.duration_ms) {
+                ch->done = 1;
+                return;
+        }
+        ch->tick++;
+
+        ad = (int)(splitmix64(&ch->rng) % ADS_PER_CAMPAIGN);
+        cp->ctr_acc += CTR_PM;
+        clicks = cp->ctr_acc >= ACC_ONE;
+        if (clicks)
+                cp->ctr_acc -= ACC_ONE;
+        bot = clicks ? cp->clicks % BOT_CLICK_EVERY == BOT_CLICK_EVERY - 1
+                     : cp->imps % CRAWLER_IMP_EVERY == CRAWLER_IMP_PHASE;
+        cp->imps++;
+
+        imp = push(ch, c, SG_EV_IMPRESSION, t0 + jitter(ch));
+        set_ad(ch, c, ad, &imp->ev);
+        if (bot) {
+                set_bot(ch, &imp->ev);
+        } else {
+                dev = (uint64_t)(ch->human_n++ % DEVICE_POOL);
+                set_human(ch, dev, &imp->ev);
+        }
+        imp->bot = bot;
+        imp->ev.cost_micros = ch->imp_cost;
+        snprintf(cp->last_imp, sizeof(cp->last_imp), "%s", imp->ev.event_id);
+        cp->last_ad = ad;
+
+        if (clicks) {
+                r = push(ch, c, SG_EV_CLICK, t0 + 3 + jitter(ch));
+                /* Same ad, device, IP, agent and country as its impression. */
+                memcpy(r->ev.ad_id, imp->ev.ad_id, sizeof(r->ev.ad_id));
+                memcpy(r->ev.device_id, imp->ev.device_id,
+                       sizeof(r->ev.device_id));
+                memcpy(r->ev.ip, imp->ev.ip, sizeof(r->ev.ip));
+                memcpy(r->ev.user_agent, imp->ev.user_agent,
+                       sizeof(r->ev.user_agent));
+                memcpy(r->ev.country, imp->ev.country, sizeof(r->ev.country));
+                r->ev.has_ad_id = r->ev.has_device_id = r->ev.has_ip =
+                    r->ev.has_user_agent = r->ev.has_country = 1;
+                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id), "%s",
+                         imp->ev.event_id);
+                r->ev.has_ref_id = 1;
+                r->ev.cost_micros = ch->click_cost;
+                r->bot = bot;
+                cp->clicks++;
+                if (!bot)
+                        ring_add(cp, &r->ev, dev, ad);
+
+                cp->cvr_acc += ch->cvr_pm;
+                if (cp->cvr_acc >= ACC_ONE) {
+                        int64_t t = t0 + 6 + jitter(ch);
+                        const scn_click_t *k = pick_click(ch, cp, t);
+
+                        cp->cvr_acc -= ACC_ONE;
+                        r = push(ch, c, SG_EV_CONVERSION, t);
+                        if (k) {
+                                set_ad(ch, c, k->ad, &r->ev);
+                                set_human(ch, k->dev, &r->ev);
+                                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id),
+                                         "%s", k->id);
+                                r->ev.has_ref_id = 1;
+                        } else {
+                                /* Converted from a click before the
+                                 * scenario began: no click_id. */
+                                set_ad(ch, c, ad, &r->ev);
+                                set_human(
+                                    ch, (uint64_t)(ch->human_n++ % DEVICE_POOL),
+                                    &r->ev);
+                        }
+                        r->ev.revenue_micros = ch->revenue;
+                }
+        }
+
+        if (flooding(sc, ch, offset)) {
+                ch->flood_acc += FLOOD_PM_PER_TICK;
+                if (ch->flood_acc >= ACC_ONE) {
+                        int64_t n = ch->flood_n++;
+                        /* Alternate campaigns, and their browser-agent
+                         * clicks too (every 10th: n = 9, 19, ...). */
+                        int fc = (int)((n + n / FLOOD_HUMAN_EVERY) %
+                                       SG_SCN_CAMPAIGNS);
+                        scn_campaign_t *fp = &ch->camp[fc];
+
+                        ch->flood_acc -= ACC_ONE;
+                        r = push(ch, fc, SG_EV_CLICK, t0 + 8 + jitter(ch));
+                        set_ad(ch, fc, fp->last_ad, &r->ev);
+                        if (fp->last_imp[0]) {
+                                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id),
+                                         "%s", fp->last_imp);
+                                r->ev.has_ref_id = 1;
+                        }
+                        if (n % FLOOD_HUMAN_EVERY == FLOOD_HUMAN_EVERY - 1) {
+                                /* A browser agent behind a few residential
+                                 * proxies: behavioural (SIVT) fraud that the
+                                 * agent lists do not catch. Each has its own
+                                 * device, so no duplicate-click tag either. */
+                                uint64_t h = mix(ch->salt ^ 0xf100d, n + 1);
+
+                                set_human(ch, DEVICE_POOL + (uint64_t)n,
+                                          &r->ev);
+                                snprintf(r->ev.ip, sizeof(r->ev.ip), "%s",
+                                         ch->proxy_ips[h % PROXY_IPS]);
+                        } else {
+                                set_bot(ch, &r->ev);
+                                r->bot = 1;
+                        }
+                        r->ev.cost_micros = ch->click_cost;
+                }
+        }
+}
+
+/* The i-th malformed record: kinds in turn, spread evenly over the run. */
+static int64_t bad_time(const sg_scenario_t *sc, int i)
+{
+        if (sc->o.duration_ms > 0)
+                return sc->o.start_ms + (2 * (int64_t)i + 1) *
+                                            sc->o.duration_ms /
+                                            (2 * (int64_t)sc->o.bad);
+        return sc->o.start_ms + ((int64_t)i + 1) * 10000;
+}
+
+static void gen_bad(sg_scenario_t *sc, int i, sg_scenario_rec_t *rec)
+{
+        const scn_channel_t *ch = &sc->ch[i % sc->cnt];
+        sg_event_t *ev = &rec->ev;
+
+        memset(rec, 0, sizeof(*rec));
+        rec->bad = (sg_scn_bad_t)(1 + i % (SG_SCN_BAD__CNT - 1));
+        rec->channel_idx = ch->idx;
+        ev->type =
+            rec->bad == SG_SCN_BAD_NEG_COST ? SG_EV_CLICK : SG_EV_IMPRESSION;
+        ev->event_time = bad_time(sc, i);
+        snprintf(ev->event_id, sizeof(ev->event_id), "e-%" PRIu64 "-bad-%d",
+                 sc->o.seed, i);
+        snprintf(ev->channel, sizeof(ev->channel), "%s", ch->conf.name);
+        snprintf(ev->campaign_id, sizeof(ev->campaign_id), "%s",
+                 ch->camp[0].id);
+        set_ad(ch, 0, 0, ev);
+        set_human(ch, DEVICE_POOL * 2 + (uint64_t)i, ev);
+        ev->cost_micros =
+            rec->bad == SG_SCN_BAD_NEG_COST ? -ch->click_cost : ch->imp_cost;
+}
+
+int sg_scenario_next(sg_scenario_t *sc, sg_scenario_rec_t *rec)
+{
+        scn_channel_t *best = NULL;
+
+        for (int i = 0; i < sc->cnt; i++) {
+                scn_channel_t *ch = &sc->ch[i];
+
+                if (ch->q_pos == ch->q_len && !ch->done)
+                        gen_tick(sc, ch);
+                if (ch->q_pos == ch->q_len)
+                        continue;
+                if (!best || ch->q[ch->q_pos].ev.event_time <
+                                 best->q[best->q_pos].ev.event_time)
+                        best = ch;
+        }
+        if (sc->bad_next < sc->o.bad &&
+            (!best || bad_time(sc, sc->bad_next) <=
+                          best->q[best->q_pos].ev.event_time)) {
+                gen_bad(sc, sc->bad_next++, rec);
+                return 1;
+        }
+        if (!best)
+                return 0;
+        *rec = best->q[best->q_pos++];
+        return 1;
+}
+
+/* ----------------------------------------------------------------- truth */
+
+void sg_scenario_account(sg_scenario_t *sc, const sg_scenario_rec_t *rec)
+{
+        scn_truth_t *t;
+        int64_t cost;
+
+        sc->sent++;
+        if (rec->bad != SG_SCN_OK) {
+                sc->rejected[rec->bad]++;
+                return;
+        }
+        t = &sc->ch[rec->channel_idx].camp[rec->campaign_idx].truth;
+        cost = rec->ev.type == SG_EV_CONVERSION ? 0 : rec->ev.cost_micros;
+        switch (rec->ev.type) {
+        case SG_EV_IMPRESSION:
+                t->impressions++;
+                t->invalid_impressions += rec->bot;
+                break;
+        case SG_EV_CLICK:
+                t->clicks++;
+                t->invalid_clicks += rec->bot;
+                break;
+        case SG_EV_CONVERSION:
+                t->conversions++;
+                t->revenue_micros += rec->ev.revenue_micros;
+                break;
+        default:
+                break;
+        }
+        t->spend_micros += cost;
+        if (rec->bot)
+                t->invalid_spend_micros += cost;
+}
+
+static void truth_add(scn_truth_t *sum, const scn_truth_t *t)
+{
+        sum->impressions += t->impressions;
+        sum->clicks += t->clicks;
+        sum->conversions += t->conversions;
+        sum->spend_micros += t->spend_micros;
+        sum->revenue_micros += t->revenue_micros;
+        sum->invalid_clicks += t->invalid_clicks;
+        sum->invalid_impressions += t->invalid_impressions;
+        sum->invalid_spend_micros += t->invalid_spend_micros;
+}
+
+/* Channel and campaign names are plain (ingest rejects control bytes), but
+ * a quote or backslash must still not break the line. */
+static void put_json_str(FILE *fp, const char *s)
+{
+        fputc('"', fp);
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+
+                if (c == '"' || c == '\\')
+                        fprintf(fp, "\\%c", c);
+                else if (c < 0x20)
+                        fprintf(fp, "\\u%04x", c);
+                else
+                        fputc(c, fp);
+        }
+        fputc('"', fp);
+}
+
+static void put_truth(FILE *fp, const char *channel, const char *campaign,
+                      const scn_truth_t *t)
+{
+        fputs("{\"channel\":", fp);
+        put_json_str(fp, channel);
+        fputs(",\"campaign_id\":", fp);
+        if (campaign)
+                put_json_str(fp, campaign);
+        else
+                fputs("null", fp);
+        fprintf(fp,
+                ",\"impressions\":%" PRId64 ",\"clicks\":%" PRId64
+                ",\"conversions\":%" PRId64 ",\"spend_micros\":%" PRId64
+                ",\"revenue_micros\":%" PRId64 ",\"invalid_clicks\":%" PRId64
+                ",\"invalid_impressions\":%" PRId64
+                ",\"invalid_spend_micros\":%" PRId64 "}\n",
+                t->impressions, t->clicks, t->conversions, t->spend_micros,
+                t->revenue_micros, t->invalid_clicks, t->invalid_impressions,
+                t->invalid_spend_micros);
+}
+
+static int by_name(const void *a, const void *b)
+{
+        const scn_channel_t *x = *(const scn_channel_t *const *)a;
+        const scn_channel_t *y = *(const scn_channel_t *const *)b;
+
+        return strcmp(x->conf.name, y->conf.name);
+}
+
+int sg_scenario_write_truth(const sg_scenario_t *sc, FILE *fp)
+{
+        const scn_channel_t *sorted[SG_CONF_MAX_CHANNELS];
+        int n = sc->cnt < SG_CONF_MAX_CHANNELS ? sc->cnt : SG_CONF_MAX_CHANNELS;
+
+        for (int i = 0; i < n; i++)
+                sorted[i] = &sc->ch[i];
+        qsort(sorted, n, sizeof(sorted[0]), by_name);
+        for (int i = 0; i < n; i++) {
+                const scn_channel_t *ch = sorted[i];
+                scn_truth_t sum = {0};
+
+                for (int c = 0; c < SG_SCN_CAMPAIGNS; c++)
+                        truth_add(&sum, &ch->camp[c].truth);
+                put_truth(fp, ch->conf.name, NULL, &sum);
+                for (int c = 0; c < SG_SCN_CAMPAIGNS; c++)
+                        put_truth(fp, ch->conf.name, ch->camp[c].id,
+                                  &ch->camp[c].truth);
+        }
+        fputs("{\"rejected\":{", fp);
+        for (int k = 1; k < SG_SCN_BAD__CNT; k++)
+                fprintf(fp, "%s\"%s\":%" PRId64, k > 1 ? "," : "",
+                        sg_scenario_bad_reason((sg_scn_bad_t)k),
+                        sc->rejected[k]);
+        fprintf(fp, "},\"sent\":%" PRId64 "}\n", sc->sent);
+        return fflush(fp) == 0 && !ferror(fp) ? 0 : -1;
+}

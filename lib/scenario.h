@@ -1,0 +1,92 @@
+/*
+ * The deterministic traffic scenario behind sg-gen: healthy channels, one
+ * click-fraud channel and one CPA-overrun channel, as a stream of events in
+ * event-time order plus the exact ground truth of what was emitted. Pure
+ * logic (no I/O): the same seed and options always yield the same stream.
+ */
+#ifndef SG_SCENARIO_H
+#define SG_SCENARIO_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "conf.h"
+#include "event.h"
+
+/* Roles of a channel in the scenario. */
+typedef enum {
+        SG_SCN_HEALTHY = 0,
+        SG_SCN_FRAUD,   /* bot click flood from fraud_start_ms */
+        SG_SCN_OVERRUN, /* CPA about 2x target from the start */
+} sg_scn_role_t;
+
+/* Kinds of malformed records (--bad); each maps to one ingest reason. */
+typedef enum {
+        SG_SCN_OK = 0,
+        SG_SCN_BAD_NEG_COST,       /* a click with cost_micros < 0 */
+        SG_SCN_BAD_NO_CAMPAIGN,    /* JSON impression without campaign_id */
+        SG_SCN_BAD_JSON,           /* truncated JSON */
+        SG_SCN_BAD_FRAMING,        /* Avro with magic byte 1 */
+        SG_SCN_BAD_UNKNOWN_SCHEMA, /* Avro with schema id 99 */
+        SG_SCN_BAD__CNT
+} sg_scn_bad_t;
+
+/* The dead-letter reason code ingest gives a kind (SG_ERR_*). */
+const char *sg_scenario_bad_reason(sg_scn_bad_t kind);
+
+#define SG_SCN_CAMPAIGNS 2 /* per channel: <channel>-c1, <channel>-c2 */
+
+typedef struct sg_scenario_opts {
+        uint64_t seed;
+        int64_t start_ms;            /* event time of the first tick */
+        int64_t duration_ms;         /* 0 = unlimited */
+        int64_t fraud_start_ms;      /* offset from start */
+        int64_t fraud_end_ms;        /* offset from start; 0 = never ends */
+        const char *fraud_channel;   /* NULL or "" = none */
+        const char *overrun_channel; /* NULL or "" = none */
+        int bad;                     /* malformed records, spread evenly */
+} sg_scenario_opts_t;
+
+/* One record of the stream. For bad != SG_SCN_OK, ev is the base event the
+ * malformed bytes are made from (its event_id is still unique). */
+typedef struct sg_scenario_rec {
+        sg_event_t ev;
+        sg_scn_bad_t bad;
+        int bot;         /* the user agent is a declared bot (ingest tags it) */
+        int channel_idx; /* into the channels given to sg_scenario_new */
+        int campaign_idx; /* 0 .. SG_SCN_CAMPAIGNS - 1 */
+} sg_scenario_rec_t;
+
+typedef struct sg_scenario sg_scenario_t;
+
+/*
+ * A scenario over the config's channels (at least one; the role channels
+ * must be among them). NULL and errstr on error. Free with
+ * sg_scenario_destroy().
+ */
+sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
+                               const sg_scenario_opts_t *opts, char *errstr,
+                               size_t errstr_size);
+void sg_scenario_destroy(sg_scenario_t *sc);
+
+/* The next record in event-time order: 1, or 0 when the scenario is over. */
+int sg_scenario_next(sg_scenario_t *sc, sg_scenario_rec_t *rec);
+
+/* Counts rec in the ground truth: call it for each record actually sent. */
+void sg_scenario_account(sg_scenario_t *sc, const sg_scenario_rec_t *rec);
+
+/*
+ * Writes the ground truth as JSON lines: one per scope (channel level, with
+ * "campaign_id":null, then its campaigns; channels sorted by name), then
+ * {"rejected":{<reason>:n,...},"sent":N}. Returns 0, or -1 on a write error.
+ */
+int sg_scenario_write_truth(const sg_scenario_t *sc, FILE *fp);
+
+/* The role the scenario gave a channel. */
+sg_scn_role_t sg_scenario_role(const sg_scenario_t *sc, const char *channel);
+
+/* 1 if ua contains one of the declared-bot substrings the scenario uses
+ * ("Googlebot", "bingbot", "curl/", "python-requests", "HeadlessChrome"). */
+int sg_scenario_is_bot_ua(const char *ua);
+
+#endif

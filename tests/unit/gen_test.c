@@ -1,0 +1,411 @@
+/*
+ * The sg-gen scenario: deterministic, and with the ratios the rules are
+ * expected to act on (healthy CPA under 1.3 x target and ~2% IVT in every
+ * 60 s window; the fraud channel ~60% IVT under the flood; the overrun
+ * channel ~2 x target CPA) — so that an integration test can assert exact
+ * decisions.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scenario.h"
+
+#define START_MS   1795000000000LL /* an arbitrary whole second */
+#define DURATION_S 180
+#define NCH        5
+
+static const sg_channel_conf_t channels[NCH] = {
+    {"social", 40000000000LL, 20000000},  {"search", 30000000000LL, 15000000},
+    {"display", 10000000000LL, 25000000}, {"kol", 10000000000LL, 25000000},
+    {"gifts", 5000000000LL, 10000000},
+};
+enum { SOCIAL, SEARCH, DISPLAY, KOL, GIFTS };
+
+static sg_scenario_opts_t default_opts(void)
+{
+        sg_scenario_opts_t o = {0};
+
+        o.seed = 1;
+        o.start_ms = START_MS;
+        o.duration_ms = DURATION_S * 1000;
+        o.fraud_start_ms = 20000;
+        o.fraud_channel = "kol";
+        o.overrun_channel = "gifts";
+        return o;
+}
+
+static sg_scenario_t *new_scenario(const sg_scenario_opts_t *o)
+{
+        char errstr[256] = "";
+        sg_scenario_t *sc =
+            sg_scenario_new(channels, NCH, o, errstr, sizeof(errstr));
+
+        cr_assert_not_null(sc, "%s", errstr);
+        return sc;
+}
+
+/* Per channel (and campaign) per event-time second. */
+typedef struct sec {
+        int64_t imps, clicks, convs, spend, inv_clicks;
+} sec_t;
+
+static sec_t by_sec[NCH][2 + 1][DURATION_S]; /* [.][0..1]=campaign, [2]=all */
+
+static void tally(sg_scenario_t *sc)
+{
+        sg_scenario_rec_t rec;
+
+        memset(by_sec, 0, sizeof(by_sec));
+        while (sg_scenario_next(sc, &rec)) {
+                int s = (int)((rec.ev.event_time - START_MS) / 1000);
+
+                sg_scenario_account(sc, &rec);
+                if (rec.bad)
+                        continue;
+                cr_assert(s >= 0 && s < DURATION_S);
+                for (int k = 0; k < 2; k++) {
+                        sec_t *x = &by_sec[rec.channel_idx]
+                                          [k ? 2 : rec.campaign_idx][s];
+
+                        switch (rec.ev.type) {
+                        case SG_EV_IMPRESSION:
+                                x->imps++;
+                                x->spend += rec.ev.cost_micros;
+                                break;
+                        case SG_EV_CLICK:
+                                x->clicks++;
+                                x->inv_clicks += rec.bot;
+                                x->spend += rec.ev.cost_micros;
+                                break;
+                        default:
+                                x->convs++;
+                        }
+                }
+        }
+}
+
+static sec_t window(int ch, int scope, int from_s, int len_s)
+{
+        sec_t w = {0};
+
+        for (int s = from_s; s < from_s + len_s && s < DURATION_S; s++) {
+                const sec_t *x = &by_sec[ch][scope][s];
+
+                w.imps += x->imps;
+                w.clicks += x->clicks;
+                w.convs += x->convs;
+                w.spend += x->spend;
+                w.inv_clicks += x->inv_clicks;
+        }
+        return w;
+}
+
+static char *stream_text(const sg_scenario_opts_t *o, size_t *len)
+{
+        sg_scenario_t *sc = new_scenario(o);
+        sg_scenario_rec_t rec;
+        char *buf = NULL;
+        FILE *fp = open_memstream(&buf, len);
+
+        while (sg_scenario_next(sc, &rec)) {
+                sg_scenario_account(sc, &rec);
+                fprintf(fp, "%d %s %lld %s %s %s %s %s %s %s %lld %lld %d\n",
+                        rec.ev.type, rec.ev.event_id,
+                        (long long)rec.ev.event_time, rec.ev.channel,
+                        rec.ev.campaign_id, rec.ev.ad_id, rec.ev.device_id,
+                        rec.ev.ip, rec.ev.user_agent, rec.ev.ref_id,
+                        (long long)rec.ev.cost_micros,
+                        (long long)rec.ev.revenue_micros, rec.bad);
+        }
+        cr_assert_eq(sg_scenario_write_truth(sc, fp), 0);
+        fclose(fp);
+        sg_scenario_destroy(sc);
+        return buf;
+}
+
+Test(scenario, same_seed_yields_identical_stream_and_truth)
+{
+        sg_scenario_opts_t o = default_opts();
+        size_t la, lb, lc;
+        char *a, *b, *c;
+
+        o.bad = 7;
+        a = stream_text(&o, &la);
+        b = stream_text(&o, &lb);
+        o.seed = 2;
+        c = stream_text(&o, &lc);
+        cr_assert_eq(la, lb);
+        cr_assert(memcmp(a, b, la) == 0);
+        cr_assert(la != lc || memcmp(a, c, la) != 0,
+                  "another seed must give another stream");
+        free(a);
+        free(b);
+        free(c);
+}
+
+Test(scenario, healthy_channels_stay_under_1_3x_target_cpa_in_every_window)
+{
+        sg_scenario_t *sc =
+            new_scenario(&(sg_scenario_opts_t){.seed = 1,
+                                               .start_ms = START_MS,
+                                               .duration_ms = DURATION_S * 1000,
+                                               .fraud_start_ms = 20000,
+                                               .fraud_channel = "kol",
+                                               .overrun_channel = "gifts"});
+        const int healthy[] = {SOCIAL, SEARCH, DISPLAY};
+
+        tally(sc);
+        for (size_t i = 0; i < 3; i++) {
+                int ch = healthy[i];
+                double target = (double)channels[ch].target_cpa_micros;
+
+                for (int scope = 0; scope <= 2; scope++) {
+                        /* Every window, including the partial ones at the
+                         * start (spend before the first conversion). */
+                        for (int s = -59; s + 60 <= DURATION_S; s++) {
+                                int from = s < 0 ? 0 : s;
+                                sec_t w =
+                                    window(ch, scope, from, 60 - (from - s));
+
+                                if (w.spend == 0)
+                                        continue;
+                                cr_assert(w.convs > 0,
+                                          "%s scope %d: spend without "
+                                          "conversions at %d s",
+                                          channels[ch].name, scope, s);
+                                cr_assert_lt((double)w.spend / w.convs,
+                                             1.3 * target);
+                        }
+                        {
+                                sec_t w = window(ch, scope, 60, 60);
+                                double cpa = (double)w.spend / w.convs;
+
+                                cr_assert(cpa >= 0.55 * target &&
+                                              cpa <= 0.85 * target,
+                                          "%s: cpa %.0f", channels[ch].name,
+                                          cpa);
+                        }
+                }
+        }
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, healthy_ivt_is_2_percent_and_ctr_10_percent)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc = new_scenario(&o);
+
+        tally(sc);
+        for (int ch = SOCIAL; ch <= DISPLAY; ch++)
+                for (int s = 0; s + 60 <= DURATION_S; s += 10) {
+                        sec_t w = window(ch, 2, s, 60);
+
+                        cr_assert_eq(w.imps, 6000);
+                        cr_assert_eq(w.clicks, 600);
+                        cr_assert_eq(w.convs, 60);
+                        cr_assert_eq(w.inv_clicks, 12);
+                }
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, fraud_channel_ivt_is_0_6_under_the_flood_only)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc = new_scenario(&o);
+        double target = (double)channels[KOL].target_cpa_micros;
+
+        tally(sc);
+        {
+                sec_t w = window(KOL, 2, 0, 20);
+
+                cr_assert_eq(w.clicks, 200);
+                cr_assert_eq(w.inv_clicks, 4);
+        }
+        for (int s = 20; s + 60 <= DURATION_S; s++) {
+                sec_t w = window(KOL, 2, s, 60);
+                double ivt = (double)w.inv_clicks / w.clicks;
+
+                cr_assert(ivt > 0.58 && ivt < 0.63, "ivt %.3f at %d", ivt, s);
+                cr_assert_lt((double)w.spend / w.convs, 1.3 * target,
+                             "the flood alone must not trip CPA");
+                cr_assert_eq(w.clicks, 1800);
+        }
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, fraud_burst_ends_at_fraud_end)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc;
+
+        o.fraud_end_ms = 80000;
+        sc = new_scenario(&o);
+        tally(sc);
+        cr_assert_eq(window(KOL, 2, 20, 60).inv_clicks, 18 * 60 + 12);
+        cr_assert_eq(window(KOL, 2, 80, 60).clicks, 600);
+        cr_assert_eq(window(KOL, 2, 80, 60).inv_clicks, 12);
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, overrun_channel_cpa_is_2x_target)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc = new_scenario(&o);
+        double target = (double)channels[GIFTS].target_cpa_micros;
+
+        tally(sc);
+        for (int s = 0; s + 60 <= DURATION_S; s += 10) {
+                sec_t w = window(GIFTS, 2, s, 60);
+                double cpa = (double)w.spend / w.convs;
+
+                cr_assert(cpa > 1.8 * target && cpa < 2.2 * target,
+                          "cpa %.0f at %d", cpa, s);
+                cr_assert_eq(w.inv_clicks, 12);
+        }
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, times_increase_per_channel_and_ids_are_unique)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc;
+        sg_scenario_rec_t rec;
+        int64_t last[NCH], newest = 0;
+        size_t n = 0, cap = 1 << 17;
+        char(*ids)[SG_ID_LEN] = malloc(cap * sizeof(*ids));
+
+        o.bad = 10;
+        sc = new_scenario(&o);
+
+        for (int i = 0; i < NCH; i++)
+                last[i] = 0;
+        while (sg_scenario_next(sc, &rec)) {
+                if (!rec.bad) {
+                        cr_assert_gt(rec.ev.event_time, last[rec.channel_idx]);
+                        last[rec.channel_idx] = rec.ev.event_time;
+                }
+                cr_assert_gt(rec.ev.event_time, newest - 5000);
+                if (rec.ev.event_time > newest)
+                        newest = rec.ev.event_time;
+                cr_assert_lt(rec.ev.event_time, START_MS + DURATION_S * 1000);
+                if (n == cap) {
+                        cap *= 2;
+                        ids = realloc(ids, cap * sizeof(*ids));
+                }
+                memcpy(ids[n++], rec.ev.event_id, SG_ID_LEN);
+        }
+        qsort(ids, n, sizeof(*ids),
+              (int (*)(const void *, const void *))strcmp);
+        for (size_t i = 1; i < n; i++)
+                cr_assert_str_neq(ids[i - 1], ids[i]);
+        cr_assert_str_eq(ids[0], "e-1-bad-0");
+        free(ids);
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, clicks_and_conversions_point_at_earlier_events)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc = new_scenario(&o);
+        sg_scenario_rec_t rec;
+        /* event id -> time, by the id's counter per channel */
+        static int64_t seen[NCH][200000];
+        int with_click = 0, without = 0;
+
+        while (sg_scenario_next(sc, &rec)) {
+                char prefix[SG_ID_LEN];
+                long n;
+
+                snprintf(prefix, sizeof(prefix), "e-1-%s-", rec.ev.channel);
+                n = strtol(rec.ev.event_id + strlen(prefix), NULL, 10);
+                cr_assert(n >= 0 && n < 200000);
+                seen[rec.channel_idx][n] = rec.ev.event_time;
+                cr_assert(rec.ev.has_user_agent && rec.ev.has_device_id &&
+                          rec.ev.has_ip);
+                cr_assert_eq(rec.bot, sg_scenario_is_bot_ua(rec.ev.user_agent));
+                if (rec.ev.type == SG_EV_CONVERSION) {
+                        cr_assert_not(rec.bot);
+                        if (!rec.ev.has_ref_id) {
+                                without++;
+                                cr_assert_lt(rec.ev.event_time,
+                                             START_MS + 12000);
+                                continue;
+                        }
+                        with_click++;
+                }
+                if (rec.ev.type == SG_EV_IMPRESSION)
+                        continue;
+                cr_assert(rec.ev.has_ref_id);
+                cr_assert(strncmp(rec.ev.ref_id, prefix, strlen(prefix)) == 0);
+                n = strtol(rec.ev.ref_id + strlen(prefix), NULL, 10);
+                cr_assert_gt(seen[rec.channel_idx][n], 0,
+                             "%s points at an unseen event", rec.ev.event_id);
+                if (rec.ev.type == SG_EV_CONVERSION)
+                        cr_assert_geq(rec.ev.event_time -
+                                          seen[rec.channel_idx][n],
+                                      12000, "click injection look-alike");
+        }
+        cr_assert_gt(with_click, 10 * without);
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, truth_channel_lines_sum_campaigns_and_count_rejects)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc;
+        sg_scenario_rec_t rec;
+        char *buf = NULL, line[512];
+        size_t len;
+        FILE *fp;
+        long sent = 0;
+
+        o.bad = 7;
+        o.duration_ms = 10000;
+        sc = new_scenario(&o);
+        while (sg_scenario_next(sc, &rec)) {
+                sg_scenario_account(sc, &rec);
+                sent++;
+        }
+        fp = open_memstream(&buf, &len);
+        sg_scenario_write_truth(sc, fp);
+        fclose(fp);
+        fp = fmemopen(buf, len, "r");
+        cr_assert(fgets(line, sizeof(line), fp));
+        cr_assert_str_eq(
+            line, "{\"channel\":\"display\",\"campaign_id\":null,"
+                  "\"impressions\":1000,\"clicks\":100,\"conversions\":10,"
+                  "\"spend_micros\":200000000,\"revenue_micros\":750000000,"
+                  "\"invalid_clicks\":2,\"invalid_impressions\":12,"
+                  "\"invalid_spend_micros\":3040000}\n");
+        cr_assert(fgets(line, sizeof(line), fp));
+        cr_assert(strstr(line, "\"campaign_id\":\"display-c1\""));
+        for (int i = 0; i < 13; i++)
+                cr_assert(fgets(line, sizeof(line), fp));
+        cr_assert(fgets(line, sizeof(line), fp));
+        {
+                char want[256];
+
+                snprintf(want, sizeof(want),
+                         "{\"rejected\":{\"bad_value\":2,\"missing_field\":2,"
+                         "\"json_parse\":1,\"bad_framing\":1,"
+                         "\"unknown_schema\":1},\"sent\":%ld}\n",
+                         sent);
+                cr_assert_str_eq(line, want);
+        }
+        cr_assert_null(fgets(line, sizeof(line), fp));
+        fclose(fp);
+        free(buf);
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, rejects_unknown_role_channel)
+{
+        sg_scenario_opts_t o = default_opts();
+        char errstr[256];
+
+        o.fraud_channel = "tv";
+        cr_assert_null(
+            sg_scenario_new(channels, NCH, &o, errstr, sizeof(errstr)));
+        cr_assert_str_eq(errstr, "channel tv is not in the config's channels");
+}

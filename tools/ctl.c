@@ -1,0 +1,1359 @@
+/*
+ * sg-ctl: the operator's view of the Redis state (DESIGN 3.6): KPI totals
+ * per scope over an event-time range, recent decisions, circuit breakers, a
+ * live per-channel view, and the generated configuration reference.
+ * Read-only: it never writes to Redis. Key layout: docs/redis-layout.md.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "conf.h"
+#include "event.h"
+#include "log.h"
+#include "redis.h"
+#include "stage.h"
+
+#define CONNECT_TIMEOUT_MS 3000
+#define PIPELINE_CHUNK     1000 /* commands per round trip */
+#define DECISIONS_SEEN     50   /* entries watch compares to find new ones */
+#define WATCH_DECISIONS    10
+
+static const char *const counter_fields[] = {
+    "impressions",         "clicks",
+    "conversions",         "spend_micros",
+    "revenue_micros",      "invalid_clicks",
+    "invalid_impressions", "invalid_spend_micros"};
+#define NCOUNTERS 8
+
+static sg_conf_t conf;
+static const char *conf_path; /* -c, before or after the command */
+static sg_redis_t *redis;
+
+/* ------------------------------------------------------------ utilities */
+
+static void usage(FILE *fp)
+{
+        fprintf(fp,
+                "Usage: sg-ctl [-c FILE] <command> [options]\n\n"
+                "Reads spendguard's Redis state (read-only).\n\n"
+                "Commands:\n"
+                "  kpis [--channel C] [--campaign K] [--from T] [--to T] "
+                "[--json]\n"
+                "      totals per scope (channel level, then its campaigns) "
+                "over the buckets whose\n"
+                "      start lies in [from, to); T is ms since the epoch or "
+                "UTC ISO-8601\n"
+                "      (2026-11-22T10:00:00Z); default: everything retained\n"
+                "  decisions [--last N] [--json]\n"
+                "      the last N delivered decisions, newest first (default "
+                "20)\n"
+                "  breakers [--json]\n"
+                "      circuit breaker state per channel\n"
+                "  watch [--interval MS] [--once]\n"
+                "      live per-channel view over the last aggregate.window_s "
+                "of event time,\n"
+                "      and the decisions as they arrive (default every 1000 "
+                "ms)\n"
+                "  config-reference\n"
+                "      print the configuration reference (docs/config.md)\n\n"
+                "Options:\n"
+                "  -c, --config FILE  YAML config (default: $SG_CONFIG, then "
+                "config/spendguard.yaml)\n"
+                "  -h, --help         this help\n"
+                "  -V, --version      print the version\n\n"
+                "Environment: SG_REDIS (redis://host:port/db or "
+                "unix:///path.sock) beats the file.\n"
+                "Exit: 0 ok (no data is not an error), 1 Redis unreachable or "
+                "failing, 2 bad usage or config.\n");
+}
+
+static void bad_usage(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static void bad_usage(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("sg-ctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs(" (try --help)\n", stderr);
+        exit(2);
+}
+
+static void die(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("sg-ctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+        void *p = calloc(1, n ? n : 1); /* zeroed: callers fill it partly */
+
+        if (!p)
+                die("out of memory");
+        return p;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+        p = realloc(p, n ? n : 1);
+        if (!p)
+                die("out of memory");
+        return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+        char *p = xmalloc(n + 1);
+
+        memcpy(p, s, n);
+        p[n] = '\0';
+        return p;
+}
+
+/* A growable list of strings. */
+typedef struct strlist {
+        char **v;
+        size_t n, cap;
+} strlist_t;
+
+static void strlist_add(strlist_t *l, const char *s, size_t len)
+{
+        if (l->n == l->cap) {
+                l->cap = l->cap ? l->cap * 2 : 16;
+                l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+        }
+        l->v[l->n++] = xstrndup(s, len);
+}
+
+static void strlist_free(strlist_t *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                free(l->v[i]);
+        free(l->v);
+        memset(l, 0, sizeof(*l));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts and removes duplicates (SCAN may return a key twice). */
+static void strlist_sort_uniq(strlist_t *l)
+{
+        size_t j = 0;
+
+        if (l->n == 0)
+                return;
+        qsort(l->v, l->n, sizeof(*l->v), cmp_str);
+        for (size_t i = 1; i < l->n; i++) {
+                if (strcmp(l->v[i], l->v[j]) == 0)
+                        free(l->v[i]);
+                else
+                        l->v[++j] = l->v[i];
+        }
+        l->n = j + 1;
+}
+
+static int64_t parse_int_arg(const char *opt, const char *s, int64_t min,
+                             int64_t max)
+{
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max)
+                bad_usage("%s: \"%s\" is not an integer in %" PRId64
+                          "..%" PRId64,
+                          opt, s, min, max);
+        return v;
+}
+
+/*
+ * A time argument: ms since the epoch, or UTC ISO-8601
+ * (YYYY-MM-DD[THH:MM[:SS[.mmm]]][Z]). 0 and *out, or -1.
+ */
+static int parse_time(const char *s, int64_t *out)
+{
+        struct tm tm;
+        int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, n = 0, len;
+        const char *p;
+        char *end;
+
+        if (*s && strspn(s, "0123456789") == strlen(s)) {
+                errno = 0;
+                *out = strtoll(s, &end, 10);
+                return errno ? -1 : 0;
+        }
+        if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+                return -1;
+        p = s + n;
+        if (*p == 'T' || *p == ' ') {
+                if (sscanf(p + 1, "%2d:%2d%n", &h, &mi, &n) != 2 || n != 5)
+                        return -1;
+                p += 1 + n;
+                if (*p == ':') {
+                        if (sscanf(p + 1, "%2d%n", &sec, &n) != 1 || n != 2)
+                                return -1;
+                        p += 1 + n;
+                        if (*p == '.') {
+                                len = (int)strspn(p + 1, "0123456789");
+                                if (len < 1 || len > 3)
+                                        return -1;
+                                for (int i = 0; i < 3; i++)
+                                        ms = ms * 10 +
+                                             (i < len ? p[1 + i] - '0' : 0);
+                                p += 1 + len;
+                        }
+                }
+        }
+        if (*p == 'Z')
+                p++;
+        if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+            sec > 60)
+                return -1;
+        memset(&tm, 0, sizeof(tm));
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = sec;
+        *out = (int64_t)timegm(&tm) * 1000 + ms;
+        return 0;
+}
+
+/* 2026-11-22T10:00:00.123Z */
+static const char *iso_time(int64_t ms, char *buf, size_t size)
+{
+        time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+        struct tm tm;
+
+        gmtime_r(&t, &tm);
+        if (snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec,
+                     (int)(ms - (int64_t)t * 1000)) >= (int)size)
+                buf[0] = '\0';
+        return buf;
+}
+
+static void put_json_str(FILE *fp, const char *s)
+{
+        fputc('"', fp);
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+
+                if (c == '"' || c == '\\')
+                        fprintf(fp, "\\%c", c);
+                else if (c < 0x20)
+                        fprintf(fp, "\\u%04x", c);
+                else
+                        fputc(c, fp);
+        }
+        fputc('"', fp);
+}
+
+static void put_json_str_or_null(FILE *fp, const char *s)
+{
+        if (s)
+                put_json_str(fp, s);
+        else
+                fputs("null", fp);
+}
+
+/* The shortest form that reads back as the same double. */
+static void put_json_double(FILE *fp, double v)
+{
+        char buf[40];
+
+        if (v != v || v > 1.7976931348623157e308 ||
+            v < -1.7976931348623157e308) {
+                fputs("null", fp);
+                return;
+        }
+        for (int prec = 15; prec <= 17; prec++) {
+                snprintf(buf, sizeof(buf), "%.*g", prec, v);
+                if (strtod(buf, NULL) == v)
+                        break;
+        }
+        fputs(buf, fp);
+}
+
+/* ----------------------------------------------------------------- Redis */
+
+/* After the command's options are parsed: config, signals, Redis. */
+static void connect_redis(void)
+{
+        char errstr[512];
+
+        if (sg_conf_load(&conf, conf_path, errstr, sizeof(errstr)) == -1) {
+                fprintf(stderr, "sg-ctl: bad config: %s\n", errstr);
+                exit(2);
+        }
+        sg_stage_signals();
+        redis = sg_redis_new(conf.redis, CONNECT_TIMEOUT_MS, errstr,
+                             sizeof(errstr));
+        if (!redis)
+                die("cannot connect to Redis at %s: %s", conf.redis, errstr);
+}
+
+/* A reply that must not be NULL (lost connection) or an error. */
+static redisReply *checked(redisReply *reply, const char *what)
+{
+        if (!reply)
+                die("Redis: connection lost during %s", what);
+        if (reply->type == REDIS_REPLY_ERROR)
+                die("Redis: %s: %s", what, reply->str);
+        return reply;
+}
+
+static redisReply *cmd_argv(int argc, const char **argv, const char *what)
+{
+        return checked(sg_redis_argv(redis, argc, argv, NULL), what);
+}
+
+/* All keys matching pattern, sorted. */
+static void scan_keys(const char *pattern, strlist_t *out)
+{
+        char cursor[32] = "0";
+
+        do {
+                const char *argv[] = {"SCAN",  cursor,  "MATCH",
+                                      pattern, "COUNT", "1000"};
+                redisReply *r = cmd_argv(6, argv, "SCAN");
+
+                if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                    r->element[0]->type != REDIS_REPLY_STRING)
+                        die("Redis: unexpected SCAN reply");
+                snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+                for (size_t i = 0; i < r->element[1]->elements; i++) {
+                        redisReply *k = r->element[1]->element[i];
+
+                        strlist_add(out, k->str, k->len);
+                }
+                freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+        strlist_sort_uniq(out);
+}
+
+/*
+ * A pipeline of commands, sent in chunks; fn sees each reply in order.
+ * Each command is an argv of strings built by the caller.
+ */
+typedef struct pipe_cmd {
+        int argc;
+        const char **argv;
+} pipe_cmd_t;
+
+typedef void(pipe_fn)(void *opaque, size_t i, redisReply *reply);
+
+static void pipeline(const pipe_cmd_t *cmds, size_t n, pipe_fn *fn,
+                     void *opaque, const char *what)
+{
+        for (size_t base = 0; base < n; base += PIPELINE_CHUNK) {
+                size_t m =
+                    n - base < PIPELINE_CHUNK ? n - base : PIPELINE_CHUNK;
+
+                for (size_t i = 0; i < m; i++)
+                        if (sg_redis_append_argv(redis, cmds[base + i].argc,
+                                                 cmds[base + i].argv,
+                                                 NULL) == -1)
+                                die("Redis: cannot queue %s", what);
+                for (size_t i = 0; i < m; i++) {
+                        redisReply *r =
+                            checked(sg_redis_pipeline_get(redis), what);
+
+                        fn(opaque, base + i, r);
+                        freeReplyObject(r);
+                }
+        }
+}
+
+/* ---------------------------------------------------------------- scopes */
+
+/* One scope as one partition holds it. */
+typedef struct scope_ref {
+        char *prefix; /* "sg:{p3}:" */
+        char *scope;  /* "social|social-c1" */
+        char *channel;
+        char *campaign; /* "" = channel level */
+} scope_ref_t;
+
+typedef struct scope_list {
+        scope_ref_t *v;
+        size_t n, cap;
+} scope_list_t;
+
+static int cmp_scope(const void *a, const void *b)
+{
+        const scope_ref_t *x = a, *y = b;
+        int c = strcmp(x->channel, y->channel);
+
+        if (!c)
+                c = strcmp(x->campaign, y->campaign);
+        if (!c)
+                c = strcmp(x->prefix, y->prefix);
+        return c;
+}
+
+/* Every scope of every partition (SCAN sg:{p*}:scopes, SMEMBERS), sorted
+ * by channel, then campaign (channel level first). NULL filters = all. */
+static void load_scopes(const char *channel, const char *campaign,
+                        scope_list_t *out)
+{
+        strlist_t keys = {0};
+
+        scan_keys("sg:{p*}:scopes", &keys);
+        for (size_t i = 0; i < keys.n; i++) {
+                size_t plen = strlen(keys.v[i]) - strlen("scopes");
+                const char *argv[] = {"SMEMBERS", keys.v[i]};
+                redisReply *r = cmd_argv(2, argv, "SMEMBERS");
+
+                for (size_t j = 0;
+                     r->type == REDIS_REPLY_ARRAY && j < r->elements; j++) {
+                        redisReply *m = r->element[j];
+                        const char *bar = memchr(m->str, '|', m->len);
+                        scope_ref_t *s;
+
+                        if (!bar)
+                                continue; /* not a scope */
+                        if (channel &&
+                            ((size_t)(bar - m->str) != strlen(channel) ||
+                             memcmp(m->str, channel, bar - m->str)))
+                                continue;
+                        if (campaign && strcmp(bar + 1, campaign))
+                                continue;
+                        if (out->n == out->cap) {
+                                out->cap = out->cap ? out->cap * 2 : 32;
+                                out->v = xrealloc(out->v,
+                                                  out->cap * sizeof(*out->v));
+                        }
+                        s = &out->v[out->n++];
+                        s->prefix = xstrndup(keys.v[i], plen);
+                        s->scope = xstrndup(m->str, m->len);
+                        s->channel = xstrndup(m->str, bar - m->str);
+                        s->campaign =
+                            xstrndup(bar + 1, m->len - (bar + 1 - m->str));
+                }
+                freeReplyObject(r);
+        }
+        strlist_free(&keys);
+        if (out->n)
+                qsort(out->v, out->n, sizeof(*out->v), cmp_scope);
+}
+
+static void scope_list_free(scope_list_t *l)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                free(l->v[i].prefix);
+                free(l->v[i].scope);
+                free(l->v[i].channel);
+                free(l->v[i].campaign);
+        }
+        free(l->v);
+        memset(l, 0, sizeof(*l));
+}
+
+/* A scope's totals over a range of buckets. */
+typedef struct totals {
+        sg_counters_t c;
+        int64_t first, last; /* bucket starts; first > last = no bucket */
+        int buckets;
+} totals_t;
+
+static void totals_init(totals_t *t)
+{
+        memset(t, 0, sizeof(*t));
+        t->first = INT64_MAX;
+        t->last = INT64_MIN;
+}
+
+static int64_t *counter_slot(sg_counters_t *c, int f)
+{
+        int64_t *slots[NCOUNTERS] = {
+            &c->impressions,         &c->clicks,
+            &c->conversions,         &c->spend_micros,
+            &c->revenue_micros,      &c->invalid_clicks,
+            &c->invalid_impressions, &c->invalid_spend_micros};
+
+        return slots[f];
+}
+
+static void add_bucket_hash(void *opaque, size_t i, redisReply *r)
+{
+        totals_t *t = opaque;
+
+        (void)i;
+        if (r->type != REDIS_REPLY_ARRAY)
+                return;
+        for (size_t j = 0; j + 1 < r->elements; j += 2) {
+                const char *name = r->element[j]->str;
+
+                for (int f = 0; f < NCOUNTERS; f++)
+                        if (strcmp(name, counter_fields[f]) == 0) {
+                                *counter_slot(&t->c, f) +=
+                                    strtoll(r->element[j + 1]->str, NULL, 10);
+                                break;
+                        }
+        }
+}
+
+/*
+ * Adds to t the buckets of one scope in one partition whose start lies in
+ * [from, to] (Redis range strings: "-inf", "123", "(456"). With devices,
+ * also adds the PFCOUNT over their HyperLogLogs.
+ */
+static void sum_scope(const scope_ref_t *s, const char *from, const char *to,
+                      int devices, totals_t *t)
+{
+        char *bi = NULL;
+        const char *zargv[4];
+        redisReply *r;
+        pipe_cmd_t *cmds;
+        char **keys;
+        const char **pfargv;
+        size_t n;
+
+        if (asprintf(&bi, "%sbi:%s", s->prefix, s->scope) < 0)
+                die("out of memory");
+        zargv[0] = "ZRANGEBYSCORE";
+        zargv[1] = bi;
+        zargv[2] = from;
+        zargv[3] = to;
+        r = cmd_argv(4, zargv, "ZRANGEBYSCORE");
+        free(bi);
+        n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        if (n == 0) {
+                freeReplyObject(r);
+                return;
+        }
+        cmds = xmalloc(n * sizeof(*cmds));
+        keys = xmalloc(2 * n * sizeof(*keys));
+        pfargv = xmalloc((n + 1) * sizeof(*pfargv));
+        pfargv[0] = "PFCOUNT";
+        for (size_t i = 0; i < n; i++) {
+                const char *b = r->element[i]->str;
+                int64_t start = strtoll(b, NULL, 10);
+
+                if (asprintf(&keys[2 * i], "%sb:%s:%s", s->prefix, s->scope,
+                             b) < 0 ||
+                    asprintf(&keys[2 * i + 1], "%su:%s:%s", s->prefix, s->scope,
+                             b) < 0)
+                        die("out of memory");
+                cmds[i].argc = 2;
+                cmds[i].argv = xmalloc(2 * sizeof(char *));
+                cmds[i].argv[0] = "HGETALL";
+                cmds[i].argv[1] = keys[2 * i];
+                pfargv[i + 1] = keys[2 * i + 1];
+                if (start < t->first)
+                        t->first = start;
+                if (start > t->last)
+                        t->last = start;
+        }
+        t->buckets += (int)n;
+        freeReplyObject(r);
+        pipeline(cmds, n, add_bucket_hash, t, "HGETALL");
+        if (devices) {
+                /* One command over all the buckets' HyperLogLogs: their
+                 * union, not a sum. The keys share the hash tag. */
+                r = checked(sg_redis_argv(redis, (int)n + 1, pfargv, NULL),
+                            "PFCOUNT");
+                if (r->type == REDIS_REPLY_INTEGER)
+                        t->c.unique_devices += r->integer;
+                freeReplyObject(r);
+        }
+        for (size_t i = 0; i < n; i++) {
+                free((void *)cmds[i].argv);
+                free(keys[2 * i]);
+                free(keys[2 * i + 1]);
+        }
+        free(cmds);
+        free(keys);
+        free(pfargv);
+}
+
+/* ------------------------------------------------------------------ kpis */
+
+static void print_kpi_json(const scope_ref_t *s, const totals_t *t,
+                           int64_t bucket_ms)
+{
+        const sg_counters_t *c = &t->c;
+        struct {
+                const char *name;
+                int (*fn)(const sg_counters_t *, double *);
+        } ratios[] = {{"ctr", sg_counters_ctr},
+                      {"cvr", sg_counters_cvr},
+                      {"cpa_micros", sg_counters_cpa},
+                      {"cpm_micros", sg_counters_cpm},
+                      {"roas", sg_counters_roas},
+                      {"ivt_rate", sg_counters_ivt_rate}};
+
+        fputs("{\"channel\":", stdout);
+        put_json_str(stdout, s->channel);
+        fputs(",\"campaign_id\":", stdout);
+        if (s->campaign[0])
+                put_json_str(stdout, s->campaign);
+        else
+                fputs("null", stdout);
+        printf(",\"window_start\":%" PRId64 ",\"window_end\":%" PRId64
+               ",\"impressions\":%" PRId64 ",\"clicks\":%" PRId64
+               ",\"conversions\":%" PRId64 ",\"spend_micros\":%" PRId64
+               ",\"revenue_micros\":%" PRId64 ",\"invalid_clicks\":%" PRId64
+               ",\"invalid_impressions\":%" PRId64
+               ",\"invalid_spend_micros\":%" PRId64
+               ",\"unique_devices\":%" PRId64,
+               t->first, t->last + bucket_ms, c->impressions, c->clicks,
+               c->conversions, c->spend_micros, c->revenue_micros,
+               c->invalid_clicks, c->invalid_impressions,
+               c->invalid_spend_micros, c->unique_devices);
+        for (size_t i = 0; i < sizeof(ratios) / sizeof(ratios[0]); i++) {
+                double v;
+
+                printf(",\"%s\":", ratios[i].name);
+                if (ratios[i].fn(c, &v))
+                        put_json_double(stdout, v);
+                else
+                        fputs("null", stdout);
+        }
+        fputs("}\n", stdout);
+}
+
+/* A ratio for the table: "12.34%", "5.67", or "-" when undefined. */
+static const char *fmt_ratio(int (*fn)(const sg_counters_t *, double *),
+                             const sg_counters_t *c, double scale,
+                             const char *suffix, char *buf, size_t size)
+{
+        double v;
+
+        if (!fn(c, &v))
+                return "-";
+        snprintf(buf, size, "%.2f%s", v * scale, suffix);
+        return buf;
+}
+
+/* Micros as currency units with 2 decimals, rounded half away from 0. */
+static const char *fmt_money(int64_t micros, char *buf, size_t size)
+{
+        uint64_t abs = micros < 0 ? -(uint64_t)micros : (uint64_t)micros;
+        uint64_t cents = (abs + 5000) / 10000;
+
+        snprintf(buf, size, "%s%" PRIu64 ".%02" PRIu64,
+                 micros < 0 && cents ? "-" : "", cents / 100, cents % 100);
+        return buf;
+}
+
+typedef struct kpi_row {
+        const scope_ref_t *s;
+        totals_t t;
+} kpi_row_t;
+
+static void print_kpi_table(const kpi_row_t *rows, size_t n)
+{
+        int wch = 7, wca = 8;
+
+        for (size_t i = 0; i < n; i++) {
+                int a = (int)strlen(rows[i].s->channel);
+                int b = (int)strlen(rows[i].s->campaign);
+
+                wch = a > wch ? a : wch;
+                wca = b > wca ? b : wca;
+        }
+        printf("%-*s  %-*s  %11s  %8s  %11s  %14s  %7s  %7s  %10s  %6s  "
+               "%7s\n",
+               wch, "CHANNEL", wca, "CAMPAIGN", "IMPRESSIONS", "CLICKS",
+               "CONVERSIONS", "SPEND", "CTR", "CVR", "CPA", "ROAS", "IVT");
+        for (size_t i = 0; i < n; i++) {
+                const sg_counters_t *c = &rows[i].t.c;
+                char spend[32], ctr[32], cvr[32], cpa[32], roas[32], ivt[32];
+                double v;
+
+                if (sg_counters_cpa(c, &v))
+                        fmt_money((int64_t)(v + 0.5), cpa, sizeof(cpa));
+                else
+                        snprintf(cpa, sizeof(cpa), "-");
+                printf(
+                    "%-*s  %-*s  %11" PRId64 "  %8" PRId64 "  %11" PRId64
+                    "  %14s  %7s  %7s  %10s  %6s  %7s\n",
+                    wch, rows[i].s->channel, wca,
+                    rows[i].s->campaign[0] ? rows[i].s->campaign : "-",
+                    c->impressions, c->clicks, c->conversions,
+                    fmt_money(c->spend_micros, spend, sizeof(spend)),
+                    fmt_ratio(sg_counters_ctr, c, 100, "%", ctr, sizeof(ctr)),
+                    fmt_ratio(sg_counters_cvr, c, 100, "%", cvr, sizeof(cvr)),
+                    cpa,
+                    fmt_ratio(sg_counters_roas, c, 1, "", roas, sizeof(roas)),
+                    fmt_ratio(sg_counters_ivt_rate, c, 100, "%", ivt,
+                              sizeof(ivt)));
+        }
+}
+
+static int cmd_kpis(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"channel", required_argument, NULL, 'C'},
+            {"campaign", required_argument, NULL, 'K'},
+            {"from", required_argument, NULL, 'f'},
+            {"to", required_argument, NULL, 't'},
+            {"json", no_argument, NULL, 'j'},
+            {"config", required_argument, NULL, 'c'},
+            {NULL, 0, NULL, 0}};
+        const char *channel = NULL, *campaign = NULL;
+        char from[32] = "-inf", to[32] = "+inf";
+        int json = 0, c;
+        scope_list_t scopes = {0};
+        kpi_row_t *rows;
+        size_t nrows = 0;
+        int64_t v;
+
+        while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'C':
+                        channel = optarg;
+                        break;
+                case 'K':
+                        campaign = optarg;
+                        break;
+                case 'f':
+                case 't':
+                        if (parse_time(optarg, &v) == -1)
+                                bad_usage("--%s: \"%s\" is neither ms since "
+                                          "the epoch nor an ISO-8601 UTC "
+                                          "time",
+                                          c == 'f' ? "from" : "to", optarg);
+                        if (c == 'f')
+                                snprintf(from, sizeof(from), "%" PRId64, v);
+                        else /* exclusive */
+                                snprintf(to, sizeof(to), "(%" PRId64, v);
+                        break;
+                case 'j':
+                        json = 1;
+                        break;
+                case 'c':
+                        conf_path = optarg;
+                        break;
+                default:
+                        bad_usage("kpis: unknown option or missing argument "
+                                  "%s",
+                                  argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                bad_usage("kpis: unexpected argument %s", argv[optind]);
+        connect_redis();
+        load_scopes(channel, campaign, &scopes);
+        rows = xmalloc(scopes.n * sizeof(*rows));
+        /* Normally a scope lives in one partition; if a repartition left
+         * it in two, its rows are merged. */
+        for (size_t i = 0; i < scopes.n; i++) {
+                const scope_ref_t *s = &scopes.v[i];
+
+                if (nrows == 0 ||
+                    strcmp(rows[nrows - 1].s->scope, s->scope) != 0) {
+                        rows[nrows].s = s;
+                        totals_init(&rows[nrows].t);
+                        nrows++;
+                }
+                sum_scope(s, from, to, 1, &rows[nrows - 1].t);
+        }
+        if (json) {
+                for (size_t i = 0; i < nrows; i++)
+                        if (rows[i].t.buckets)
+                                print_kpi_json(
+                                    rows[i].s, &rows[i].t,
+                                    (int64_t)conf.aggregate.bucket_s * 1000);
+        } else {
+                size_t k = 0;
+
+                for (size_t i = 0; i < nrows; i++)
+                        if (rows[i].t.buckets)
+                                rows[k++] = rows[i];
+                if (k)
+                        print_kpi_table(rows, k);
+        }
+        free(rows);
+        scope_list_free(&scopes);
+        return 0;
+}
+
+/* ------------------------------------------------------------- decisions */
+
+static int64_t json_ms(json_t *v)
+{
+        int64_t ms;
+
+        if (json_is_integer(v))
+                return json_integer_value(v);
+        if (json_is_real(v))
+                return (int64_t)json_real_value(v);
+        if (json_is_string(v) && parse_time(json_string_value(v), &ms) == 0)
+                return ms;
+        return INT64_MIN;
+}
+
+static const char *json_str(json_t *o, const char *key)
+{
+        json_t *v = json_object_get(o, key);
+
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* One readable line: decided_at, action, channel[/campaign], rule, source,
+ * reason. A non-JSON entry is printed as it is. */
+static void print_decision(FILE *fp, const char *mark, const char *raw,
+                           size_t len)
+{
+        json_t *o = json_loadb(raw, len, 0, NULL);
+        const char *campaign, *source, *action;
+        char when[40], scope[2 * SG_NAME_LEN + 2];
+        int64_t at;
+
+        if (!o || !json_is_object(o)) {
+                fprintf(fp, "%s%.*s\n", mark, (int)len, raw);
+                json_decref(o);
+                return;
+        }
+        at = json_ms(json_object_get(o, "decided_at"));
+        action = json_str(o, "action");
+        if (!action && json_is_integer(json_object_get(o, "action")))
+                action = sg_action_name((sg_action_t)json_integer_value(
+                    json_object_get(o, "action")));
+        campaign = json_str(o, "campaign_id");
+        source = json_str(o, "source");
+        snprintf(scope, sizeof(scope), "%s%s%s",
+                 json_str(o, "channel") ? json_str(o, "channel") : "?",
+                 campaign ? "/" : "", campaign ? campaign : "");
+        fprintf(fp, "%s%-24s  %-12s  %-16s  %-22s  %s%s%s%s\n", mark,
+                at == INT64_MIN ? "-" : iso_time(at, when, sizeof(when)),
+                action ? action : "?", scope,
+                json_str(o, "rule_id") ? json_str(o, "rule_id") : "?",
+                source ? "source=" : "", source ? source : "",
+                source ? "  " : "",
+                json_str(o, "reason") ? json_str(o, "reason") : "");
+        json_decref(o);
+}
+
+static redisReply *lrange_decisions(long n)
+{
+        char stop[32];
+        const char *argv[] = {"LRANGE", "sg:decisions", "0", stop};
+
+        snprintf(stop, sizeof(stop), "%ld", n - 1);
+        return cmd_argv(4, argv, "LRANGE");
+}
+
+static int cmd_decisions(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"last", required_argument, NULL, 'n'},
+            {"json", no_argument, NULL, 'j'},
+            {"config", required_argument, NULL, 'c'},
+            {NULL, 0, NULL, 0}};
+        long last = 20;
+        int json = 0, c;
+        redisReply *r;
+
+        while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'n':
+                        last =
+                            (long)parse_int_arg("--last", optarg, 1, 1000000);
+                        break;
+                case 'j':
+                        json = 1;
+                        break;
+                case 'c':
+                        conf_path = optarg;
+                        break;
+                default:
+                        bad_usage("decisions: unknown option or missing "
+                                  "argument %s",
+                                  argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                bad_usage("decisions: unexpected argument %s", argv[optind]);
+        connect_redis();
+        r = lrange_decisions(last);
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements;
+             i++) {
+                redisReply *e = r->element[i];
+
+                if (json)
+                        printf("%.*s\n", (int)e->len, e->str);
+                else
+                        print_decision(stdout, "", e->str, e->len);
+        }
+        freeReplyObject(r);
+        return 0;
+}
+
+/* -------------------------------------------------------------- breakers */
+
+typedef struct breaker {
+        char *channel;
+        char *state, *rule, *since, *decision_id;
+} breaker_t;
+
+static void fill_breaker(void *opaque, size_t i, redisReply *r)
+{
+        breaker_t *b = (breaker_t *)opaque + i;
+
+        if (r->type != REDIS_REPLY_ARRAY)
+                return;
+        for (size_t j = 0; j + 1 < r->elements; j += 2) {
+                const char *f = r->element[j]->str;
+                char **slot = !strcmp(f, "state")         ? &b->state
+                              : !strcmp(f, "rule")        ? &b->rule
+                              : !strcmp(f, "since")       ? &b->since
+                              : !strcmp(f, "decision_id") ? &b->decision_id
+                                                          : NULL;
+
+                if (slot && !*slot)
+                        *slot = xstrndup(r->element[j + 1]->str,
+                                         r->element[j + 1]->len);
+        }
+}
+
+/* Every sg:breaker:<channel> hash, sorted by channel. */
+static breaker_t *load_breakers(size_t *n)
+{
+        strlist_t keys = {0};
+        pipe_cmd_t *cmds;
+        breaker_t *b;
+
+        scan_keys("sg:breaker:*", &keys);
+        *n = keys.n;
+        b = xmalloc(keys.n * sizeof(*b));
+        cmds = xmalloc(keys.n * sizeof(*cmds));
+        memset(b, 0, keys.n * sizeof(*b));
+        for (size_t i = 0; i < keys.n; i++) {
+                b[i].channel =
+                    xstrndup(keys.v[i] + strlen("sg:breaker:"),
+                             strlen(keys.v[i]) - strlen("sg:breaker:"));
+                cmds[i].argc = 2;
+                cmds[i].argv = xmalloc(2 * sizeof(char *));
+                cmds[i].argv[0] = "HGETALL";
+                cmds[i].argv[1] = keys.v[i];
+        }
+        pipeline(cmds, keys.n, fill_breaker, b, "HGETALL");
+        for (size_t i = 0; i < keys.n; i++)
+                free((void *)cmds[i].argv);
+        free(cmds);
+        strlist_free(&keys);
+        return b;
+}
+
+static void breakers_free(breaker_t *b, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(b[i].channel);
+                free(b[i].state);
+                free(b[i].rule);
+                free(b[i].since);
+                free(b[i].decision_id);
+        }
+        free(b);
+}
+
+static const char *or_dash(const char *s)
+{
+        return s && *s ? s : "-";
+}
+
+/* A since value in ms as ISO time; anything else as it is. */
+static const char *fmt_since(const char *since, char *buf, size_t size)
+{
+        int64_t ms;
+
+        if (since && *since && strspn(since, "0123456789") == strlen(since) &&
+            parse_time(since, &ms) == 0)
+                return iso_time(ms, buf, size);
+        return or_dash(since);
+}
+
+static int cmd_breakers(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"json", no_argument, NULL, 'j'},
+            {"config", required_argument, NULL, 'c'},
+            {NULL, 0, NULL, 0}};
+        int json = 0, c;
+        breaker_t *b;
+        size_t n;
+
+        while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+                if (c == 'j')
+                        json = 1;
+                else if (c == 'c')
+                        conf_path = optarg;
+                else
+                        bad_usage("breakers: unknown option %s",
+                                  argv[optind - 1]);
+        }
+        if (optind < argc)
+                bad_usage("breakers: unexpected argument %s", argv[optind]);
+        connect_redis();
+        b = load_breakers(&n);
+        if (n && !json)
+                printf("%-12s  %-9s  %-24s  %-24s  %s\n", "CHANNEL", "STATE",
+                       "RULE", "SINCE", "DECISION_ID");
+        for (size_t i = 0; i < n; i++) {
+                char when[40];
+
+                if (!json) {
+                        printf("%-12s  %-9s  %-24s  %-24s  %s\n", b[i].channel,
+                               or_dash(b[i].state), or_dash(b[i].rule),
+                               fmt_since(b[i].since, when, sizeof(when)),
+                               or_dash(b[i].decision_id));
+                        continue;
+                }
+                fputs("{\"channel\":", stdout);
+                put_json_str(stdout, b[i].channel);
+                fputs(",\"state\":", stdout);
+                put_json_str_or_null(stdout, b[i].state);
+                fputs(",\"rule\":", stdout);
+                put_json_str_or_null(stdout, b[i].rule);
+                fputs(",\"since\":", stdout);
+                if (b[i].since && *b[i].since &&
+                    strspn(b[i].since, "0123456789") == strlen(b[i].since))
+                        fputs(b[i].since, stdout);
+                else if (b[i].since)
+                        put_json_str(stdout, b[i].since);
+                else
+                        fputs("null", stdout);
+                fputs(",\"decision_id\":", stdout);
+                put_json_str_or_null(stdout, b[i].decision_id);
+                fputs("}\n", stdout);
+        }
+        breakers_free(b, n);
+        return 0;
+}
+
+/* ----------------------------------------------------------------- watch */
+
+typedef struct watch_row {
+        char channel[SG_NAME_LEN];
+        totals_t t;
+        int64_t newest; /* newest bucket start, INT64_MIN = no data */
+        char state[16];
+} watch_row_t;
+
+static void watch_add_channel(watch_row_t **rows, size_t *n, size_t *cap,
+                              const char *channel)
+{
+        for (size_t i = 0; i < *n; i++)
+                if (strcmp((*rows)[i].channel, channel) == 0)
+                        return;
+        if (*n == *cap) {
+                *cap = *cap ? *cap * 2 : 16;
+                *rows = xrealloc(*rows, *cap * sizeof(**rows));
+        }
+        memset(&(*rows)[*n], 0, sizeof(**rows));
+        snprintf((*rows)[*n].channel, sizeof((*rows)[*n].channel), "%s",
+                 channel);
+        totals_init(&(*rows)[*n].t);
+        (*rows)[*n].newest = INT64_MIN;
+        (*n)++;
+}
+
+/* The newest bucket start of a channel-level scope in one partition. */
+static int64_t newest_bucket(const scope_ref_t *s)
+{
+        const char *argv[] = {
+            "ZREVRANGEBYSCORE", NULL, "+inf", "-inf", "LIMIT", "0", "1"};
+        redisReply *r;
+        int64_t v = INT64_MIN;
+        char *bi;
+
+        if (asprintf(&bi, "%sbi:%s", s->prefix, s->scope) < 0)
+                die("out of memory");
+        argv[1] = bi;
+        r = cmd_argv(7, argv, "ZREVRANGEBYSCORE");
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+                v = strtoll(r->element[0]->str, NULL, 10);
+        freeReplyObject(r);
+        free(bi);
+        return v;
+}
+
+static void watch_frame(int tty, char **prev_top, int first)
+{
+        int64_t bucket_ms = (int64_t)conf.aggregate.bucket_s * 1000;
+        int64_t window_ms = (int64_t)conf.aggregate.window_s * 1000;
+        scope_list_t scopes = {0};
+        watch_row_t *rows = NULL;
+        size_t n = 0, cap = 0, nb, nnew = 0;
+        breaker_t *b;
+        redisReply *d;
+        char now[40];
+
+        for (int i = 0; i < conf.channel_cnt; i++)
+                watch_add_channel(&rows, &n, &cap, conf.channels[i].name);
+        load_scopes(NULL, "", &scopes);
+        for (size_t i = 0; i < scopes.n; i++)
+                watch_add_channel(&rows, &n, &cap, scopes.v[i].channel);
+        for (size_t k = 0; k < n; k++) {
+                watch_row_t *w = &rows[k];
+                char from[32], to[32];
+
+                for (size_t i = 0; i < scopes.n; i++) {
+                        int64_t v;
+
+                        if (strcmp(scopes.v[i].channel, w->channel))
+                                continue;
+                        v = newest_bucket(&scopes.v[i]);
+                        if (v > w->newest)
+                                w->newest = v;
+                }
+                if (w->newest == INT64_MIN)
+                        continue;
+                snprintf(from, sizeof(from), "%" PRId64,
+                         w->newest + bucket_ms - window_ms);
+                snprintf(to, sizeof(to), "%" PRId64, w->newest);
+                for (size_t i = 0; i < scopes.n; i++)
+                        if (!strcmp(scopes.v[i].channel, w->channel))
+                                sum_scope(&scopes.v[i], from, to, 0, &w->t);
+        }
+        b = load_breakers(&nb);
+        for (size_t k = 0; k < n; k++) {
+                snprintf(rows[k].state, sizeof(rows[k].state), "closed");
+                for (size_t i = 0; i < nb; i++)
+                        if (!strcmp(b[i].channel, rows[k].channel) &&
+                            b[i].state) {
+                                snprintf(
+                                    rows[k].state, sizeof(rows[k].state), "%s",
+                                    !strcmp(b[i].state, "open") ? "OPEN"
+                                                                : b[i].state);
+                        }
+        }
+        breakers_free(b, nb);
+        d = lrange_decisions(DECISIONS_SEEN);
+        if (d->type == REDIS_REPLY_ARRAY) {
+                nnew = d->elements;
+                for (size_t i = 0; *prev_top && i < d->elements; i++)
+                        if (!strcmp(d->element[i]->str, *prev_top)) {
+                                nnew = i;
+                                break;
+                        }
+        }
+
+        if (tty)
+                fputs("\033[H\033[2J", stdout);
+        else if (!first)
+                fputc('\n', stdout);
+        printf("spendguard  %s  last %d s of event time per channel\n\n",
+               iso_time(sg_now_ms(), now, sizeof(now)),
+               conf.aggregate.window_s);
+        printf("%-12s  %12s  %7s  %8s  %10s  %10s  %6s  %7s  %-9s  %s\n",
+               "CHANNEL", "SPEND", "CLICKS", "CTR", "CPA", "TARGET", "CPA/T",
+               "IVT", "BREAKER", "NEWEST BUCKET");
+        for (size_t k = 0; k < n; k++) {
+                const watch_row_t *w = &rows[k];
+                const sg_channel_conf_t *cc =
+                    sg_conf_channel(&conf, w->channel);
+                char spend[32], ctr[32], cpa[32], target[32], ratio[32],
+                    ivt[32], newest[40];
+                double v;
+
+                if (w->newest == INT64_MIN) {
+                        printf("%-12s  %12s  %7s  %8s  %10s  %10s  %6s  %7s  "
+                               "%-9s  %s\n",
+                               w->channel, "-", "-", "-", "-",
+                               cc && cc->target_cpa_micros
+                                   ? fmt_money(cc->target_cpa_micros, target,
+                                               sizeof(target))
+                                   : "-",
+                               "-", "-", w->state, "no data");
+                        continue;
+                }
+                snprintf(cpa, sizeof(cpa), "-");
+                snprintf(ratio, sizeof(ratio), "-");
+                snprintf(target, sizeof(target), "-");
+                if (sg_counters_cpa(&w->t.c, &v)) {
+                        fmt_money((int64_t)(v + 0.5), cpa, sizeof(cpa));
+                        if (cc && cc->target_cpa_micros)
+                                snprintf(ratio, sizeof(ratio), "%.2fx",
+                                         v / (double)cc->target_cpa_micros);
+                }
+                if (cc && cc->target_cpa_micros)
+                        fmt_money(cc->target_cpa_micros, target,
+                                  sizeof(target));
+                printf("%-12s  %12s  %7" PRId64 "  %8s  %10s  %10s  %6s  %7s  "
+                       "%-9s  %s\n",
+                       w->channel,
+                       fmt_money(w->t.c.spend_micros, spend, sizeof(spend)),
+                       w->t.c.clicks,
+                       fmt_ratio(sg_counters_ctr, &w->t.c, 100, "%", ctr,
+                                 sizeof(ctr)),
+                       cpa, target, ratio,
+                       fmt_ratio(sg_counters_ivt_rate, &w->t.c, 100, "%", ivt,
+                                 sizeof(ivt)),
+                       w->state, iso_time(w->newest, newest, sizeof(newest)));
+        }
+        if (d->type == REDIS_REPLY_ARRAY) {
+                /* A terminal redraws everything, so it keeps the last few
+                 * with the new ones marked; a log gets each one once. */
+                size_t shown =
+                    tty ? (d->elements < WATCH_DECISIONS ? d->elements
+                                                         : WATCH_DECISIONS)
+                        : (first && nnew > WATCH_DECISIONS ? WATCH_DECISIONS
+                                                           : nnew);
+
+                if (tty || shown)
+                        printf("\n%s\n",
+                               tty     ? "decisions (newest first, + = new)"
+                               : first ? "recent decisions (newest first)"
+                                       : "new decisions (newest first)");
+                for (size_t i = 0; i < shown; i++)
+                        print_decision(stdout,
+                                       tty ? (i < nnew && !first ? "+ " : "  ")
+                                           : "",
+                                       d->element[i]->str, d->element[i]->len);
+                if (d->elements) {
+                        free(*prev_top);
+                        *prev_top =
+                            xstrndup(d->element[0]->str, d->element[0]->len);
+                }
+        }
+        fflush(stdout);
+        freeReplyObject(d);
+        free(rows);
+        scope_list_free(&scopes);
+}
+
+static int cmd_watch(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"interval", required_argument, NULL, 'i'},
+            {"once", no_argument, NULL, '1'},
+            {"config", required_argument, NULL, 'c'},
+            {NULL, 0, NULL, 0}};
+        int interval = 1000, once = 0, c, tty = isatty(STDOUT_FILENO);
+        char *prev_top = NULL;
+
+        while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'i':
+                        interval = (int)parse_int_arg("--interval", optarg, 100,
+                                                      3600000);
+                        break;
+                case '1':
+                        once = 1;
+                        break;
+                case 'c':
+                        conf_path = optarg;
+                        break;
+                default:
+                        bad_usage("watch: unknown option or missing argument "
+                                  "%s",
+                                  argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                bad_usage("watch: unexpected argument %s", argv[optind]);
+        connect_redis();
+        for (int first = 1; !sg_stop; first = 0) {
+                watch_frame(tty, &prev_top, first);
+                if (once)
+                        break;
+                sg_sleep_ms(interval);
+        }
+        free(prev_top);
+        return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+
+typedef struct command {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+} command_t;
+
+static const command_t commands[] = {{"kpis", cmd_kpis},
+                                     {"decisions", cmd_decisions},
+                                     {"breakers", cmd_breakers},
+                                     {"watch", cmd_watch},
+                                     {NULL, NULL}};
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"config", required_argument, NULL, 'c'},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {NULL, 0, NULL, 0}};
+        const char *path = NULL, *level = getenv("SG_LOG_LEVEL");
+        const command_t *cmd;
+        int c, rc;
+
+        sg_log_init("ctl");
+        /* A CLI prints its own one-line errors; the library's retry
+         * warnings would only repeat them. */
+        sg_log_set_level(level && sg_log_set_level(level) == 0 ? level
+                                                               : "error");
+        opterr = 0;
+        /* "+": stop at the command; its options are its own. */
+        while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("sg-ctl %s\n", SG_VERSION);
+                        return 0;
+                default:
+                        bad_usage("unknown option or missing argument %s",
+                                  argv[optind - 1]);
+                }
+        }
+        if (optind >= argc)
+                bad_usage("a command is required: kpis, decisions, breakers, "
+                          "watch or config-reference");
+        if (strcmp(argv[optind], "config-reference") == 0) {
+                if (optind + 1 < argc)
+                        bad_usage("config-reference: unexpected argument %s",
+                                  argv[optind + 1]);
+                sg_conf_write_reference(stdout);
+                return 0;
+        }
+        for (cmd = commands; cmd->name; cmd++)
+                if (strcmp(argv[optind], cmd->name) == 0)
+                        break;
+        if (!cmd->name)
+                bad_usage("unknown command \"%s\"", argv[optind]);
+        conf_path = path;
+        argc -= optind;
+        argv += optind;
+        optind = 0; /* GNU getopt: start over on the command's arguments */
+        rc = cmd->fn(argc, argv);
+        sg_redis_destroy(redis);
+        return rc;
+}
