@@ -142,17 +142,32 @@ done:
         return status;
 }
 
-void h_stop_all(void)
+int h_stop_all(void)
 {
+        int bad = 0;
+
         if (producer) {
                 rd_kafka_flush(producer, 2000);
                 rd_kafka_destroy(producer);
                 producer = NULL;
         }
-        for (int i = H.proc_cnt - 1; i >= 0; i--)
-                if (H.procs[i].pid > 0)
-                        h_stop(H.procs[i].pid);
+        for (int i = H.proc_cnt - 1; i >= 0; i--) {
+                int status;
+
+                if (H.procs[i].pid <= 0)
+                        continue;
+                status = h_stop(H.procs[i].pid);
+                if (status == -1 || !WIFEXITED(status) ||
+                    WEXITSTATUS(status) != 0) {
+                        fprintf(stderr,
+                                "harness: %s did not exit 0 on SIGTERM "
+                                "(status %d; log in %s)\n",
+                                H.procs[i].name, status, H.dir);
+                        bad++;
+                }
+        }
         H.proc_cnt = 0;
+        return bad;
 }
 
 static int redis_ping(void)

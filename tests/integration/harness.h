@@ -43,8 +43,10 @@ pid_t h_spawn(const char *name, const char *const *args);
 /* Stops one process: SIGTERM, then SIGKILL after 10 s. Returns its exit
  * status (as waitpid), or -1. */
 int h_stop(pid_t pid);
-/* Stops everything started, in reverse order. Safe to call twice. */
-void h_stop_all(void);
+/* Stops everything started, in reverse order; safe to call twice. Returns
+ * how many did not exit 0 on SIGTERM (a crash, a sanitizer report, a leak),
+ * naming them on stderr. */
+int h_stop_all(void);
 
 /* Runs bin/<name> (or an absolute path) to completion, stdout into out
  * (NUL-terminated, truncated to size). Returns the exit code, -1 on error. */

@@ -24,7 +24,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-        h_stop_all();
+        cr_assert_eq(h_stop_all(), 0,
+                     "a process did not stop cleanly (logs in %s)", H.dir);
 }
 
 TestSuite(interop, .init = setup, .fini = teardown, .timeout = 240);
