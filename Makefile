@@ -4,6 +4,7 @@
 BUILD      ?= build
 SAN_BUILD  ?= build-san
 JOBS       ?= 2
+MAKEFLAGS  += --no-print-directory
 CMAKE_ARGS ?=
 
 .PHONY: all deps build run test test-fast test-san bench format clean
