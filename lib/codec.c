@@ -1954,3 +1954,19 @@ int sg_codec_decode_kpi(sg_codec_t *c, const void *buf, size_t len,
         s->final = 1;
         return 0;
 }
+
+void sg_json_put_str(FILE *fp, const char *s)
+{
+        fputc('"', fp);
+        for (; *s; s++) {
+                unsigned char c = (unsigned char)*s;
+
+                if (c == '"' || c == '\\')
+                        fprintf(fp, "\\%c", c);
+                else if (c < 0x20)
+                        fprintf(fp, "\\u%04x", c);
+                else
+                        fputc(c, fp);
+        }
+        fputc('"', fp);
+}

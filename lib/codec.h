@@ -8,6 +8,7 @@
 #define SG_CODEC_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "event.h"
 
@@ -86,6 +87,9 @@ int sg_codec_decode_decision(sg_codec_t *codec, const void *buf, size_t len,
 /* Accepts Avro (id 7) or JSON; ratios are recomputed, not read. */
 int sg_codec_decode_kpi(sg_codec_t *codec, const void *buf, size_t len,
                         sg_snapshot_t *s);
+
+/* Writes s as a JSON string (quoted, escaped) to fp. */
+void sg_json_put_str(FILE *fp, const char *s);
 
 /* The last error of an encoder or internal decoder. */
 const char *sg_codec_error(const sg_codec_t *codec);

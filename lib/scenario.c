@@ -676,32 +676,15 @@ static void truth_add(scn_truth_t *sum, const scn_truth_t *t)
         sum->invalid_spend_micros += t->invalid_spend_micros;
 }
 
-/* Channel and campaign names are plain (ingest rejects control bytes), but
- * a quote or backslash must still not break the line. */
-static void put_json_str(FILE *fp, const char *s)
-{
-        fputc('"', fp);
-        for (; *s; s++) {
-                unsigned char c = (unsigned char)*s;
-
-                if (c == '"' || c == '\\')
-                        fprintf(fp, "\\%c", c);
-                else if (c < 0x20)
-                        fprintf(fp, "\\u%04x", c);
-                else
-                        fputc(c, fp);
-        }
-        fputc('"', fp);
-}
 
 static void put_truth(FILE *fp, const char *channel, const char *campaign,
                       const scn_truth_t *t)
 {
         fputs("{\"channel\":", fp);
-        put_json_str(fp, channel);
+        sg_json_put_str(fp, channel);
         fputs(",\"campaign_id\":", fp);
         if (campaign)
-                put_json_str(fp, campaign);
+                sg_json_put_str(fp, campaign);
         else
                 fputs("null", fp);
         fprintf(fp,

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "codec.h"
 #include "conf.h"
 #include "event.h"
 #include "log.h"
@@ -262,26 +263,11 @@ static const char *iso_time(int64_t ms, char *buf, size_t size)
         return buf;
 }
 
-static void put_json_str(FILE *fp, const char *s)
-{
-        fputc('"', fp);
-        for (; *s; s++) {
-                unsigned char c = (unsigned char)*s;
-
-                if (c == '"' || c == '\\')
-                        fprintf(fp, "\\%c", c);
-                else if (c < 0x20)
-                        fprintf(fp, "\\u%04x", c);
-                else
-                        fputc(c, fp);
-        }
-        fputc('"', fp);
-}
 
 static void put_json_str_or_null(FILE *fp, const char *s)
 {
         if (s)
-                put_json_str(fp, s);
+                sg_json_put_str(fp, s);
         else
                 fputs("null", fp);
 }
@@ -614,10 +600,10 @@ static void print_kpi_json(const scope_ref_t *s, const totals_t *t,
                       {"ivt_rate", sg_counters_ivt_rate}};
 
         fputs("{\"channel\":", stdout);
-        put_json_str(stdout, s->channel);
+        sg_json_put_str(stdout, s->channel);
         fputs(",\"campaign_id\":", stdout);
         if (s->campaign[0])
-                put_json_str(stdout, s->campaign);
+                sg_json_put_str(stdout, s->campaign);
         else
                 fputs("null", stdout);
         printf(",\"window_start\":%" PRId64 ",\"window_end\":%" PRId64
@@ -1033,7 +1019,7 @@ static int cmd_breakers(int argc, char **argv)
                         continue;
                 }
                 fputs("{\"channel\":", stdout);
-                put_json_str(stdout, b[i].channel);
+                sg_json_put_str(stdout, b[i].channel);
                 fputs(",\"state\":", stdout);
                 put_json_str_or_null(stdout, b[i].state);
                 fputs(",\"rule\":", stdout);
@@ -1043,7 +1029,7 @@ static int cmd_breakers(int argc, char **argv)
                     strspn(b[i].since, "0123456789") == strlen(b[i].since))
                         fputs(b[i].since, stdout);
                 else if (b[i].since)
-                        put_json_str(stdout, b[i].since);
+                        sg_json_put_str(stdout, b[i].since);
                 else
                         fputs("null", stdout);
                 fputs(",\"decision_id\":", stdout);
