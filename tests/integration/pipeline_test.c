@@ -193,8 +193,78 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                 }
                 json_decref(rows);
         }
-        sg_codec_destroy(codec);
         h_msgs_free(msgs, n);
+
+        /* 5. Once the sources go idle the watermark closes the windows the
+         * scenario has left behind: one final row per scope and window on
+         * channel-kpis, equal to the Redis buckets of that window. */
+        n = h_consume_all("channel-kpis", 15, 60000, &msgs);
+        cr_assert_geq(n, 15, "final KPI rows: want >= 15, got %d", n);
+        for (int i = 0; i < n; i++) {
+                sg_snapshot_t k;
+                json_t *o;
+                char from[32], to[32];
+                const char *args[] = {"kpis",     "--json", "--channel",
+                                      k.channel,  "--from", from,
+                                      "--to",     to,       NULL};
+                static char out[65536];
+                json_t *rows, *row = NULL;
+                size_t j;
+
+                cr_assert_eq(sg_codec_decode_kpi(codec, msgs[i]->payload,
+                                                 msgs[i]->len, &k),
+                             0, "%s", sg_codec_error(codec));
+                cr_assert_eq(k.window_end - k.window_start, 60000);
+                for (int m = 0; m < i; m++) {
+                        /* no (scope, window) twice */
+                        sg_snapshot_t prev;
+                        sg_codec_decode_kpi(codec, msgs[m]->payload,
+                                            msgs[m]->len, &prev);
+                        cr_assert(strcmp(prev.channel, k.channel) ||
+                                      strcmp(prev.campaign_id,
+                                             k.campaign_id) ||
+                                      prev.window_start != k.window_start,
+                                  "final row twice: %s/%s at %lld",
+                                  k.channel, k.campaign_id,
+                                  (long long)k.window_start);
+                }
+                snprintf(from, sizeof(from), "%lld",
+                         (long long)k.window_start);
+                snprintf(to, sizeof(to), "%lld", (long long)k.window_end);
+                cr_assert_eq(h_run("sg-ctl", args, out, sizeof(out)), 0);
+                rows = h_jsonl_text(out);
+                json_array_foreach(rows, j, o)
+                {
+                        json_t *c = json_object_get(o, "campaign_id");
+                        if (k.campaign_id[0]
+                                ? json_is_string(c) &&
+                                      strcmp(json_string_value(c),
+                                             k.campaign_id) == 0
+                                : json_is_null(c))
+                                row = o;
+                }
+                cr_assert_not_null(row, "no Redis KPIs for %s/%s", k.channel,
+                                   k.campaign_id);
+#define SAME(f)                                                                \
+        cr_assert_eq(k.c.f, json_integer_value(json_object_get(row, #f)),      \
+                     "%s/%s %s at %lld: row %lld, Redis %lld", k.channel,      \
+                     k.campaign_id, #f, (long long)k.window_start,             \
+                     (long long)k.c.f,                                         \
+                     (long long)json_integer_value(json_object_get(row, #f)))
+                SAME(impressions);
+                SAME(clicks);
+                SAME(conversions);
+                SAME(spend_micros);
+                SAME(revenue_micros);
+                SAME(invalid_clicks);
+                SAME(invalid_impressions);
+                SAME(invalid_spend_micros);
+                SAME(unique_devices);
+#undef SAME
+                json_decref(rows);
+        }
+        h_msgs_free(msgs, n);
+        sg_codec_destroy(codec);
         json_decref(kpis);
         json_decref(truth);
 }
