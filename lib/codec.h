@@ -33,13 +33,13 @@ void sg_codec_destroy(sg_codec_t *codec);
  * Rejection reason codes (DESIGN 5), as returned by the decoders. Stable
  * strings: they are the value of the sg.error dead-letter header.
  */
-#define SG_ERR_BAD_FRAMING "bad_framing"
+#define SG_ERR_BAD_FRAMING    "bad_framing"
 #define SG_ERR_UNKNOWN_SCHEMA "unknown_schema"
-#define SG_ERR_AVRO_DECODE "avro_decode"
-#define SG_ERR_JSON_PARSE "json_parse"
-#define SG_ERR_MISSING_FIELD "missing_field"
-#define SG_ERR_BAD_VALUE "bad_value"
-#define SG_ERR_UNKNOWN_TYPE "unknown_type"
+#define SG_ERR_AVRO_DECODE    "avro_decode"
+#define SG_ERR_JSON_PARSE     "json_parse"
+#define SG_ERR_MISSING_FIELD  "missing_field"
+#define SG_ERR_BAD_VALUE      "bad_value"
+#define SG_ERR_UNKNOWN_TYPE   "unknown_type"
 
 /*
  * Decodes one input event (Impression, Click or Conversion). A payload whose
@@ -67,8 +67,7 @@ int sg_codec_encode_normalized(sg_codec_t *codec, const sg_event_t *ev,
 int sg_codec_encode_snapshot(sg_codec_t *codec, const sg_snapshot_t *s,
                              void *buf, size_t bufsize);
 int sg_codec_encode_decision(sg_codec_t *codec, sg_format_t fmt,
-                             const sg_decision_t *d, void *buf,
-                             size_t bufsize);
+                             const sg_decision_t *d, void *buf, size_t bufsize);
 /* ChannelKpi row (schema 7): the snapshot's counters plus derived ratios. */
 int sg_codec_encode_kpi(sg_codec_t *codec, sg_format_t fmt,
                         const sg_snapshot_t *s, void *buf, size_t bufsize);
@@ -77,8 +76,8 @@ int sg_codec_encode_kpi(sg_codec_t *codec, sg_format_t fmt,
  * Decoders of the internal topics (Avro, Confluent framing, expected id).
  * Return 0, or -1 with sg_codec_error() set.
  */
-int sg_codec_decode_normalized(sg_codec_t *codec, const void *buf,
-                               size_t len, sg_event_t *ev);
+int sg_codec_decode_normalized(sg_codec_t *codec, const void *buf, size_t len,
+                               sg_event_t *ev);
 int sg_codec_decode_snapshot(sg_codec_t *codec, const void *buf, size_t len,
                              sg_snapshot_t *s);
 /* Accepts Avro (id 6) or JSON. */

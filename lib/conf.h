@@ -16,7 +16,7 @@
 #include "yaml_tree.h"
 
 #define SG_CONF_MAX_CHANNELS 64
-#define SG_CONF_MAX_KAFKA 64
+#define SG_CONF_MAX_KAFKA    64
 
 typedef struct sg_channel_conf {
         char name[64];
@@ -117,8 +117,8 @@ int sg_conf_load(sg_conf_t *conf, const char *path, char *errstr,
                  size_t errstr_size);
 
 /* Applies a parsed document on top of conf (no env, no validation). */
-int sg_conf_apply(sg_conf_t *conf, const sg_yaml_node_t *root,
-                  const char *name, char *errstr, size_t errstr_size);
+int sg_conf_apply(sg_conf_t *conf, const sg_yaml_node_t *root, const char *name,
+                  char *errstr, size_t errstr_size);
 
 /* The channel's config, or NULL. */
 const sg_channel_conf_t *sg_conf_channel(const sg_conf_t *conf,

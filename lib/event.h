@@ -26,23 +26,23 @@ typedef enum {
         SG_EV_CONVERSION = 3
 } sg_event_type_t;
 
-const char *sg_event_type_name(sg_event_type_t t); /* "impression", ... */
+const char *sg_event_type_name(sg_event_type_t t);  /* "impression", ... */
 sg_event_type_t sg_event_type_parse(const char *s); /* SG_EV_NONE if unknown */
 
 /* Field sizes include the NUL. A longer value is rejected as bad_value. */
-#define SG_ID_LEN 128
-#define SG_NAME_LEN 64
-#define SG_IP_LEN 64
-#define SG_UA_LEN 512
+#define SG_ID_LEN      128
+#define SG_NAME_LEN    64
+#define SG_IP_LEN      64
+#define SG_UA_LEN      512
 #define SG_COUNTRY_LEN 8
-#define SG_TOPIC_LEN 128
-#define SG_REASON_LEN 32
+#define SG_TOPIC_LEN   128
+#define SG_REASON_LEN  32
 
 /* Invalid-traffic bits of sg_event_t.ivt_mask. */
-#define SG_IVT_BOT_UA 0x1     /* declared bot / crawler / HTTP library */
-#define SG_IVT_NO_UA 0x2      /* missing user agent */
-#define SG_IVT_DC_IP 0x4      /* data-center IP range */
-#define SG_IVT_DUP_CLICK 0x8  /* same device and ad within the interval */
+#define SG_IVT_BOT_UA    0x1 /* declared bot / crawler / HTTP library */
+#define SG_IVT_NO_UA     0x2 /* missing user agent */
+#define SG_IVT_DC_IP     0x4 /* data-center IP range */
+#define SG_IVT_DUP_CLICK 0x8 /* same device and ad within the interval */
 
 /*
  * One event. Optional string fields are empty ("") when absent; has_* says
@@ -147,6 +147,7 @@ int sg_counters_cvr(const sg_counters_t *c, double *out);
 int sg_counters_cpa(const sg_counters_t *c, double *out); /* micros */
 int sg_counters_cpm(const sg_counters_t *c, double *out); /* micros */
 int sg_counters_roas(const sg_counters_t *c, double *out);
-int sg_counters_ivt_rate(const sg_counters_t *c, double *out); /* invalid_clicks / clicks */
+int sg_counters_ivt_rate(const sg_counters_t *c,
+                         double *out); /* invalid_clicks / clicks */
 
 #endif

@@ -33,8 +33,8 @@ void sg_log_write(sg_log_level_t level, const char *fmt, ...)
         } while (0)
 
 #define sg_debug(...) sg_log(SG_LOG_DEBUG, __VA_ARGS__)
-#define sg_info(...) sg_log(SG_LOG_INFO, __VA_ARGS__)
-#define sg_warn(...) sg_log(SG_LOG_WARN, __VA_ARGS__)
+#define sg_info(...)  sg_log(SG_LOG_INFO, __VA_ARGS__)
+#define sg_warn(...)  sg_log(SG_LOG_WARN, __VA_ARGS__)
 #define sg_error(...) sg_log(SG_LOG_ERROR, __VA_ARGS__)
 
 /*

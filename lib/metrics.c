@@ -49,8 +49,8 @@ void sg_metrics_log(void)
         line[0] = '\0';
         pthread_mutex_lock(&lock);
         for (int i = 0; i < counter_cnt && n < sizeof(line); i++) {
-                uint64_t v = __atomic_load_n(&counters[i].value,
-                                             __ATOMIC_RELAXED);
+                uint64_t v =
+                    __atomic_load_n(&counters[i].value, __ATOMIC_RELAXED);
                 char key[112], q[160];
                 size_t j = 0;
 
@@ -71,8 +71,7 @@ void sg_metrics_log(void)
                         }
                 }
                 key[j] = '\0';
-                snprintf(q, sizeof(q), "%s=%llu ", key,
-                         (unsigned long long)v);
+                snprintf(q, sizeof(q), "%s=%llu ", key, (unsigned long long)v);
                 n += snprintf(line + n, sizeof(line) - n, "%s", q);
         }
         pthread_mutex_unlock(&lock);

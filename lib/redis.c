@@ -151,8 +151,8 @@ static int connect_backoff(sg_redis_t *r, int timeout_ms, char *errstr,
         }
 }
 
-sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms,
-                         char *errstr, size_t errstr_size)
+sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms, char *errstr,
+                         size_t errstr_size)
 {
         sg_redis_t *r = calloc(1, sizeof(*r));
 
@@ -255,9 +255,8 @@ redisReply *sg_redis_pipeline_get(sg_redis_t *r)
         return reply;
 }
 
-redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script,
-                          int nkeys, int argc, const char **argv,
-                          const size_t *argvlen)
+redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
+                          int argc, const char **argv, const size_t *argvlen)
 {
         const char *av[argc + 3];
         size_t avlen[argc + 3];
@@ -281,12 +280,11 @@ redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script,
                 if (!use_sha) {
                         /* Learn the SHA for next time; the EVAL below also
                          * caches the script on the server. */
-                        redisReply *sha = sg_redis_command(
-                            r, "SCRIPT LOAD %s", script->source);
+                        redisReply *sha = sg_redis_command(r, "SCRIPT LOAD %s",
+                                                           script->source);
                         if (!sha)
                                 return NULL;
-                        if (sha->type == REDIS_REPLY_STRING &&
-                            sha->len == 40) {
+                        if (sha->type == REDIS_REPLY_STRING && sha->len == 40) {
                                 memcpy(script->sha, sha->str, 40);
                                 script->sha[40] = '\0';
                                 av[0] = "EVALSHA";

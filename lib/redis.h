@@ -18,8 +18,8 @@ typedef struct sg_redis sg_redis_t;
  * backoff until connected, sg_stop is set, or connect_timeout_ms has passed
  * (0 = retry until stopped). NULL and errstr on a bad URL or timeout.
  */
-sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms,
-                         char *errstr, size_t errstr_size);
+sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms, char *errstr,
+                         size_t errstr_size);
 void sg_redis_destroy(sg_redis_t *r);
 
 /*
@@ -56,9 +56,8 @@ typedef struct sg_redis_script {
         char sha[41]; /* filled on first use */
 } sg_redis_script_t;
 
-redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script,
-                          int nkeys, int argc, const char **argv,
-                          const size_t *argvlen);
+redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
+                          int argc, const char **argv, const size_t *argvlen);
 
 /* Counters for metrics: commands sent and round trips made. */
 long long sg_redis_commands(const sg_redis_t *r);

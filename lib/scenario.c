@@ -676,7 +676,6 @@ static void truth_add(scn_truth_t *sum, const scn_truth_t *t)
         sum->invalid_spend_micros += t->invalid_spend_micros;
 }
 
-
 static void put_truth(FILE *fp, const char *channel, const char *campaign,
                       const scn_truth_t *t)
 {

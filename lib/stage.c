@@ -89,8 +89,7 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
                 exit(2);
         }
         if (sg_conf_load(conf, path, errstr, sizeof(errstr)) == -1) {
-                fprintf(stderr, "sg-%s: bad config: %s\n", desc->name,
-                        errstr);
+                fprintf(stderr, "sg-%s: bad config: %s\n", desc->name, errstr);
                 exit(2);
         }
         sg_log_set_level(conf->log_level);

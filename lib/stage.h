@@ -16,8 +16,8 @@ extern volatile sig_atomic_t sg_stop;
 extern volatile sig_atomic_t sg_reload;
 
 typedef struct sg_stage_desc {
-        const char *name;       /* "ingest" */
-        const char *summary;    /* one line for --help */
+        const char *name;            /* "ingest" */
+        const char *summary;         /* one line for --help */
         const char *const *sections; /* config prefixes for --help */
 } sg_stage_desc_t;
 

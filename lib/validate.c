@@ -9,13 +9,28 @@
 
 /* Declared bots and crawlers, HTTP libraries and headless browsers, as the
  * industry lists match them: case-insensitive substrings. */
-const char *const sg_bot_ua_patterns[] = {
-    "googlebot",     "bingbot",        "slurp",        "duckduckbot",
-    "baiduspider",   "yandexbot",      "facebookexternalhit",
-    "crawler",       "spider",         "curl/",        "wget/",
-    "python-requests", "python-urllib", "go-http-client", "java/",
-    "okhttp",        "libwww-perl",    "scrapy",       "headlesschrome",
-    "phantomjs",     "apache-httpclient", NULL};
+const char *const sg_bot_ua_patterns[] = {"googlebot",
+                                          "bingbot",
+                                          "slurp",
+                                          "duckduckbot",
+                                          "baiduspider",
+                                          "yandexbot",
+                                          "facebookexternalhit",
+                                          "crawler",
+                                          "spider",
+                                          "curl/",
+                                          "wget/",
+                                          "python-requests",
+                                          "python-urllib",
+                                          "go-http-client",
+                                          "java/",
+                                          "okhttp",
+                                          "libwww-perl",
+                                          "scrapy",
+                                          "headlesschrome",
+                                          "phantomjs",
+                                          "apache-httpclient",
+                                          NULL};
 
 static int bad_name(const char *s)
 {
@@ -36,8 +51,8 @@ int sg_validate_event(const sg_event_t *ev, const sg_validate_conf_t *vc,
                       int64_t now_ms, const char **reason, char *detail,
                       size_t detail_size)
 {
-        int64_t money = ev->type == SG_EV_CONVERSION ? ev->revenue_micros
-                                                     : ev->cost_micros;
+        int64_t money =
+            ev->type == SG_EV_CONVERSION ? ev->revenue_micros : ev->cost_micros;
         const char *money_field =
             ev->type == SG_EV_CONVERSION ? "revenue_micros" : "cost_micros";
 
@@ -61,7 +76,8 @@ int sg_validate_event(const sg_event_t *ev, const sg_validate_conf_t *vc,
                        "field=%s %" PRId64 " above the ceiling %" PRId64,
                        money_field, money, vc->max_money_micros);
         if (ev->event_time <= 0)
-                REJECT(SG_ERR_BAD_VALUE, "field=event_time %" PRId64
+                REJECT(SG_ERR_BAD_VALUE,
+                       "field=event_time %" PRId64
                        " not a positive epoch time in ms",
                        ev->event_time);
         if (ev->event_time > now_ms + vc->future_tolerance_ms)
@@ -90,8 +106,8 @@ void sg_validate_tag_ivt(sg_event_t *ev)
         for (const char *const *p = sg_bot_ua_patterns; *p; p++) {
                 if (strcasestr(ev->user_agent, *p)) {
                         if (ev->ivt_mask == 0)
-                                snprintf(ev->ivt_reason,
-                                         sizeof(ev->ivt_reason), "bot_ua");
+                                snprintf(ev->ivt_reason, sizeof(ev->ivt_reason),
+                                         "bot_ua");
                         ev->ivt_mask |= SG_IVT_BOT_UA;
                         return;
                 }

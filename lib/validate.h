@@ -11,8 +11,8 @@
 #include "event.h"
 
 #define SG_ERR_FUTURE_TIME "future_time"
-#define SG_ERR_OVERSIZE "oversize"
-#define SG_ERR_LATE "late"
+#define SG_ERR_OVERSIZE    "oversize"
+#define SG_ERR_LATE        "late"
 
 typedef struct sg_validate_conf {
         int64_t future_tolerance_ms; /* event_time beyond now + this */

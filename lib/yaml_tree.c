@@ -86,8 +86,8 @@ static sg_yaml_node_t *load_node(loader_t *l, yaml_event_t *ev, int depth)
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT: {
                 int is_map = ev->type == YAML_MAPPING_START_EVENT;
-                yaml_event_type_t end = is_map ? YAML_MAPPING_END_EVENT
-                                               : YAML_SEQUENCE_END_EVENT;
+                yaml_event_type_t end =
+                    is_map ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
                 yaml_event_delete(ev);
                 n = node_new(is_map ? SG_YAML_MAP : SG_YAML_SEQ, line);
                 if (!n)
@@ -114,9 +114,8 @@ static sg_yaml_node_t *load_node(loader_t *l, yaml_event_t *ev, int depth)
                                         yaml_event_delete(&e);
                                         goto fail;
                                 }
-                                key = strndup(
-                                    (const char *)e.data.scalar.value,
-                                    e.data.scalar.length);
+                                key = strndup((const char *)e.data.scalar.value,
+                                              e.data.scalar.length);
                                 yaml_event_delete(&e);
                                 if (!key)
                                         goto oom;
@@ -181,8 +180,8 @@ static sg_yaml_node_t *load(loader_t *l)
 sg_yaml_node_t *sg_yaml_load_string(const char *buf, size_t len, char *errstr,
                                     size_t errstr_size)
 {
-        loader_t l = {.name = "<string>", .errstr = errstr,
-                      .errstr_size = errstr_size};
+        loader_t l = {
+            .name = "<string>", .errstr = errstr, .errstr_size = errstr_size};
         sg_yaml_node_t *root;
 
         if (!yaml_parser_initialize(&l.parser)) {
@@ -199,8 +198,8 @@ sg_yaml_node_t *sg_yaml_load_string(const char *buf, size_t len, char *errstr,
 sg_yaml_node_t *sg_yaml_load_file(const char *path, char *errstr,
                                   size_t errstr_size)
 {
-        loader_t l = {.name = path, .errstr = errstr,
-                      .errstr_size = errstr_size};
+        loader_t l = {
+            .name = path, .errstr = errstr, .errstr_size = errstr_size};
         sg_yaml_node_t *root;
         FILE *fp = fopen(path, "rb");
 

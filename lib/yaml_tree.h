@@ -11,9 +11,9 @@ typedef enum { SG_YAML_SCALAR, SG_YAML_MAP, SG_YAML_SEQ } sg_yaml_type_t;
 
 typedef struct sg_yaml_node {
         sg_yaml_type_t type;
-        char *key;   /* the key of a mapping entry, else NULL */
-        char *value; /* the text of a scalar, else NULL */
-        int line;    /* 1-based */
+        char *key;                  /* the key of a mapping entry, else NULL */
+        char *value;                /* the text of a scalar, else NULL */
+        int line;                   /* 1-based */
         struct sg_yaml_node *child; /* first entry of a map or seq */
         struct sg_yaml_node *next;  /* next sibling */
 } sg_yaml_node_t;
@@ -22,8 +22,8 @@ typedef struct sg_yaml_node {
  * An empty document yields an empty map. Free with sg_yaml_free(). */
 sg_yaml_node_t *sg_yaml_load_file(const char *path, char *errstr,
                                   size_t errstr_size);
-sg_yaml_node_t *sg_yaml_load_string(const char *buf, size_t len,
-                                    char *errstr, size_t errstr_size);
+sg_yaml_node_t *sg_yaml_load_string(const char *buf, size_t len, char *errstr,
+                                    size_t errstr_size);
 void sg_yaml_free(sg_yaml_node_t *node);
 
 /* The entry of a map with this key, or NULL. */

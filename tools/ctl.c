@@ -263,7 +263,6 @@ static const char *iso_time(int64_t ms, char *buf, size_t size)
         return buf;
 }
 
-
 static void put_json_str_or_null(FILE *fp, const char *s)
 {
         if (s)

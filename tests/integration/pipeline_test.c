@@ -204,9 +204,9 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                 sg_snapshot_t k;
                 json_t *o;
                 char from[32], to[32];
-                const char *args[] = {"kpis",     "--json", "--channel",
-                                      k.channel,  "--from", from,
-                                      "--to",     to,       NULL};
+                const char *args[] = {"kpis",    "--json", "--channel",
+                                      k.channel, "--from", from,
+                                      "--to",    to,       NULL};
                 static char out[65536];
                 json_t *rows, *row = NULL;
                 size_t j;
@@ -221,26 +221,22 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                         sg_codec_decode_kpi(codec, msgs[m]->payload,
                                             msgs[m]->len, &prev);
                         cr_assert(strcmp(prev.channel, k.channel) ||
-                                      strcmp(prev.campaign_id,
-                                             k.campaign_id) ||
+                                      strcmp(prev.campaign_id, k.campaign_id) ||
                                       prev.window_start != k.window_start,
-                                  "final row twice: %s/%s at %lld",
-                                  k.channel, k.campaign_id,
-                                  (long long)k.window_start);
+                                  "final row twice: %s/%s at %lld", k.channel,
+                                  k.campaign_id, (long long)k.window_start);
                 }
-                snprintf(from, sizeof(from), "%lld",
-                         (long long)k.window_start);
+                snprintf(from, sizeof(from), "%lld", (long long)k.window_start);
                 snprintf(to, sizeof(to), "%lld", (long long)k.window_end);
                 cr_assert_eq(h_run("sg-ctl", args, out, sizeof(out)), 0);
                 rows = h_jsonl_text(out);
                 json_array_foreach(rows, j, o)
                 {
                         json_t *c = json_object_get(o, "campaign_id");
-                        if (k.campaign_id[0]
-                                ? json_is_string(c) &&
-                                      strcmp(json_string_value(c),
-                                             k.campaign_id) == 0
-                                : json_is_null(c))
+                        if (k.campaign_id[0] ? json_is_string(c) &&
+                                                   strcmp(json_string_value(c),
+                                                          k.campaign_id) == 0
+                                             : json_is_null(c))
                                 row = o;
                 }
                 cr_assert_not_null(row, "no Redis KPIs for %s/%s", k.channel,

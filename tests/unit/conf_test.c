@@ -9,8 +9,8 @@
 
 static int apply(sg_conf_t *conf, const char *yaml, char *err, size_t size)
 {
-        sg_yaml_node_t *root = sg_yaml_load_string(yaml, strlen(yaml), err,
-                                                   size);
+        sg_yaml_node_t *root =
+            sg_yaml_load_string(yaml, strlen(yaml), err, size);
         int rc;
 
         if (!root)
@@ -29,8 +29,8 @@ static void defaults(sg_conf_t *conf)
         unsetenv("SG_REDIS");
         unsetenv("SG_GROUP_PREFIX");
         unsetenv("SG_LOG_LEVEL");
-        cr_assert_eq(sg_conf_load(conf, "/dev/null", err, sizeof(err)), 0,
-                     "%s", err);
+        cr_assert_eq(sg_conf_load(conf, "/dev/null", err, sizeof(err)), 0, "%s",
+                     err);
 }
 
 Test(conf, defaults_come_from_the_table)
@@ -78,9 +78,8 @@ Test(conf, unknown_key_names_file_line_and_key)
         char err[256];
 
         defaults(&conf);
-        cr_assert_eq(apply(&conf, "ingest:\n  batch_sze: 7\n", err,
-                           sizeof(err)),
-                     -1);
+        cr_assert_eq(
+            apply(&conf, "ingest:\n  batch_sze: 7\n", err, sizeof(err)), -1);
         cr_assert_str_eq(err, "test.yaml:2: unknown key ingest.batch_sze (see "
                               "--help for the keys)");
 }
@@ -91,14 +90,13 @@ Test(conf, out_of_range_value_is_rejected_with_its_bounds)
         char err[256];
 
         defaults(&conf);
-        cr_assert_eq(apply(&conf, "ingest:\n  batch_size: 0\n", err,
-                           sizeof(err)),
-                     -1);
+        cr_assert_eq(
+            apply(&conf, "ingest:\n  batch_size: 0\n", err, sizeof(err)), -1);
         cr_assert_str_eq(err, "test.yaml:2: ingest.batch_size: 0 is out of "
                               "range [1, 100000]");
-        cr_assert_eq(apply(&conf, "aggregate:\n  bucket_s: ten\n", err,
-                           sizeof(err)),
-                     -1);
+        cr_assert_eq(
+            apply(&conf, "aggregate:\n  bucket_s: ten\n", err, sizeof(err)),
+            -1);
         cr_assert_str_eq(err, "test.yaml:2: aggregate.bucket_s: \"ten\" is "
                               "not an integer");
 }
@@ -109,8 +107,7 @@ Test(conf, duplicate_channel_is_rejected)
         char err[256];
 
         defaults(&conf);
-        cr_assert_eq(apply(&conf,
-                           "channels:\n  - name: a\n  - name: a\n", err,
+        cr_assert_eq(apply(&conf, "channels:\n  - name: a\n  - name: a\n", err,
                            sizeof(err)),
                      -1);
         cr_assert_str_eq(err, "test.yaml:3: channels: a is listed twice");
@@ -130,8 +127,7 @@ Test(conf, environment_beats_the_file)
         setenv("SG_BROKERS", "env:2", 1);
         setenv("SG_REDIS", "unix:///tmp/x.sock", 1);
         setenv("SG_GROUP_PREFIX", "gp", 1);
-        cr_assert_eq(sg_conf_load(&conf, path, err, sizeof(err)), 0, "%s",
-                     err);
+        cr_assert_eq(sg_conf_load(&conf, path, err, sizeof(err)), 0, "%s", err);
         unlink(path);
         cr_assert_str_eq(conf.brokers, "env:2");
         cr_assert_str_eq(conf.redis, "unix:///tmp/x.sock");
@@ -145,8 +141,9 @@ Test(conf, paths_in_the_file_resolve_against_its_folder)
 
         defaults(&conf);
         strcpy(conf.dir, "/etc/spendguard");
-        cr_assert_eq(apply(&conf, "schemas_dir: ../schemas\n"
-                                  "rules:\n  file: /abs/rules.yaml\n",
+        cr_assert_eq(apply(&conf,
+                           "schemas_dir: ../schemas\n"
+                           "rules:\n  file: /abs/rules.yaml\n",
                            err, sizeof(err)),
                      0, "%s", err);
         cr_assert_str_eq(conf.schemas_dir, "/etc/spendguard/../schemas");
@@ -173,8 +170,7 @@ Test(conf, shipped_config_loads)
                                          : SG_SOURCE_DIR);
         unsetenv("SG_BROKERS");
         unsetenv("SG_REDIS");
-        cr_assert_eq(sg_conf_load(&conf, path, err, sizeof(err)), 0, "%s",
-                     err);
+        cr_assert_eq(sg_conf_load(&conf, path, err, sizeof(err)), 0, "%s", err);
         cr_assert_eq(conf.channel_cnt, 5);
         cr_assert_eq(sg_conf_channel(&conf, "gifts")->target_cpa_micros,
                      10000000);
@@ -189,8 +185,7 @@ Test(log, quotes_values_that_need_it)
                          "\"two words\"");
         cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), "a\"b\\c"),
                          "\"a\\\"b\\\\c\"");
-        cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), "x\ny"),
-                         "\"x\\x0ay\"");
+        cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), "x\ny"), "\"x\\x0ay\"");
         cr_assert_str_eq(sg_log_quote(buf, sizeof(buf), ""), "\"\"");
 }
 
@@ -204,8 +199,9 @@ Test(conf, docs_config_md_matches_the_table)
                  getenv("SG_SOURCE_DIR") ? getenv("SG_SOURCE_DIR")
                                          : SG_SOURCE_DIR);
         fp = fopen(path, "r");
-        cr_assert_not_null(fp, "%s missing: run `build/bin/sg-ctl "
-                               "config-reference > docs/config.md`",
+        cr_assert_not_null(fp,
+                           "%s missing: run `build/bin/sg-ctl "
+                           "config-reference > docs/config.md`",
                            path);
         mem = open_memstream(&want, &want_len);
         for (int c; (c = fgetc(fp)) != EOF;)

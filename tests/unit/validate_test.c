@@ -29,9 +29,9 @@ static void expect_reject(const sg_event_t *ev, const char *code,
         const char *reason = NULL;
         char detail[256] = "";
 
-        cr_assert_eq(sg_validate_event(ev, &vc, NOW, &reason, detail,
-                                       sizeof(detail)),
-                     -1);
+        cr_assert_eq(
+            sg_validate_event(ev, &vc, NOW, &reason, detail, sizeof(detail)),
+            -1);
         cr_assert_str_eq(reason, code);
         cr_assert_not_null(strstr(detail, detail_part), "detail: %s", detail);
 }
@@ -42,9 +42,9 @@ Test(validate, accepts_a_well_formed_click)
         const char *reason = NULL;
         char detail[256];
 
-        cr_assert_eq(sg_validate_event(&ev, &vc, NOW, &reason, detail,
-                                       sizeof(detail)),
-                     0);
+        cr_assert_eq(
+            sg_validate_event(&ev, &vc, NOW, &reason, detail, sizeof(detail)),
+            0);
 }
 
 Test(validate, rejects_click_with_negative_cost)
@@ -108,9 +108,8 @@ Test(validate, rejects_event_time_beyond_tolerance_as_future_time)
         {
                 const char *reason = NULL;
                 char d[256];
-                cr_assert_eq(sg_validate_event(&ev, &vc, NOW, &reason, d,
-                                               sizeof(d)),
-                             0);
+                cr_assert_eq(
+                    sg_validate_event(&ev, &vc, NOW, &reason, d, sizeof(d)), 0);
         }
 }
 
@@ -144,9 +143,11 @@ Test(validate, tags_declared_bots_case_insensitively)
         static const char *const bots[] = {
             "Mozilla/5.0 (compatible; Googlebot/2.1; "
             "+http://www.google.com/bot.html)",
-            "Mozilla/5.0 (compatible; bingbot/2.0)", "curl/8.4.0",
+            "Mozilla/5.0 (compatible; bingbot/2.0)",
+            "curl/8.4.0",
             "python-requests/2.31.0",
-            "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0", NULL};
+            "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0",
+            NULL};
 
         for (const char *const *b = bots; *b; b++) {
                 sg_event_t ev = click();
