@@ -88,6 +88,10 @@ const sg_conf_field_t sg_conf_fields[] = {
         "how long delivered decision ids are remembered"),
     INT("sink.decision_log_len", "1000", 1, 1000000, sink.decision_log_len,
         "decisions kept in the Redis decision log (sg-ctl)"),
+
+    STR("metrics.listen", "127.0.0.1", metrics.listen, "SG_METRICS_LISTEN",
+        "HTTP /metrics, /healthz, /readyz: host (port by stage: ingest "
+        "9731, aggregate 9732, rules 9733, sink 9734), host:port, or off"),
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
 };
 

@@ -75,6 +75,12 @@ typedef struct sg_conf {
                 int decision_log_len;
         } sink;
 
+        struct {
+                /* "host" (the stage's default port), "host:port", or
+                 * "off" */
+                char listen[128];
+        } metrics;
+
         sg_channel_conf_t channels[SG_CONF_MAX_CHANNELS];
         int channel_cnt;
 

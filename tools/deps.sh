@@ -5,8 +5,9 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config librdkafka-dev libavro-dev \
-libhiredis-dev libcriterion-dev libyaml-dev libjansson-dev redis-server \
-redis-tools python3 python3-avro kcat bc"
+libhiredis-dev libcriterion-dev libyaml-dev libjansson-dev \
+libmicrohttpd-dev redis-server \
+redis-tools python3 python3-avro kcat bc docker-compose"
 
 missing=""
 for p in $PKGS; do
