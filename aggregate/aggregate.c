@@ -18,6 +18,7 @@ extern const char sg_aggregate_apply_lua[];
 #define MAX_SOURCES    256 /* input (topic, partition) pairs per partition */
 #define SCOPE_LEN      (2 * SG_NAME_LEN)
 #define OUT_MAX        4096
+#define CLOSE_LIMIT    1000 /* final windows per script call (apply.lua) */
 #define IDLE_MS                                                                \
         10000 /* a source silent this long stops holding the                   \
                  watermark back */
@@ -99,6 +100,8 @@ struct sg_aggregate {
         /* Every input partition ("topic/partition"), from the metadata. */
         char (*inputs)[SG_TOPIC_LEN + 16];
         int input_cnt;
+
+        int more_to_close; /* a call returned CLOSE_LIMIT final windows */
 
         unsigned char out[OUT_MAX];
         int64_t bucket_ms, window_ms, kpi_ms, lateness_ms;
@@ -475,6 +478,8 @@ static int handle_reply(sg_aggregate_t *ag, int32_t p, const redisReply *r,
         if (i >= r->elements)
                 return -1;
         nfinal = (size_t)reply_int(r->element[i++]);
+        if (nfinal >= CLOSE_LIMIT)
+                ag->more_to_close = 1;
         for (size_t k = 0; k < nfinal && i + 13 <= r->elements; k++) {
                 const char *member = r->element[i++]->str;
 
@@ -739,8 +744,9 @@ static int idle_tick(sg_aggregate_t *ag, int64_t *last_wm)
         int64_t wm = stage_watermark(ag);
         int failed = 0;
 
-        if (wm == INT64_MIN || wm <= *last_wm)
+        if (wm == INT64_MIN || (wm <= *last_wm && !ag->more_to_close))
                 return 0;
+        ag->more_to_close = 0;
         for (int p = 0; p < MAX_PARTITIONS && !failed; p++) {
                 part_t *ps = ag->parts[p];
 

@@ -111,6 +111,7 @@ for _, scope in ipairs(order) do
   sums(scope, we - window_ms, we, out)
 end
 
+-- At most CLOSE_LIMIT (aggregate.c) per call; the caller comes back for more.
 local closed = redis.call('ZRANGEBYSCORE', p .. 'open', '-inf', wm, 'LIMIT', 0, 1000)
 out[#out + 1] = #closed
 for _, m in ipairs(closed) do

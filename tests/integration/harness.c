@@ -190,15 +190,22 @@ out:
 
 void h_start_infra(void)
 {
+        h_start_infra_args(NULL);
+}
+
+void h_start_infra_args(const char *const *extra)
+{
         const char *redis_args[] = {
             "--port",       "0",  "--unixsocket", H.redis_sock, "--save", "",
             "--appendonly", "no", "--dir",        H.dir,        NULL};
         char bfile[300];
-        const char *broker_args[] = {"--bootstrap-file", bfile, "--control",
-                                     H.control, NULL};
+        const char *broker_args[16] = {"--bootstrap-file", bfile, "--control",
+                                       H.control, NULL};
         long long deadline;
         FILE *fp;
 
+        for (int i = 4; extra && *extra && i < 15; i++)
+                broker_args[i] = *extra++;
         h_spawn("redis-server", redis_args);
         snprintf(bfile, sizeof(bfile), "%s/bootstrap", H.dir);
         h_spawn("sg-broker", broker_args);

@@ -36,6 +36,8 @@ extern harness_t H;
 void h_init(void);
 /* Starts redis-server and sg-broker and waits until both answer. */
 void h_start_infra(void);
+/* The same, with more sg-broker arguments (e.g. "--partitions", "8"). */
+void h_start_infra_args(const char *const *broker_args);
 /* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */
 void h_start_stages(void);
 /* Starts bin/<name> with args (NULL-terminated), stderr to dir/<name>.log. */
