@@ -106,9 +106,18 @@ struct sg_aggregate {
         unsigned char out[OUT_MAX];
         int64_t bucket_ms, window_ms, kpi_ms, lateness_ms;
 
-        sg_counter_t *applied, *skipped, *late, *snapshots, *finals, *scripts,
-            *bad;
+        /* events_total by result and sg_event_type_t */
+        sg_counter_t *applied[4], *skipped[4], *late[4];
+        sg_counter_t *snapshots, *finals, *scripts, *bad;
+        sg_histogram_t *batch_seconds;
 };
+
+/* An index into the per-type counters (0, counted nowhere, for a type out
+ * of range). */
+static int type_ix(sg_event_type_t t)
+{
+        return t >= SG_EV_IMPRESSION && t <= SG_EV_CONVERSION ? (int)t : 0;
+}
 
 /* ------------------------------------------------------------ partitions */
 
@@ -658,7 +667,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 so = src_find(ps, ev);
                 if (so && ev->src_offset <= so->pending) {
                         /* Re-produced by ingest after a crash: counted. */
-                        sg_counter_add(ag->skipped, 1);
+                        sg_counter_add(ag->skipped[type_ix(ev->type)], 1);
                         continue;
                 }
                 if (so) {
@@ -675,7 +684,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
                                  " is in a window closed by watermark "
                                  "%" PRId64,
                                  ev->event_time, wm_before);
-                        sg_counter_add(ag->late, 1);
+                        sg_counter_add(ag->late[type_ix(ev->type)], 1);
                         failed += deadletter(ag, m, SG_ERR_LATE, detail) != 0;
                         continue;
                 }
@@ -692,7 +701,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
                         entry_add(ag, entry_get(ag, m->partition, scope, b),
                                   ev);
                 }
-                sg_counter_add(ag->applied, 1);
+                sg_counter_add(ag->applied[type_ix(ev->type)], 1);
         }
 
         /* The watermark after this batch decides which windows close. */
@@ -775,6 +784,7 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                             ag->conf.aggregate.batch_size,
                                             ag->conf.aggregate.batch_ms);
                 if (cnt) {
+                        int64_t t0 = sg_mono_us();
                         int rc = batch(ag, cnt);
                         int lost = rc == 0
                                        ? sg_producer_flush(ag->producer, 60000)
@@ -794,6 +804,9 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                 /* Kafka's commit only matters if Redis is
                                  * wiped; Redis holds the real offsets. */
                                 sg_consumer_commit(ag->consumer, ag->msgs, cnt);
+                                sg_histogram_observe(
+                                    ag->batch_seconds,
+                                    (double)(sg_mono_us() - t0) / 1e6);
                         }
                         sg_consumer_batch_free(ag->msgs, cnt);
                 } else {
@@ -854,6 +867,17 @@ static void inputs_load(sg_aggregate_t *ag)
         }
 }
 
+/* events_total{type,result}; SG_EV_NONE is type="unknown". */
+static sg_counter_t *events_counter(sg_event_type_t t, const char *result)
+{
+        char name[SG_METRICS_NAME_LEN];
+
+        sg_metrics_name(name, sizeof(name), "events_total", "type",
+                        t == SG_EV_NONE ? "unknown" : sg_event_type_name(t),
+                        "result", result, NULL);
+        return sg_counter(name);
+}
+
 sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                                  size_t errstr_size)
 {
@@ -899,13 +923,20 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
             sg_producer_new(conf, "sg-aggregate", errstr, errstr_size);
         if (!ag->producer)
                 goto err;
-        ag->applied = sg_counter("events_total{result=\"applied\"}");
-        ag->skipped = sg_counter("events_total{result=\"redelivered\"}");
-        ag->late = sg_counter("events_total{result=\"late\"}");
-        ag->bad = sg_counter("events_total{result=\"undecodable\"}");
-        ag->snapshots = sg_counter("snapshots_total");
-        ag->finals = sg_counter("final_windows_total");
+        for (int t = SG_EV_IMPRESSION; t <= SG_EV_CONVERSION; t++) {
+                ag->applied[t] = events_counter(t, "applied");
+                ag->skipped[t] = events_counter(t, "redelivered");
+                ag->late[t] = events_counter(t, "late");
+        }
+        /* [0] stays NULL (adding to it is a no-op): the codec only
+         * decodes the three types. */
+        ag->bad = events_counter(SG_EV_NONE, "undecodable");
+        ag->snapshots = sg_counter("snapshots_total{kind=\"rolling\"}");
+        ag->finals = sg_counter("snapshots_total{kind=\"final\"}");
         ag->scripts = sg_counter("redis_scripts_total");
+        ag->batch_seconds =
+            sg_histogram("batch_duration_seconds", sg_metrics_batch_buckets,
+                         sg_metrics_batch_bucket_cnt);
         topics[0] = conf->topics.events;
         ag->consumer = sg_consumer_new(conf, "aggregate", topics, 1,
                                        on_rebalance, ag, errstr, errstr_size);

@@ -22,6 +22,8 @@ int main(int argc, char **argv)
         sg_stage_init(&desc, argc, argv, &conf);
         ag = sg_aggregate_new(&conf, errstr, sizeof(errstr));
         if (!ag) {
+                if (sg_stop)
+                        return 0; /* asked to stop while still starting */
                 fprintf(stderr, "sg-aggregate: %s\n", errstr);
                 return 1;
         }

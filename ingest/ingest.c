@@ -20,10 +20,10 @@ struct sg_ingest {
         rd_kafka_message_t **msgs;
         sg_event_t ev; /* reused for every record */
         unsigned char out[NORMALIZED_MAX];
-        sg_counter_t *accepted[4]; /* by sg_event_type_t */
-        sg_counter_t *invalid;
-        sg_counter_t *rejected;
-        sg_counter_t *batches;
+        /* events_total by sg_event_type_t (0 = unknown type) */
+        sg_counter_t *accepted[4], *rejected[4];
+        sg_counter_t *invalid[4]; /* events_invalid_total */
+        sg_histogram_t *batch_seconds;
 };
 
 sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
@@ -59,16 +59,29 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
                                        errstr, errstr_size);
         if (!in->consumer)
                 goto err;
-        for (int t = SG_EV_IMPRESSION; t <= SG_EV_CONVERSION; t++) {
-                char name[96];
-                snprintf(name, sizeof(name),
-                         "events_total{type=\"%s\",result=\"accepted\"}",
-                         sg_event_type_name(t));
-                in->accepted[t] = sg_counter(name);
+        /* [SG_EV_NONE]: a rejected record whose type is unknown. */
+        for (int t = SG_EV_IMPRESSION; t <= SG_EV_CONVERSION + 1; t++) {
+                int ix = t <= SG_EV_CONVERSION ? t : SG_EV_NONE;
+                const char *type = ix ? sg_event_type_name(ix) : "unknown";
+                char name[SG_METRICS_NAME_LEN];
+
+                if (ix) {
+                        sg_metrics_name(name, sizeof(name), "events_total",
+                                        "type", type, "result", "accepted",
+                                        NULL);
+                        in->accepted[ix] = sg_counter(name);
+                        sg_metrics_name(name, sizeof(name),
+                                        "events_invalid_total", "type", type,
+                                        NULL);
+                        in->invalid[ix] = sg_counter(name);
+                }
+                sg_metrics_name(name, sizeof(name), "events_total", "type",
+                                type, "result", "rejected", NULL);
+                in->rejected[ix] = sg_counter(name);
         }
-        in->invalid = sg_counter("events_invalid_total");
-        in->rejected = sg_counter("deadletter_total");
-        in->batches = sg_counter("batches_total");
+        in->batch_seconds =
+            sg_histogram("batch_duration_seconds", sg_metrics_batch_buckets,
+                         sg_metrics_batch_bucket_cnt);
         sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s", topics[0],
                 topics[1], topics[2], conf->topics.events,
                 conf->topics.deadletter);
@@ -102,10 +115,12 @@ static sg_event_type_t topic_default_type(const sg_ingest_t *in,
         return SG_EV_NONE;
 }
 
+/* type: the event's when it decoded, else the input topic's. */
 static int deadletter(sg_ingest_t *in, const rd_kafka_message_t *m,
-                      const char *reason, const char *detail)
+                      sg_event_type_t type, const char *reason,
+                      const char *detail)
 {
-        sg_counter_add(in->rejected, 1);
+        sg_counter_add(in->rejected[type <= SG_EV_CONVERSION ? type : 0], 1);
         return sg_producer_deadletter(in->producer, in->conf.topics.deadletter,
                                       m, reason, detail);
 }
@@ -114,6 +129,7 @@ static int deadletter(sg_ingest_t *in, const rd_kafka_message_t *m,
 static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
 {
         const char *topic = rd_kafka_topic_name(m->rkt);
+        sg_event_type_t topic_type = topic_default_type(in, topic);
         sg_event_t *ev = &in->ev;
         const char *reason = NULL;
         char detail[256];
@@ -124,14 +140,15 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
                          "record of %zu bytes above ingest.max_message_bytes "
                          "%d",
                          m->len, in->conf.ingest.max_message_bytes);
-                return deadletter(in, m, SG_ERR_OVERSIZE, detail);
+                return deadletter(in, m, topic_type, SG_ERR_OVERSIZE, detail);
         }
-        if (sg_codec_decode_input(in->codec, m->payload, m->len,
-                                  topic_default_type(in, topic), ev, &reason,
-                                  detail, sizeof(detail)) == -1 ||
+        /* A failed decode leaves ev zeroed: its type is SG_EV_NONE. */
+        if (sg_codec_decode_input(in->codec, m->payload, m->len, topic_type, ev,
+                                  &reason, detail, sizeof(detail)) == -1 ||
             sg_validate_event(ev, &in->vc, now, &reason, detail,
                               sizeof(detail)) == -1)
-                return deadletter(in, m, reason, detail);
+                return deadletter(in, m, ev->type ? ev->type : topic_type,
+                                  reason, detail);
 
         ev->ivt_mask = 0;
         ev->ivt_reason[0] = '\0';
@@ -144,11 +161,11 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         if (n < 0) {
                 snprintf(detail, sizeof(detail), "normalize: %s",
                          sg_codec_error(in->codec));
-                return deadletter(in, m, SG_ERR_BAD_VALUE, detail);
+                return deadletter(in, m, ev->type, SG_ERR_BAD_VALUE, detail);
         }
         sg_counter_add(in->accepted[ev->type], 1);
         if (ev->ivt_mask)
-                sg_counter_add(in->invalid, 1);
+                sg_counter_add(in->invalid[ev->type], 1);
         /* Keyed by channel: a channel's events stay in one partition, in
          * order, so its aggregate state has a single owner. */
         return sg_producer_send(in->producer, in->conf.topics.events, -1,
@@ -164,7 +181,7 @@ int sg_ingest_run(sg_ingest_t *in)
                 int cnt = sg_consumer_batch(in->consumer, in->msgs,
                                             in->conf.ingest.batch_size,
                                             in->conf.ingest.batch_ms);
-                int64_t now = sg_now_ms();
+                int64_t now = sg_now_ms(), t0 = sg_mono_us();
                 int failed = 0;
 
                 for (int i = 0; i < cnt; i++)
@@ -188,7 +205,9 @@ int sg_ingest_run(sg_ingest_t *in)
                                            in->consumer, in->msgs, cnt) == -1 &&
                                        !sg_stop)
                                         sg_sleep_ms(200);
-                                sg_counter_add(in->batches, 1);
+                                sg_histogram_observe(
+                                    in->batch_seconds,
+                                    (double)(sg_mono_us() - t0) / 1e6);
                         }
                         sg_consumer_batch_free(in->msgs, cnt);
                 }

@@ -91,7 +91,8 @@ const sg_conf_field_t sg_conf_fields[] = {
 
     STR("metrics.listen", "127.0.0.1", metrics.listen, "SG_METRICS_LISTEN",
         "HTTP /metrics, /healthz, /readyz: host (port by stage: ingest "
-        "9731, aggregate 9732, rules 9733, sink 9734), host:port, or off"),
+        "9731, aggregate 9732, rules 9733, sink 9734), host:port, or off; "
+        "a bad value or an address that cannot be bound exits 2"),
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
 };
 

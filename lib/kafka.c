@@ -18,6 +18,9 @@ struct sg_consumer {
         rd_kafka_t *rk;
         sg_rebalance_fn *on_rebalance;
         void *opaque;
+        int assigned;       /* partitions, for /readyz */
+        int64_t last_lag;   /* when the lag gauges were last updated */
+        int64_t last_probe; /* when the broker was last probed (down) */
 };
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
@@ -40,6 +43,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         sg_warn("event=kafka_error client=%s err=%s reason=%s",
                 rd_kafka_name(rk), rd_kafka_err2name(err),
                 sg_log_quote(q, sizeof(q), reason));
+        /* Not on a lone __TRANSPORT: one broker of several going away
+         * does not make the stage unready. Any later sign of life (a
+         * message, an acknowledgement, an assignment, a metadata reply)
+         * sets it back. */
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+                sg_ready_set(SG_READY_BROKER, 0);
 }
 
 /* The common part of both clients' configs. */
@@ -147,6 +156,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         sg_producer_t *p = opaque;
 
         p->inflight--;
+        if (!m->err)
+                sg_ready_set(SG_READY_BROKER, 1);
         if (m->err) {
                 static int64_t last_log;
                 static long suppressed;
@@ -256,7 +267,7 @@ int sg_producer_deadletter(sg_producer_t *p, const char *topic,
         static int64_t last_log;
         static long suppressed;
         rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-        char src[256], q[512], name[112];
+        char src[256], q[512], name[SG_METRICS_NAME_LEN];
         int64_t now = sg_mono_ms();
 
         snprintf(src, sizeof(src), "%s/%d/%lld", rd_kafka_topic_name(m->rkt),
@@ -264,8 +275,9 @@ int sg_producer_deadletter(sg_producer_t *p, const char *topic,
         rd_kafka_header_add(h, "sg.error", -1, reason, -1);
         rd_kafka_header_add(h, "sg.detail", -1, detail, -1);
         rd_kafka_header_add(h, "sg.src", -1, src, -1);
-        snprintf(name, sizeof(name), "deadletter_total{reason=\"%s\"}", reason);
-        sg_counter_add(sg_counter(name), 1);
+        if (sg_metrics_name(name, sizeof(name), "deadletter_total", "reason",
+                            reason, NULL) == 0)
+                sg_counter_add(sg_counter(name), 1);
         /* A flood of garbage must not become a flood of log lines. */
         if (now - last_log >= 1000) {
                 sg_warn("event=deadletter reason=%s src=%s detail=%s "
@@ -306,6 +318,72 @@ void sg_producer_poll(sg_producer_t *p)
 
 /* ---------------------------------------------------------------- consumer */
 
+/* The consumer_lag gauge of one partition (NULL if the table is full). */
+static sg_gauge_t *lag_gauge(const char *topic, int32_t partition)
+{
+        char name[SG_METRICS_NAME_LEN], part[16];
+
+        snprintf(part, sizeof(part), "%d", (int)partition);
+        if (sg_metrics_name(name, sizeof(name), "consumer_lag", "topic", topic,
+                            "partition", part, NULL) == -1)
+                return NULL;
+        return sg_gauge(name);
+}
+
+/*
+ * Lag per assigned partition: the high watermark librdkafka last fetched
+ * minus the position. Runs on the stage thread, at most once a second, so
+ * a scrape never calls into librdkafka.
+ */
+static void lag_update(sg_consumer_t *c)
+{
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        int64_t now = sg_mono_ms();
+
+        if (now - c->last_lag < 1000)
+                return;
+        c->last_lag = now;
+        if (rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return;
+        rd_kafka_position(c->rk, parts);
+        for (int i = 0; i < parts->cnt; i++) {
+                const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                int64_t lo, hi, pos = tp->offset;
+
+                if (rd_kafka_get_watermark_offsets(
+                        c->rk, tp->topic, tp->partition, &lo, &hi) != 0 ||
+                    hi < 0)
+                        continue;
+                /* Nothing consumed yet: only an empty partition is known
+                 * to be caught up. */
+                if (pos < 0 && hi != lo)
+                        continue;
+                sg_gauge_set(lag_gauge(tp->topic, tp->partition),
+                             pos < 0 || hi < pos ? 0 : (double)(hi - pos));
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/* While the broker counts as down (after "all brokers down") and nothing
+ * arrives, asks it for metadata every 2 s (briefly), so that an idle stage
+ * turns ready again. */
+static void broker_probe(sg_consumer_t *c)
+{
+        const struct rd_kafka_metadata *md;
+        int64_t now = sg_mono_ms();
+
+        /* Before the first assignment, the assignment itself tells. */
+        if (sg_ready_get(SG_READY_BROKER) || c->assigned == 0 ||
+            now - c->last_probe < 2000)
+                return;
+        c->last_probe = now;
+        if (rd_kafka_metadata(c->rk, 0, NULL, &md, 200) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+                sg_ready_set(SG_READY_BROKER, 1);
+                rd_kafka_metadata_destroy(md);
+        }
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -316,10 +394,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 parts->cnt);
         if (c->on_rebalance)
                 c->on_rebalance(c->opaque, assign, parts);
-        if (assign)
+        if (assign) {
                 rd_kafka_assign(rk, parts);
-        else
+                /* The group coordinator answered: the broker is there. */
+                sg_ready_set(SG_READY_BROKER, 1);
+        } else {
                 rd_kafka_assign(rk, NULL);
+                for (int i = 0; i < parts->cnt; i++)
+                        sg_gauge_hide(lag_gauge(parts->elems[i].topic,
+                                                parts->elems[i].partition));
+        }
+        /* Eager protocol: an assignment replaces the previous one. */
+        sg_ready_add(SG_READY_ASSIGNED,
+                     (assign ? parts->cnt : 0) - c->assigned);
+        c->assigned = assign ? parts->cnt : 0;
 }
 
 sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
@@ -389,6 +477,7 @@ void sg_consumer_destroy(sg_consumer_t *c)
                 return;
         rd_kafka_consumer_close(c->rk);
         rd_kafka_destroy(c->rk);
+        sg_ready_add(SG_READY_ASSIGNED, -c->assigned);
         free(c);
 }
 
@@ -403,6 +492,8 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
         int64_t deadline = sg_mono_ms() + timeout_ms;
         int n = 0;
 
+        lag_update(c);
+        broker_probe(c);
         while (n < max && !sg_stop) {
                 int64_t left = deadline - sg_mono_ms();
                 rd_kafka_message_t *m;
@@ -428,6 +519,8 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
                 }
                 msgs[n++] = m;
         }
+        if (n)
+                sg_ready_set(SG_READY_BROKER, 1);
         return n;
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "redis.h"
 #include "stage.h"
 
@@ -14,7 +15,14 @@ struct sg_redis {
         char password[256];
         long long commands;
         long long round_trips;
+        sg_histogram_t *latency; /* redis_latency_seconds */
 };
+
+/* Records one round trip that started at t0 (sg_mono_us). */
+static void observe(sg_redis_t *r, int64_t t0)
+{
+        sg_histogram_observe(r->latency, (double)(sg_mono_us() - t0) / 1e6);
+}
 
 static int parse_url(sg_redis_t *r, const char *url, char *errstr,
                      size_t errstr_size)
@@ -123,12 +131,14 @@ static int connect_once(sg_redis_t *r, char *errstr, size_t errstr_size)
                 }
                 freeReplyObject(reply);
         }
+        sg_ready_set(SG_READY_REDIS, 1);
         return 0;
 err:
         if (r->c) {
                 redisFree(r->c);
                 r->c = NULL;
         }
+        sg_ready_set(SG_READY_REDIS, 0);
         return -1;
 }
 
@@ -160,12 +170,19 @@ sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
-        if (parse_url(r, url, errstr, errstr_size) ||
-            connect_backoff(r, connect_timeout_ms, errstr, errstr_size)) {
-                free(r);
-                return NULL;
-        }
+        r->latency =
+            sg_histogram("redis_latency_seconds", sg_metrics_redis_buckets,
+                         sg_metrics_redis_bucket_cnt);
+        if (parse_url(r, url, errstr, errstr_size))
+                goto err;
+        /* From now on /readyz waits for Redis. */
+        sg_ready_set(SG_READY_REDIS, 0);
+        if (connect_backoff(r, connect_timeout_ms, errstr, errstr_size))
+                goto err;
         return r;
+err:
+        free(r);
+        return NULL;
 }
 
 void sg_redis_destroy(sg_redis_t *r)
@@ -191,12 +208,17 @@ redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
                 redisReply *reply = NULL;
 
                 if (r->c) {
+                        int64_t t0 = sg_mono_us();
+
                         r->commands++;
                         r->round_trips++;
                         reply = redisCommandArgv(r->c, argc, argv, argvlen);
+                        if (reply)
+                                observe(r, t0);
                 }
                 if (reply)
                         return reply;
+                sg_ready_set(SG_READY_REDIS, 0);
                 sg_warn("event=redis_io_error err=\"%s\"",
                         r->c ? r->c->errstr : "not connected");
                 if (sg_redis_reconnect(r) == -1)
@@ -211,14 +233,19 @@ redisReply *sg_redis_command(sg_redis_t *r, const char *fmt, ...)
                 va_list ap;
 
                 if (r->c) {
+                        int64_t t0 = sg_mono_us();
+
                         r->commands++;
                         r->round_trips++;
                         va_start(ap, fmt);
                         reply = redisvCommand(r->c, fmt, ap);
                         va_end(ap);
+                        if (reply)
+                                observe(r, t0);
                 }
                 if (reply)
                         return reply;
+                sg_ready_set(SG_READY_REDIS, 0);
                 sg_warn("event=redis_io_error err=\"%s\"",
                         r->c ? r->c->errstr : "not connected");
                 if (sg_redis_reconnect(r) == -1)
@@ -240,18 +267,24 @@ int sg_redis_append_argv(sg_redis_t *r, int argc, const char **argv,
 redisReply *sg_redis_pipeline_get(sg_redis_t *r)
 {
         void *reply = NULL;
+        int64_t t0 = 0;
 
         if (!r->c)
                 return NULL;
         /* The first read flushes the whole pipeline: one round trip. */
-        if (r->c->obuf && r->c->obuf[0])
+        if (r->c->obuf && r->c->obuf[0]) {
                 r->round_trips++;
+                t0 = sg_mono_us();
+        }
         if (redisGetReply(r->c, &reply) != REDIS_OK) {
                 sg_warn("event=redis_io_error err=\"%s\"", r->c->errstr);
                 redisFree(r->c);
                 r->c = NULL;
+                sg_ready_set(SG_READY_REDIS, 0);
                 return NULL;
         }
+        if (t0)
+                observe(r, t0);
         return reply;
 }
 

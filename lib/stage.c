@@ -4,11 +4,104 @@
 #include <string.h>
 #include <time.h>
 
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "stage.h"
 
 volatile sig_atomic_t sg_stop = 0;
 volatile sig_atomic_t sg_reload = 0;
+
+/* Redis starts as "not used": sg_redis_new marks it needed. */
+static int ready[SG_READY__CNT] = {0, 0, -1};
+static sg_http_t *http;
+
+void sg_ready_set(sg_ready_t what, int value)
+{
+        __atomic_store_n(&ready[what], value, __ATOMIC_RELAXED);
+}
+
+void sg_ready_add(sg_ready_t what, int delta)
+{
+        __atomic_add_fetch(&ready[what], delta, __ATOMIC_RELAXED);
+}
+
+int sg_ready_get(sg_ready_t what)
+{
+        return __atomic_load_n(&ready[what], __ATOMIC_RELAXED);
+}
+
+int sg_stage_ready(char *why, size_t size)
+{
+        int n = 0;
+
+        why[0] = '\0';
+#define MISSING(cond, text)                                                    \
+        do {                                                                   \
+                if ((cond) && (size_t)n < size)                                \
+                        n += snprintf(why + n, size - n, "%s%s",               \
+                                      n ? "; " : "", text);                    \
+        } while (0)
+        MISSING(!sg_ready_get(SG_READY_BROKER), "broker not reachable");
+        MISSING(sg_ready_get(SG_READY_ASSIGNED) <= 0, "no partitions assigned");
+        MISSING(sg_ready_get(SG_READY_REDIS) == 0, "redis not connected");
+#undef MISSING
+        return n == 0;
+}
+
+int sg_stage_default_port(const char *stage)
+{
+        static const struct {
+                const char *stage;
+                int port;
+        } ports[] = {{"ingest", 9731},
+                     {"aggregate", 9732},
+                     {"rules", 9733},
+                     {"sink", 9734}};
+
+        for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+                if (strcmp(ports[i].stage, stage) == 0)
+                        return ports[i].port;
+        return 0;
+}
+
+static void http_stop(void)
+{
+        sg_http_destroy(http);
+        http = NULL;
+}
+
+int sg_stage_serve(const char *stage, const char *listen, char *errstr,
+                   size_t errstr_size)
+{
+        char host[256], why[300];
+        int port, rc;
+
+        rc = sg_http_parse_listen(listen, sg_stage_default_port(stage), host,
+                                  sizeof(host), &port, why, sizeof(why));
+        if (rc == 1)
+                return 0;
+        if (rc == -1) {
+                snprintf(errstr, errstr_size, "metrics.listen: %s", why);
+                return -1;
+        }
+        if (http) {
+                snprintf(errstr, errstr_size,
+                         "metrics.listen: already serving");
+                return -1;
+        }
+        http = sg_http_new(host, port, sg_stage_ready, why, sizeof(why));
+        if (!http) {
+                snprintf(errstr, errstr_size, "metrics.listen: %s", why);
+                return -1;
+        }
+        atexit(http_stop);
+        sg_info("event=http_listen addr=%s%s%s:%d paths=/metrics,/healthz,"
+                "/readyz",
+                strchr(host, ':') ? "[" : "", host,
+                strchr(host, ':') ? "]" : "", sg_http_port(http));
+        return 0;
+}
 
 static void on_signal(int sig)
 {
@@ -93,7 +186,14 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
                 exit(2);
         }
         sg_log_set_level(conf->log_level);
+        sg_metrics_init(desc->name);
         sg_stage_signals();
+        /* A port in use is a config problem like any other: exit 2. */
+        if (sg_stage_serve(desc->name, conf->metrics.listen, errstr,
+                           sizeof(errstr)) == -1) {
+                fprintf(stderr, "sg-%s: bad config: %s\n", desc->name, errstr);
+                exit(2);
+        }
 }
 
 int64_t sg_now_ms(void)
@@ -110,6 +210,14 @@ int64_t sg_mono_ms(void)
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sg_mono_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void sg_sleep_ms(int ms)

@@ -1,12 +1,15 @@
 /*
  * What every stage binary shares: the command line (-c, --help, --version),
- * loading the config (exit 2 with one line on error), logging setup and the
- * stop / reload signals.
+ * loading the config (exit 2 with one line on error), logging setup, the
+ * stop / reload signals, and the metrics / health HTTP endpoint with its
+ * readiness inputs.
  */
 #ifndef SG_STAGE_H
 #define SG_STAGE_H
 
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "conf.h"
 
@@ -22,18 +25,53 @@ typedef struct sg_stage_desc {
 } sg_stage_desc_t;
 
 /*
- * Parses argv, loads the config into conf, sets up logging and signals.
- * Exits 0 after --help / --version, 2 on a bad argument or config.
+ * Parses argv, loads the config into conf, sets up logging, metrics and
+ * signals, and starts the HTTP endpoint (metrics.listen; see
+ * sg_stage_serve). Exits 0 after --help / --version, 2 on a bad argument or
+ * config, or when metrics.listen cannot be bound.
  */
 void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
                    sg_conf_t *conf);
 
+/*
+ * Serves /metrics, /healthz and /readyz on listen ("off", "host" = the
+ * stage's default port: ingest 9731, aggregate 9732, rules 9733, sink 9734,
+ * or "host:port") until the process exits (an atexit handler stops it).
+ * 0, or -1 with errstr. sg_stage_init calls it.
+ */
+int sg_stage_serve(const char *stage, const char *listen, char *errstr,
+                   size_t errstr_size);
+
+/* The default metrics port of a stage, 0 if it has none. */
+int sg_stage_default_port(const char *stage);
+
+/*
+ * Readiness inputs, set by lib/kafka.c and lib/redis.c from their threads,
+ * read by /readyz: the broker reachable (no "all brokers down" since the
+ * last sign of life), partitions assigned to the consumer, and Redis (-1 =
+ * the stage does not use it, 0 down, 1 connected).
+ */
+typedef enum {
+        SG_READY_BROKER = 0,
+        SG_READY_ASSIGNED,
+        SG_READY_REDIS,
+        SG_READY__CNT
+} sg_ready_t;
+
+void sg_ready_set(sg_ready_t what, int value);
+void sg_ready_add(sg_ready_t what, int delta);
+int sg_ready_get(sg_ready_t what);
+
+/* 1 when every input is ready; else 0 and what is missing in why. */
+int sg_stage_ready(char *why, size_t size);
+
 /* Installs the SIGTERM/SIGINT/SIGHUP handlers (sg_stage_init does it). */
 void sg_stage_signals(void);
 
-/* Wall clock in ms since the epoch; monotonic clock in ms. */
+/* Wall clock in ms since the epoch; monotonic clock in ms and in us. */
 int64_t sg_now_ms(void);
 int64_t sg_mono_ms(void);
+int64_t sg_mono_us(void);
 
 /* Sleeps ms, waking early when sg_stop is set. */
 void sg_sleep_ms(int ms);

@@ -63,8 +63,32 @@ struct sg_rules_engine {
         sg_decision_t decision;
         unsigned char buf[16384];
 
-        sg_counter_t *c_snapshots, *c_decisions;
+        /* events_total{type="snapshot",result=...} */
+        sg_counter_t *c_evaluated, *c_skipped, *c_undecodable;
+        sg_histogram_t *batch_seconds;
 };
+
+/* ---------------------------------------------------------------- metrics */
+
+/* breaker_state{channel}: 0 closed, 1 open (2 half-open, once it exists). */
+static void breaker_gauge(const char *channel, int state)
+{
+        char name[SG_METRICS_NAME_LEN];
+
+        if (sg_metrics_name(name, sizeof(name), "breaker_state", "channel",
+                            channel, NULL) == 0)
+                sg_gauge_set(sg_gauge(name), state);
+}
+
+/* decisions_total{action,rule}, counted once the decision is committed. */
+static void decision_count(sg_action_t action, const char *rule)
+{
+        char name[SG_METRICS_NAME_LEN];
+
+        if (sg_metrics_name(name, sizeof(name), "decisions_total", "action",
+                            sg_action_name(action), "rule", rule, NULL) == 0)
+                sg_counter_add(sg_counter(name), 1);
+}
 
 /* ---------------------------------------------------------- breaker cache */
 
@@ -195,6 +219,10 @@ static int breakers_load(sg_rules_engine_t *e)
         char cursor[32];
         size_t open = 0;
 
+        /* A breaker Redis no longer holds is closed. */
+        for (size_t i = 0; i < e->breaker_cap; i++)
+                if (e->breakers[i].channel[0] && e->breakers[i].open)
+                        breaker_gauge(e->breakers[i].channel, 0);
 restart:
         memset(e->breakers, 0, e->breaker_cap * sizeof(*e->breakers));
         e->breaker_cnt = 0;
@@ -228,9 +256,13 @@ restart:
                         goto restart;
                 }
         } while (strcmp(cursor, "0") != 0);
-        for (size_t i = 0; i < e->breaker_cap; i++)
-                if (e->breakers[i].channel[0] && e->breakers[i].open)
+        for (size_t i = 0; i < e->breaker_cap; i++) {
+                if (!e->breakers[i].channel[0])
+                        continue;
+                breaker_gauge(e->breakers[i].channel, e->breakers[i].open);
+                if (e->breakers[i].open)
                         open++;
+        }
         sg_info("event=breakers_loaded channels=%zu open=%zu", e->breaker_cnt,
                 open);
         return 0;
@@ -341,6 +373,7 @@ static void pending_apply(sg_rules_engine_t *e)
                 const pending_t *p = &e->pending[i];
                 breaker_t *b;
 
+                decision_count(p->action, p->rule);
                 if (p->action == SG_ACT_ALERT) {
                         strcpy(e->alerts[alert_slot(p->decision_id)],
                                p->decision_id);
@@ -353,6 +386,7 @@ static void pending_apply(sg_rules_engine_t *e)
                         continue;
                 }
                 b->open = 1;
+                breaker_gauge(p->channel, 1);
                 snprintf(b->rule, sizeof(b->rule), "%s", p->rule);
                 b->since = p->since;
                 snprintf(b->decision_id, sizeof(b->decision_id), "%s",
@@ -390,7 +424,6 @@ static void emit(sg_rules_engine_t *e, const sg_decision_t *d)
                 e->batch_failed = 1;
                 return;
         }
-        sg_counter_add(e->c_decisions, 1);
         sg_info("event=decision id=%s action=%s channel=%s rule=%s "
                 "window_end=%" PRId64 " reason=%s",
                 d->decision_id, sg_action_name(d->action), d->channel,
@@ -403,14 +436,17 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
         sg_snapshot_t *s = &e->snap;
 
         if (sg_codec_decode_snapshot(e->codec, m->payload, m->len, s) == -1) {
+                sg_counter_add(e->c_undecodable, 1);
                 deadletter(e, m, SG_ERR_AVRO_DECODE, sg_codec_error(e->codec));
                 return;
         }
-        sg_counter_add(e->c_snapshots, 1);
         /* Closed windows are KPI rows for the sink; the rolling windows
          * are what rules watch. */
-        if (s->final)
+        if (s->final) {
+                sg_counter_add(e->c_skipped, 1);
                 return;
+        }
+        sg_counter_add(e->c_evaluated, 1);
         for (int i = 0; i < e->rules->cnt; i++) {
                 const sg_rule_t *r = &e->rules->rule[i];
                 sg_rule_eval_t ev;
@@ -504,11 +540,17 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
 
 int sg_rules_engine_run(sg_rules_engine_t *e, sg_consumer_t *consumer)
 {
+        int64_t last_stats = sg_mono_ms();
         int rc = 0;
 
         while (!sg_stop) {
+                int64_t t0;
                 int n;
 
+                if (sg_mono_ms() - last_stats >= 10000) {
+                        sg_metrics_log();
+                        last_stats = sg_mono_ms();
+                }
                 if (sg_reload) {
                         sg_reload = 0;
                         rules_reload(e);
@@ -517,11 +559,15 @@ int sg_rules_engine_run(sg_rules_engine_t *e, sg_consumer_t *consumer)
                                       e->conf->rules.batch_ms);
                 if (n == 0)
                         continue;
+                t0 = sg_mono_us();
                 rc = batch(e, consumer, n);
                 sg_consumer_batch_free(e->msgs, n);
                 if (rc == -1)
                         break;
+                sg_histogram_observe(e->batch_seconds,
+                                     (double)(sg_mono_us() - t0) / 1e6);
         }
+        sg_metrics_log();
         /* Stopped while Redis or the broker was away: nothing is lost, the
          * uncommitted batch is redone on restart. */
         return rc == -1 && !sg_stop ? -1 : 0;
@@ -564,8 +610,18 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
         e->alerts = calloc(ALERT_CACHE, sizeof(*e->alerts));
         if (!e->breakers || !e->pending || !e->alerts)
                 goto oom;
-        e->c_snapshots = sg_counter("rules_snapshots_total");
-        e->c_decisions = sg_counter("rules_decisions_total");
+        e->c_evaluated =
+            sg_counter("events_total{type=\"snapshot\",result=\"evaluated\"}");
+        e->c_skipped =
+            sg_counter("events_total{type=\"snapshot\",result=\"skipped\"}");
+        e->c_undecodable = sg_counter(
+            "events_total{type=\"snapshot\",result=\"undecodable\"}");
+        e->batch_seconds =
+            sg_histogram("batch_duration_seconds", sg_metrics_batch_buckets,
+                         sg_metrics_batch_bucket_cnt);
+        /* Every configured channel starts closed unless Redis says open. */
+        for (int i = 0; i < conf->channel_cnt; i++)
+                breaker_gauge(conf->channels[i].name, 0);
         if (breakers_load(e) == -1) {
                 snprintf(errstr, errstr_size,
                          "stopped while loading breaker states from Redis");

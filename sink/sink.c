@@ -34,13 +34,18 @@ struct sg_sink {
         sg_snapshot_t *kpi; /* [BATCH_MAX] final snapshots */
         unsigned char dec_state[BATCH_MAX], kpi_state[BATCH_MAX];
         int ndec, nkpi;
+        int nrolling; /* rolling snapshots in the batch: not KPI rows */
         int order[2 * BATCH_MAX]; /* pipeline command -> record */
         int batch_failed;
 
         unsigned char buf[32768];
         char json[32768];
 
-        sg_counter_t *c_delivered, *c_duplicates, *c_kpis;
+        /* events_total{type,result} */
+        sg_counter_t *c_dec_delivered, *c_dec_duplicate, *c_dec_bad;
+        sg_counter_t *c_kpi_delivered, *c_kpi_duplicate, *c_kpi_skipped,
+            *c_kpi_bad;
+        sg_histogram_t *batch_seconds;
 };
 
 /* ------------------------------------------------------------------ Redis */
@@ -208,6 +213,7 @@ static void take_decision(sg_sink_t *s, const rd_kafka_message_t *m)
         const unsigned char *p = m->payload;
 
         if (sg_codec_decode_decision(s->codec, m->payload, m->len, d) == -1) {
+                sg_counter_add(s->c_dec_bad, 1);
                 deadletter(s, m,
                            m->len == 0 || p[0] == 0 ? SG_ERR_AVRO_DECODE
                            : p[0] == '{'            ? SG_ERR_JSON_PARSE
@@ -230,12 +236,15 @@ static void take_snapshot(sg_sink_t *s, const rd_kafka_message_t *m)
         sg_snapshot_t *k = &s->kpi[s->nkpi];
 
         if (sg_codec_decode_snapshot(s->codec, m->payload, m->len, k) == -1) {
+                sg_counter_add(s->c_kpi_bad, 1);
                 deadletter(s, m, SG_ERR_AVRO_DECODE, sg_codec_error(s->codec));
                 return;
         }
         /* Rolling windows are for rules; a closed window is a KPI row. */
-        if (!k->final)
+        if (!k->final) {
+                s->nrolling++;
                 return;
+        }
         s->kpi_state[s->nkpi] = DELIVER;
         for (int i = 0; i < s->nkpi; i++) {
                 if (s->kpi[i].window_start == k->window_start &&
@@ -272,7 +281,6 @@ static void produce(sg_sink_t *s)
                 const sg_decision_t *d = &s->dec[i];
 
                 if (s->dec_state[i] != DELIVER) {
-                        sg_counter_add(s->c_duplicates, 1);
                         sg_debug("event=decision_duplicate id=%s why=%s",
                                  d->decision_id,
                                  s->dec_state[i] == DUP_IN_BATCH ? "batch"
@@ -296,22 +304,39 @@ static void produce(sg_sink_t *s)
         }
 }
 
+/* decisions_total{action,rule} */
+static void decision_count(const sg_decision_t *d)
+{
+        char name[SG_METRICS_NAME_LEN];
+
+        if (sg_metrics_name(name, sizeof(name), "decisions_total", "action",
+                            sg_action_name(d->action), "rule", d->rule_id,
+                            NULL) == 0)
+                sg_counter_add(sg_counter(name), 1);
+}
+
+/* The batch is committed: log and count what it did. */
 static void log_delivered(sg_sink_t *s)
 {
+        sg_counter_add(s->c_kpi_skipped, (uint64_t)s->nrolling);
         for (int i = 0; i < s->ndec; i++) {
                 const sg_decision_t *d = &s->dec[i];
 
-                if (s->dec_state[i] != DELIVER)
+                if (s->dec_state[i] != DELIVER) {
+                        sg_counter_add(s->c_dec_duplicate, 1);
                         continue;
-                sg_counter_add(s->c_delivered, 1);
+                }
+                sg_counter_add(s->c_dec_delivered, 1);
+                decision_count(d);
                 sg_info("event=decision_delivered id=%s action=%s channel=%s "
                         "rule=%s",
                         d->decision_id, sg_action_name(d->action), d->channel,
                         d->rule_id);
         }
         for (int i = 0; i < s->nkpi; i++)
-                if (s->kpi_state[i] == DELIVER)
-                        sg_counter_add(s->c_kpis, 1);
+                sg_counter_add(s->kpi_state[i] == DELIVER ? s->c_kpi_delivered
+                                                          : s->c_kpi_duplicate,
+                               1);
 }
 
 /* --------------------------------------------------------------- the loop */
@@ -336,7 +361,7 @@ static int batch(sg_sink_t *s, sg_consumer_t *consumer, int n)
         const char *aggregates = s->conf->topics.aggregates;
         int rc;
 
-        s->ndec = s->nkpi = 0;
+        s->ndec = s->nkpi = s->nrolling = 0;
         s->batch_failed = 0;
         for (int i = 0; i < n; i++) {
                 const rd_kafka_message_t *m = s->msgs[i];
@@ -370,18 +395,27 @@ static int batch(sg_sink_t *s, sg_consumer_t *consumer, int n)
 
 int sg_sink_run(sg_sink_t *s, sg_consumer_t *consumer)
 {
+        int64_t last_stats = sg_mono_ms();
         int rc = 0;
 
         while (!sg_stop) {
                 int n = sg_consumer_batch(consumer, s->msgs, BATCH_MAX, 100);
+                int64_t t0 = sg_mono_us();
 
+                if (sg_mono_ms() - last_stats >= 10000) {
+                        sg_metrics_log();
+                        last_stats = sg_mono_ms();
+                }
                 if (n == 0)
                         continue;
                 rc = batch(s, consumer, n);
                 sg_consumer_batch_free(s->msgs, n);
                 if (rc == -1)
                         break;
+                sg_histogram_observe(s->batch_seconds,
+                                     (double)(sg_mono_us() - t0) / 1e6);
         }
+        sg_metrics_log();
         return rc == -1 && !sg_stop ? -1 : 0;
 }
 
@@ -408,9 +442,23 @@ sg_sink_t *sg_sink_new(const sg_conf_t *conf, sg_codec_t *codec,
         s->kpi = calloc(BATCH_MAX, sizeof(*s->kpi));
         if (!s->dec || !s->kpi)
                 goto oom;
-        s->c_delivered = sg_counter("sink_decisions_delivered_total");
-        s->c_duplicates = sg_counter("sink_decisions_duplicate_total");
-        s->c_kpis = sg_counter("sink_kpis_delivered_total");
+        s->c_dec_delivered =
+            sg_counter("events_total{type=\"decision\",result=\"delivered\"}");
+        s->c_dec_duplicate =
+            sg_counter("events_total{type=\"decision\",result=\"duplicate\"}");
+        s->c_dec_bad = sg_counter(
+            "events_total{type=\"decision\",result=\"undecodable\"}");
+        s->c_kpi_delivered =
+            sg_counter("events_total{type=\"snapshot\",result=\"delivered\"}");
+        s->c_kpi_duplicate =
+            sg_counter("events_total{type=\"snapshot\",result=\"duplicate\"}");
+        s->c_kpi_skipped =
+            sg_counter("events_total{type=\"snapshot\",result=\"skipped\"}");
+        s->c_kpi_bad = sg_counter(
+            "events_total{type=\"snapshot\",result=\"undecodable\"}");
+        s->batch_seconds =
+            sg_histogram("batch_duration_seconds", sg_metrics_batch_buckets,
+                         sg_metrics_batch_bucket_cnt);
         return s;
 oom:
         snprintf(errstr, errstr_size, "out of memory");

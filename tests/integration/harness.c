@@ -71,11 +71,21 @@ void h_init(void)
         snprintf(H.group_prefix, sizeof(H.group_prefix), "it%d", (int)getpid());
         setenv("SG_REDIS", H.redis_url, 1);
         setenv("SG_GROUP_PREFIX", H.group_prefix, 1);
+        /* No fixed metrics ports: tests (and other users of the machine)
+         * would collide on them. A test that wants the endpoint passes
+         * SG_METRICS_LISTEN through h_spawn_env. */
+        setenv("SG_METRICS_LISTEN", "off", 1);
         setenv("SG_CONFIG", h_src("config/spendguard.yaml", cfg, sizeof(cfg)),
                1);
 }
 
 pid_t h_spawn(const char *name, const char *const *args)
+{
+        return h_spawn_env(name, args, NULL);
+}
+
+pid_t h_spawn_env(const char *name, const char *const *args,
+                  const char *const *env)
 {
         char path[512], log[1024];
         const char *argv[64];
@@ -105,6 +115,16 @@ pid_t h_spawn(const char *name, const char *const *args)
                         dup2(fd, 1);
                         dup2(fd, 2);
                         close(fd);
+                }
+                for (; env && *env; env++) {
+                        const char *eq = strchr(*env, '=');
+                        char key[128];
+
+                        if (!eq || (size_t)(eq - *env) >= sizeof(key))
+                                continue;
+                        snprintf(key, sizeof(key), "%.*s", (int)(eq - *env),
+                                 *env);
+                        setenv(key, eq + 1, 1);
                 }
                 execvp(path, (char *const *)argv);
                 fprintf(stderr, "exec %s: %s\n", path, strerror(errno));

@@ -31,8 +31,9 @@ typedef struct harness {
 /* The global harness of the running test (one per test process). */
 extern harness_t H;
 
-/* Creates the temp dir and sets SG_BROKERS/SG_REDIS/SG_GROUP_PREFIX/
- * SG_CONFIG for children (the shipped config, overridden by env). */
+/* Creates the temp dir and sets SG_REDIS/SG_GROUP_PREFIX/SG_CONFIG for
+ * children (the shipped config, overridden by env), and
+ * SG_METRICS_LISTEN=off (see h_spawn_env). */
 void h_init(void);
 /* Starts redis-server and sg-broker and waits until both answer. */
 void h_start_infra(void);
@@ -42,6 +43,10 @@ void h_start_infra_args(const char *const *broker_args);
 void h_start_stages(void);
 /* Starts bin/<name> with args (NULL-terminated), stderr to dir/<name>.log. */
 pid_t h_spawn(const char *name, const char *const *args);
+/* h_spawn with extra environment for the child only: "NAME=value"
+ * entries, NULL-terminated (env may be NULL). */
+pid_t h_spawn_env(const char *name, const char *const *args,
+                  const char *const *env);
 /* Stops one process: SIGTERM, then SIGKILL after 10 s. Returns its exit
  * status (as waitpid), or -1. */
 int h_stop(pid_t pid);
