@@ -19,9 +19,6 @@ extern const char sg_aggregate_apply_lua[];
 #define SCOPE_LEN      (2 * SG_NAME_LEN)
 #define OUT_MAX        4096
 #define CLOSE_LIMIT    1000 /* final windows per script call (apply.lua) */
-#define IDLE_MS                                                                \
-        10000 /* a source silent this long stops holding the                   \
-                 watermark back */
 
 /*
  * What aggregate tracks per input (topic, partition) within one sg.events
@@ -104,7 +101,7 @@ struct sg_aggregate {
         int more_to_close; /* a call returned CLOSE_LIMIT final windows */
 
         unsigned char out[OUT_MAX];
-        int64_t bucket_ms, window_ms, kpi_ms, lateness_ms;
+        int64_t bucket_ms, window_ms, kpi_ms, lateness_ms, idle_ms;
 
         /* events_total by result and sg_event_type_t */
         sg_counter_t *applied[4], *skipped[4], *late[4];
@@ -199,8 +196,8 @@ static void on_rebalance(void *opaque, int assign,
  * The stage watermark: the minimum, over the active sources of every
  * assigned partition, of their highest event time, minus the lateness. A
  * source that has sent nothing yet holds it back (-inf) until it goes idle
- * (IDLE_MS without events), so that a slow first fetch does not make a whole
- * input partition late; an idle source does not hold it back. When every
+ * (aggregate.idle_s without events), so that a slow first fetch does not make a
+ * whole input partition late; an idle source does not hold it back. When every
  * source is idle the stream is quiet and the watermark is the newest event
  * time minus the lateness.
  */
@@ -219,7 +216,7 @@ static int64_t stage_watermark(const sg_aggregate_t *ag)
 
                         if (so->max_t != INT64_MIN && so->max_t > max)
                                 max = so->max_t;
-                        if (now - so->last_seen > IDLE_MS)
+                        if (now - so->last_seen > ag->idle_ms)
                                 continue;
                         if (so->max_t == INT64_MIN)
                                 return INT64_MIN;
@@ -755,6 +752,8 @@ static int idle_tick(sg_aggregate_t *ag, int64_t *last_wm)
 
         if (wm == INT64_MIN || (wm <= *last_wm && !ag->more_to_close))
                 return 0;
+        /* The watermark moved without input: close windows and send the
+         * snapshots of the windows it completed. */
         ag->more_to_close = 0;
         for (int p = 0; p < MAX_PARTITIONS && !failed; p++) {
                 part_t *ps = ag->parts[p];
@@ -897,6 +896,7 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         ag->window_ms = (int64_t)conf->aggregate.window_s * 1000;
         ag->kpi_ms = (int64_t)conf->aggregate.kpi_window_s * 1000;
         ag->lateness_ms = (int64_t)conf->aggregate.lateness_s * 1000;
+        ag->idle_ms = (int64_t)conf->aggregate.idle_s * 1000;
         /* Two entries per event at most (channel and campaign scope); a
          * load factor <= 1/2. */
         while (tsize < 4 * bs)

@@ -1,7 +1,7 @@
 -- Applies one pre-aggregated batch of one sg.events partition atomically,
 -- together with the offsets that make it exactly-once, and returns the
--- rolling-window snapshots of the scopes it touched and the KPI windows the
--- watermark closed. Every key carries the partition's hash tag (ARGV[1]),
+-- snapshots of the rolling windows the watermark completed and the KPI
+-- windows it closed. Every key carries the partition's hash tag (ARGV[1]),
 -- so the script touches one Redis Cluster slot. Layout: docs/redis-layout.md.
 --
 -- ARGV: prefix ("sg:{pN}:"), next_offset, watermark (ms or "-inf"),
@@ -11,8 +11,7 @@
 -- Returns {applied, nsnap, {scope, start, end, 9 counters} * nsnap,
 --          nfinal, {member, scope, start, end, 9 counters} * nfinal}
 -- applied is 0 when this batch was applied before (a retry after a lost
--- reply, a re-delivery, or an idle tick with no entries): then only the
--- windows the watermark closed are returned.
+-- reply, a re-delivery, or an idle tick with no entries): nothing is added.
 local p = ARGV[1]
 local next_off = tonumber(ARGV[2])
 local wm = ARGV[3]
@@ -102,13 +101,35 @@ local function sums(scope, from, to, out)
   end
 end
 
-local out = {fresh and 1 or 0, #order}
-for _, scope in ipairs(order) do
-  local we = touched[scope] + bucket_ms
-  out[#out + 1] = scope
-  out[#out + 1] = we - window_ms
-  out[#out + 1] = we
-  sums(scope, we - window_ms, we, out)
+-- Snapshots for rules cover complete windows only: the rolling window
+-- that ends at the watermark (bucket-aligned), so every input partition has
+-- passed its end. A window still filling would judge clicks whose
+-- conversions, read from another topic, have not arrived yet. A batch
+-- snapshots the scopes it touched; a call without entries (an idle tick,
+-- or a batch applied before) every scope of the partition. sg:{pN}:snap
+-- keeps the last window end sent per scope, so none is sent twice.
+local out = {fresh and 1 or 0, 0}
+local nsnap_at = 2
+if wm ~= '-inf' then
+  local wm_end = tonumber(wm)
+  wm_end = wm_end - (wm_end % bucket_ms)
+  local scopes = order
+  if #order == 0 then
+    scopes = redis.call('SMEMBERS', p .. 'scopes')
+  end
+  local nsnap = 0
+  for _, scope in ipairs(scopes) do
+    local last = tonumber(redis.call('HGET', p .. 'snap', scope) or '0')
+    if wm_end > last then
+      redis.call('HSET', p .. 'snap', scope, string.format('%d', wm_end))
+      out[#out + 1] = scope
+      out[#out + 1] = wm_end - window_ms
+      out[#out + 1] = wm_end
+      sums(scope, wm_end - window_ms, wm_end, out)
+      nsnap = nsnap + 1
+    end
+  end
+  out[nsnap_at] = nsnap
 end
 
 -- At most CLOSE_LIMIT (aggregate.c) per call; the caller comes back for more.

@@ -61,6 +61,7 @@ typedef struct sg_conf {
                 int window_s;
                 int kpi_window_s;
                 int lateness_s;
+                int idle_s;
                 int retention_s;
         } aggregate;
 
