@@ -26,8 +26,6 @@
 
 #define CONNECT_TIMEOUT_MS 3000
 #define PIPELINE_CHUNK     1000 /* commands per round trip */
-#define DECISIONS_SEEN     50   /* entries watch compares to find new ones */
-#define WATCH_DECISIONS    10
 
 static const char *const counter_fields[] = {
     "impressions",         "clicks",
@@ -60,11 +58,15 @@ static void usage(FILE *fp)
                 "20)\n"
                 "  breakers [--json]\n"
                 "      circuit breaker state per channel\n"
-                "  watch [--interval MS] [--once]\n"
-                "      live per-channel view over the last aggregate.window_s "
-                "of event time,\n"
-                "      and the decisions as they arrive (default every 1000 "
-                "ms)\n"
+                "  top [--interval MS] [--once] [--window S]   (alias: watch)\n"
+                "      live per-channel view: today's spend (UTC) vs budget, "
+                "CTR, CVR, CPA vs\n"
+                "      target, ROAS and IVT rate over the last S seconds of "
+                "event time (default\n"
+                "      aggregate.window_s), breaker state, the last 5 "
+                "decisions; redrawn every\n"
+                "      MS ms (default 1000); plain frames when stdout is not "
+                "a terminal\n"
                 "  config-reference\n"
                 "      print the configuration reference (docs/config.md)\n\n"
                 "Options:\n"
@@ -1039,18 +1041,49 @@ static int cmd_breakers(int argc, char **argv)
         return 0;
 }
 
-/* ----------------------------------------------------------------- watch */
+/* ------------------------------------------------------------------- top */
 
-typedef struct watch_row {
+/*
+ * The live view: per channel, today's spend (UTC day) against the daily
+ * budget and the rates over the last window of event time, then the last
+ * decisions. On a terminal it redraws in place, with colours; anywhere else
+ * (a pipe, a log, TERM=dumb) it writes plain frames, a blank line apart.
+ */
+
+#define TOP_DECISIONS 5
+#define DAY_MS        86400000LL
+
+typedef struct top_row {
         char channel[SG_NAME_LEN];
-        totals_t t;
-        int64_t newest; /* newest bucket start, INT64_MIN = no data */
-        char state[16];
-} watch_row_t;
+        totals_t day;    /* buckets of the current UTC day */
+        totals_t window; /* the last window of event time */
+        int64_t newest;  /* newest bucket start, INT64_MIN = no data */
+        char state[16];  /* OPEN, closed, HALF-OPEN, or as stored */
+} top_row_t;
 
-static void watch_add_channel(watch_row_t **rows, size_t *n, size_t *cap,
-                              const char *channel)
+typedef struct top_view {
+        int64_t window_ms;
+        int ansi;  /* cursor control and in-place redraw */
+        int color; /* SGR colours (ansi, and NO_COLOR unset) */
+} top_view_t;
+
+/* Whether the cursor is hidden, so that every way out shows it again. */
+static int cursor_hidden;
+
+static void top_show_cursor(void)
 {
+        if (cursor_hidden) {
+                cursor_hidden = 0;
+                fputs("\033[?25h", stdout);
+                fflush(stdout);
+        }
+}
+
+static void top_add_channel(top_row_t **rows, size_t *n, size_t *cap,
+                            const char *channel)
+{
+        top_row_t *r;
+
         for (size_t i = 0; i < *n; i++)
                 if (strcmp((*rows)[i].channel, channel) == 0)
                         return;
@@ -1058,12 +1091,13 @@ static void watch_add_channel(watch_row_t **rows, size_t *n, size_t *cap,
                 *cap = *cap ? *cap * 2 : 16;
                 *rows = xrealloc(*rows, *cap * sizeof(**rows));
         }
-        memset(&(*rows)[*n], 0, sizeof(**rows));
-        snprintf((*rows)[*n].channel, sizeof((*rows)[*n].channel), "%s",
-                 channel);
-        totals_init(&(*rows)[*n].t);
-        (*rows)[*n].newest = INT64_MIN;
-        (*n)++;
+        r = &(*rows)[(*n)++];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->channel, sizeof(r->channel), "%s", channel);
+        totals_init(&r->day);
+        totals_init(&r->window);
+        r->newest = INT64_MIN;
+        snprintf(r->state, sizeof(r->state), "closed");
 }
 
 /* The newest bucket start of a channel-level scope in one partition. */
@@ -1086,160 +1120,315 @@ static int64_t newest_bucket(const scope_ref_t *s)
         return v;
 }
 
-static void watch_frame(int tty, char **prev_top, int first)
+/* Which of two bucket ranges each HGETALL reply of top_sum_scope adds to. */
+typedef struct top_sum {
+        const int64_t *starts;
+        int64_t day_from, day_to; /* [from, to) */
+        int64_t win_from, win_to; /* [from, to] */
+        totals_t *day, *win;
+} top_sum_t;
+
+static void totals_note(totals_t *t, int64_t start)
+{
+        if (start < t->first)
+                t->first = start;
+        if (start > t->last)
+                t->last = start;
+        t->buckets++;
+}
+
+static void top_add_bucket(void *opaque, size_t i, redisReply *r)
+{
+        top_sum_t *s = opaque;
+        int64_t b = s->starts[i];
+
+        if (b >= s->day_from && b < s->day_to) {
+                add_bucket_hash(s->day, i, r);
+                totals_note(s->day, b);
+        }
+        if (b >= s->win_from && b <= s->win_to) {
+                add_bucket_hash(s->win, i, r);
+                totals_note(s->win, b);
+        }
+}
+
+/* Adds one scope's buckets to the day and window totals: one index read
+ * and one HGETALL per bucket, even where the two ranges overlap. */
+static void top_sum_scope(const scope_ref_t *sc, top_sum_t *s)
+{
+        int64_t from = s->day_from < s->win_from ? s->day_from : s->win_from;
+        char *bi, min[32];
+        const char *zargv[] = {"ZRANGEBYSCORE", NULL, min, "+inf"};
+        pipe_cmd_t *cmds;
+        char **keys;
+        int64_t *starts;
+        size_t n = 0;
+        redisReply *r;
+
+        if (asprintf(&bi, "%sbi:%s", sc->prefix, sc->scope) < 0)
+                die("out of memory");
+        snprintf(min, sizeof(min), "%" PRId64, from);
+        zargv[1] = bi;
+        r = cmd_argv(4, zargv, "ZRANGEBYSCORE");
+        free(bi);
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+                freeReplyObject(r);
+                return;
+        }
+        cmds = xmalloc(r->elements * sizeof(*cmds));
+        keys = xmalloc(r->elements * sizeof(*keys));
+        starts = xmalloc(r->elements * sizeof(*starts));
+        for (size_t i = 0; i < r->elements; i++) {
+                const char *b = r->element[i]->str;
+                int64_t start = strtoll(b, NULL, 10);
+
+                if (!(start >= s->day_from && start < s->day_to) &&
+                    !(start >= s->win_from && start <= s->win_to))
+                        continue;
+                if (asprintf(&keys[n], "%sb:%s:%s", sc->prefix, sc->scope, b) <
+                    0)
+                        die("out of memory");
+                starts[n] = start;
+                cmds[n].argc = 2;
+                cmds[n].argv = xmalloc(2 * sizeof(char *));
+                cmds[n].argv[0] = "HGETALL";
+                cmds[n].argv[1] = keys[n];
+                n++;
+        }
+        freeReplyObject(r);
+        s->starts = starts;
+        pipeline(cmds, n, top_add_bucket, s, "HGETALL");
+        for (size_t i = 0; i < n; i++) {
+                free((void *)cmds[i].argv);
+                free(keys[i]);
+        }
+        free(cmds);
+        free(keys);
+        free(starts);
+}
+
+/* The breaker column and its colour (SGR parameter, or NULL). */
+static const char *top_state(const char *stored, char *buf, size_t size,
+                             const char **sgr)
+{
+        *sgr = NULL;
+        if (!stored || !*stored || strcmp(stored, "closed") == 0) {
+                *sgr = "32";
+                snprintf(buf, size, "closed");
+        } else if (strcmp(stored, "open") == 0) {
+                *sgr = "31";
+                snprintf(buf, size, "OPEN");
+        } else if (strcmp(stored, "half_open") == 0 ||
+                   strcmp(stored, "half-open") == 0 ||
+                   strcmp(stored, "halfopen") == 0) {
+                *sgr = "33";
+                snprintf(buf, size, "HALF-OPEN");
+        } else {
+                snprintf(buf, size, "%s", stored);
+        }
+        return buf;
+}
+
+/* One cell, right- or left-aligned in width, coloured when sgr is set:
+ * the padding stays outside the escape codes, so columns line up. */
+static void top_cell(const top_view_t *v, const char *text, int width, int left,
+                     const char *sgr)
+{
+        int pad = width - (int)strlen(text);
+
+        fputs("  ", stdout);
+        if (!left)
+                printf("%*s", pad > 0 ? pad : 0, "");
+        if (v->color && sgr)
+                printf("\033[%sm%s\033[0m", sgr, text);
+        else
+                fputs(text, stdout);
+        if (left)
+                printf("%*s", pad > 0 ? pad : 0, "");
+}
+
+/* End of a line; in place, also erases what the last frame left there. */
+static void top_eol(const top_view_t *v)
+{
+        fputs(v->ansi ? "\033[K\n" : "\n", stdout);
+}
+
+static void top_frame(const top_view_t *v, int first)
 {
         int64_t bucket_ms = (int64_t)conf.aggregate.bucket_s * 1000;
-        int64_t window_ms = (int64_t)conf.aggregate.window_s * 1000;
+        int64_t now = sg_now_ms();
+        int64_t day_from = now - now % DAY_MS;
         scope_list_t scopes = {0};
-        watch_row_t *rows = NULL;
-        size_t n = 0, cap = 0, nb, nnew = 0;
+        top_row_t *rows = NULL;
+        size_t n = 0, cap = 0, nb;
+        int wch = 7;
         breaker_t *b;
         redisReply *d;
-        char now[40];
+        char when[40], day[40];
 
         for (int i = 0; i < conf.channel_cnt; i++)
-                watch_add_channel(&rows, &n, &cap, conf.channels[i].name);
+                top_add_channel(&rows, &n, &cap, conf.channels[i].name);
         load_scopes(NULL, "", &scopes);
         for (size_t i = 0; i < scopes.n; i++)
-                watch_add_channel(&rows, &n, &cap, scopes.v[i].channel);
+                top_add_channel(&rows, &n, &cap, scopes.v[i].channel);
         for (size_t k = 0; k < n; k++) {
-                watch_row_t *w = &rows[k];
-                char from[32], to[32];
+                top_row_t *r = &rows[k];
+                top_sum_t s;
 
                 for (size_t i = 0; i < scopes.n; i++) {
-                        int64_t v;
+                        int64_t t;
 
-                        if (strcmp(scopes.v[i].channel, w->channel))
+                        if (strcmp(scopes.v[i].channel, r->channel))
                                 continue;
-                        v = newest_bucket(&scopes.v[i]);
-                        if (v > w->newest)
-                                w->newest = v;
+                        t = newest_bucket(&scopes.v[i]);
+                        if (t > r->newest)
+                                r->newest = t;
                 }
-                if (w->newest == INT64_MIN)
+                if (r->newest == INT64_MIN)
                         continue;
-                snprintf(from, sizeof(from), "%" PRId64,
-                         w->newest + bucket_ms - window_ms);
-                snprintf(to, sizeof(to), "%" PRId64, w->newest);
+                /* The window ends with the channel's newest bucket, so an
+                 * idle or lagging channel still shows its last rates. */
+                s.day_from = day_from;
+                s.day_to = day_from + DAY_MS;
+                s.win_from = r->newest + bucket_ms - v->window_ms;
+                s.win_to = r->newest;
+                s.day = &r->day;
+                s.win = &r->window;
                 for (size_t i = 0; i < scopes.n; i++)
-                        if (!strcmp(scopes.v[i].channel, w->channel))
-                                sum_scope(&scopes.v[i], from, to, 0, &w->t);
+                        if (!strcmp(scopes.v[i].channel, r->channel))
+                                top_sum_scope(&scopes.v[i], &s);
         }
         b = load_breakers(&nb);
         for (size_t k = 0; k < n; k++) {
-                snprintf(rows[k].state, sizeof(rows[k].state), "closed");
                 for (size_t i = 0; i < nb; i++)
                         if (!strcmp(b[i].channel, rows[k].channel) &&
-                            b[i].state) {
-                                snprintf(
-                                    rows[k].state, sizeof(rows[k].state), "%s",
-                                    !strcmp(b[i].state, "open") ? "OPEN"
-                                                                : b[i].state);
-                        }
+                            b[i].state)
+                                snprintf(rows[k].state, sizeof(rows[k].state),
+                                         "%s", b[i].state);
+                if ((int)strlen(rows[k].channel) > wch)
+                        wch = (int)strlen(rows[k].channel);
         }
         breakers_free(b, nb);
-        d = lrange_decisions(DECISIONS_SEEN);
-        if (d->type == REDIS_REPLY_ARRAY) {
-                nnew = d->elements;
-                for (size_t i = 0; *prev_top && i < d->elements; i++)
-                        if (!strcmp(d->element[i]->str, *prev_top)) {
-                                nnew = i;
-                                break;
-                        }
-        }
+        d = lrange_decisions(TOP_DECISIONS);
 
-        if (tty)
-                fputs("\033[H\033[2J", stdout);
+        if (v->ansi)
+                fputs("\033[H", stdout);
         else if (!first)
                 fputc('\n', stdout);
-        printf("spendguard  %s  last %d s of event time per channel\n\n",
-               iso_time(sg_now_ms(), now, sizeof(now)),
-               conf.aggregate.window_s);
-        printf("%-12s  %12s  %7s  %8s  %10s  %10s  %6s  %7s  %-9s  %s\n",
-               "CHANNEL", "SPEND", "CLICKS", "CTR", "CPA", "TARGET", "CPA/T",
-               "IVT", "BREAKER", "NEWEST BUCKET");
-        for (size_t k = 0; k < n; k++) {
-                const watch_row_t *w = &rows[k];
-                const sg_channel_conf_t *cc =
-                    sg_conf_channel(&conf, w->channel);
-                char spend[32], ctr[32], cpa[32], target[32], ratio[32],
-                    ivt[32], newest[40];
-                double v;
+        iso_time(day_from, day, sizeof(day));
+        day[10] = '\0';
+        printf("spendguard top  %s  spend: UTC day %s vs daily budget; "
+               "rates: last %" PRId64 " s of event time",
+               iso_time(now, when, sizeof(when)), day, v->window_ms / 1000);
+        top_eol(v);
+        top_eol(v);
+        printf("%-*s", wch, "CHANNEL");
+        {
+                static const char *const head[] = {
+                    "SPEND", "BUDGET", "BUDGET%", "CTR",  "CVR",
+                    "CPA",   "TARGET", "CPA/T",   "ROAS", "IVT"};
+                static const int width[] = {12, 12, 7, 7, 7, 10, 10, 6, 6, 7};
 
-                if (w->newest == INT64_MIN) {
-                        printf("%-12s  %12s  %7s  %8s  %10s  %10s  %6s  %7s  "
-                               "%-9s  %s\n",
-                               w->channel, "-", "-", "-", "-",
-                               cc && cc->target_cpa_micros
-                                   ? fmt_money(cc->target_cpa_micros, target,
-                                               sizeof(target))
-                                   : "-",
-                               "-", "-", w->state, "no data");
-                        continue;
-                }
+                for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+                        top_cell(v, head[i], width[i], 0, NULL);
+                top_cell(v, "BREAKER", 0, 1, NULL);
+        }
+        top_eol(v);
+        for (size_t k = 0; k < n; k++) {
+                const top_row_t *r = &rows[k];
+                const sg_channel_conf_t *cc =
+                    sg_conf_channel(&conf, r->channel);
+                const sg_counters_t *c = &r->window.c;
+                char spend[32], budget[32], pct[32], ctr[32], cvr[32], cpa[32],
+                    target[32], ratio[32], roas[32], ivt[32], state[32];
+                const char *pct_sgr = NULL, *state_sgr;
+                double x;
+
+                snprintf(budget, sizeof(budget), "-");
+                snprintf(pct, sizeof(pct), "-");
                 snprintf(cpa, sizeof(cpa), "-");
-                snprintf(ratio, sizeof(ratio), "-");
                 snprintf(target, sizeof(target), "-");
-                if (sg_counters_cpa(&w->t.c, &v)) {
-                        fmt_money((int64_t)(v + 0.5), cpa, sizeof(cpa));
-                        if (cc && cc->target_cpa_micros)
-                                snprintf(ratio, sizeof(ratio), "%.2fx",
-                                         v / (double)cc->target_cpa_micros);
+                snprintf(ratio, sizeof(ratio), "-");
+                fmt_money(r->day.c.spend_micros, spend, sizeof(spend));
+                if (cc && cc->budget_micros > 0) {
+                        x = 100.0 * (double)r->day.c.spend_micros /
+                            (double)cc->budget_micros;
+                        fmt_money(cc->budget_micros, budget, sizeof(budget));
+                        snprintf(pct, sizeof(pct), "%.1f%%", x);
+                        /* The playbook: warn at 90% of a cap, pause at
+                         * 100%. */
+                        pct_sgr = x >= 100 ? "31" : x >= 90 ? "33" : NULL;
                 }
                 if (cc && cc->target_cpa_micros)
                         fmt_money(cc->target_cpa_micros, target,
                                   sizeof(target));
-                printf("%-12s  %12s  %7" PRId64 "  %8s  %10s  %10s  %6s  %7s  "
-                       "%-9s  %s\n",
-                       w->channel,
-                       fmt_money(w->t.c.spend_micros, spend, sizeof(spend)),
-                       w->t.c.clicks,
-                       fmt_ratio(sg_counters_ctr, &w->t.c, 100, "%", ctr,
-                                 sizeof(ctr)),
-                       cpa, target, ratio,
-                       fmt_ratio(sg_counters_ivt_rate, &w->t.c, 100, "%", ivt,
-                                 sizeof(ivt)),
-                       w->state, iso_time(w->newest, newest, sizeof(newest)));
-        }
-        if (d->type == REDIS_REPLY_ARRAY) {
-                /* A terminal redraws everything, so it keeps the last few
-                 * with the new ones marked; a log gets each one once. */
-                size_t shown =
-                    tty ? (d->elements < WATCH_DECISIONS ? d->elements
-                                                         : WATCH_DECISIONS)
-                        : (first && nnew > WATCH_DECISIONS ? WATCH_DECISIONS
-                                                           : nnew);
-
-                if (tty || shown)
-                        printf("\n%s\n",
-                               tty     ? "decisions (newest first, + = new)"
-                               : first ? "recent decisions (newest first)"
-                                       : "new decisions (newest first)");
-                for (size_t i = 0; i < shown; i++)
-                        print_decision(stdout,
-                                       tty ? (i < nnew && !first ? "+ " : "  ")
-                                           : "",
-                                       d->element[i]->str, d->element[i]->len);
-                if (d->elements) {
-                        free(*prev_top);
-                        *prev_top =
-                            xstrndup(d->element[0]->str, d->element[0]->len);
+                if (sg_counters_cpa(c, &x)) {
+                        fmt_money((int64_t)(x + 0.5), cpa, sizeof(cpa));
+                        if (cc && cc->target_cpa_micros)
+                                snprintf(ratio, sizeof(ratio), "%.2fx",
+                                         x / (double)cc->target_cpa_micros);
                 }
+                printf("%-*s", wch, r->channel);
+                top_cell(v, spend, 12, 0, NULL);
+                top_cell(v, budget, 12, 0, NULL);
+                top_cell(v, pct, 7, 0, pct_sgr);
+                top_cell(
+                    v,
+                    fmt_ratio(sg_counters_ctr, c, 100, "%", ctr, sizeof(ctr)),
+                    7, 0, NULL);
+                top_cell(
+                    v,
+                    fmt_ratio(sg_counters_cvr, c, 100, "%", cvr, sizeof(cvr)),
+                    7, 0, NULL);
+                top_cell(v, cpa, 10, 0, NULL);
+                top_cell(v, target, 10, 0, NULL);
+                top_cell(v, ratio, 6, 0, NULL);
+                top_cell(
+                    v,
+                    fmt_ratio(sg_counters_roas, c, 1, "", roas, sizeof(roas)),
+                    6, 0, NULL);
+                top_cell(v,
+                         fmt_ratio(sg_counters_ivt_rate, c, 100, "%", ivt,
+                                   sizeof(ivt)),
+                         7, 0, NULL);
+                top_state(r->state, state, sizeof(state), &state_sgr);
+                top_cell(v, state, 0, 1, state_sgr);
+                top_eol(v);
         }
-        fflush(stdout);
+        top_eol(v);
+        printf("last %d decisions (newest first)", TOP_DECISIONS);
+        top_eol(v);
+        if (d->type != REDIS_REPLY_ARRAY || d->elements == 0) {
+                fputs("(none)", stdout);
+                top_eol(v);
+        }
+        for (size_t i = 0; d->type == REDIS_REPLY_ARRAY && i < d->elements;
+             i++) {
+                /* print_decision ends the line itself: erase first. */
+                if (v->ansi)
+                        fputs("\033[K", stdout);
+                print_decision(stdout, "", d->element[i]->str,
+                               d->element[i]->len);
+        }
+        if (v->ansi)
+                fputs("\033[J", stdout); /* what a longer frame left below */
         freeReplyObject(d);
         free(rows);
         scope_list_free(&scopes);
 }
 
-static int cmd_watch(int argc, char **argv)
+/* `top`, and `watch`, its old name. */
+static int cmd_top(int argc, char **argv)
 {
         static const struct option opts[] = {
             {"interval", required_argument, NULL, 'i'},
             {"once", no_argument, NULL, '1'},
+            {"window", required_argument, NULL, 'w'},
             {"config", required_argument, NULL, 'c'},
             {NULL, 0, NULL, 0}};
-        int interval = 1000, once = 0, c, tty = isatty(STDOUT_FILENO);
-        char *prev_top = NULL;
+        const char *term = getenv("TERM"), *no_color = getenv("NO_COLOR");
+        int interval = 1000, once = 0, window_s = 0, c;
+        top_view_t v;
 
         while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
                 switch (c) {
@@ -1250,25 +1439,42 @@ static int cmd_watch(int argc, char **argv)
                 case '1':
                         once = 1;
                         break;
+                case 'w':
+                        window_s = (int)parse_int_arg("--window", optarg, 1,
+                                                      31 * 86400);
+                        break;
                 case 'c':
                         conf_path = optarg;
                         break;
                 default:
-                        bad_usage("watch: unknown option or missing argument "
-                                  "%s",
-                                  argv[optind - 1]);
+                        bad_usage("%s: unknown option or missing argument %s",
+                                  argv[0], argv[optind - 1]);
                 }
         }
         if (optind < argc)
-                bad_usage("watch: unexpected argument %s", argv[optind]);
+                bad_usage("%s: unexpected argument %s", argv[0], argv[optind]);
         connect_redis();
+        memset(&v, 0, sizeof(v));
+        v.window_ms =
+            (int64_t)(window_s ? window_s : conf.aggregate.window_s) * 1000;
+        /* Over SSH, in tmux or a console: anything that says it is a
+         * terminal and not a dumb one understands these few sequences. */
+        v.ansi =
+            isatty(STDOUT_FILENO) && term && *term && strcmp(term, "dumb") != 0;
+        v.color = v.ansi && !(no_color && *no_color);
+        if (v.ansi) {
+                cursor_hidden = 1;
+                atexit(top_show_cursor); /* die() exits too */
+                fputs("\033[?25l\033[H\033[2J", stdout);
+        }
         for (int first = 1; !sg_stop; first = 0) {
-                watch_frame(tty, &prev_top, first);
-                if (once)
+                top_frame(&v, first);
+                /* A reader that went away (`| head`) ends the view. */
+                if (fflush(stdout) == EOF || once)
                         break;
                 sg_sleep_ms(interval);
         }
-        free(prev_top);
+        top_show_cursor();
         return 0;
 }
 
@@ -1279,11 +1485,10 @@ typedef struct command {
         int (*fn)(int argc, char **argv);
 } command_t;
 
-static const command_t commands[] = {{"kpis", cmd_kpis},
-                                     {"decisions", cmd_decisions},
-                                     {"breakers", cmd_breakers},
-                                     {"watch", cmd_watch},
-                                     {NULL, NULL}};
+static const command_t commands[] = {
+    {"kpis", cmd_kpis},         {"decisions", cmd_decisions},
+    {"breakers", cmd_breakers}, {"top", cmd_top},
+    {"watch", cmd_top},         {NULL, NULL}};
 
 int main(int argc, char **argv)
 {
@@ -1321,7 +1526,7 @@ int main(int argc, char **argv)
         }
         if (optind >= argc)
                 bad_usage("a command is required: kpis, decisions, breakers, "
-                          "watch or config-reference");
+                          "top or config-reference");
         if (strcmp(argv[optind], "config-reference") == 0) {
                 if (optind + 1 < argc)
                         bad_usage("config-reference: unexpected argument %s",

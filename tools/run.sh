@@ -62,14 +62,15 @@ done
 start gen "$BIN/sg-gen" --realtime --duration "$DURATION" --seed 1
 gen_pid=${pids%% *}
 
-# The live view runs until the scenario ends (or Ctrl-C).
-"$BIN/sg-ctl" watch &
-watch_pid=$!
-pids="$watch_pid $pids"
+# The live view (sg-ctl top) runs until the scenario ends (or Ctrl-C); on
+# SIGTERM it shows the cursor again and exits 0.
+"$BIN/sg-ctl" top &
+top_pid=$!
+pids="$top_pid $pids"
 while kill -0 "$gen_pid" 2>/dev/null; do sleep 1; done
 sleep 3 # let the last events reach the view
-kill -TERM "$watch_pid" 2>/dev/null || true
-wait "$watch_pid" 2>/dev/null || true
+kill -TERM "$top_pid" 2>/dev/null || true
+wait "$top_pid" 2>/dev/null || true
 echo
 echo "run: scenario finished. Decisions:"
 "$BIN/sg-ctl" decisions --last 20 || true
