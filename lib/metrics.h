@@ -20,7 +20,7 @@
 #define SG_METRICS_PREFIX     "spendguard_"
 #define SG_METRICS_NAME_LEN   256
 #define SG_METRICS_MAX        256 /* counters */
-#define SG_METRICS_GAUGES_MAX 256
+#define SG_METRICS_GAUGES_MAX 1024
 #define SG_METRICS_HIST_MAX   16
 #define SG_METRICS_BUCKETS    16 /* bounds per histogram, +Inf aside */
 

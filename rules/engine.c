@@ -80,6 +80,40 @@ static void breaker_gauge(const char *channel, int state)
                 sg_gauge_set(sg_gauge(name), state);
 }
 
+/*
+ * channel_{spend_micros,cpa_micros,roas,ivt_rate}{channel}: the KPIs of the
+ * last complete rolling window rules judged, for dashboards. Configured
+ * channels only, so the series stay bounded; a ratio without a denominator
+ * is hidden rather than shown as 0.
+ */
+static void channel_gauges(const sg_snapshot_t *s)
+{
+        static const char *const fam[4] = {"channel_spend_micros",
+                                           "channel_cpa_micros", "channel_roas",
+                                           "channel_ivt_rate"};
+        double v[4];
+        int have[4];
+        char name[SG_METRICS_NAME_LEN];
+
+        v[0] = (double)s->c.spend_micros;
+        have[0] = 1;
+        have[1] = sg_counters_cpa(&s->c, &v[1]);
+        have[2] = sg_counters_roas(&s->c, &v[2]);
+        have[3] = sg_counters_ivt_rate(&s->c, &v[3]);
+        for (int i = 0; i < 4; i++) {
+                sg_gauge_t *g;
+
+                if (sg_metrics_name(name, sizeof(name), fam[i], "channel",
+                                    s->channel, NULL) == -1)
+                        continue;
+                g = sg_gauge(name);
+                if (have[i])
+                        sg_gauge_set(g, v[i]);
+                else
+                        sg_gauge_hide(g);
+        }
+}
+
 /* decisions_total{action,rule}, counted once the decision is committed. */
 static void decision_count(sg_action_t action, const char *rule)
 {
@@ -447,6 +481,8 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
                 return;
         }
         sg_counter_add(e->c_evaluated, 1);
+        if (s->campaign_id[0] == '\0' && sg_conf_channel(e->conf, s->channel))
+                channel_gauges(s);
         for (int i = 0; i < e->rules->cnt; i++) {
                 const sg_rule_t *r = &e->rules->rule[i];
                 sg_rule_eval_t ev;

@@ -352,6 +352,15 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
         metric_sum(text,
                    "spendguard_breaker_state{stage=\"rules\",channel=", &cnt);
         cr_assert_eq(cnt, 5, "breaker_state series: %d", cnt);
+        /* The last complete window of every configured channel, for the
+         * dashboards. */
+        metric_sum(
+            text,
+            "spendguard_channel_spend_micros{stage=\"rules\",channel=", &cnt);
+        cr_assert_eq(cnt, 5, "channel_spend_micros series: %d", cnt);
+        metric_sum(
+            text, "spendguard_channel_ivt_rate{stage=\"rules\",channel=", &cnt);
+        cr_assert_eq(cnt, 5, "channel_ivt_rate series: %d", cnt);
         {
                 int rcnt, scnt;
                 double rsum = metric_sum(
