@@ -34,6 +34,8 @@ until [ -s "$D/bootstrap" ] && redis-cli -s "$D/redis.sock" ping >/dev/null 2>&1
 done
 export SG_BROKERS="$(head -n 1 "$D/bootstrap")" SG_REDIS="unix://$D/redis.sock"
 export SG_GROUP_PREFIX=bench SG_CONFIG=config/spendguard.yaml
+# No metrics ports: a `make run` on the same machine may hold them.
+export SG_METRICS_LISTEN=off
 
 t0=$(now_ms)
 "$BIN/sg-gen" --seed 3 --duration "$DUR" --truth "$D/truth.jsonl" 2>>"$D/gen.log"
