@@ -41,6 +41,7 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
         in->vc.future_tolerance_ms =
             (int64_t)conf->ingest.future_tolerance_s * 1000;
         in->vc.max_money_micros = conf->ingest.max_money_micros;
+        in->vc.too_old_ms = (int64_t)conf->ingest.too_old_s * 1000;
         in->msgs = calloc(conf->ingest.batch_size, sizeof(*in->msgs));
         if (!in->msgs) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -144,11 +145,14 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         }
         /* A failed decode leaves ev zeroed: its type is SG_EV_NONE. */
         if (sg_codec_decode_input(in->codec, m->payload, m->len, topic_type, ev,
-                                  &reason, detail, sizeof(detail)) == -1 ||
-            sg_validate_event(ev, &in->vc, now, &reason, detail,
+                                  &reason, detail, sizeof(detail)) == -1)
+                return deadletter(in, m, topic_type, reason, detail);
+        /* Normalized first, so that a name of only white space is empty. */
+        if (in->conf.ingest.normalize_names)
+                sg_validate_normalize(ev);
+        if (sg_validate_event(ev, &in->vc, now, &reason, detail,
                               sizeof(detail)) == -1)
-                return deadletter(in, m, ev->type ? ev->type : topic_type,
-                                  reason, detail);
+                return deadletter(in, m, ev->type, reason, detail);
 
         ev->ivt_mask = 0;
         ev->ivt_reason[0] = '\0';

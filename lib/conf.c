@@ -61,6 +61,32 @@ const sg_conf_field_t sg_conf_fields[] = {
     INT64("ingest.max_money_micros", "1000000000000", 1, INT64_MAX,
           ingest.max_money_micros,
           "cost or revenue above this is an absurd amount (bad_value)"),
+    INT("ingest.too_old_s", "172800", 0, 31536000, ingest.too_old_s,
+        "event_time further behind the clock is rejected (too_old); 0 = "
+        "off. Default = aggregate.retention_s: older buckets have expired"),
+    INT("ingest.normalize_names", "1", 0, 1, ingest.normalize_names,
+        "1 = trim white space and lower-case channel and campaign_id"),
+    INT("ingest.dedupe_horizon_s", "900", 0, 86400, ingest.dedupe_horizon_s,
+        "an event_id seen again within this much event time is a duplicate; "
+        "0 = off"),
+    INT("ingest.dedupe_max_entries", "262144", 1024, 16777216,
+        ingest.dedupe_max_entries,
+        "event ids remembered per input partition (the memory bound: see "
+        "docs/givt.md)"),
+    INT("ingest.dup_click_s", "30", 0, 3600, ingest.dup_click_s,
+        "a click on the same device and ad within this interval is tagged "
+        "invalid (dup_click); 0 = off"),
+    INT("ingest.dup_click_max_entries", "262144", 1024, 16777216,
+        ingest.dup_click_max_entries,
+        "(device, ad) pairs remembered per input partition"),
+    PATHF("ingest.bot_ua_file", "", ingest.bot_ua_file,
+          "bot user-agent substrings, one per line; empty = the built-in "
+          "list (config/bot_ua.txt)"),
+    PATHF("ingest.dc_cidr_file", "", ingest.dc_cidr_file,
+          "data-center IP ranges (CIDR, IPv4 and IPv6), one per line; empty "
+          "= none"),
+    INT("ingest.tag_missing_ua", "1", 0, 1, ingest.tag_missing_ua,
+        "1 = an event without a user agent is invalid traffic (no_ua)"),
 
     INT("aggregate.batch_size", "5000", 1, 100000, aggregate.batch_size,
         "events per batch (one Redis script call per batch)"),
@@ -147,7 +173,7 @@ static int field_set(sg_conf_t *conf, const sg_conf_field_t *f,
         switch (f->type) {
         case SG_CONF_STR:
         case SG_CONF_PATH:
-                if (f->type == SG_CONF_PATH && from_file) {
+                if (f->type == SG_CONF_PATH && from_file && value[0]) {
                         char tmp[PATH_MAX];
                         sg_conf_path(conf, value, tmp, sizeof(tmp));
                         value = tmp;

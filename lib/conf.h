@@ -52,6 +52,15 @@ typedef struct sg_conf {
                 int future_tolerance_s;
                 int max_message_bytes;
                 int64_t max_money_micros;
+                int too_old_s;
+                int normalize_names;
+                int dedupe_horizon_s;
+                int dedupe_max_entries;
+                int dup_click_s;
+                int dup_click_max_entries;
+                char bot_ua_file[PATH_MAX];
+                char dc_cidr_file[PATH_MAX];
+                int tag_missing_ua;
         } ingest;
 
         struct {

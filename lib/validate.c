@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -86,6 +87,11 @@ int sg_validate_event(const sg_event_t *ev, const sg_validate_conf_t *vc,
                        " ms ahead of the clock (tolerance %" PRId64 " ms)",
                        ev->event_time, ev->event_time - now_ms,
                        vc->future_tolerance_ms);
+        if (vc->too_old_ms > 0 && ev->event_time < now_ms - vc->too_old_ms)
+                REJECT(SG_ERR_TOO_OLD,
+                       "field=event_time %" PRId64 " is %" PRId64
+                       " ms behind the clock (limit %" PRId64 " ms)",
+                       ev->event_time, now_ms - ev->event_time, vc->too_old_ms);
         if (ev->has_ip && ev->ip[0]) {
                 unsigned char addr[16];
 
@@ -97,6 +103,25 @@ int sg_validate_event(const sg_event_t *ev, const sg_validate_conf_t *vc,
                                ev->ip);
         }
         return 0;
+}
+
+static void normalize_name(char *s)
+{
+        size_t n = strlen(s), start = 0;
+
+        while (start < n && isspace((unsigned char)s[start]))
+                start++;
+        while (n > start && isspace((unsigned char)s[n - 1]))
+                n--;
+        for (size_t i = start; i < n; i++)
+                s[i - start] = (char)tolower((unsigned char)s[i]);
+        s[n - start] = '\0';
+}
+
+void sg_validate_normalize(sg_event_t *ev)
+{
+        normalize_name(ev->channel);
+        normalize_name(ev->campaign_id);
 }
 
 void sg_validate_tag_ivt(sg_event_t *ev)

@@ -7,7 +7,7 @@
 
 #define NOW 1700000000000LL
 
-static const sg_validate_conf_t vc = {300000, 1000000000000LL};
+static const sg_validate_conf_t vc = {300000, 1000000000000LL, 86400000};
 
 static sg_event_t click(void)
 {
@@ -170,4 +170,39 @@ Test(validate, leaves_browsers_valid)
         sg_validate_tag_ivt(&ev);
         cr_assert_eq(ev.ivt_mask, 0);
         cr_assert_str_eq(ev.ivt_reason, "");
+}
+
+Test(validate, rejects_event_time_older_than_the_limit_as_too_old)
+{
+        sg_event_t ev = click();
+
+        ev.event_time = NOW - 86400001;
+        expect_reject(&ev, SG_ERR_TOO_OLD, "behind the clock");
+}
+
+Test(validate, too_old_check_is_off_at_zero)
+{
+        sg_validate_conf_t off = vc;
+        sg_event_t ev = click();
+        const char *reason = NULL;
+        char d[256];
+
+        off.too_old_ms = 0;
+        ev.event_time = 1;
+        cr_assert_eq(sg_validate_event(&ev, &off, NOW, &reason, d, sizeof(d)),
+                     0);
+}
+
+Test(validate, normalize_trims_and_lower_cases_channel_and_campaign)
+{
+        sg_event_t ev = click();
+
+        strcpy(ev.channel, "  Social\t");
+        strcpy(ev.campaign_id, " Spring-SALE ");
+        sg_validate_normalize(&ev);
+        cr_assert_str_eq(ev.channel, "social");
+        cr_assert_str_eq(ev.campaign_id, "spring-sale");
+        strcpy(ev.channel, "   ");
+        sg_validate_normalize(&ev);
+        cr_assert_str_eq(ev.channel, "");
 }
