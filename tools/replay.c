@@ -35,6 +35,7 @@ typedef struct opts {
         int rebase;
         int realtime;
         long limit;
+        const char *user_agent; /* "" = none */
         sg_format_t fmt;
 } opts_t;
 
@@ -62,6 +63,12 @@ static void usage(FILE *fp)
                 "                           event when its (compressed) time "
                 "comes\n"
                 "  --limit N                only the first N rows\n"
+                "  --user-agent S           user agent of every event "
+                "(default\n"
+                "                           \"TalkingData-replay/1.0\": the "
+                "data has none;\n"
+                "                           \"\" sends none, which ingest "
+                "tags as no_ua)\n"
                 "  --json                   JSON instead of Avro\n"
                 "  -h, --help, -V, --version\n\n"
                 "Prints the totals sent on stdout. Exit 0 when every record "
@@ -78,7 +85,16 @@ static void die_usage(const char *what, const char *arg)
 
 static void parse_args(int argc, char **argv, opts_t *o)
 {
-        enum { O_CPC = 256, O_REV, O_SPEED, O_REBASE, O_RT, O_LIMIT, O_JSON };
+        enum {
+                O_CPC = 256,
+                O_REV,
+                O_SPEED,
+                O_REBASE,
+                O_RT,
+                O_LIMIT,
+                O_JSON,
+                O_UA
+        };
         static const struct option lopts[] = {
             {"config", required_argument, NULL, 'c'},
             {"cpc-micros", required_argument, NULL, O_CPC},
@@ -88,6 +104,7 @@ static void parse_args(int argc, char **argv, opts_t *o)
             {"realtime", no_argument, NULL, O_RT},
             {"limit", required_argument, NULL, O_LIMIT},
             {"json", no_argument, NULL, O_JSON},
+            {"user-agent", required_argument, NULL, O_UA},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
             {NULL, 0, NULL, 0}};
@@ -99,6 +116,7 @@ static void parse_args(int argc, char **argv, opts_t *o)
         o->revenue_micros = 2000000;
         o->speed = 1;
         o->fmt = SG_FMT_AVRO;
+        o->user_agent = "TalkingData-replay/1.0";
         opterr = 0;
         while ((c = getopt_long(argc, argv, "c:hV", lopts, NULL)) != -1) {
                 errno = 0;
@@ -134,6 +152,11 @@ static void parse_args(int argc, char **argv, opts_t *o)
                         break;
                 case O_JSON:
                         o->fmt = SG_FMT_JSON;
+                        break;
+                case O_UA:
+                        if (strlen(optarg) >= SG_UA_LEN)
+                                die_usage("--user-agent too long", NULL);
+                        o->user_agent = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -282,6 +305,11 @@ static void to_event(const opts_t *o, const rec_t *r, int64_t t, sg_event_t *ev)
         snprintf(ev->ip, sizeof(ev->ip), "10.%u.%u.%u", (r->ip >> 16) & 255,
                  (r->ip >> 8) & 255, r->ip & 255);
         ev->has_ip = 1;
+        if (o->user_agent[0]) {
+                snprintf(ev->user_agent, sizeof(ev->user_agent), "%s",
+                         o->user_agent);
+                ev->has_user_agent = 1;
+        }
         if (r->conversion) {
                 snprintf(ev->event_id, sizeof(ev->event_id),
                          "td-%" PRIu32 "-conv", r->row);
