@@ -7,10 +7,14 @@
  * and KPI rows go through avro-c generic values, after a schema-driven pass
  * that proves the bytes are well-formed. Both agree on the layout because
  * sg_codec_new() checks every loaded schema against the layout this file
- * expects.
+ * expects. Input events written with another writer schema (a registry id,
+ * <schema_dir>/registry/<id>.avsc) are read through a resolution plan built
+ * once per id: the same bounded reader, steered by the plan, still straight
+ * into sg_event_t.
  */
 #include <errno.h>
 #include <limits.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +31,21 @@
 #define MAX_DEPTH       16 /* nesting the validator follows; ours is 4 */
 #define MAX_SCHEMA_FILE (1 << 20)
 
+#define REG_MAX_IDS      256   /* writer ids cached per codec */
+#define REG_NEG_TTL_MS   30000 /* how long "no such id" is believed */
+#define REG_MAX_BRANCHES 16    /* of a writer union read into a field */
+#define REG_DETAIL_LEN   200
+
+struct rs_plan;
+
+/* One writer id seen: its plan, or why it cannot be read (negative). */
+struct reg_entry {
+        struct rs_plan *plan; /* NULL: negative, see detail */
+        int64_t expires_ms;   /* negative entries: when to look again */
+        uint64_t last_use;
+        char detail[REG_DETAIL_LEN];
+};
+
 struct sg_codec {
         struct {
                 avro_schema_t schema;
@@ -37,6 +56,12 @@ struct sg_codec {
         avro_reader_t reader;
         avro_writer_t writer;
         char err[256];
+        /* The writer-schema registry: ids in reg_ids[i] <-> reg[i]. */
+        char reg_dir[4096];
+        uint32_t reg_ids[REG_MAX_IDS];
+        struct reg_entry reg[REG_MAX_IDS];
+        int reg_cnt;
+        uint64_t reg_tick;
 };
 
 static const char *const schema_files[SG_SCHEMA_MAX + 1] = {
@@ -365,14 +390,45 @@ static int rd_end(struct sg_rd *rd)
         return 0;
 }
 
+/* A type whose every value encodes to zero bytes: null, fixed(0) and
+ * records of those. */
+static int zero_size(avro_schema_t s, int depth)
+{
+        size_t i, n;
+
+        if (depth > MAX_DEPTH)
+                return 0;
+        switch (avro_typeof(s)) {
+        case AVRO_NULL:
+                return 1;
+        case AVRO_FIXED:
+                return avro_schema_fixed_size(s) == 0;
+        case AVRO_RECORD:
+                n = avro_schema_record_size(s);
+                for (i = 0; i < n; i++)
+                        if (!zero_size(avro_schema_record_field_get_by_index(
+                                           s, (int)i),
+                                       depth + 1))
+                                return 0;
+                return 1;
+        case AVRO_LINK:
+                return zero_size(avro_schema_link_target(s), depth + 1);
+        default:
+                return 0;
+        }
+}
+
 /*
  * Walks one value of any schema without decoding it: the proof that
- * avro_value_read() will find every length, index and count in range.
- * Counts are bounded by the bytes left, which holds for every schema here
- * (no element encodes to zero bytes).
+ * avro_value_read() will find every length, index and count in range, and
+ * the skip over a writer field the reader does not have. A block count is
+ * bounded by the bytes left, since every item takes at least one byte,
+ * except the items of a zero-size type: those take none, so a block of them
+ * is passed over without a loop (skip only; the contract schemas have none,
+ * and avro-c would allocate the count).
  */
-static int rd_validate(struct sg_rd *rd, avro_schema_t s, const char *field,
-                       int depth)
+static int rd_walk(struct sg_rd *rd, avro_schema_t s, const char *field,
+                   int depth, int skip)
 {
         int64_t v, n, i;
         int32_t i32;
@@ -415,14 +471,15 @@ static int rd_validate(struct sg_rd *rd, avro_schema_t s, const char *field,
         case AVRO_UNION:
                 if (rd_index(rd, field, (int64_t)avro_schema_union_size(s), &v))
                         return -1;
-                return rd_validate(rd, avro_schema_union_branch(s, (int)v),
-                                   field, depth + 1);
+                return rd_walk(rd, avro_schema_union_branch(s, (int)v), field,
+                               depth + 1, skip);
         case AVRO_RECORD:
                 n = (int64_t)avro_schema_record_size(s);
                 for (i = 0; i < n; i++)
-                        if (rd_validate(
-                                rd, avro_schema_record_field_get_by_index(s, i),
-                                avro_schema_record_field_name(s, i), depth + 1))
+                        if (rd_walk(rd,
+                                    avro_schema_record_field_get_by_index(s, i),
+                                    avro_schema_record_field_name(s, i),
+                                    depth + 1, skip))
                                 return -1;
                 return 0;
         case AVRO_ARRAY:
@@ -441,6 +498,10 @@ static int rd_validate(struct sg_rd *rd, avro_schema_t s, const char *field,
                                             "field=%s bad block", field);
                                 n = -n;
                         }
+                        if (n > rd->end - rd->p && skip &&
+                            avro_typeof(s) == AVRO_ARRAY &&
+                            zero_size(avro_schema_array_items(s), depth + 1))
+                                continue;
                         if (n > rd->end - rd->p)
                                 return reject(rd->rej, SG_ERR_AVRO_DECODE,
                                               "field=%s block of %lld items "
@@ -451,21 +512,26 @@ static int rd_validate(struct sg_rd *rd, avro_schema_t s, const char *field,
                                 if (avro_typeof(s) == AVRO_MAP &&
                                     rd_check_str(rd, field))
                                         return -1;
-                                if (rd_validate(
-                                        rd,
-                                        avro_typeof(s) == AVRO_MAP
-                                            ? avro_schema_map_values(s)
-                                            : avro_schema_array_items(s),
-                                        field, depth + 1))
+                                if (rd_walk(rd,
+                                            avro_typeof(s) == AVRO_MAP
+                                                ? avro_schema_map_values(s)
+                                                : avro_schema_array_items(s),
+                                            field, depth + 1, skip))
                                         return -1;
                         }
                 }
         case AVRO_LINK:
-                return rd_validate(rd, avro_schema_link_target(s), field,
-                                   depth + 1);
+                return rd_walk(rd, avro_schema_link_target(s), field, depth + 1,
+                               skip);
         }
         return reject(rd->rej, SG_ERR_AVRO_DECODE,
                       "field=%s unsupported schema type", field);
+}
+
+static int rd_validate(struct sg_rd *rd, avro_schema_t s, const char *field,
+                       int depth)
+{
+        return rd_walk(rd, s, field, depth, 0);
 }
 
 /*
@@ -720,34 +786,38 @@ static int check_schemas(sg_codec_t *c, char *errstr, size_t errstr_size)
                             errstr_size);
 }
 
-static int load_schema(const char *dir, const char *file, avro_schema_t *out,
-                       char *errstr, size_t errstr_size)
+/*
+ * Parses the schema file at path; label names it in errstr. Returns 0, -1,
+ * or -2 when the file does not exist.
+ */
+static int load_schema_path(const char *path, const char *label,
+                            avro_schema_t *out, char *errstr,
+                            size_t errstr_size)
 {
-        char path[4096];
         FILE *fp;
         char *text = NULL;
         size_t n;
-        int rc = -1;
+        int rc = -1, e;
 
-        snprintf(path, sizeof(path), "%s/%s", dir, file);
         fp = fopen(path, "rb");
         if (!fp) {
-                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-                return -1;
+                e = errno;
+                snprintf(errstr, errstr_size, "%s: %s", label, strerror(e));
+                return e == ENOENT ? -2 : -1;
         }
         text = malloc(MAX_SCHEMA_FILE);
         if (!text) {
-                snprintf(errstr, errstr_size, "%s: out of memory", path);
+                snprintf(errstr, errstr_size, "%s: out of memory", label);
                 goto out;
         }
         n = fread(text, 1, MAX_SCHEMA_FILE, fp);
         if (ferror(fp) || n == MAX_SCHEMA_FILE) {
-                snprintf(errstr, errstr_size, "%s: %s", path,
+                snprintf(errstr, errstr_size, "%s: %s", label,
                          ferror(fp) ? "read error" : "too large");
                 goto out;
         }
         if (avro_schema_from_json_length(text, n, out)) {
-                snprintf(errstr, errstr_size, "%s: %s", path, avro_strerror());
+                snprintf(errstr, errstr_size, "%s: %s", label, avro_strerror());
                 goto out;
         }
         rc = 0;
@@ -755,6 +825,485 @@ out:
         free(text);
         fclose(fp);
         return rc;
+}
+
+static int load_schema(const char *dir, const char *file, avro_schema_t *out,
+                       char *errstr, size_t errstr_size)
+{
+        char path[4096];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, file);
+        return load_schema_path(path, path, out, errstr, errstr_size) ? -1 : 0;
+}
+
+/*
+ * Writer-schema registry and schema resolution (Avro specification,
+ * "Schema Resolution"), for input events. A writer id's plan says, for each
+ * writer field in wire order, what becomes of its bytes: copied into a
+ * reader field (int promoted to long, union branches resolved), or skipped.
+ * Reader fields the writer lacks keep their default: absent for the
+ * optional ones, while a required one (no default) makes the writer schema
+ * unreadable. The plan is built once per id, so reading through it
+ * allocates nothing.
+ */
+
+/* The reader fields of the input schemas: their index in the layouts. */
+enum {
+        D_EVENT_ID,
+        D_EVENT_TIME,
+        D_CHANNEL,
+        D_CAMPAIGN_ID,
+        D_AD_ID,
+        D_DEVICE_ID,
+        D_IP,
+        D_USER_AGENT,
+        D_COUNTRY,
+        D_MONEY, /* cost_micros, or revenue_micros of a conversion */
+        D_REF,   /* impression_id of a click, click_id of a conversion */
+        D__CNT
+};
+
+/* What a reader field is, from its layout signature. */
+enum { R_STR, R_OPT_STR, R_LONG };
+
+/* What one writer value becomes. */
+enum { A_SKIP, A_NULL, A_STR, A_INT, A_LONG, A_BAD };
+
+struct rs_step {
+        const char *name;     /* the writer's field name (in plan->writer) */
+        avro_schema_t schema; /* the writer's field type */
+        int dst;              /* D_*, or -1: skipped */
+        int rkind;            /* R_* of dst */
+        int nbranch;          /* > 0: the writer type is a union */
+        uint8_t act;          /* A_* of a non-union */
+        uint8_t branch[REG_MAX_BRANCHES]; /* A_* of each union branch */
+};
+
+struct rs_plan {
+        sg_event_type_t type;
+        avro_schema_t writer; /* a reference: step names point into it */
+        int nstep;
+        struct rs_step step[];
+};
+
+static const char *const rkind_names[] = {"string", "optional string", "long"};
+
+static avro_schema_t deref(avro_schema_t s)
+{
+        int depth = 0;
+
+        while (is_avro_link(s) && depth++ < MAX_DEPTH)
+                s = avro_schema_link_target(s);
+        return s;
+}
+
+static const char *type_name(avro_schema_t s)
+{
+        switch (avro_typeof(deref(s))) {
+        case AVRO_NULL:
+                return "null";
+        case AVRO_BOOLEAN:
+                return "boolean";
+        case AVRO_INT32:
+                return "int";
+        case AVRO_INT64:
+                return "long";
+        case AVRO_FLOAT:
+                return "float";
+        case AVRO_DOUBLE:
+                return "double";
+        case AVRO_BYTES:
+                return "bytes";
+        case AVRO_STRING:
+                return "string";
+        case AVRO_FIXED:
+                return "fixed";
+        case AVRO_ENUM:
+                return "enum";
+        case AVRO_ARRAY:
+                return "array";
+        case AVRO_MAP:
+                return "map";
+        case AVRO_UNION:
+                return "union";
+        case AVRO_RECORD:
+                return "record";
+        default:
+                return "unknown type";
+        }
+}
+
+/* The reader field of type called name (-1 if none), and its kind. */
+static int reader_field(sg_event_type_t type, const char *name, size_t nlen,
+                        int *kind)
+{
+        const char *const *f = layouts[type];
+        const char *colon;
+        int i;
+
+        for (i = 0; f[i]; i++) {
+                colon = strchr(f[i], ':');
+                if ((size_t)(colon - f[i]) != nlen || strncmp(f[i], name, nlen))
+                        continue;
+                *kind = !strcmp(colon + 1, "l")    ? R_LONG
+                        : !strcmp(colon + 1, "?s") ? R_OPT_STR
+                                                   : R_STR;
+                return i;
+        }
+        return -1;
+}
+
+/* Promotions the spec allows into our reader types: string <-> bytes,
+ * int -> long; null only where the reader's default is null. */
+static int resolve_one(avro_schema_t t, int rkind)
+{
+        switch (avro_typeof(deref(t))) {
+        case AVRO_NULL:
+                return A_NULL;
+        case AVRO_STRING:
+        case AVRO_BYTES:
+                return rkind != R_LONG ? A_STR : A_BAD;
+        case AVRO_INT32:
+                return rkind == R_LONG ? A_INT : A_BAD;
+        case AVRO_INT64:
+                return rkind == R_LONG ? A_LONG : A_BAD;
+        default:
+                return A_BAD;
+        }
+}
+
+static int readable(int act, int rkind)
+{
+        return act != A_BAD && (act != A_NULL || rkind == R_OPT_STR);
+}
+
+static int plan_field(struct rs_step *st, const char *label, char *err,
+                      size_t size)
+{
+        avro_schema_t t = deref(st->schema);
+        size_t n, b;
+        int ok = 0;
+
+        if (!is_avro_union(t)) {
+                st->act = (uint8_t)resolve_one(t, st->rkind);
+                if (readable(st->act, st->rkind))
+                        return 0;
+                snprintf(err, size, "%s field %s: %s cannot be read as %s",
+                         label, st->name, type_name(t), rkind_names[st->rkind]);
+                return -1;
+        }
+        n = avro_schema_union_size(t);
+        if (n > REG_MAX_BRANCHES) {
+                snprintf(err, size,
+                         "%s field %s: union of %zu branches, max %d", label,
+                         st->name, n, REG_MAX_BRANCHES);
+                return -1;
+        }
+        st->nbranch = (int)n;
+        for (b = 0; b < n; b++) {
+                st->branch[b] = (uint8_t)resolve_one(
+                    avro_schema_union_branch(t, (int)b), st->rkind);
+                ok |= readable(st->branch[b], st->rkind);
+        }
+        if (ok)
+                return 0;
+        snprintf(err, size,
+                 "%s field %s: no branch of the union can be read as %s", label,
+                 st->name, rkind_names[st->rkind]);
+        return -1;
+}
+
+static void plan_free(struct rs_plan *pl)
+{
+        if (!pl)
+                return;
+        avro_schema_decref(pl->writer);
+        free(pl);
+}
+
+/* The plan that reads writer w into the contract reader schema its record
+ * name picks, or NULL and why in err. */
+static struct rs_plan *plan_new(sg_codec_t *c, avro_schema_t w,
+                                const char *label, char *err, size_t size)
+{
+        sg_event_type_t type = SG_EV_NONE;
+        const char *name, *dot;
+        int mapped[D__CNT] = {0};
+        struct rs_plan *pl;
+        size_t n, i;
+        int t, kind;
+
+        w = deref(w);
+        if (!is_avro_record(w)) {
+                snprintf(err, size, "%s is a %s, not a record", label,
+                         type_name(w));
+                return NULL;
+        }
+        /* Records resolve by unqualified name: any namespace will do. */
+        name = avro_schema_name(w);
+        dot = strrchr(name, '.');
+        name = dot ? dot + 1 : name;
+        for (t = SG_EV_IMPRESSION; t <= SG_EV_CONVERSION; t++)
+                if (!strcmp(name, avro_schema_name(c->s[t].schema)))
+                        type = (sg_event_type_t)t;
+        if (type == SG_EV_NONE) {
+                snprintf(err, size,
+                         "%s holds record \"%.64s\", not Impression, Click or "
+                         "Conversion",
+                         label, name);
+                return NULL;
+        }
+        n = avro_schema_record_size(w);
+        pl = calloc(1, sizeof(*pl) + n * sizeof(pl->step[0]));
+        if (!pl) {
+                snprintf(err, size, "%s: out of memory", label);
+                return NULL;
+        }
+        pl->type = type;
+        pl->writer = avro_schema_incref(w);
+        pl->nstep = (int)n;
+        for (i = 0; i < n; i++) {
+                struct rs_step *st = &pl->step[i];
+
+                st->name = avro_schema_record_field_name(w, (int)i);
+                st->schema = avro_schema_record_field_get_by_index(w, (int)i);
+                st->dst = reader_field(type, st->name, strlen(st->name), &kind);
+                if (st->dst < 0) {
+                        st->act = A_SKIP;
+                        continue;
+                }
+                st->rkind = kind;
+                mapped[st->dst] = 1;
+                if (plan_field(st, label, err, size))
+                        goto err;
+        }
+        for (i = 0; layouts[type][i]; i++) {
+                const char *f = layouts[type][i];
+                const char *colon = strchr(f, ':');
+
+                if (mapped[i] ||
+                    reader_field(type, f, (size_t)(colon - f), &kind) < 0 ||
+                    kind == R_OPT_STR)
+                        continue;
+                snprintf(err, size,
+                         "%s lacks field %.*s, which %s requires (no default)",
+                         label, (int)(colon - f), f,
+                         avro_schema_name(c->s[type].schema));
+                goto err;
+        }
+        return pl;
+err:
+        plan_free(pl);
+        return NULL;
+}
+
+static char *dst_str(sg_event_t *ev, int dst, size_t *size)
+{
+#define DST(x)                                                                 \
+        *size = sizeof(ev->x);                                                 \
+        return ev->x
+        switch (dst) {
+        case D_EVENT_ID:
+                DST(event_id);
+        case D_CHANNEL:
+                DST(channel);
+        case D_CAMPAIGN_ID:
+                DST(campaign_id);
+        case D_AD_ID:
+                DST(ad_id);
+        case D_DEVICE_ID:
+                DST(device_id);
+        case D_IP:
+                DST(ip);
+        case D_USER_AGENT:
+                DST(user_agent);
+        case D_COUNTRY:
+                DST(country);
+        default:
+                DST(ref_id);
+        }
+#undef DST
+}
+
+static void set_has(sg_event_t *ev, int dst)
+{
+        switch (dst) {
+        case D_AD_ID:
+                ev->has_ad_id = 1;
+                break;
+        case D_DEVICE_ID:
+                ev->has_device_id = 1;
+                break;
+        case D_IP:
+                ev->has_ip = 1;
+                break;
+        case D_USER_AGENT:
+                ev->has_user_agent = 1;
+                break;
+        case D_COUNTRY:
+                ev->has_country = 1;
+                break;
+        case D_REF:
+                ev->has_ref_id = 1;
+                break;
+        default:
+                break;
+        }
+}
+
+static int64_t *dst_long(sg_event_t *ev, int dst)
+{
+        if (dst == D_EVENT_TIME)
+                return &ev->event_time;
+        return ev->type == SG_EV_CONVERSION ? &ev->revenue_micros
+                                            : &ev->cost_micros;
+}
+
+/* Reads one record of the plan's writer schema into ev, resolved. */
+static int rd_resolved(struct sg_rd *rd, const struct rs_plan *pl,
+                       sg_event_t *ev)
+{
+        const struct rs_step *st;
+        int64_t b;
+        int32_t i32;
+        size_t size;
+        char *s;
+        int i, act;
+
+        ev->type = pl->type;
+        for (i = 0; i < pl->nstep; i++) {
+                st = &pl->step[i];
+                if (st->dst < 0) {
+                        if (rd_walk(rd, st->schema, st->name, 1, 1))
+                                return -1;
+                        continue;
+                }
+                act = st->act;
+                if (st->nbranch) {
+                        if (rd_index(rd, st->name, st->nbranch, &b))
+                                return -1;
+                        act = st->branch[b];
+                        if (act == A_BAD)
+                                return reject(
+                                    rd->rej, SG_ERR_AVRO_DECODE,
+                                    "field=%s union branch %lld (%s) cannot "
+                                    "be read as %s",
+                                    st->name, (long long)b,
+                                    type_name(avro_schema_union_branch(
+                                        deref(st->schema), (int)b)),
+                                    rkind_names[st->rkind]);
+                }
+                switch (act) {
+                case A_NULL:
+                        if (st->rkind != R_OPT_STR)
+                                return reject(rd->rej, SG_ERR_AVRO_DECODE,
+                                              "field=%s is null, the reader "
+                                              "requires a %s",
+                                              st->name, rkind_names[st->rkind]);
+                        break;
+                case A_STR:
+                        s = dst_str(ev, st->dst, &size);
+                        if (rd_str(rd, st->name, s, size))
+                                return -1;
+                        set_has(ev, st->dst);
+                        break;
+                case A_INT:
+                        if (rd_int(rd, st->name, &i32))
+                                return -1;
+                        *dst_long(ev, st->dst) = i32;
+                        break;
+                default:
+                        if (rd_long(rd, st->name, dst_long(ev, st->dst)))
+                                return -1;
+                        break;
+                }
+        }
+        return rd_end(rd);
+}
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void reg_clear(struct reg_entry *e)
+{
+        plan_free(e->plan);
+        memset(e, 0, sizeof(*e));
+}
+
+/* Reads <reg_dir>/<id>.avsc into e: a plan, or a negative entry that
+ * says why and is believed for REG_NEG_TTL_MS. */
+static void reg_load(sg_codec_t *c, uint32_t id, struct reg_entry *e)
+{
+        char path[sizeof(c->reg_dir) + 32], label[32], err[160], q[200];
+        avro_schema_t w = NULL;
+        int rc;
+
+        snprintf(label, sizeof(label), "registry/%u.avsc", id);
+        snprintf(path, sizeof(path), "%s/%u.avsc", c->reg_dir, id);
+        rc = load_schema_path(path, label, &w, err, sizeof(err));
+        if (rc == -2) {
+                snprintf(e->detail, sizeof(e->detail),
+                         "schema id %u is not an input event and has no %s", id,
+                         label);
+                sg_debug("event=schema_unknown id=%u path=%s", id,
+                         sg_log_quote(q, sizeof(q), path));
+        } else if (rc == 0 &&
+                   (e->plan = plan_new(c, w, label, err, sizeof(err)))) {
+                sg_info("event=schema_loaded id=%u path=%s type=%s "
+                        "writer_fields=%d",
+                        id, sg_log_quote(q, sizeof(q), path),
+                        sg_event_type_name(e->plan->type), e->plan->nstep);
+        } else {
+                snprintf(e->detail, sizeof(e->detail), "schema id %u: %s", id,
+                         err);
+                sg_warn("event=schema_rejected id=%u detail=%s", id,
+                        sg_log_quote(q, sizeof(q), err));
+        }
+        if (w)
+                avro_schema_decref(w);
+        if (!e->plan)
+                e->expires_ms = mono_ms() + REG_NEG_TTL_MS;
+}
+
+/*
+ * The cache entry of writer id, loaded at first sight. A full cache evicts
+ * its least recently used id. Positive entries never expire: a Confluent
+ * id never changes its schema.
+ */
+static struct reg_entry *reg_get(sg_codec_t *c, uint32_t id)
+{
+        struct reg_entry *e;
+        int i, victim = 0;
+
+        for (i = 0; i < c->reg_cnt; i++)
+                if (c->reg_ids[i] == id)
+                        break;
+        if (i < c->reg_cnt) {
+                e = &c->reg[i];
+                if (e->plan || mono_ms() < e->expires_ms) {
+                        e->last_use = ++c->reg_tick;
+                        return e;
+                }
+                reg_clear(e);
+        } else if (c->reg_cnt < REG_MAX_IDS) {
+                i = c->reg_cnt++;
+        } else {
+                for (i = 1; i < REG_MAX_IDS; i++)
+                        if (c->reg[i].last_use < c->reg[victim].last_use)
+                                victim = i;
+                i = victim;
+                reg_clear(&c->reg[i]);
+        }
+        c->reg_ids[i] = id;
+        e = &c->reg[i];
+        reg_load(c, id, e);
+        e->last_use = ++c->reg_tick;
+        return e;
 }
 
 sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
@@ -767,6 +1316,11 @@ sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
         if (!c) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
+        }
+        if ((size_t)snprintf(c->reg_dir, sizeof(c->reg_dir), "%s/registry",
+                             schema_dir) >= sizeof(c->reg_dir)) {
+                snprintf(errstr, errstr_size, "%s: path too long", schema_dir);
+                goto err;
         }
         for (id = 1; id <= SG_SCHEMA_MAX; id++) {
                 if (load_schema(schema_dir, schema_files[id], &c->s[id].schema,
@@ -812,6 +1366,8 @@ void sg_codec_destroy(sg_codec_t *c)
                 if (c->s[id].schema)
                         avro_schema_decref(c->s[id].schema);
         }
+        for (id = 0; id < c->reg_cnt; id++)
+                reg_clear(&c->reg[id]);
         if (c->reader)
                 avro_reader_free(c->reader);
         if (c->writer)
@@ -1227,11 +1783,11 @@ int sg_codec_decode_input(sg_codec_t *c, const void *buf, size_t len,
 {
         struct sg_rej r = {NULL, detail, detail_size};
         const uint8_t *b = buf;
+        struct reg_entry *e;
         struct sg_rd rd;
         uint32_t id;
         int rc;
 
-        (void)c;
         memset(ev, 0, sizeof(*ev));
         if (detail && detail_size)
                 detail[0] = '\0';
@@ -1241,15 +1797,25 @@ int sg_codec_decode_input(sg_codec_t *c, const void *buf, size_t len,
                 if (len < FRAME_LEN) {
                         rc = reject(&r, SG_ERR_BAD_FRAMING,
                                     "%zu bytes, Avro framing needs 5", len);
-                } else if ((id = get_frame_id(b)) < SG_SCHEMA_IMPRESSION ||
-                           id > SG_SCHEMA_CONVERSION) {
-                        rc = reject(&r, SG_ERR_UNKNOWN_SCHEMA,
-                                    "schema id %u is not an input event", id);
                 } else {
+                        id = get_frame_id(b);
                         rd.p = b + FRAME_LEN;
                         rd.end = b + len;
                         rd.rej = &r;
-                        rc = avro_decode_input(&rd, (sg_event_type_t)id, ev);
+                        if (id >= SG_SCHEMA_IMPRESSION &&
+                            id <= SG_SCHEMA_CONVERSION)
+                                rc = avro_decode_input(&rd, (sg_event_type_t)id,
+                                                       ev);
+                        else if (id <= SG_SCHEMA_MAX)
+                                rc = reject(&r, SG_ERR_UNKNOWN_SCHEMA,
+                                            "schema id %u is not an input "
+                                            "event",
+                                            id);
+                        else if (!(e = reg_get(c, id))->plan)
+                                rc = reject(&r, SG_ERR_UNKNOWN_SCHEMA, "%s",
+                                            e->detail);
+                        else
+                                rc = rd_resolved(&rd, e->plan, ev);
                 }
         } else if (looks_like_json(b, len)) {
                 rc = json_decode_input(&r, buf, len, default_type, ev);

@@ -1,8 +1,8 @@
 /*
  * The wire codec: Avro in Confluent framing (byte 0 = 0, 4-byte big-endian
- * schema id, Avro binary) with the contract schema ids, and JSON objects with
- * the same field names. One codec per thread: it reuses its Avro values and
- * buffers between calls.
+ * schema id, Avro binary) with the contract schema ids or evolved writer
+ * schemas from a local registry, and JSON objects with the same field names.
+ * One codec per thread: it reuses its Avro values and buffers between calls.
  */
 #ifndef SG_CODEC_H
 #define SG_CODEC_H
@@ -23,7 +23,10 @@ int sg_format_parse(const char *s, sg_format_t *out);
  * Loads the seven contract schemas from schema_dir (impression.avsc,
  * click.avsc, conversion.avsc, normalized_event.avsc,
  * aggregate_snapshot.avsc, decision.avsc, channel_kpi.avsc).
- * Returns NULL and fills errstr on failure. Free with sg_codec_destroy().
+ * Writer schemas of other ids are read later, at first sight, from
+ * <schema_dir>/registry/<id>.avsc (docs/schemas.md); the folder may be
+ * missing. Returns NULL and fills errstr on failure. Free with
+ * sg_codec_destroy().
  */
 sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
                          size_t errstr_size);
@@ -44,8 +47,13 @@ void sg_codec_destroy(sg_codec_t *codec);
 /*
  * Decodes one input event (Impression, Click or Conversion). A payload whose
  * first byte is 0 is Confluent-framed Avro and the schema id gives the type
- * (ids 1-3); a payload starting with '{' (after white space) is JSON and the
- * type comes from its "type" field, else from default_type.
+ * (ids 1-3, or an id above 7 whose writer schema is in the registry: its
+ * record name gives the type and the record is resolved into the contract
+ * schema; an id with no readable writer schema is unknown_schema); a payload
+ * starting with '{' (after white space) is JSON and the type comes from its
+ * "type" field, else from default_type. Allocates only when it meets a
+ * registry id for the first time (or again after a negative answer
+ * expired).
  * Fills *ev (src_* and ivt_* are left zero). On rejection returns -1, points
  * *reason at one of the SG_ERR_* codes and writes a human-readable detail
  * (naming the field) into detail.
