@@ -2,6 +2,8 @@
 #include <string.h>
 
 #include "codec.h"
+#include "dedupe.h"
+#include "givt.h"
 #include "ingest.h"
 #include "kafka.h"
 #include "log.h"
@@ -10,6 +12,19 @@
 #include "validate.h"
 
 #define NORMALIZED_MAX 4096 /* an encoded NormalizedEvent is well below */
+#define MAX_INPUTS     1024 /* input (topic, partition) pairs tracked */
+
+/*
+ * Per input partition: the event ids and (device, ad) clicks seen, in
+ * bounded memory (docs/givt.md). Created at the partition's first record,
+ * dropped when it is revoked: another instance owns it then.
+ */
+typedef struct input {
+        char topic[SG_TOPIC_LEN];
+        int32_t partition;
+        sg_dedupe_t *ids;
+        sg_dupclick_t *clicks;
+} input_t;
 
 struct sg_ingest {
         sg_conf_t conf;
@@ -24,7 +39,91 @@ struct sg_ingest {
         sg_counter_t *accepted[4], *rejected[4];
         sg_counter_t *invalid[4]; /* events_invalid_total */
         sg_histogram_t *batch_seconds;
+        sg_givt_t *givt;
+        input_t *inputs[MAX_INPUTS];
+        int input_cnt;
 };
+
+static void input_destroy(input_t *ip)
+{
+        if (!ip)
+                return;
+        sg_dedupe_destroy(ip->ids);
+        sg_dupclick_destroy(ip->clicks);
+        free(ip);
+}
+
+/* The state of an input partition, created on first use; NULL if out of
+ * memory or slots (then no dedupe for it: logged once). */
+static input_t *input_get(sg_ingest_t *in, const char *topic, int32_t part)
+{
+        char errstr[256];
+        input_t *ip;
+
+        for (int i = 0; i < in->input_cnt; i++)
+                if (in->inputs[i]->partition == part &&
+                    strcmp(in->inputs[i]->topic, topic) == 0)
+                        return in->inputs[i];
+        if (in->input_cnt == MAX_INPUTS || !(ip = calloc(1, sizeof(*ip))))
+                goto fail;
+        snprintf(ip->topic, sizeof(ip->topic), "%s", topic);
+        ip->partition = part;
+        if (in->conf.ingest.dedupe_horizon_s > 0 &&
+            !(ip->ids = sg_dedupe_new(
+                  (size_t)in->conf.ingest.dedupe_max_entries,
+                  (int64_t)in->conf.ingest.dedupe_horizon_s * 1000, errstr,
+                  sizeof(errstr))))
+                goto fail_ip;
+        if (in->conf.ingest.dup_click_s > 0 &&
+            !(ip->clicks =
+                  sg_dupclick_new((size_t)in->conf.ingest.dup_click_max_entries,
+                                  (int64_t)in->conf.ingest.dup_click_s * 1000,
+                                  errstr, sizeof(errstr))))
+                goto fail_ip;
+        in->inputs[in->input_cnt++] = ip;
+        return ip;
+fail_ip:
+        input_destroy(ip);
+fail:
+        sg_error("event=dedupe_unavailable topic=%s partition=%d "
+                 "msg=\"out of memory or input slots: no dedupe for this "
+                 "partition\"",
+                 topic, (int)part);
+        return NULL;
+}
+
+/*
+ * Forgets what was seen on these partitions. On revocation another
+ * instance takes them over; on a rewind the batch is read again and must not
+ * meet itself as a duplicate (a duplicate of an event before the batch goes
+ * undetected then: the price of a broker failure, see docs/givt.md).
+ */
+static void inputs_forget(sg_ingest_t *in,
+                          const rd_kafka_topic_partition_list_t *parts)
+{
+        for (int i = 0; i < in->input_cnt;) {
+                int hit = !parts;
+
+                for (int k = 0; parts && k < parts->cnt && !hit; k++)
+                        hit = parts->elems[k].partition ==
+                                  in->inputs[i]->partition &&
+                              strcmp(parts->elems[k].topic,
+                                     in->inputs[i]->topic) == 0;
+                if (!hit) {
+                        i++;
+                        continue;
+                }
+                input_destroy(in->inputs[i]);
+                in->inputs[i] = in->inputs[--in->input_cnt];
+        }
+}
+
+static void on_rebalance(void *opaque, int assign,
+                         rd_kafka_topic_partition_list_t *parts)
+{
+        if (!assign)
+                inputs_forget(opaque, parts);
+}
 
 sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
                            size_t errstr_size)
@@ -56,8 +155,14 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
         topics[0] = conf->topics.impressions;
         topics[1] = conf->topics.clicks;
         topics[2] = conf->topics.conversions;
-        in->consumer = sg_consumer_new(conf, "ingest", topics, 3, NULL, NULL,
-                                       errstr, errstr_size);
+        in->givt = sg_givt_new(
+            conf->ingest.bot_ua_file[0] ? conf->ingest.bot_ua_file : NULL,
+            conf->ingest.dc_cidr_file[0] ? conf->ingest.dc_cidr_file : NULL,
+            conf->ingest.tag_missing_ua, errstr, errstr_size);
+        if (!in->givt)
+                goto err;
+        in->consumer = sg_consumer_new(conf, "ingest", topics, 3, on_rebalance,
+                                       in, errstr, errstr_size);
         if (!in->consumer)
                 goto err;
         /* [SG_EV_NONE]: a rejected record whose type is unknown. */
@@ -99,6 +204,8 @@ void sg_ingest_destroy(sg_ingest_t *in)
         sg_consumer_destroy(in->consumer);
         sg_producer_destroy(in->producer);
         sg_codec_destroy(in->codec);
+        sg_givt_destroy(in->givt);
+        inputs_forget(in, NULL);
         free(in->msgs);
         free(in);
 }
@@ -134,6 +241,7 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         sg_event_t *ev = &in->ev;
         const char *reason = NULL;
         char detail[256];
+        input_t *ip;
         int n;
 
         if (m->len > (size_t)in->conf.ingest.max_message_bytes) {
@@ -154,9 +262,23 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
                               sizeof(detail)) == -1)
                 return deadletter(in, m, ev->type, reason, detail);
 
+        ip = input_get(in, topic, m->partition);
+        if (ip && ip->ids &&
+            sg_dedupe_check(ip->ids, ev->event_id, ev->event_time) == 1) {
+                snprintf(detail, sizeof(detail),
+                         "event_id %.128s seen before on this partition "
+                         "within %d s",
+                         ev->event_id, in->conf.ingest.dedupe_horizon_s);
+                return deadletter(in, m, ev->type, SG_ERR_DUPLICATE, detail);
+        }
         ev->ivt_mask = 0;
         ev->ivt_reason[0] = '\0';
-        sg_validate_tag_ivt(ev);
+        sg_givt_tag(in->givt, ev);
+        if (ev->type == SG_EV_CLICK && ip && ip->clicks && ev->has_device_id &&
+            ev->has_ad_id &&
+            sg_dupclick_check(ip->clicks, ev->device_id, ev->ad_id,
+                              ev->event_time) == 1)
+                sg_givt_mark(ev, SG_IVT_DUP_CLICK, SG_IVT_REASON_DUP_CLICK);
         snprintf(ev->src_topic, sizeof(ev->src_topic), "%s", topic);
         ev->src_partition = m->partition;
         ev->src_offset = m->offset;
@@ -203,6 +325,7 @@ int sg_ingest_run(sg_ingest_t *in)
                                         "produce_failed=%d delivery_failed=%d",
                                         cnt, failed, lost);
                                 sg_consumer_rewind(in->consumer, in->msgs, cnt);
+                                inputs_forget(in, NULL);
                                 sg_sleep_ms(500);
                         } else {
                                 while (sg_consumer_commit(

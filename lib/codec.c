@@ -431,7 +431,7 @@ static int rd_walk(struct sg_rd *rd, avro_schema_t s, const char *field,
                    int depth, int skip)
 {
         int64_t v, n, i;
-        int32_t i32;
+        int32_t i32 = 0;
         const uint8_t *str;
         size_t len;
 
@@ -1165,7 +1165,7 @@ static int rd_resolved(struct sg_rd *rd, const struct rs_plan *pl,
 {
         const struct rs_step *st;
         int64_t b;
-        int32_t i32;
+        int32_t i32 = 0;
         size_t size;
         char *s;
         int i, act;

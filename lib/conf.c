@@ -76,7 +76,7 @@ const sg_conf_field_t sg_conf_fields[] = {
     INT("ingest.dup_click_s", "30", 0, 3600, ingest.dup_click_s,
         "a click on the same device and ad within this interval is tagged "
         "invalid (dup_click); 0 = off"),
-    INT("ingest.dup_click_max_entries", "262144", 1024, 16777216,
+    INT("ingest.dup_click_max_entries", "65536", 1024, 16777216,
         ingest.dup_click_max_entries,
         "(device, ad) pairs remembered per input partition"),
     PATHF("ingest.bot_ua_file", "", ingest.bot_ua_file,

@@ -8,31 +8,6 @@
 #include "codec.h"
 #include "validate.h"
 
-/* Declared bots and crawlers, HTTP libraries and headless browsers, as the
- * industry lists match them: case-insensitive substrings. */
-const char *const sg_bot_ua_patterns[] = {"googlebot",
-                                          "bingbot",
-                                          "slurp",
-                                          "duckduckbot",
-                                          "baiduspider",
-                                          "yandexbot",
-                                          "facebookexternalhit",
-                                          "crawler",
-                                          "spider",
-                                          "curl/",
-                                          "wget/",
-                                          "python-requests",
-                                          "python-urllib",
-                                          "go-http-client",
-                                          "java/",
-                                          "okhttp",
-                                          "libwww-perl",
-                                          "scrapy",
-                                          "headlesschrome",
-                                          "phantomjs",
-                                          "apache-httpclient",
-                                          NULL};
-
 static int bad_name(const char *s)
 {
         for (; *s; s++)
@@ -122,19 +97,4 @@ void sg_validate_normalize(sg_event_t *ev)
 {
         normalize_name(ev->channel);
         normalize_name(ev->campaign_id);
-}
-
-void sg_validate_tag_ivt(sg_event_t *ev)
-{
-        if (!ev->has_user_agent || ev->user_agent[0] == '\0')
-                return;
-        for (const char *const *p = sg_bot_ua_patterns; *p; p++) {
-                if (strcasestr(ev->user_agent, *p)) {
-                        if (ev->ivt_mask == 0)
-                                snprintf(ev->ivt_reason, sizeof(ev->ivt_reason),
-                                         "bot_ua");
-                        ev->ivt_mask |= SG_IVT_BOT_UA;
-                        return;
-                }
-        }
 }

@@ -41,14 +41,4 @@ int sg_validate_event(const sg_event_t *ev, const sg_validate_conf_t *vc,
  */
 void sg_validate_normalize(sg_event_t *ev);
 
-/*
- * Tags list-based invalid traffic (GIVT): a user agent containing a declared
- * bot, crawler, HTTP library or headless browser (case-insensitive
- * substring). Sets ev->ivt_mask bits and ev->ivt_reason (the first reason).
- */
-void sg_validate_tag_ivt(sg_event_t *ev);
-
-/* The built-in bot user-agent substrings, NULL-terminated (lower case). */
-extern const char *const sg_bot_ua_patterns[];
-
 #endif

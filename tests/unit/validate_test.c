@@ -138,40 +138,6 @@ Test(validate, rejects_unparsable_ip_and_accepts_v4_and_v6)
                      0);
 }
 
-Test(validate, tags_declared_bots_case_insensitively)
-{
-        static const char *const bots[] = {
-            "Mozilla/5.0 (compatible; Googlebot/2.1; "
-            "+http://www.google.com/bot.html)",
-            "Mozilla/5.0 (compatible; bingbot/2.0)",
-            "curl/8.4.0",
-            "python-requests/2.31.0",
-            "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0",
-            NULL};
-
-        for (const char *const *b = bots; *b; b++) {
-                sg_event_t ev = click();
-                ev.has_user_agent = 1;
-                strcpy(ev.user_agent, *b);
-                sg_validate_tag_ivt(&ev);
-                cr_assert_eq(ev.ivt_mask, SG_IVT_BOT_UA, "%s", *b);
-                cr_assert_str_eq(ev.ivt_reason, "bot_ua");
-        }
-}
-
-Test(validate, leaves_browsers_valid)
-{
-        sg_event_t ev = click();
-
-        ev.has_user_agent = 1;
-        strcpy(ev.user_agent,
-               "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "
-               "AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1");
-        sg_validate_tag_ivt(&ev);
-        cr_assert_eq(ev.ivt_mask, 0);
-        cr_assert_str_eq(ev.ivt_reason, "");
-}
-
 Test(validate, rejects_event_time_older_than_the_limit_as_too_old)
 {
         sg_event_t ev = click();

@@ -1,0 +1,289 @@
+/*
+ * Every kind of bad record next to good ones, through the real stack
+ * (sg-broker, redis-server, the four stages): each bad record is on
+ * sg.deadletter with its reason code and its original bytes; each good one
+ * is counted exactly once, with list-based and duplicate-click invalid
+ * traffic tagged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "codec.h"
+#include "harness.h"
+
+static void setup(void)
+{
+        h_init();
+        h_start_infra();
+        h_start_stages();
+}
+
+static void teardown(void)
+{
+        cr_assert_eq(h_stop_all(), 0,
+                     "a process did not stop cleanly (logs in %s)", H.dir);
+}
+
+TestSuite(ingest, .init = setup, .fini = teardown, .timeout = 240);
+
+#define BROWSER                                                                \
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 "     \
+        "Safari/537.36"
+
+static long long now_ms(void)
+{
+        return (long long)time(NULL) * 1000;
+}
+
+/* A JSON click for channel ingt with the given extra members. */
+static int json_click(char *buf, size_t size, const char *id, long long t,
+                      const char *extra)
+{
+        return snprintf(buf, size,
+                        "{\"type\":\"click\",\"event_id\":\"%s\","
+                        "\"event_time\":%lld,\"channel\":\"ingt\","
+                        "\"campaign_id\":\"c1\"%s%s}",
+                        id, t, extra[0] ? "," : "", extra);
+}
+
+typedef struct bad {
+        const char *reason; /* expected sg.error */
+        const char *topic;
+        char value[256];
+        int len;
+} bad_t;
+
+Test(ingest, every_bad_record_is_dead_lettered_and_every_good_one_counted)
+{
+        char schemas[512], err[256], key[32], hbuf[256];
+        static char big[70000];
+        long long t = now_ms() - 120000;
+        unsigned char avro[1024];
+        rd_kafka_message_t **msgs;
+        sg_codec_t *codec;
+        sg_event_t ev;
+        bad_t bad[16];
+        int nbad = 0, n;
+
+        codec = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)), err,
+                             sizeof(err));
+        cr_assert_not_null(codec, "%s", err);
+
+        /* ---- good records (all on device d1's partition, in order) */
+        memset(&ev, 0, sizeof(ev));
+        ev.type = SG_EV_IMPRESSION;
+        strcpy(ev.event_id, "ig-imp-1");
+        ev.event_time = t;
+        strcpy(ev.channel, "ingt");
+        strcpy(ev.campaign_id, "c1");
+        strcpy(ev.device_id, "d1");
+        ev.has_device_id = 1;
+        strcpy(ev.ad_id, "a1");
+        ev.has_ad_id = 1;
+        strcpy(ev.user_agent, BROWSER);
+        ev.has_user_agent = 1;
+        ev.cost_micros = 1000;
+        n = sg_codec_encode_input(codec, SG_FMT_AVRO, &ev, avro, sizeof(avro));
+        cr_assert_gt(n, 0);
+        cr_assert_eq(h_produce("ad-impressions", "d1", 2, avro, n), 0);
+
+        ev.type = SG_EV_CLICK;
+        strcpy(ev.event_id, "ig-clk-1");
+        ev.event_time = t + 1000;
+        ev.cost_micros = 200000;
+        n = sg_codec_encode_input(codec, SG_FMT_AVRO, &ev, avro, sizeof(avro));
+        cr_assert_eq(h_produce("ad-clicks", "d1", 2, avro, n), 0);
+
+        /* The same device and ad 5 s later: accepted, invalid (dup_click). */
+        strcpy(ev.event_id, "ig-clk-2");
+        ev.event_time = t + 6000;
+        n = sg_codec_encode_input(codec, SG_FMT_AVRO, &ev, avro, sizeof(avro));
+        cr_assert_eq(h_produce("ad-clicks", "d1", 2, avro, n), 0);
+
+        /* An HTTP library: invalid (bot_ua). */
+        n = json_click((char *)avro, sizeof(avro), "ig-clk-3", t + 7000,
+                       "\"cost_micros\":200000,\"device_id\":\"d3\","
+                       "\"user_agent\":\"curl/8.4.0\"");
+        cr_assert_eq(h_produce("ad-clicks", "d1", 2, avro, n), 0);
+
+        /* No user agent: invalid (no_ua). */
+        n = json_click((char *)avro, sizeof(avro), "ig-clk-4", t + 8000,
+                       "\"cost_micros\":200000,\"device_id\":\"d4\"");
+        cr_assert_eq(h_produce("ad-clicks", "d1", 2, avro, n), 0);
+
+        /* A data-center address (203.0.113.0/24 in config/dc_cidr.txt):
+         * invalid (dc_ip). */
+        n = json_click((char *)avro, sizeof(avro), "ig-clk-5", t + 9000,
+                       "\"cost_micros\":200000,\"device_id\":\"d5\","
+                       "\"ip\":\"203.0.113.5\",\"user_agent\":\"" BROWSER "\"");
+        cr_assert_eq(h_produce("ad-clicks", "d1", 2, avro, n), 0);
+
+        /* Names are trimmed and lower-cased: counted as ingt / c1. */
+        n = snprintf((char *)avro, sizeof(avro),
+                     "{\"event_id\":\"ig-clk-6\",\"event_time\":%lld,"
+                     "\"channel\":\" INGT \",\"campaign_id\":\"C1\","
+                     "\"cost_micros\":200000,\"user_agent\":\"" BROWSER "\"}",
+                     t + 10000);
+        cr_assert_eq(h_produce("ad-clicks", "d1", 2, avro, n), 0);
+
+        n = snprintf((char *)avro, sizeof(avro),
+                     "{\"event_id\":\"ig-conv-1\",\"event_time\":%lld,"
+                     "\"channel\":\"ingt\",\"campaign_id\":\"c1\","
+                     "\"revenue_micros\":5000000,\"click_id\":\"ig-clk-1\","
+                     "\"user_agent\":\"" BROWSER "\"}",
+                     t + 20000);
+        cr_assert_eq(h_produce("ad-conversions", "d1", 2, avro, n), 0);
+
+        /* ---- bad records, each with its own key */
+#define BAD(r, tp, ...)                                                        \
+        do {                                                                   \
+                bad[nbad].reason = r;                                          \
+                bad[nbad].topic = tp;                                          \
+                bad[nbad].len = snprintf(bad[nbad].value,                      \
+                                         sizeof(bad[0].value), __VA_ARGS__);   \
+                nbad++;                                                        \
+        } while (0)
+        BAD("bad_framing", "ad-clicks", "%s", "\x01not a record");
+        BAD("json_parse", "ad-clicks", "%s", "{\"event_id\": \"x\",");
+        BAD("missing_field", "ad-clicks",
+            "{\"event_id\":\"ig-b3\",\"event_time\":%lld,\"channel\":\"ingt\","
+            "\"campaign_id\":\"c1\"}",
+            t);
+        BAD("bad_value", "ad-clicks",
+            "{\"event_id\":\"ig-b4\",\"event_time\":%lld,\"channel\":\"ingt\","
+            "\"campaign_id\":\"c1\",\"cost_micros\":-1}",
+            t);
+        BAD("bad_value", "ad-clicks",
+            "{\"event_id\":\"\",\"event_time\":%lld,\"channel\":\"ingt\","
+            "\"campaign_id\":\"c1\",\"cost_micros\":1}",
+            t);
+        BAD("bad_value", "ad-clicks",
+            "{\"event_id\":\"ig-b6\",\"event_time\":%lld,\"channel\":\"ingt\","
+            "\"campaign_id\":\"c1\",\"cost_micros\":2000000000000}",
+            t);
+        BAD("bad_value", "ad-clicks",
+            "{\"event_id\":\"ig-b7\",\"event_time\":%lld,\"channel\":\"ingt\","
+            "\"campaign_id\":\"c1\",\"cost_micros\":1,\"ip\":\"999.1.1.1\"}",
+            t);
+        BAD("future_time", "ad-clicks",
+            "{\"event_id\":\"ig-b8\",\"event_time\":%lld,\"channel\":\"ingt\","
+            "\"campaign_id\":\"c1\",\"cost_micros\":1}",
+            now_ms() + 3600000);
+        BAD("too_old", "ad-clicks",
+            "{\"event_id\":\"ig-b9\",\"event_time\":%lld,\"channel\":\"ingt\","
+            "\"campaign_id\":\"c1\",\"cost_micros\":1}",
+            now_ms() - 3 * 86400000LL);
+        BAD("unknown_type", "ad-clicks",
+            "{\"type\":\"view\",\"event_id\":\"ig-b10\",\"event_time\":%lld,"
+            "\"channel\":\"ingt\",\"campaign_id\":\"c1\",\"cost_micros\":1}",
+            t);
+        /* The same event_id as ig-clk-1, on its partition: duplicate. */
+        BAD("duplicate", "ad-clicks",
+            "{\"event_id\":\"ig-clk-1\",\"event_time\":%lld,"
+            "\"channel\":\"ingt\",\"campaign_id\":\"c1\","
+            "\"cost_micros\":200000,\"user_agent\":\"" BROWSER "\"}",
+            t + 1000);
+        /* Confluent framing with an id no registry knows. */
+        bad[nbad].reason = "unknown_schema";
+        bad[nbad].topic = "ad-clicks";
+        memcpy(bad[nbad].value, "\x00\x00\x00\x03\xe7rest", 9);
+        bad[nbad].len = 9;
+        nbad++;
+        /* Framing id 2, truncated Avro. */
+        bad[nbad].reason = "avro_decode";
+        bad[nbad].topic = "ad-clicks";
+        memcpy(bad[nbad].value,
+               "\x00\x00\x00\x00\x02\x10"
+               "ab",
+               8);
+        bad[nbad].len = 8;
+        nbad++;
+#undef BAD
+        for (int i = 0; i < nbad; i++) {
+                /* The duplicate goes where the original went. */
+                const char *k =
+                    strcmp(bad[i].reason, "duplicate") == 0 ? "d1" : key;
+                snprintf(key, sizeof(key), "bad-%d", i);
+                cr_assert_eq(h_produce(bad[i].topic, k, strlen(k), bad[i].value,
+                                       bad[i].len),
+                             0);
+        }
+        /* Oversize: above ingest.max_message_bytes (65536). */
+        memset(big, ' ', sizeof(big));
+        big[0] = '{';
+        big[sizeof(big) - 1] = '}';
+        cr_assert_eq(h_produce("ad-clicks", "bad-big", 7, big, sizeof(big)), 0);
+
+        /* ---- the good ones, counted exactly once */
+        {
+                char truth_line[1024], why[512] = "";
+                json_t *truth, *kpis = NULL;
+                long long deadline = h_now_ms() + 90000;
+                int matched = 0;
+
+                snprintf(truth_line, sizeof(truth_line),
+                         "{\"channel\":\"ingt\",\"campaign_id\":null,"
+                         "\"impressions\":1,\"clicks\":6,\"conversions\":1,"
+                         "\"spend_micros\":%d,\"revenue_micros\":5000000,"
+                         "\"invalid_clicks\":4,\"invalid_impressions\":0,"
+                         "\"invalid_spend_micros\":800000}\n"
+                         "{\"channel\":\"ingt\",\"campaign_id\":\"c1\","
+                         "\"impressions\":1,\"clicks\":6,\"conversions\":1,"
+                         "\"spend_micros\":%d,\"revenue_micros\":5000000,"
+                         "\"invalid_clicks\":4,\"invalid_impressions\":0,"
+                         "\"invalid_spend_micros\":800000}\n",
+                         1000 + 6 * 200000, 1000 + 6 * 200000);
+                truth = h_jsonl_text(truth_line);
+                while (!matched && h_now_ms() < deadline) {
+                        json_decref(kpis);
+                        kpis = h_kpis("ingt");
+                        matched = h_kpis_match(truth, kpis, why, sizeof(why));
+                        if (!matched)
+                                usleep(200 * 1000);
+                }
+                cr_assert(matched, "KPIs: %s (logs in %s)", why, H.dir);
+                cr_assert_eq(json_array_size(kpis), 2);
+                json_decref(kpis);
+                json_decref(truth);
+        }
+
+        /* ---- each bad one on sg.deadletter, with its code and bytes */
+        n = h_consume_all("sg.deadletter", nbad + 1, 30000, &msgs);
+        cr_assert_eq(n, nbad + 1, "dead letters: want %d, got %d", nbad + 1, n);
+        for (int i = 0; i < n; i++) {
+                const rd_kafka_message_t *m = msgs[i];
+                int found = 0;
+
+                h_header(m, "sg.src", hbuf, sizeof(hbuf));
+                cr_assert_eq(strncmp(hbuf, "ad-clicks/", 10), 0, "sg.src %s",
+                             hbuf);
+                h_header(m, "sg.error", hbuf, sizeof(hbuf));
+                if (m->len == sizeof(big)) {
+                        cr_assert_str_eq(hbuf, "oversize");
+                        continue;
+                }
+                for (int b = 0; b < nbad; b++) {
+                        if ((size_t)bad[b].len != m->len ||
+                            memcmp(bad[b].value, m->payload, m->len) != 0)
+                                continue;
+                        cr_assert_str_eq(hbuf, bad[b].reason,
+                                         "record %d (%.40s): sg.error %s, "
+                                         "want %s",
+                                         b, bad[b].value, hbuf, bad[b].reason);
+                        bad[b].len = -1; /* each exactly once */
+                        found = 1;
+                        break;
+                }
+                cr_assert(found, "unexpected dead letter (%s): %.60s", hbuf,
+                          (const char *)m->payload);
+                cr_assert_neq(h_header(m, "sg.detail", hbuf, sizeof(hbuf))[0],
+                              '\0');
+        }
+        h_msgs_free(msgs, n);
+        sg_codec_destroy(codec);
+}
