@@ -162,6 +162,36 @@ done:
         return status;
 }
 
+int h_wait(pid_t pid, int timeout_ms)
+{
+        long long deadline = h_now_ms() + timeout_ms;
+        int status;
+
+        while (h_now_ms() < deadline) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+
+                if (r == pid) {
+                        for (int i = 0; i < H.proc_cnt; i++)
+                                if (H.procs[i].pid == pid)
+                                        H.procs[i].pid = 0;
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+                }
+                if (r == -1)
+                        return -1;
+                nap(50);
+        }
+        return -1;
+}
+
+void h_broker_ctl(const char *cmd)
+{
+        const char *args[] = {"--send", H.control, cmd, NULL};
+        char out[256];
+
+        cr_assert_eq(h_run("sg-broker", args, out, sizeof(out)), 0,
+                     "sg-broker --send '%s': %s", cmd, out);
+}
+
 int h_stop_all(void)
 {
         int bad = 0;
