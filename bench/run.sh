@@ -37,6 +37,54 @@ export SG_GROUP_PREFIX=bench SG_CONFIG=config/spendguard.yaml
 # No metrics ports: a `make run` on the same machine may hold them.
 export SG_METRICS_LISTEN=off
 
+# --- ingest alone, Avro then JSON: its own broker, a preloaded scenario,
+# timed until its /metrics count every record as accepted.
+metric_sum() { # port, series prefix
+        python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+try:
+    text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=2).read().decode()
+except Exception:
+    print(0); sys.exit()
+print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(sys.argv[2]))))
+PY
+}
+ingest_eps() { # --json or ""
+        dir=$(mktemp -d "$D/ingest-XXXX")
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        # 16 partitions: the mock keeps only ~5 MiB per partition.
+        "$BIN/sg-broker" --partitions 16 --bootstrap-file "$dir/bootstrap" \
+                >"$dir/broker.log" 2>&1 &
+        bpid=$!
+        pids="$bpid $pids"
+        until [ -s "$dir/bootstrap" ]; do sleep 0.05; done
+        SG_BROKERS="$(head -n 1 "$dir/bootstrap")" "$BIN/sg-gen" --seed 5 \
+                --duration "$DUR" $1 --truth "$dir/truth" 2>>"$dir/gen.log"
+        n=$(sed -n 's/.*"sent":\([0-9]*\).*/\1/p' "$dir/truth")
+        s0=$(now_ms)
+        SG_BROKERS="$(head -n 1 "$dir/bootstrap")" SG_GROUP_PREFIX=bench-in \
+                SG_METRICS_LISTEN="127.0.0.1:$port" "$BIN/sg-ingest" \
+                >"$dir/ingest.log" 2>&1 &
+        ipid=$!
+        pids="$ipid $pids"
+        # The clock starts at the first record counted, after the group join.
+        until c0=$(metric_sum "$port" 'spendguard_events_total{stage="ingest"') && [ "$c0" -gt 0 ]; do
+                [ $(( $(now_ms) - s0 )) -lt 60000 ] || { echo "bench: ingest did not start" >&2; exit 1; }
+                sleep 0.02
+        done
+        s0=$(now_ms)
+        until [ "$(metric_sum "$port" 'spendguard_events_total{stage="ingest"')" -ge "$n" ]; do
+                [ $(( $(now_ms) - s0 )) -lt 300000 ] || { echo "bench: ingest did not finish" >&2; exit 1; }
+                sleep 0.02
+        done
+        s1=$(now_ms)
+        kill -TERM "$ipid" "$bpid"
+        wait "$ipid" "$bpid" 2>/dev/null || true
+        echo $(( (n - c0) * 1000 / (s1 - s0 + 1) ))
+}
+ingest_avro=$(ingest_eps "")
+ingest_json=$(ingest_eps --json)
+
 t0=$(now_ms)
 "$BIN/sg-gen" --seed 3 --duration "$DUR" --truth "$D/truth.jsonl" 2>>"$D/gen.log"
 t1=$(now_ms)
@@ -72,5 +120,7 @@ gen_s=$(echo "scale=3; ($t1 - $t0) / 1000" | bc)
 e2e_s=$(echo "scale=3; ($t3 - $t2) / 1000" | bc)
 printf '%-28s %12s\n' "events" "$events" "sg-gen produce (s)" "$gen_s" \
         "pipeline to exact KPIs (s)" "$e2e_s" \
-        "aggregate Redis commands" "$cmds"
-echo "bench: events=$events gen_eps=$(echo "$events * 1000 / ($t1 - $t0)" | bc) e2e_eps=$(echo "$events * 1000 / ($t3 - $t2)" | bc) aggregate_redis_cmds_per_1k_events=$(echo "scale=2; $cmds * 1000 / $events" | bc)"
+        "aggregate Redis commands" "$cmds" \
+        "ingest alone, Avro (ev/s)" "$ingest_avro" \
+        "ingest alone, JSON (ev/s)" "$ingest_json"
+echo "bench: events=$events gen_eps=$(echo "$events * 1000 / ($t1 - $t0)" | bc) e2e_eps=$(echo "$events * 1000 / ($t3 - $t2)" | bc) aggregate_redis_cmds_per_1k_events=$(echo "scale=2; $cmds * 1000 / $events" | bc) ingest_avro_eps=$ingest_avro ingest_json_eps=$ingest_json"
