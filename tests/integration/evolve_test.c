@@ -16,52 +16,7 @@
 
 #include "harness.h"
 
-static void setup(void)
-{
-        h_init();
-        h_start_infra();
-        h_start_stages();
-}
-
-static void teardown(void)
-{
-        cr_assert_eq(h_stop_all(), 0,
-                     "a process did not stop cleanly (logs in %s)", H.dir);
-}
-
-TestSuite(evolve, .init = setup, .fini = teardown, .timeout = 240);
-
-/* Produces every <topic, value> record of the encoder's output file. */
-static int produce_records(const char *path)
-{
-        FILE *fp = fopen(path, "rb");
-        unsigned char hdr[4], *val = NULL;
-        char topic[256];
-        int n = 0;
-
-        cr_assert_not_null(fp);
-        for (;;) {
-                uint16_t tl;
-                uint32_t vl;
-
-                if (fread(hdr, 1, 2, fp) != 2)
-                        break;
-                tl = (uint16_t)(hdr[0] << 8 | hdr[1]);
-                cr_assert_lt(tl, sizeof(topic));
-                cr_assert_eq(fread(topic, 1, tl, fp), tl);
-                topic[tl] = '\0';
-                cr_assert_eq(fread(hdr, 1, 4, fp), 4);
-                vl = (uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 |
-                     hdr[3];
-                val = realloc(val, vl);
-                cr_assert_eq(fread(val, 1, vl, fp), vl);
-                cr_assert_eq(h_produce(topic, NULL, 0, val, vl), 0);
-                n++;
-        }
-        free(val);
-        fclose(fp);
-        return n;
-}
+TestSuite(evolve, .init = h_stack_up, .fini = h_stack_down, .timeout = 240);
 
 Test(evolve, counts_events_of_an_evolved_writer_schema_exactly)
 {
@@ -69,9 +24,8 @@ Test(evolve, counts_events_of_an_evolved_writer_schema_exactly)
             why[512] = "", buf[256];
         const char *args[6];
         rd_kafka_message_t **msgs;
-        long long deadline;
-        json_t *truth, *kpis = NULL;
-        int matched = 0, n;
+        json_t *truth, *kpis;
+        int n;
 
         h_src("schemas", schemas, sizeof(schemas));
         h_src("tests/interop/encode_evolved.py", script, sizeof(script));
@@ -90,7 +44,7 @@ Test(evolve, counts_events_of_an_evolved_writer_schema_exactly)
                      "encode_evolved.py failed (needs python3-avro; log: "
                      "%s/python3.log)",
                      H.dir);
-        n = produce_records(rec);
+        n = h_produce_records(rec);
         /* 120 clicks of id 101, 60 of id 2, 60 impressions, 1 of id 999. */
         cr_assert_eq(n, 120 + 60 + 60 + 1);
 
@@ -99,15 +53,8 @@ Test(evolve, counts_events_of_an_evolved_writer_schema_exactly)
         cr_assert_eq(json_integer_value(
                          json_object_get(json_array_get(truth, 0), "clicks")),
                      180);
-        deadline = h_now_ms() + 90000;
-        while (!matched && h_now_ms() < deadline) {
-                json_decref(kpis);
-                kpis = h_kpis("evolve");
-                matched = h_kpis_match(truth, kpis, why, sizeof(why));
-                if (!matched)
-                        usleep(200 * 1000);
-        }
-        cr_assert(matched,
+        kpis = h_kpis_wait(truth, "evolve", 90000, why, sizeof(why));
+        cr_assert(kpis,
                   "KPIs never matched the Python-encoded truth: %s "
                   "(logs in %s)",
                   why, H.dir);

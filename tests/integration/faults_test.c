@@ -15,37 +15,7 @@
 #include "codec.h"
 #include "harness.h"
 
-static void setup(void)
-{
-        h_init();
-        h_start_infra();
-        h_start_stages();
-}
-
-static void teardown(void)
-{
-        cr_assert_eq(h_stop_all(), 0,
-                     "a process did not stop cleanly (logs in %s)", H.dir);
-}
-
-TestSuite(faults, .init = setup, .fini = teardown, .timeout = 400);
-
-/* Polls until `sg-ctl kpis` equals truth or the deadline passes. */
-static int kpis_converge(json_t *truth, int ms, char *why, size_t size)
-{
-        long long deadline = h_now_ms() + ms;
-        int matched = 0;
-
-        while (!matched && h_now_ms() < deadline) {
-                json_t *kpis = h_kpis(NULL);
-
-                matched = h_kpis_match(truth, kpis, why, size);
-                json_decref(kpis);
-                if (!matched)
-                        usleep(300 * 1000);
-        }
-        return matched;
-}
+TestSuite(faults, .init = h_stack_up, .fini = h_stack_down, .timeout = 400);
 
 Test(faults, broker_errors_and_outage_lose_and_duplicate_nothing)
 {
@@ -56,7 +26,7 @@ Test(faults, broker_errors_and_outage_lose_and_duplicate_nothing)
                                   "120",     "--rate",   "8000",
                                   "--truth", truth_path, NULL};
         rd_kafka_message_t **msgs;
-        json_t *truth;
+        json_t *truth, *kpis;
         pid_t gen;
         int n;
 
@@ -79,10 +49,12 @@ Test(faults, broker_errors_and_outage_lose_and_duplicate_nothing)
                      "sg-gen did not deliver everything (log: %s/sg-gen.log)",
                      H.dir);
         truth = h_jsonl_file(truth_path);
-        cr_assert(kpis_converge(truth, 180000, why, sizeof(why)),
+        kpis = h_kpis_wait(truth, NULL, 180000, why, sizeof(why));
+        cr_assert(kpis,
                   "KPIs never matched the truth after the faults: %s (logs in "
                   "%s)",
                   why, H.dir);
+        json_decref(kpis);
 
         /* Decisions: the two the scenario calls for, each id once. */
         n = h_consume_all("ad-decisions", 2, 30000, &msgs);

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,19 @@ int h_stop_all(void)
         return bad;
 }
 
+void h_stack_up(void)
+{
+        h_init();
+        h_start_infra();
+        h_start_stages();
+}
+
+void h_stack_down(void)
+{
+        cr_assert_eq(h_stop_all(), 0,
+                     "a process did not stop cleanly (logs in %s)", H.dir);
+}
+
 static int redis_ping(void)
 {
         redisContext *c = redisConnectUnix(H.redis_sock);
@@ -372,6 +386,37 @@ int h_produce(const char *topic, const void *key, size_t key_len,
                    : -1;
 }
 
+int h_produce_records(const char *path)
+{
+        FILE *fp = fopen(path, "rb");
+        unsigned char hdr[4], *val = NULL;
+        char topic[256];
+        int n = 0;
+
+        cr_assert_not_null(fp);
+        for (;;) {
+                uint16_t tl;
+                uint32_t vl;
+
+                if (fread(hdr, 1, 2, fp) != 2)
+                        break;
+                tl = (uint16_t)(hdr[0] << 8 | hdr[1]);
+                cr_assert_lt(tl, sizeof(topic));
+                cr_assert_eq(fread(topic, 1, tl, fp), tl);
+                topic[tl] = '\0';
+                cr_assert_eq(fread(hdr, 1, 4, fp), 4);
+                vl = (uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 |
+                     hdr[3];
+                val = realloc(val, vl);
+                cr_assert_eq(fread(val, 1, vl, fp), vl);
+                cr_assert_eq(h_produce(topic, NULL, 0, val, vl), 0);
+                n++;
+        }
+        free(val);
+        fclose(fp);
+        return n;
+}
+
 /* The partition count of topic, from the broker's metadata. */
 static int partitions_of(rd_kafka_t *rk, const char *topic)
 {
@@ -515,6 +560,19 @@ int h_group_caught_up(const char *group_suffix, const char *topic)
         return ok;
 }
 
+void h_wait_caught_up(const char *group_suffix, const char *topic, int ms)
+{
+        long long deadline = h_now_ms() + ms;
+
+        while (!h_group_caught_up(group_suffix, topic)) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "%s did not consume all of %s within %d ms "
+                             "(logs in %s)",
+                             group_suffix, topic, ms, H.dir);
+                nap(200);
+        }
+}
+
 json_t *h_jsonl_text(const char *text)
 {
         json_t *arr = json_array();
@@ -626,4 +684,23 @@ int h_kpis_match(json_t *truth, json_t *kpis, char *why, size_t size)
                 }
         }
         return 1;
+}
+
+json_t *h_kpis_wait(json_t *truth, const char *channel, int timeout_ms,
+                    char *why, size_t why_size)
+{
+        long long deadline = h_now_ms() + timeout_ms;
+
+        /* At least one look, however short the timeout. */
+        do {
+                json_t *kpis = h_kpis(channel);
+
+                if (h_kpis_match(truth, kpis, why, why_size))
+                        return kpis;
+                json_decref(kpis);
+                /* The stages commit in batches; polling faster only loads
+                 * sg-ctl and Redis. */
+                nap(300);
+        } while (h_now_ms() < deadline);
+        return NULL;
 }

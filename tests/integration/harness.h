@@ -61,6 +61,12 @@ void h_broker_ctl(const char *cmd);
  * how many did not exit 0 on SIGTERM (a crash, a sanitizer report, a leak),
  * naming them on stderr. */
 int h_stop_all(void);
+/* The usual suite fixture, for TestSuite(.init/.fini): h_init(),
+ * h_start_infra(), h_start_stages(); and asserts that h_stop_all() found
+ * every process stopping cleanly (a crash, a sanitizer report or a leak
+ * fails the test). */
+void h_stack_up(void);
+void h_stack_down(void);
 
 /* Runs bin/<name> (or an absolute path) to completion, stdout into out
  * (NUL-terminated, truncated to size). Returns the exit code, -1 on error. */
@@ -74,6 +80,10 @@ const char *h_src(const char *rel, char *buf, size_t size);
 /* Produces one message and waits for its acknowledgement. */
 int h_produce(const char *topic, const void *key, size_t key_len,
               const void *val, size_t len);
+/* Produces every record of a file written by the Python encoders
+ * (tests/interop/encode_*.py): <u16 topic len><topic><u32 len><value>,
+ * big-endian, unkeyed. Asserts each is acknowledged; returns the count. */
+int h_produce_records(const char *path);
 
 /*
  * Reads topic from the beginning until at least min messages arrived and
@@ -91,11 +101,11 @@ const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf,
 /* 1 when group has committed, on every partition of topic, the end of the
  * partition (it has consumed everything), else 0. */
 int h_group_caught_up(const char *group_suffix, const char *topic);
+/* Polls h_group_caught_up() until it holds; fails the test after ms. */
+void h_wait_caught_up(const char *group_suffix, const char *topic, int ms);
 
 /* Monotonic ms. */
 long long h_now_ms(void);
-
-#endif
 
 #include <jansson.h>
 
@@ -113,3 +123,14 @@ json_t *h_kpis(const char *channel);
  * difference in why. Rows of truth without "channel" are ignored.
  */
 int h_kpis_match(json_t *truth, json_t *kpis, char *why, size_t size);
+
+/*
+ * Polls h_kpis(channel) (NULL: all channels) every 300 ms until it matches
+ * truth (h_kpis_match) or timeout_ms passed. Returns the matching array, for
+ * further checks (the caller json_decref()s it), or NULL when it never
+ * matched; why then holds the last difference.
+ */
+json_t *h_kpis_wait(json_t *truth, const char *channel, int timeout_ms,
+                    char *why, size_t why_size);
+
+#endif

@@ -16,20 +16,7 @@
 #include "codec.h"
 #include "harness.h"
 
-static void setup(void)
-{
-        h_init();
-        h_start_infra();
-        h_start_stages();
-}
-
-static void teardown(void)
-{
-        cr_assert_eq(h_stop_all(), 0,
-                     "a process did not stop cleanly (logs in %s)", H.dir);
-}
-
-TestSuite(ingest, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(ingest, .init = h_stack_up, .fini = h_stack_down, .timeout = 240);
 
 #define BROWSER                                                                \
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 "     \
@@ -222,9 +209,7 @@ Test(ingest, every_bad_record_is_dead_lettered_and_every_good_one_counted)
         /* ---- the good ones, counted exactly once */
         {
                 char truth_line[1024], why[512] = "";
-                json_t *truth, *kpis = NULL;
-                long long deadline = h_now_ms() + 90000;
-                int matched = 0;
+                json_t *truth, *kpis;
 
                 snprintf(truth_line, sizeof(truth_line),
                          "{\"channel\":\"ingt\",\"campaign_id\":null,"
@@ -239,14 +224,8 @@ Test(ingest, every_bad_record_is_dead_lettered_and_every_good_one_counted)
                          "\"invalid_spend_micros\":800000}\n",
                          1000 + 6 * 200000, 1000 + 6 * 200000);
                 truth = h_jsonl_text(truth_line);
-                while (!matched && h_now_ms() < deadline) {
-                        json_decref(kpis);
-                        kpis = h_kpis("ingt");
-                        matched = h_kpis_match(truth, kpis, why, sizeof(why));
-                        if (!matched)
-                                usleep(200 * 1000);
-                }
-                cr_assert(matched, "KPIs: %s (logs in %s)", why, H.dir);
+                kpis = h_kpis_wait(truth, "ingt", 90000, why, sizeof(why));
+                cr_assert(kpis, "KPIs: %s (logs in %s)", why, H.dir);
                 cr_assert_eq(json_array_size(kpis), 2);
                 json_decref(kpis);
                 json_decref(truth);

@@ -21,13 +21,7 @@
 static const char *const stages[4] = {"ingest", "aggregate", "rules", "sink"};
 static int ports[4];
 
-static void teardown(void)
-{
-        cr_assert_eq(h_stop_all(), 0,
-                     "a process did not stop cleanly (logs in %s)", H.dir);
-}
-
-TestSuite(ops, .fini = teardown, .timeout = 400);
+TestSuite(ops, .fini = h_stack_down, .timeout = 400);
 
 /* A port nothing listens on right now: bind :0, read it, close. */
 static int free_port(void)
@@ -166,19 +160,6 @@ static void start_stages(const char *const *extra_env)
         }
 }
 
-static void wait_caught_up(const char *group, const char *topic, int ms)
-{
-        long long deadline = h_now_ms() + ms;
-
-        while (!h_group_caught_up(group, topic)) {
-                cr_assert_lt(h_now_ms(), deadline,
-                             "%s did not consume all of %s within %d ms "
-                             "(logs in %s)",
-                             group, topic, ms, H.dir);
-                usleep(200 * 1000);
-        }
-}
-
 /* Polls stage's /metrics until series has value want, else fails. */
 static void wait_metric(int stage, const char *series, double want, int ms)
 {
@@ -267,7 +248,7 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
                          types[t]);
                 wait_metric(0, series, (double)want[t], 120000);
         }
-        wait_caught_up("ingest", "ad-clicks", 60000);
+        h_wait_caught_up("ingest", "ad-clicks", 60000);
         text = scrape(0);
         {
                 const char *reason;
@@ -321,7 +302,7 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
 
         /* 5. Once caught up, the lag gauges of aggregate's input read 0
          * (they are refreshed within a second of the stage's loop). */
-        wait_caught_up("aggregate", "sg.events", 60000);
+        h_wait_caught_up("aggregate", "sg.events", 60000);
         {
                 long long deadline = h_now_ms() + 30000;
 
@@ -346,8 +327,8 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
                              "spendguard_events_total{stage=\"rules\","
                              "type=\"snapshot\",result=\"evaluated\"}",
                              60000);
-        wait_caught_up("rules", "sg.aggregates", 60000);
-        wait_caught_up("sink", "sg.decisions", 60000);
+        h_wait_caught_up("rules", "sg.aggregates", 60000);
+        h_wait_caught_up("sink", "sg.decisions", 60000);
         text = scrape(2);
         metric_sum(text,
                    "spendguard_breaker_state{stage=\"rules\",channel=", &cnt);

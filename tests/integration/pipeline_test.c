@@ -14,34 +14,7 @@
 #include "codec.h"
 #include "harness.h"
 
-static void setup(void)
-{
-        h_init();
-        h_start_infra();
-        h_start_stages();
-}
-
-static void teardown(void)
-{
-        cr_assert_eq(h_stop_all(), 0,
-                     "a process did not stop cleanly (logs in %s)", H.dir);
-}
-
-TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 400);
-
-/* Waits until group has consumed all of topic. */
-static void wait_caught_up(const char *group, const char *topic, int ms)
-{
-        long long deadline = h_now_ms() + ms;
-
-        while (!h_group_caught_up(group, topic)) {
-                cr_assert_lt(h_now_ms(), deadline,
-                             "%s did not consume all of %s within %d ms "
-                             "(logs in %s)",
-                             group, topic, ms, H.dir);
-                usleep(200 * 1000);
-        }
-}
+TestSuite(pipeline, .init = h_stack_up, .fini = h_stack_down, .timeout = 400);
 
 static json_int_t truth_rejected(json_t *truth, const char *reason)
 {
@@ -66,9 +39,8 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
         rd_kafka_message_t **msgs;
         sg_decision_t d[8];
         sg_codec_t *codec;
-        json_t *truth, *kpis = NULL;
-        long long deadline;
-        int matched = 0, n, bad_total = 0;
+        json_t *truth, *kpis;
+        int n, bad_total = 0;
 
         snprintf(truth_path, sizeof(truth_path), "%s/truth.jsonl", H.dir);
         cr_assert_eq(h_run("sg-gen", gen_args, NULL, 0), 0,
@@ -76,15 +48,8 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
         truth = h_jsonl_file(truth_path);
 
         /* 1. Every KPI total equals the generator's ground truth. */
-        deadline = h_now_ms() + 120000;
-        while (!matched && h_now_ms() < deadline) {
-                json_decref(kpis);
-                kpis = h_kpis(NULL);
-                matched = h_kpis_match(truth, kpis, why, sizeof(why));
-                if (!matched)
-                        usleep(300 * 1000);
-        }
-        cr_assert(matched, "KPIs never matched the truth: %s (logs in %s)", why,
+        kpis = h_kpis_wait(truth, NULL, 120000, why, sizeof(why));
+        cr_assert(kpis, "KPIs never matched the truth: %s (logs in %s)", why,
                   H.dir);
         /* 5 channels x (channel + 2 campaigns). */
         cr_assert_eq(json_array_size(kpis), 15);
@@ -118,9 +83,9 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
         h_msgs_free(msgs, n);
 
         /* 3. Decisions, once every stage has consumed everything. */
-        wait_caught_up("aggregate", "sg.events", 60000);
-        wait_caught_up("rules", "sg.aggregates", 60000);
-        wait_caught_up("sink", "sg.decisions", 60000);
+        h_wait_caught_up("aggregate", "sg.events", 60000);
+        h_wait_caught_up("rules", "sg.aggregates", 60000);
+        h_wait_caught_up("sink", "sg.decisions", 60000);
         n = h_consume_all("ad-decisions", 2, 20000, &msgs);
         cr_assert_eq(n, 2, "decisions on ad-decisions: want 2, got %d", n);
         codec = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)), buf,

@@ -26,13 +26,7 @@ static void setup(void)
         h_start_stages();
 }
 
-static void teardown(void)
-{
-        cr_assert_eq(h_stop_all(), 0,
-                     "a process did not stop cleanly (logs in %s)", H.dir);
-}
-
-TestSuite(replay, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(replay, .init = setup, .fini = h_stack_down, .timeout = 300);
 
 /* Per channel id: clicks and attributed rows, straight from the CSV. */
 static json_t *truth_from_csv(const char *path, long *rows)
@@ -85,10 +79,8 @@ Test(replay, talkingdata_sample_counts_match_the_csv)
 {
         char csv[512], out[256], why[512] = "";
         const char *args[] = {"--rebase", "--speed", "1000", csv, NULL, NULL};
-        json_t *truth, *kpis = NULL;
+        json_t *truth, *kpis;
         long rows, channels = 0, convs = 0;
-        long long deadline;
-        int matched = 0;
         size_t i;
         json_t *row;
 
@@ -106,15 +98,8 @@ Test(replay, talkingdata_sample_counts_match_the_csv)
         cr_assert_str_eq(out, "clicks=100000 conversions=227 malformed=0 "
                               "failed=0\n");
 
-        deadline = h_now_ms() + 180000;
-        while (!matched && h_now_ms() < deadline) {
-                json_decref(kpis);
-                kpis = h_kpis(NULL);
-                matched = h_kpis_match(truth, kpis, why, sizeof(why));
-                if (!matched)
-                        usleep(500 * 1000);
-        }
-        cr_assert(matched, "KPIs never matched the CSV: %s (logs in %s)", why,
+        kpis = h_kpis_wait(truth, NULL, 180000, why, sizeof(why));
+        cr_assert(kpis, "KPIs never matched the CSV: %s (logs in %s)", why,
                   H.dir);
         json_array_foreach(kpis, i, row) channels +=
             json_is_null(json_object_get(row, "campaign_id"));

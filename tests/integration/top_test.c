@@ -12,20 +12,7 @@
 
 #include "harness.h"
 
-static void setup(void)
-{
-        h_init();
-        h_start_infra();
-        h_start_stages();
-}
-
-static void teardown(void)
-{
-        cr_assert_eq(h_stop_all(), 0,
-                     "a process did not stop cleanly (logs in %s)", H.dir);
-}
-
-TestSuite(top, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(top, .init = h_stack_up, .fini = h_stack_down, .timeout = 300);
 
 #define MAX_TOKENS 16
 
@@ -75,17 +62,12 @@ static void wait_for_pipeline(json_t *truth)
         long long deadline = h_now_ms() + 150000;
         char why[512] = "";
         json_t *kpis, *d = NULL;
-        int matched = 0;
 
-        while (!matched && h_now_ms() < deadline) {
-                kpis = h_kpis(NULL);
-                matched = h_kpis_match(truth, kpis, why, sizeof(why));
-                json_decref(kpis);
-                if (!matched)
-                        usleep(300 * 1000);
-        }
-        cr_assert(matched, "KPIs never matched the truth: %s (logs in %s)", why,
+        /* The decisions below share the deadline. */
+        kpis = h_kpis_wait(truth, NULL, 150000, why, sizeof(why));
+        cr_assert(kpis, "KPIs never matched the truth: %s (logs in %s)", why,
                   H.dir);
+        json_decref(kpis);
         for (;;) {
                 cr_assert_eq(h_run("sg-ctl", dargs, out, sizeof(out)), 0);
                 json_decref(d);
