@@ -90,10 +90,13 @@ pid_t h_spawn_env(const char *name, const char *const *args,
 {
         char path[512], log[1024];
         const char *argv[64];
-        int argc = 0;
+        int argc = 0, slot;
         pid_t pid;
 
-        cr_assert_lt(H.proc_cnt, H_MAX_PROCS);
+        /* A slot of a process already reaped is reused (restarts). */
+        for (slot = 0; slot < H.proc_cnt && H.procs[slot].pid > 0; slot++)
+                ;
+        cr_assert_lt(slot, H_MAX_PROCS);
         if (strchr(name, '/'))
                 snprintf(path, sizeof(path), "%s", name);
         else if (strncmp(name, "sg-", 3) == 0)
@@ -131,9 +134,10 @@ pid_t h_spawn_env(const char *name, const char *const *args,
                 fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
                 _exit(127);
         }
-        H.procs[H.proc_cnt].pid = pid;
-        snprintf(H.procs[H.proc_cnt].name, sizeof(H.procs[0].name), "%s", name);
-        H.proc_cnt++;
+        H.procs[slot].pid = pid;
+        snprintf(H.procs[slot].name, sizeof(H.procs[0].name), "%s", name);
+        if (slot == H.proc_cnt)
+                H.proc_cnt++;
         return pid;
 }
 
@@ -168,7 +172,8 @@ int h_wait(pid_t pid, int timeout_ms)
         long long deadline = h_now_ms() + timeout_ms;
         int status;
 
-        while (h_now_ms() < deadline) {
+        /* At least one look, also with a timeout of 0. */
+        do {
                 pid_t r = waitpid(pid, &status, WNOHANG);
 
                 if (r == pid) {
@@ -179,8 +184,9 @@ int h_wait(pid_t pid, int timeout_ms)
                 }
                 if (r == -1)
                         return -1;
-                nap(50);
-        }
+                if (timeout_ms > 0)
+                        nap(50);
+        } while (h_now_ms() < deadline);
         return -1;
 }
 

@@ -50,8 +50,9 @@ pid_t h_spawn_env(const char *name, const char *const *args,
 /* Stops one process: SIGTERM, then SIGKILL after 10 s. Returns its exit
  * status (as waitpid), or -1. */
 int h_stop(pid_t pid);
-/* Waits up to timeout_ms for a started process to exit by itself. Returns
- * its exit code, or -1 (it is then still running). */
+/* Waits up to timeout_ms (0: just looks) for a started process to exit by
+ * itself. Returns its exit code, or -1 (still running, or killed by a
+ * signal). */
 int h_wait(pid_t pid, int timeout_ms);
 /* Sends one command to sg-broker's control socket (fault injection, e.g.
  * "broker down 1", "error Produce 5 NOT_LEADER_FOR_PARTITION"); asserts
