@@ -201,23 +201,27 @@ int sg_redis_reconnect(sg_redis_t *r)
         return connect_backoff(r, 0, errstr, sizeof(errstr));
 }
 
-redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
-                          const size_t *argvlen)
+/*
+ * Sends one formatted command and reads its reply, reconnecting with backoff
+ * and sending it again after an I/O error, until a reply or sg_stop.
+ */
+static redisReply *roundtrip(sg_redis_t *r, const char *cmd, size_t len)
 {
         for (;;) {
-                redisReply *reply = NULL;
+                void *reply = NULL;
 
                 if (r->c) {
                         int64_t t0 = sg_mono_us();
 
                         r->commands++;
                         r->round_trips++;
-                        reply = redisCommandArgv(r->c, argc, argv, argvlen);
-                        if (reply)
+                        if (redisAppendFormattedCommand(r->c, cmd, len) ==
+                                REDIS_OK &&
+                            redisGetReply(r->c, &reply) == REDIS_OK && reply) {
                                 observe(r, t0);
+                                return reply;
+                        }
                 }
-                if (reply)
-                        return reply;
                 sg_ready_set(SG_READY_REDIS, 0);
                 sg_warn("event=redis_io_error err=\"%s\"",
                         r->c ? r->c->errstr : "not connected");
@@ -226,31 +230,35 @@ redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
         }
 }
 
+redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
+                          const size_t *argvlen)
+{
+        char *cmd = NULL;
+        int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+        redisReply *reply;
+
+        if (len < 0)
+                return NULL; /* out of memory */
+        reply = roundtrip(r, cmd, (size_t)len);
+        redisFreeCommand(cmd);
+        return reply;
+}
+
 redisReply *sg_redis_command(sg_redis_t *r, const char *fmt, ...)
 {
-        for (;;) {
-                redisReply *reply = NULL;
-                va_list ap;
+        char *cmd = NULL;
+        redisReply *reply;
+        va_list ap;
+        int len;
 
-                if (r->c) {
-                        int64_t t0 = sg_mono_us();
-
-                        r->commands++;
-                        r->round_trips++;
-                        va_start(ap, fmt);
-                        reply = redisvCommand(r->c, fmt, ap);
-                        va_end(ap);
-                        if (reply)
-                                observe(r, t0);
-                }
-                if (reply)
-                        return reply;
-                sg_ready_set(SG_READY_REDIS, 0);
-                sg_warn("event=redis_io_error err=\"%s\"",
-                        r->c ? r->c->errstr : "not connected");
-                if (sg_redis_reconnect(r) == -1)
-                        return NULL;
-        }
+        va_start(ap, fmt);
+        len = redisvFormatCommand(&cmd, fmt, ap);
+        va_end(ap);
+        if (len < 0)
+                return NULL; /* out of memory or a bad format */
+        reply = roundtrip(r, cmd, (size_t)len);
+        redisFreeCommand(cmd);
+        return reply;
 }
 
 int sg_redis_append_argv(sg_redis_t *r, int argc, const char **argv,

@@ -25,7 +25,8 @@ void sg_redis_destroy(sg_redis_t *r);
 /*
  * Runs a command. On an I/O error it reconnects with backoff (100 ms
  * doubling to 5 s, logging each attempt) and retries, until it succeeds or
- * sg_stop is set (then NULL). A Redis error reply (REDIS_REPLY_ERROR) is
+ * sg_stop is set (then NULL; also NULL when the command cannot be formatted,
+ * out of memory). A Redis error reply (REDIS_REPLY_ERROR) is
  * returned as is. The caller frees the reply with freeReplyObject().
  * Commands are retried after a reconnect, so they must be idempotent (the
  * batch scripts are: they check the offsets they store).
