@@ -63,11 +63,9 @@ for _ = 1, nent do
   redis.call('ZADD', p .. 'bi:' .. scope, bucket, bstr)
   local ws = bucket - (bucket % kpi_ms)
   redis.call('ZADD', p .. 'open', ws + kpi_ms, scope .. '|' .. string.format('%d', ws))
-  if touched[scope] == nil then
-    touched[scope] = bucket
+  if not touched[scope] then
+    touched[scope] = true
     order[#order + 1] = scope
-  elseif bucket > touched[scope] then
-    touched[scope] = bucket
   end
 end
 
