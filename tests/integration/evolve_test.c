@@ -20,35 +20,15 @@ TestSuite(evolve, .init = h_stack_up, .fini = h_stack_down, .timeout = 240);
 
 Test(evolve, counts_events_of_an_evolved_writer_schema_exactly)
 {
-        char schemas[512], script[512], rec[512], truth_path[512], base[32],
-            why[512] = "", buf[256];
-        const char *args[6];
+        char why[512] = "", buf[256];
         rd_kafka_message_t **msgs;
         json_t *truth, *kpis;
         int n;
 
-        h_src("schemas", schemas, sizeof(schemas));
-        h_src("tests/interop/encode_evolved.py", script, sizeof(script));
-        snprintf(rec, sizeof(rec), "%s/evolve.records", H.dir);
-        snprintf(truth_path, sizeof(truth_path), "%s/evolve.truth", H.dir);
-        /* Ten minutes ago: neither in the future nor behind a watermark. */
-        snprintf(base, sizeof(base), "%lld",
-                 (long long)time(NULL) * 1000 - 600000);
-        args[0] = script;
-        args[1] = schemas;
-        args[2] = rec;
-        args[3] = truth_path;
-        args[4] = base;
-        args[5] = NULL;
-        cr_assert_eq(h_run("/usr/bin/python3", args, NULL, 0), 0,
-                     "encode_evolved.py failed (needs python3-avro; log: "
-                     "%s/python3.log)",
-                     H.dir);
-        n = h_produce_records(rec);
+        truth = h_python_encode("encode_evolved.py", "evolve", &n);
         /* 120 clicks of id 101, 60 of id 2, 60 impressions, 1 of id 999. */
         cr_assert_eq(n, 120 + 60 + 60 + 1);
 
-        truth = h_jsonl_file(truth_path);
         cr_assert_eq(json_array_size(truth), 4);
         cr_assert_eq(json_integer_value(
                          json_object_get(json_array_get(truth, 0), "clicks")),

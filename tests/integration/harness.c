@@ -710,3 +710,23 @@ json_t *h_kpis_wait(json_t *truth, const char *channel, int timeout_ms,
         } while (h_now_ms() < deadline);
         return NULL;
 }
+
+json_t *h_python_encode(const char *script, const char *prefix, int *produced)
+{
+        char schemas[512], path[512], rel[128], rec[512], truth[512], base[32];
+        const char *args[] = {path, schemas, rec, truth, base, NULL};
+
+        h_src("schemas", schemas, sizeof(schemas));
+        snprintf(rel, sizeof(rel), "tests/interop/%s", script);
+        h_src(rel, path, sizeof(path));
+        snprintf(rec, sizeof(rec), "%s/%s.records", H.dir, prefix);
+        snprintf(truth, sizeof(truth), "%s/%s.truth", H.dir, prefix);
+        /* Ten minutes ago: neither in the future nor behind a watermark. */
+        snprintf(base, sizeof(base), "%lld",
+                 (long long)time(NULL) * 1000 - 600000);
+        cr_assert_eq(h_run("/usr/bin/python3", args, NULL, 0), 0,
+                     "%s failed (needs python3-avro; log: %s/python3.log)",
+                     script, H.dir);
+        *produced = h_produce_records(rec);
+        return h_jsonl_file(truth);
+}

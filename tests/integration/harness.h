@@ -134,4 +134,12 @@ int h_kpis_match(json_t *truth, json_t *kpis, char *why, size_t size);
 json_t *h_kpis_wait(json_t *truth, const char *channel, int timeout_ms,
                     char *why, size_t why_size);
 
+/*
+ * Runs tests/interop/<script> (an encoder using Python's avro library) with
+ * the schemas folder, dir/<prefix>.records, dir/<prefix>.truth and a base
+ * time ten minutes ago, asserts it succeeded, produces every record it
+ * wrote, and returns the truth file's rows; *produced is the record count.
+ */
+json_t *h_python_encode(const char *script, const char *prefix, int *produced);
+
 #endif

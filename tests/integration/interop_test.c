@@ -19,33 +19,13 @@ TestSuite(interop, .init = h_stack_up, .fini = h_stack_down, .timeout = 240);
 
 Test(interop, counts_events_encoded_by_python_avro_exactly)
 {
-        char schemas[512], script[512], rec[512], truth_path[512], base[32],
-            why[512] = "";
-        const char *args[6];
+        char why[512] = "";
         json_t *truth, *kpis;
         int n;
 
-        h_src("schemas", schemas, sizeof(schemas));
-        h_src("tests/interop/encode_events.py", script, sizeof(script));
-        snprintf(rec, sizeof(rec), "%s/py.records", H.dir);
-        snprintf(truth_path, sizeof(truth_path), "%s/py.truth", H.dir);
-        /* Ten minutes ago: neither in the future nor behind a watermark. */
-        snprintf(base, sizeof(base), "%lld",
-                 (long long)time(NULL) * 1000 - 600000);
-        args[0] = script;
-        args[1] = schemas;
-        args[2] = rec;
-        args[3] = truth_path;
-        args[4] = base;
-        args[5] = NULL;
-        cr_assert_eq(h_run("/usr/bin/python3", args, NULL, 0), 0,
-                     "encode_events.py failed (needs python3-avro; log: "
-                     "%s/python3.log)",
-                     H.dir);
-        n = h_produce_records(rec);
+        truth = h_python_encode("encode_events.py", "py", &n);
         cr_assert_eq(n, 300 + 100 + 34);
 
-        truth = h_jsonl_file(truth_path);
         cr_assert_eq(json_array_size(truth), 5);
         kpis = h_kpis_wait(truth, "pyint", 90000, why, sizeof(why));
         cr_assert(kpis,
