@@ -106,9 +106,25 @@ static const char *const layout_normalized[] = {"type:e",
                                                 "src_partition:i",
                                                 "src_offset:l",
                                                 NULL};
-static const char *const layout_snapshot[] = {
-    "channel:s", "campaign_id:?s", "window_start:l", "window_end:l",
-    "final:b",   COUNTER_FIELDS,   "watermark:l",    NULL};
+#define SIGNAL_FIELDS                                                          \
+        "unique_ips:l", "ivt_bot_ua:l", "ivt_no_ua:l", "ivt_dc_ip:l",          \
+            "ivt_dup_click:l", "freq_cap_impressions:l", "ctc_lt_10s:l",       \
+            "ctc_lt_1m:l", "ctc_lt_1h:l", "ctc_ge_1h:l",                       \
+            "conversions_no_click:l", "source_clicks_untracked:l"
+
+static const char *const layout_snapshot[] = {"channel:s",
+                                              "campaign_id:?s",
+                                              "window_start:l",
+                                              "window_end:l",
+                                              "final:b",
+                                              "window:s",
+                                              COUNTER_FIELDS,
+                                              SIGNAL_FIELDS,
+                                              "top_sources:ar",
+                                              "watermark:l",
+                                              NULL};
+static const char *const layout_source_clicks[] = {"source:s", "clicks:l",
+                                                   NULL};
 static const char *const layout_decision[] = {"decision_id:s",
                                               "rule_id:s",
                                               "action:e",
@@ -757,7 +773,7 @@ bad:
 static int check_schemas(sg_codec_t *c, char *errstr, size_t errstr_size)
 {
         const char *actions[SG_ACT__CNT];
-        avro_schema_t budgets;
+        avro_schema_t budgets, top;
         int id, a;
 
         for (id = 1; id <= SG_SCHEMA_MAX; id++)
@@ -781,8 +797,15 @@ static int check_schemas(sg_codec_t *c, char *errstr, size_t errstr_size)
         budgets = avro_schema_array_items(avro_schema_union_branch(budgets, 1));
         if (is_avro_link(budgets))
                 budgets = avro_schema_link_target(budgets);
-        return check_layout(budgets, layout_budget,
-                            schema_files[SG_SCHEMA_DECISION], errstr,
+        if (check_layout(budgets, layout_budget,
+                         schema_files[SG_SCHEMA_DECISION], errstr, errstr_size))
+                return -1;
+        top = avro_schema_array_items(avro_schema_record_field_get(
+            c->s[SG_SCHEMA_SNAPSHOT].schema, "top_sources"));
+        if (is_avro_link(top))
+                top = avro_schema_link_target(top);
+        return check_layout(top, layout_source_clicks,
+                            schema_files[SG_SCHEMA_SNAPSHOT], errstr,
                             errstr_size);
 }
 
@@ -2047,26 +2070,66 @@ static int get_scope(sg_codec_t *c, avro_value_t *v, sg_snapshot_t *s)
 #undef GET_COUNTER
 }
 
+/* The snapshot-only fields: signals (sg_signals_t), in schema order. */
+#define SIGNALS(X)                                                             \
+        X(unique_ips)                                                          \
+        X(ivt_bot_ua)                                                          \
+        X(ivt_no_ua)                                                           \
+        X(ivt_dc_ip)                                                           \
+        X(ivt_dup_click)                                                       \
+        X(freq_cap_impressions)                                                \
+        X(ctc_lt_10s)                                                          \
+        X(ctc_lt_1m)                                                           \
+        X(ctc_lt_1h)                                                           \
+        X(ctc_ge_1h)                                                           \
+        X(conversions_no_click)                                                \
+        X(source_clicks_untracked)
+
 int sg_codec_encode_snapshot(sg_codec_t *c, const sg_snapshot_t *s, void *buf,
                              size_t bufsize)
 {
+#define SET_SIGNAL(f)                                                          \
+        if (set_long(c, v, #f, s->x.f))                                        \
+                return -1;
         avro_value_t *v = &c->s[SG_SCHEMA_SNAPSHOT].value;
-        avro_value_t f;
+        avro_value_t f, item;
 
+        if (s->top_cnt < 0 || s->top_cnt > SG_SNAPSHOT_TOP)
+                return fail(c, "field=top_sources count %d out of range",
+                            s->top_cnt);
         if (set_scope(c, v, s) || field(c, v, "final", &f))
                 return -1;
         if (avro_value_set_boolean(&f, s->final ? 1 : 0))
                 return fail(c, "field=final: %s", avro_strerror());
+        if (set_str(c, v, SFLD(window)))
+                return -1;
+        SIGNALS(SET_SIGNAL)
+        if (field(c, v, "top_sources", &f))
+                return -1;
+        for (int i = 0; i < s->top_cnt; i++) {
+                if (avro_value_append(&f, &item, NULL))
+                        return fail(c, "field=top_sources: %s",
+                                    avro_strerror());
+                if (set_str(c, &item, "source", s->top[i].source,
+                            sizeof(s->top[i].source)) ||
+                    set_long(c, &item, "clicks", s->top[i].clicks))
+                        return -1;
+        }
         if (set_long(c, v, "watermark", s->watermark))
                 return -1;
         return write_value(c, SG_SCHEMA_SNAPSHOT, buf, bufsize);
+#undef SET_SIGNAL
 }
 
 int sg_codec_decode_snapshot(sg_codec_t *c, const void *buf, size_t len,
                              sg_snapshot_t *s)
 {
+#define GET_SIGNAL(f)                                                          \
+        if (get_long(c, v, #f, &s->x.f))                                       \
+                goto err;
         avro_value_t *v = &c->s[SG_SCHEMA_SNAPSHOT].value;
-        avro_value_t f;
+        avro_value_t f, item;
+        size_t n;
         int final;
 
         memset(s, 0, sizeof(*s));
@@ -2078,12 +2141,33 @@ int sg_codec_decode_snapshot(sg_codec_t *c, const void *buf, size_t len,
                 goto err;
         }
         s->final = final;
+        if (get_str(c, v, SFLD(window), NULL))
+                goto err;
+        SIGNALS(GET_SIGNAL)
+        if (field(c, v, "top_sources", &f) || avro_value_get_size(&f, &n)) {
+                fail(c, "field=top_sources: %s", avro_strerror());
+                goto err;
+        }
+        if (n > SG_SNAPSHOT_TOP) {
+                fail(c, "field=top_sources: %zu entries, at most %d", n,
+                     SG_SNAPSHOT_TOP);
+                goto err;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (avro_value_get_by_index(&f, i, &item, NULL) ||
+                    get_str(c, &item, "source", s->top[i].source,
+                            sizeof(s->top[i].source), NULL) ||
+                    get_long(c, &item, "clicks", &s->top[i].clicks))
+                        goto err;
+        }
+        s->top_cnt = (int)n;
         if (get_long(c, v, "watermark", &s->watermark))
                 goto err;
         return 0;
 err:
         memset(s, 0, sizeof(*s));
         return -1;
+#undef GET_SIGNAL
 }
 
 /*

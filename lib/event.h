@@ -37,6 +37,8 @@ sg_event_type_t sg_event_type_parse(const char *s); /* SG_EV_NONE if unknown */
 #define SG_COUNTRY_LEN 8
 #define SG_TOPIC_LEN   128
 #define SG_REASON_LEN  32
+#define SG_SOURCE_LEN  (SG_ID_LEN + 8) /* "ip:<ip>" or "device:<device_id>" */
+#define SG_WINDOW_LEN  8               /* "1m", "5m", "1h", "today", ... */
 
 /* Invalid-traffic bits of sg_event_t.ivt_mask. */
 #define SG_IVT_BOT_UA    0x1 /* declared bot / crawler / HTTP library */
@@ -88,6 +90,39 @@ typedef struct sg_counters {
 } sg_counters_t;
 
 /*
+ * The behavioural signals of one scope over one window, next to the
+ * counters in an AggregateSnapshot (not in ChannelKpi). ivt_* count the
+ * invalid impressions and clicks carrying each reason bit (an event with two
+ * reasons is in both). ctc_* is the click-to-conversion time of conversions
+ * whose click_id names a click aggregate has seen; conversions_no_click the
+ * others. freq_cap_impressions: impressions beyond aggregate.freq_cap per
+ * device and campaign and day. source_clicks_untracked: clicks of sources
+ * that did not fit in aggregate.max_sources (docs/redis-layout.md).
+ */
+typedef struct sg_signals {
+        int64_t unique_ips; /* a HyperLogLog estimate */
+        int64_t ivt_bot_ua;
+        int64_t ivt_no_ua;
+        int64_t ivt_dc_ip;
+        int64_t ivt_dup_click;
+        int64_t freq_cap_impressions;
+        int64_t ctc_lt_10s;
+        int64_t ctc_lt_1m;
+        int64_t ctc_lt_1h;
+        int64_t ctc_ge_1h;
+        int64_t conversions_no_click;
+        int64_t source_clicks_untracked;
+} sg_signals_t;
+
+/* Clicks of one source ("ip:1.2.3.4", "device:abc") in a window. */
+typedef struct sg_source_count {
+        char source[SG_SOURCE_LEN];
+        int64_t clicks;
+} sg_source_count_t;
+
+#define SG_SNAPSHOT_TOP 10 /* heaviest sources in a channel snapshot */
+
+/*
  * A scope's counters over [window_start, window_end): an AggregateSnapshot
  * (schema 5) on sg.aggregates, and a ChannelKpi row (schema 7) when final.
  * campaign_id is "" for a channel-level scope.
@@ -98,7 +133,11 @@ typedef struct sg_snapshot {
         int64_t window_start;
         int64_t window_end;
         int final;
+        char window[SG_WINDOW_LEN]; /* the window's name (aggregate.windows) */
         sg_counters_t c;
+        sg_signals_t x;
+        int top_cnt; /* channel scope only; clicks, heaviest first */
+        sg_source_count_t top[SG_SNAPSHOT_TOP];
         int64_t watermark; /* aggregate's watermark when it was written */
 } sg_snapshot_t;
 
@@ -123,7 +162,7 @@ typedef struct sg_decision {
         sg_action_t action;
         char channel[SG_NAME_LEN];
         char campaign_id[SG_NAME_LEN]; /* "" = none */
-        char source[SG_ID_LEN];        /* "" = none */
+        char source[SG_SOURCE_LEN];    /* "" = none */
         char reason[512];
         int metric_cnt;
         struct {

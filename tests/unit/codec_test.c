@@ -176,6 +176,24 @@ static sg_snapshot_t make_snapshot(const char *campaign)
         s.c.invalid_impressions = 3;
         s.c.invalid_spend_micros = 200000;
         s.c.unique_devices = 850;
+        strcpy(s.window, "5m");
+        s.x.unique_ips = 700;
+        s.x.ivt_bot_ua = 2;
+        s.x.ivt_no_ua = 1;
+        s.x.ivt_dc_ip = 3;
+        s.x.ivt_dup_click = 1;
+        s.x.freq_cap_impressions = 12;
+        s.x.ctc_lt_10s = 1;
+        s.x.ctc_lt_1m = 2;
+        s.x.ctc_lt_1h = 3;
+        s.x.ctc_ge_1h = 4;
+        s.x.conversions_no_click = 5;
+        s.x.source_clicks_untracked = 6;
+        s.top_cnt = 2;
+        strcpy(s.top[0].source, "ip:203.0.113.7");
+        s.top[0].clicks = 9;
+        strcpy(s.top[1].source, "device:d1");
+        s.top[1].clicks = 4;
         s.watermark = 1709294490000;
         return s;
 }
@@ -1073,6 +1091,24 @@ Test(codec, decodes_python_snapshot)
         cr_assert_eq(s.c.invalid_impressions, 7);
         cr_assert_eq(s.c.invalid_spend_micros, 2500000);
         cr_assert_eq(s.c.unique_devices, 31337);
+        cr_assert_str_eq(s.window, "1m");
+        cr_assert_eq(s.x.unique_ips, 2999);
+        cr_assert_eq(s.x.ivt_bot_ua, 60);
+        cr_assert_eq(s.x.ivt_no_ua, 5);
+        cr_assert_eq(s.x.ivt_dc_ip, 44);
+        cr_assert_eq(s.x.ivt_dup_click, 3);
+        cr_assert_eq(s.x.freq_cap_impressions, 1234);
+        cr_assert_eq(s.x.ctc_lt_10s, 4);
+        cr_assert_eq(s.x.ctc_lt_1m, 6);
+        cr_assert_eq(s.x.ctc_lt_1h, 20);
+        cr_assert_eq(s.x.ctc_ge_1h, 2);
+        cr_assert_eq(s.x.conversions_no_click, 8);
+        cr_assert_eq(s.x.source_clicks_untracked, 17);
+        cr_assert_eq(s.top_cnt, 2);
+        cr_assert_str_eq(s.top[0].source, "ip:203.0.113.7");
+        cr_assert_eq(s.top[0].clicks, 400);
+        cr_assert_str_eq(s.top[1].source, "device:dev-42");
+        cr_assert_eq(s.top[1].clicks, 90);
         cr_assert_eq(s.watermark, 1709294490000);
         m = sg_codec_encode_snapshot(codec, &s, buf, sizeof(buf));
         cr_assert_eq(m, (int)n);
@@ -1314,7 +1350,24 @@ Test(codec, round_trips_snapshots_at_both_scopes)
                 assert_scope_eq(&out, &in);
                 cr_assert_eq(out.final, in.final);
                 cr_assert_eq(out.watermark, in.watermark);
+                cr_assert_str_eq(out.window, "5m");
+                cr_assert_eq(memcmp(&out.x, &in.x, sizeof(in.x)), 0);
+                cr_assert_eq(out.top_cnt, 2);
+                cr_assert_str_eq(out.top[0].source, "ip:203.0.113.7");
+                cr_assert_eq(out.top[0].clicks, 9);
+                cr_assert_str_eq(out.top[1].source, "device:d1");
+                cr_assert_eq(out.top[1].clicks, 4);
         }
+}
+
+Test(codec, snapshot_refuses_too_many_top_sources)
+{
+        sg_snapshot_t s = make_snapshot("");
+
+        s.top_cnt = SG_SNAPSHOT_TOP + 1;
+        cr_assert_eq(sg_codec_encode_snapshot(codec, &s, buf, sizeof(buf)), -1);
+        cr_assert_str_eq(sg_codec_error(codec),
+                         "field=top_sources count 11 out of range");
 }
 
 Test(codec, snapshot_of_a_channel_has_a_null_campaign)
@@ -1570,7 +1623,7 @@ Test(codec, internal_decoders_reject_huge_and_negative_lengths)
         raw[5] = 0x01;
         cr_assert_eq(sg_codec_decode_snapshot(codec, raw, n, &s), -1);
         cr_assert_str_eq(sg_codec_error(codec),
-                         "field=channel length -1 exceeds the 51 bytes left");
+                         "field=channel length -1 exceeds the 103 bytes left");
 }
 
 Test(codec, internal_decoders_reject_a_huge_block_count)
