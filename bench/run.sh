@@ -1,126 +1,278 @@
-#!/bin/sh
-# `make bench` (first version): end-to-end throughput of the four stages over
-# a preloaded scenario, on the local broker and a private redis-server.
-# Preloads the input topics with sg-gen (unpaced), starts the stages, and
-# times until `sg-ctl kpis` equals the generator's ground truth.
-# The full benchmark (limits, per-stage ratios, latency) is issue 6.
+#!/bin/bash
+# `make bench`: the limits, each stage alone, the four stages end to end at a
+# paced load, and cost growth with scopes and partitions, all against one
+# sg-broker and one private redis-server. Method: docs/performance.md.
+# Prints a table, writes bench/results.json, and ends with the line
+#   bench: limit_eps=N ingest_eps=N ingest_ratio=R aggregate_eps=N ...
 set -eu
 cd "$(dirname "$0")/.."
-BIN=${BIN:-build/bin}
-DUR=${SG_BENCH_DURATION:-600}
+ROOT=$PWD
+BIN=${BIN:-build-bench/bin}
+N=${SG_BENCH_EVENTS:-500000}          # input events for the limit and ingest
+AGG_N=${SG_BENCH_AGG_EVENTS:-300000}  # normalized events for aggregate
+SNAP_N=${SG_BENCH_SNAPSHOTS:-200000}  # snapshots for rules and sink
+DEC_N=${SG_BENCH_DECISIONS:-20000}    # decisions for sink
+SCALE_N=${SG_BENCH_SCALE_EVENTS:-80000} # per cost-growth run (1 partition: ~88k fit)
+SCALE_SNAP_N=${SG_BENCH_SCALE_SNAPSHOTS:-120000} # rules per cost-growth run
+STEPS=${SG_BENCH_STEPS:-25000:10,50000:30,75000:10,100000:10}
+FIXED_RATE=${SG_BENCH_RATE:-50000}    # the step whose latency is the headline
+CHANNELS=20
+CAMPAIGNS=100                         # per channel: 2,000 campaigns
+FRAUD=5                               # channels with 50% bot clicks (e2e)
+OUT=${SG_BENCH_OUT:-bench/results.json}
 D=$(mktemp -d /tmp/sg-bench-XXXXXX)
 pids=""
 cleanup() {
         for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
         for p in $pids; do wait "$p" 2>/dev/null || true; done
-        rm -rf "$D"
+        if [ -n "${SG_BENCH_KEEP:-}" ]; then
+                echo "bench: logs kept in $D" >&2
+        else
+                rm -rf "$D"
+        fi
 }
-trap cleanup EXIT INT TERM
-start() {
-        name=$1
-        shift
-        "$@" >>"$D/$name.log" 2>&1 &
-        pids="$! $pids"
-}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 now_ms() { date +%s%3N; }
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+        echo "bench: $*" >&2
+        exit 1
+}
+# stop PID: SIGTERM, wait for it, forget it.
+stop() {
+        kill -TERM "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
+        pids=$(echo "$pids" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
+}
+T0=$(now_ms)
 
-start redis redis-server --port 0 --unixsocket "$D/redis.sock" --save "" \
-        --appendonly no --dir "$D"
-start broker "$BIN/sg-broker" --bootstrap-file "$D/bootstrap"
+# --------------------------------------------------------------- infra
+redis-server --port 0 --unixsocket "$D/redis.sock" --save "" \
+        --appendonly no --dir "$D" >"$D/redis.log" 2>&1 &
+REDIS_PID=$!
+pids="$REDIS_PID $pids"
+# Every phase has its own topics on the one broker; input topics have 16
+# partitions so that a preload fits the mock's ~5 MiB per partition.
+topics=""
+for t in bi.imp:16 bi.clk:16 bi.conv:16 bi.events:16 b.dead:4 \
+        ba.events:4 ba.aggs:4 br.aggs:4 br.rdec:4 br.dec:4 br.out:4 \
+        br.kpis:4 s1.events:4 s2.events:4 s3.events:4 p1.events:1 \
+        p4.events:4 s.aggs:4 rs1.aggs:4 rs2.aggs:4 rs3.aggs:4 rp1.aggs:1 \
+        rp4.aggs:4 rs.dec:4 be.imp:16 be.clk:16 be.conv:16 be.events:4 \
+        be.aggs:4 be.dec:4 be.out:4 be.kpis:4; do
+        topics="$topics -t $t"
+done
+# shellcheck disable=SC2086
+"$BIN/sg-broker" $topics --bootstrap-file "$D/bootstrap" \
+        >"$D/broker.log" 2>&1 &
+pids="$! $pids"
 i=0
 until [ -s "$D/bootstrap" ] && redis-cli -s "$D/redis.sock" ping >/dev/null 2>&1; do
-        i=$((i + 1)); [ $i -lt 200 ] || { echo "bench: infra did not start" >&2; exit 1; }
+        i=$((i + 1))
+        [ $i -lt 200 ] || die "broker or redis did not start"
         sleep 0.05
 done
-export SG_BROKERS="$(head -n 1 "$D/bootstrap")" SG_REDIS="unix://$D/redis.sock"
-export SG_GROUP_PREFIX=bench SG_CONFIG=config/spendguard.yaml
-# No metrics ports: a `make run` on the same machine may hold them.
-export SG_METRICS_LISTEN=off
+BROKERS=$(head -n 1 "$D/bootstrap")
+unset SG_BROKERS SG_REDIS SG_GROUP_PREFIX SG_CONFIG
+export SG_METRICS_LISTEN=off SG_LOG_LEVEL=warn
 
-# --- ingest alone, Avro then JSON: its own broker, a preloaded scenario,
-# timed until its /metrics count every record as accepted.
-metric_sum() { # port, series prefix
-        python3 - "$1" "$2" <<'PY'
-import sys, urllib.request
-try:
-    text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=2).read().decode()
-except Exception:
-    print(0); sys.exit()
-print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(sys.argv[2]))))
-PY
-}
-ingest_eps() { # --json or ""
-        dir=$(mktemp -d "$D/ingest-XXXX")
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        # 16 partitions: the mock keeps only ~5 MiB per partition.
-        "$BIN/sg-broker" --partitions 16 --bootstrap-file "$dir/bootstrap" \
-                >"$dir/broker.log" 2>&1 &
-        bpid=$!
-        pids="$bpid $pids"
-        until [ -s "$dir/bootstrap" ]; do sleep 0.05; done
-        SG_BROKERS="$(head -n 1 "$dir/bootstrap")" "$BIN/sg-gen" --seed 5 \
-                --duration "$DUR" $1 --truth "$dir/truth" 2>>"$dir/gen.log"
-        n=$(sed -n 's/.*"sent":\([0-9]*\).*/\1/p' "$dir/truth")
-        s0=$(now_ms)
-        SG_BROKERS="$(head -n 1 "$dir/bootstrap")" SG_GROUP_PREFIX=bench-in \
-                SG_METRICS_LISTEN="127.0.0.1:$port" "$BIN/sg-ingest" \
-                >"$dir/ingest.log" 2>&1 &
-        ipid=$!
-        pids="$ipid $pids"
-        # The clock starts at the first record counted, after the group join.
-        until c0=$(metric_sum "$port" 'spendguard_events_total{stage="ingest"') && [ "$c0" -gt 0 ]; do
-                [ $(( $(now_ms) - s0 )) -lt 60000 ] || { echo "bench: ingest did not start" >&2; exit 1; }
-                sleep 0.02
+cat >"$D/rules.yaml" <<'EOF'
+rules:
+  - id: ivt_circuit_breaker
+    scope: channel
+    metric: ivt_rate
+    op: ">"
+    threshold: 0.25
+    min_clicks: 100
+    action: PAUSE
+  - id: ivt_alert
+    scope: channel
+    metric: ivt_rate
+    op: ">"
+    threshold: 0.25
+    min_clicks: 100
+    action: ALERT
+  - id: cpa_overrun
+    scope: channel
+    metric: cpa
+    op: ">"
+    target_factor: 1.3
+    min_clicks: 100
+    min_spend_micros: 50000000
+    action: PAUSE
+EOF
+
+# conf NAME GROUP_PREFIX imp clk conv events aggs decisions out kpis
+conf() {
+        f="$D/conf-$1.yaml"
+        cat >"$f" <<EOF
+brokers: $BROKERS
+redis: unix://$D/redis.sock
+group_prefix: $2
+schemas_dir: $ROOT/schemas
+log_level: warn
+kafka:
+  fetch.wait.max.ms: 10
+topics:
+  impressions: $3
+  clicks: $4
+  conversions: $5
+  events: $6
+  deadletter: b.dead
+  aggregates: $7
+  decisions: $8
+  out_decisions: $9
+  kpis: ${10}
+ingest:
+  bot_ua_file: $ROOT/config/bot_ua.txt
+  dc_cidr_file: $ROOT/config/dc_cidr.txt
+# Small windows so that decisions come within a second or two of their
+# events (docs/performance.md): 1 s buckets, no allowed lateness.
+aggregate:
+  bucket_s: 1
+  window_s: 10
+  kpi_window_s: 10
+  lateness_s: 0
+  idle_s: 1
+rules:
+  file: $D/rules.yaml
+metrics:
+  listen: "off"
+channels:
+EOF
+        for c in $(seq 0 $((CHANNELS - 1))); do
+                printf '  - name: ch%02d\n    budget_micros: 100000000000\n    target_cpa_micros: 5000000\n' "$c" >>"$f"
         done
-        s0=$(now_ms)
-        until [ "$(metric_sum "$port" 'spendguard_events_total{stage="ingest"')" -ge "$n" ]; do
-                [ $(( $(now_ms) - s0 )) -lt 300000 ] || { echo "bench: ingest did not finish" >&2; exit 1; }
-                sleep 0.02
-        done
-        s1=$(now_ms)
-        kill -TERM "$ipid" "$bpid"
-        wait "$ipid" "$bpid" 2>/dev/null || true
-        echo $(( (n - c0) * 1000 / (s1 - s0 + 1) ))
+        echo "$f"
 }
-ingest_avro=$(ingest_eps "")
-ingest_json=$(ingest_eps --json)
 
-t0=$(now_ms)
-"$BIN/sg-gen" --seed 3 --duration "$DUR" --truth "$D/truth.jsonl" 2>>"$D/gen.log"
-t1=$(now_ms)
-events=$(python3 -c "import json,sys
-n=0
-for l in open(sys.argv[1]):
-    o=json.loads(l)
-    if o.get('channel') and o.get('campaign_id') is None:
-        n+=o['impressions']+o['clicks']+o['conversions']
-print(n)" "$D/truth.jsonl")
+M="$D/measures.txt" # one line per measure: name key=value ...
+: >"$M"
+measure() { echo "$*" >>"$M"; }
 
-t2=$(now_ms)
+# alone NAME STAGE CONFIG GROUP EXPECT TOPIC... : runs one stage over its
+# preloaded input until its group has committed EXPECT records.
+alone() {
+        name=$1 stage=$2 cfg=$3 group=$4 expect=$5
+        shift 5
+        targs=""
+        for t in "$@"; do targs="$targs --topic $t"; done
+        SG_CONFIG=$cfg "$BIN/sg-$stage" >"$D/$name.log" 2>&1 &
+        sp=$!
+        pids="$sp $pids"
+        # shellcheck disable=SC2086
+        if ! r=$("$BIN/sg-bench-watch" -c "$cfg" --group "$group" $targs \
+                --expect "$expect" --pid "$sp" --also "$REDIS_PID" \
+                --timeout 180 2>>"$D/$name.log"); then
+                tail -5 "$D/$name.log" >&2
+                die "$name did not finish"
+        fi
+        stop "$sp"
+        measure "$name $r"
+        log "$name: $r"
+}
+redis_mem() {
+        redis-cli -s "$D/redis.sock" info memory |
+                sed -n 's/^used_memory:\([0-9]*\).*/\1/p'
+}
+
+# ------------------------------------------------------- 1. the limits
+log "redis limits"
+RB="redis-benchmark -s $D/redis.sock --csv"
+rb_rps() { $RB "$@" | tail -n 1 | cut -d, -f2 | tr -d '"'; }
+measure "redis_hincrby rps=$(rb_rps -n 200000 -P 64 -r 100000 hincrby 'b:__rand_int__' impressions 1)"
+measure "redis_pfadd rps=$(rb_rps -n 200000 -P 64 -r 100000 pfadd 'u:__rand_int__' 'd__rand_int__')"
+measure "redis_zadd rps=$(rb_rps -n 200000 -P 64 -r 100000 zadd 'bi:__rand_int__' 1000 '__rand_int__')"
+sha=$(redis-cli -s "$D/redis.sock" script load "$(cat bench/apply_like.lua)")
+# 100 entries (9 commands each) per call.
+measure "redis_evalsha calls_ps=$(rb_rps -n 1000 -r 1000 evalsha "$sha" 1 'p__rand_int__' 100) entries_per_call=100 cmds_per_entry=9"
+redis-cli -s "$D/redis.sock" flushall >/dev/null
+
+log "preload $N input events (limit, ingest)"
+CI=$(conf ingest bi bi.imp bi.clk bi.conv bi.events x x x x)
+r=$("$BIN/sg-bench-preload" -c "$CI" --what input --events "$N" \
+        --channels $CHANNELS --campaigns $CAMPAIGNS) || die "preload failed"
+measure "preload_input $r"
+log "bare consumer"
+r=$("$BIN/sg-bench-consume" -c "$CI" --topic bi.imp --topic bi.clk \
+        --topic bi.conv --expect "$N") || die "bare consumer failed"
+measure "limit_input $r"
+log "limit: $r"
+
+# ------------------------------------------------- 2. each stage alone
+alone ingest ingest "$CI" bi.ingest "$N" bi.imp bi.clk bi.conv
+log "check: sg.events holds the $N events"
+held=$("$BIN/sg-bench-consume" -c "$CI" --topic bi.events --expect "$N" 2>/dev/null) ||
+        die "sg.events does not hold the $N events ingest should have written"
+measure "limit_events_from_ingest $held"
+
+CA=$(conf aggregate ba bi.imp bi.clk bi.conv ba.events ba.aggs x x x)
+r=$("$BIN/sg-bench-preload" -c "$CA" --what events --events "$AGG_N" \
+        --channels $CHANNELS --campaigns $CAMPAIGNS) || die "preload failed"
+measure "preload_events $r"
+log "bare consumer on sg.events"
+r=$("$BIN/sg-bench-consume" -c "$CA" --topic ba.events --expect "$AGG_N") ||
+        die "bare consumer failed"
+measure "limit_events $r"
+redis-cli -s "$D/redis.sock" flushall >/dev/null
+alone aggregate aggregate "$CA" ba.aggregate "$AGG_N" ba.events
+measure "aggregate_redis used_memory=$(redis_mem)"
+
+CR=$(conf rules br bi.imp bi.clk bi.conv x br.aggs br.rdec br.out br.kpis)
+CS=$(conf sink br bi.imp bi.clk bi.conv x br.aggs br.dec br.out br.kpis)
+"$BIN/sg-bench-preload" -c "$CR" --what snapshots --events "$SNAP_N" \
+        --channels $CHANNELS --campaigns $CAMPAIGNS --fraud $FRAUD >/dev/null ||
+        die "preload failed"
+"$BIN/sg-bench-preload" -c "$CS" --what decisions --events "$DEC_N" \
+        --channels $CHANNELS >/dev/null || die "preload failed"
+redis-cli -s "$D/redis.sock" flushall >/dev/null
+alone rules rules "$CR" br.rules "$SNAP_N" br.aggs
+alone sink sink "$CS" br.sink $((SNAP_N + DEC_N)) br.aggs br.dec
+
+# ------------------------------------------------------ 4. cost growth
+log "cost growth: scopes and partitions"
+for run in s1:5:4 s2:500:4 s3:5000:4 p1:$CAMPAIGNS:1 p4:$CAMPAIGNS:4; do
+        IFS=: read -r tag camps parts <<<"$run"
+        scopes=$((CHANNELS * camps))
+        cfg=$(conf "agg-$tag" "$tag" bi.imp bi.clk bi.conv "$tag.events" s.aggs x x x)
+        "$BIN/sg-bench-preload" -c "$cfg" --what events --events "$SCALE_N" \
+                --channels $CHANNELS --campaigns "$camps" >/dev/null ||
+                die "preload $tag failed"
+        redis-cli -s "$D/redis.sock" flushall >/dev/null
+        alone "scale_aggregate_$tag" aggregate "$cfg" "$tag.aggregate" \
+                "$SCALE_N" "$tag.events"
+        measure "scale_redis_$tag scopes=$scopes partitions=$parts used_memory=$(redis_mem)"
+        rtag=r$tag
+        cfg=$(conf "rules-$tag" "$rtag" bi.imp bi.clk bi.conv x "$rtag.aggs" rs.dec x x)
+        "$BIN/sg-bench-preload" -c "$cfg" --what snapshots --events "$SCALE_SNAP_N" \
+                --channels $CHANNELS --campaigns "$camps" --fraud $FRAUD \
+                >/dev/null || die "preload $rtag failed"
+        alone "scale_rules_$tag" rules "$cfg" "$rtag.rules" "$SCALE_SNAP_N" "$rtag.aggs"
+        measure "scale_$tag scopes=$scopes partitions=$parts"
+done
+
+# ------------------------------------------------------- 3. end to end
+log "end to end: steps $STEPS"
+redis-cli -s "$D/redis.sock" flushall >/dev/null
+CE=$(conf e2e be be.imp be.clk be.conv be.events be.aggs be.dec be.out be.kpis)
+e2e_pids=""
 for s in ingest aggregate rules sink; do
-        start "$s" "$BIN/sg-$s"
-        [ "$s" = aggregate ] && agg_pid=${pids%% *}
+        SG_CONFIG=$CE "$BIN/sg-$s" >"$D/e2e-$s.log" 2>&1 &
+        e2e_pids="$! $e2e_pids"
 done
-until "$BIN/sg-ctl" kpis --json >"$D/kpis.jsonl" 2>>"$D/ctl.log" &&
-        python3 -c "import json,sys
-want={(o['channel'],o.get('campaign_id')):o for o in map(json.loads,open(sys.argv[1])) if 'channel' in o}
-got={(o['channel'],o.get('campaign_id')):o for o in map(json.loads,open(sys.argv[2]))}
-f=['impressions','clicks','conversions','spend_micros','revenue_micros','invalid_clicks']
-sys.exit(0 if all(k in got and all(got[k][x]==v[x] for x in f) for k,v in want.items()) else 1)" \
-                "$D/truth.jsonl" "$D/kpis.jsonl"; do
-        [ $(( $(now_ms) - t2 )) -lt 300000 ] || { echo "bench: pipeline did not finish in 300 s" >&2; exit 1; }
-        sleep 0.1
-done
-t3=$(now_ms)
-# aggregate prints its Redis command count when it stops.
-kill -TERM "$agg_pid"
-wait "$agg_pid" 2>/dev/null || true
-cmds=$(sed -n 's/.*event=stop redis_commands=\([0-9]*\).*/\1/p' "$D/aggregate.log")
-gen_s=$(echo "scale=3; ($t1 - $t0) / 1000" | bc)
-e2e_s=$(echo "scale=3; ($t3 - $t2) / 1000" | bc)
-printf '%-28s %12s\n' "events" "$events" "sg-gen produce (s)" "$gen_s" \
-        "pipeline to exact KPIs (s)" "$e2e_s" \
-        "aggregate Redis commands" "$cmds" \
-        "ingest alone, Avro (ev/s)" "$ingest_avro" \
-        "ingest alone, JSON (ev/s)" "$ingest_json"
-echo "bench: events=$events gen_eps=$(echo "$events * 1000 / ($t1 - $t0)" | bc) e2e_eps=$(echo "$events * 1000 / ($t3 - $t2)" | bc) aggregate_redis_cmds_per_1k_events=$(echo "scale=2; $cmds * 1000 / $events" | bc) ingest_avro_eps=$ingest_avro ingest_json_eps=$ingest_json"
+"$BIN/sg-bench-latency" -c "$CE" >"$D/latency.txt" 2>"$D/latency.log" &
+lat_pid=$!
+pids="$lat_pid $e2e_pids $pids"
+# The stages join their groups before the clock starts: a decision waits
+# for every one of them.
+sleep "${SG_BENCH_JOIN_S:-6}"
+"$BIN/sg-bench-preload" -c "$CE" --what input --channels $CHANNELS \
+        --campaigns $CAMPAIGNS --fraud $FRAUD --steps "$STEPS" \
+        >"$D/steps.txt" 2>"$D/e2e-gen.log" || die "paced producer failed"
+# Decisions of the last windows still in flight: give them 5 s.
+sleep 5
+for p in $lat_pid $e2e_pids; do stop "$p"; done
+
+python3 bench/report.py "$M" "$D/steps.txt" "$D/latency.txt" "$OUT" \
+        "$FIXED_RATE" "$FRAUD" "$(($(now_ms) - T0))"

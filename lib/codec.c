@@ -213,10 +213,21 @@ static int utf8_valid(const uint8_t *s, size_t n)
         size_t i = 0;
 
         while (i < n) {
-                uint8_t b = s[i];
+                uint8_t b;
                 size_t k;
                 uint32_t cp;
+                uint64_t w;
 
+                /* Eight ASCII bytes at a time: user agents, ids and names
+                 * are nearly always ASCII. */
+                if (n - i >= 8) {
+                        memcpy(&w, s + i, 8);
+                        if ((w & 0x8080808080808080ULL) == 0) {
+                                i += 8;
+                                continue;
+                        }
+                }
+                b = s[i];
                 if (b < 0x80) {
                         i++;
                         continue;

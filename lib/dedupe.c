@@ -26,6 +26,7 @@ typedef struct keyset {
         uint32_t mask;   /* table size - 1 */
         uint32_t cap, cnt;
         uint32_t head, tail, free;
+        uint32_t fresh; /* entries [fresh, cap) were never used */
         int64_t newest; /* INT64_MIN until the first event */
         sg_dedupe_stats_t st;
 } keyset_t;
@@ -187,12 +188,19 @@ size_t sg_dedupe_bytes(size_t max_entries)
                (size_t)table_size(max_entries) * sizeof(uint32_t);
 }
 
+/*
+ * Entries are handed out from the free list, else from the never-used tail
+ * of the array, so only the memory a partition actually needs is touched:
+ * 48 input partitions at the default sizes reserve ~600 MB, most of which
+ * an idle or light partition never uses (RSS follows use, up to the bound).
+ */
 static void ks_clear(keyset_t *ks)
 {
-        memset(ks->table, 0, ((size_t)ks->mask + 1) * sizeof(*ks->table));
-        for (uint32_t i = 0; i < ks->cap; i++)
-                ks->e[i].next = i + 1 < ks->cap ? i + 1 : NIL;
-        ks->free = 0;
+        if (ks->fresh)
+                memset(ks->table, 0,
+                       ((size_t)ks->mask + 1) * sizeof(*ks->table));
+        ks->fresh = 0;
+        ks->free = NIL;
         ks->head = ks->tail = NIL;
         ks->cnt = 0;
         ks->newest = INT64_MIN;
@@ -213,7 +221,8 @@ static int ks_init(keyset_t *ks, size_t max_entries, const char *what,
         }
         tsize = table_size(max_entries);
         ks->e = malloc(max_entries * sizeof(*ks->e));
-        ks->table = malloc((size_t)tsize * sizeof(*ks->table));
+        /* calloc: zeroed pages are mapped on first touch, not here. */
+        ks->table = calloc((size_t)tsize, sizeof(*ks->table));
         if (!ks->e || !ks->table) {
                 snprintf(errstr, errstr_size, "out of memory (%zu bytes)",
                          sg_dedupe_bytes(max_entries));
@@ -278,7 +287,10 @@ static void ks_insert(keyset_t *ks, uint64_t h1, uint64_t h2, int64_t t)
 {
         uint32_t x = ks->free, i;
 
-        ks->free = ks->e[x].next;
+        if (x != NIL)
+                ks->free = ks->e[x].next;
+        else
+                x = ks->fresh++;
         ks->e[x].h1 = h1;
         ks->e[x].h2 = h2;
         ks->e[x].t = t;

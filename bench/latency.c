@@ -1,0 +1,75 @@
+/*
+ * sg-bench-latency: watches topics.out_decisions and prints, per decision,
+ * when it was read (wall clock, ms) next to what it decided, so that the
+ * harness can compare it with the moment its window became decidable.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "conf.h"
+#include "kafka.h"
+#include "log.h"
+#include "stage.h"
+
+int main(int argc, char **argv)
+{
+        static sg_conf_t conf;
+        static sg_decision_t d;
+        const char *config = NULL, *topics[1];
+        char errstr[512];
+        sg_consumer_t *c;
+        sg_codec_t *codec;
+        rd_kafka_t *rk;
+
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+                        config = argv[++i];
+                } else {
+                        fprintf(stderr,
+                                "Usage: sg-bench-latency [-c FILE]\n"
+                                "Until SIGTERM, prints one line per decision "
+                                "on topics.out_decisions:\n"
+                                "recv_ms window_start window_end action "
+                                "rule channel\n");
+                        return 2;
+                }
+        }
+        sg_log_init("bench-latency");
+        if (sg_conf_load(&conf, config, errstr, sizeof(errstr)) == -1) {
+                fprintf(stderr, "sg-bench-latency: bad config: %s\n", errstr);
+                return 2;
+        }
+        sg_log_set_level(conf.log_level);
+        sg_stage_signals();
+        topics[0] = conf.topics.out_decisions;
+        codec = sg_codec_new(conf.schemas_dir, errstr, sizeof(errstr));
+        c = codec ? sg_consumer_new(&conf, "latency", topics, 1, NULL, NULL,
+                                    errstr, sizeof(errstr))
+                  : NULL;
+        if (!c) {
+                fprintf(stderr, "sg-bench-latency: %s\n", errstr);
+                sg_codec_destroy(codec);
+                return 1;
+        }
+        rk = sg_consumer_handle(c);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        while (!sg_stop) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+                int64_t now = sg_now_ms();
+
+                if (!m)
+                        continue;
+                if (!m->err && sg_codec_decode_decision(codec, m->payload,
+                                                        m->len, &d) == 0)
+                        printf("%" PRId64 " %" PRId64 " %" PRId64 " %s %s %s\n",
+                               now, d.window_start, d.window_end,
+                               sg_action_name(d.action), d.rule_id, d.channel);
+                rd_kafka_message_destroy(m);
+        }
+        sg_consumer_destroy(c);
+        sg_codec_destroy(codec);
+        return 0;
+}

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's raw measures into the table, results.json and the
+last `bench:` line. Arguments: measures steps latency out.json fixed_rate
+fraud_channels wall_ms."""
+import json
+import sys
+
+measures_path, steps_path, latency_path, out_path = sys.argv[1:5]
+fixed_rate = float(sys.argv[5])
+fraud = int(sys.argv[6])
+wall_ms = int(sys.argv[7])
+
+m = {}
+for line in open(measures_path):
+    name, *kvs = line.split()
+    m[name] = {}
+    for kv in kvs:
+        k, v = kv.split("=", 1)
+        try:
+            m[name][k] = float(v)
+        except ValueError:
+            m[name][k] = v
+
+steps = []
+gen = {}
+for line in open(steps_path):
+    kv = dict(x.split("=", 1) for x in line.split() if "=" in x)
+    if line.startswith("step "):
+        steps.append({k: float(v) for k, v in kv.items()})
+    else:
+        gen = {k: float(v) for k, v in kv.items()}
+
+decisions = []
+for line in open(latency_path):
+    f = line.split()
+    if len(f) >= 6:
+        decisions.append({"recv": int(f[0]), "end": int(f[2]), "action": f[3],
+                          "rule": f[4], "channel": f[5]})
+
+
+def pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+# A decision belongs to the step during which its window ended; its latency
+# runs from the window end (lateness 0: the moment the first event past the
+# window was due to be produced) to when it was read from ad-decisions.
+sustainable = 0
+headline = None
+ok_so_far = True
+for st in steps:
+    lat = [d["recv"] - d["end"] for d in decisions
+           if st["start_ms"] <= d["end"] < st["end_ms"]]
+    alerts = sum(1 for d in decisions if d["action"] == "ALERT"
+                 and st["start_ms"] <= d["end"] < st["end_ms"])
+    expected = fraud * (st["end_ms"] - st["start_ms"]) / 1000.0
+    st.update({"decisions": len(lat), "alerts": alerts,
+               "alerts_expected": int(expected),
+               "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+               "max_ms": max(lat) if lat else None})
+    # Sustained: the ALERTs of (nearly) every window came, within 1 s at p99.
+    st["sustained"] = bool(lat) and st["p99_ms"] <= 1000 and \
+        alerts >= 0.9 * expected
+    if ok_so_far and st["sustained"]:
+        sustainable = st["rate"]
+    else:
+        ok_so_far = False
+    if st["rate"] == fixed_rate and headline is None:
+        headline = st
+
+
+def g(name, key, default=0):
+    return m.get(name, {}).get(key, default)
+
+
+limit = g("limit_input", "eps")
+limit_ev = g("limit_events", "eps")
+stages = {}
+for name, lim in (("ingest", limit), ("aggregate", limit), ("rules", None),
+                  ("sink", None)):
+    x = m.get(name, {})
+    stages[name] = {
+        "events": int(x.get("events", 0)), "eps": x.get("eps", 0),
+        "cpu_s_per_million": x.get("cpu_s_per_m", 0),
+        "redis_cpu_s": x.get("also_cpu_s", 0),
+        "peak_rss_kb": int(x.get("hwm_kb", 0)),
+        "rss_half_kb": int(x.get("rss_half_kb", 0)),
+        "rss_end_kb": int(x.get("rss_end_kb", 0)),
+        "ratio_to_limit": round(x.get("eps", 0) / lim, 3) if lim else None,
+    }
+stages["aggregate"]["ratio_to_events_limit"] = \
+    round(stages["aggregate"]["eps"] / limit_ev, 3) if limit_ev else None
+
+scale = []
+for tag in ("s1", "s2", "s3", "p1", "p4"):
+    if "scale_" + tag not in m:
+        continue
+    a, r = m.get("scale_aggregate_" + tag, {}), m.get("scale_rules_" + tag, {})
+    scale.append({
+        "run": tag, "scopes": int(g("scale_" + tag, "scopes")),
+        "partitions": int(g("scale_" + tag, "partitions")),
+        "aggregate_eps": a.get("eps", 0),
+        "aggregate_peak_rss_kb": int(a.get("hwm_kb", 0)),
+        "aggregate_redis_cpu_s": a.get("also_cpu_s", 0),
+        "redis_used_memory": int(g("scale_redis_" + tag, "used_memory")),
+        "rules_eps": r.get("eps", 0),
+        "rules_peak_rss_kb": int(r.get("hwm_kb", 0)),
+    })
+
+redis = {
+    "hincrby_pipelined_rps": g("redis_hincrby", "rps"),
+    "pfadd_pipelined_rps": g("redis_pfadd", "rps"),
+    "zadd_pipelined_rps": g("redis_zadd", "rps"),
+    "evalsha_calls_ps": g("redis_evalsha", "calls_ps"),
+    "evalsha_entries_ps": g("redis_evalsha", "calls_ps") * 100,
+    "evalsha_cmds_ps": g("redis_evalsha", "calls_ps") * 900,
+}
+
+res = {
+    "wall_s": round(wall_ms / 1000.0, 1),
+    "limit": {"input_eps": limit, "input_cpu_s_per_million":
+              g("limit_input", "cpu_s_per_m"),
+              "events_eps": limit_ev, "redis": redis},
+    "preload": {"input": m.get("preload_input", {}),
+                "events": m.get("preload_events", {})},
+    "stages": stages,
+    "aggregate_redis_used_memory": int(g("aggregate_redis", "used_memory")),
+    "e2e": {"steps": steps, "generator": gen,
+            "fixed_rate": fixed_rate,
+            "p50_ms": headline["p50_ms"] if headline else None,
+            "p99_ms": headline["p99_ms"] if headline else None,
+            "max_ms": headline["max_ms"] if headline else None,
+            "sustainable_eps": sustainable},
+    "scale": scale,
+}
+with open(out_path, "w") as fp:
+    json.dump(res, fp, indent=2)
+    fp.write("\n")
+
+
+def n(v, fmt="{:,.0f}"):
+    return "-" if v is None else fmt.format(v)
+
+
+print()
+print("limits (same broker, same consumer settings)")
+print("  bare consumer, input topics     %12s ev/s  (%s CPU s per M)" %
+      (n(limit), n(g("limit_input", "cpu_s_per_m"), "{:.2f}")))
+print("  bare consumer, sg.events        %12s ev/s" % n(limit_ev))
+print("  redis pipelined (-P 64)  HINCRBY %s  PFADD %s  ZADD %s  ops/s" %
+      (n(redis["hincrby_pipelined_rps"]), n(redis["pfadd_pipelined_rps"]),
+       n(redis["zadd_pipelined_rps"])))
+print("  redis EVALSHA apply-like script %12s entries/s (%s commands/s)" %
+      (n(redis["evalsha_entries_ps"]), n(redis["evalsha_cmds_ps"])))
+print()
+print("each stage alone over a preloaded input")
+print("  %-10s %10s %10s %8s %10s %10s %10s %8s" %
+      ("stage", "records", "rec/s", "ratio", "CPU s/M", "redis CPU", "peak RSS",
+       "RSS half"))
+for name, s in stages.items():
+    print("  %-10s %10s %10s %8s %10s %10s %8s MB %6s MB" % (
+        name, n(s["events"]), n(s["eps"]),
+        n(s["ratio_to_limit"], "{:.2f}"), n(s["cpu_s_per_million"], "{:.2f}"),
+        n(s["redis_cpu_s"], "{:.2f}s"), n(s["peak_rss_kb"] / 1024.0),
+        n(s["rss_half_kb"] / 1024.0)))
+print("  (rules and sink: records are snapshots and decisions; ratio is "
+      "to the input-topic limit)")
+print()
+print("end to end, paced (event time = scheduled send time); latency = read "
+      "on ad-decisions - window end")
+print("  %10s %6s %10s %8s %8s %8s %10s" %
+      ("offered/s", "secs", "decisions", "p50 ms", "p99 ms", "max ms",
+       "sustained"))
+for st in steps:
+    print("  %10s %6.0f %10s %8s %8s %8s %10s" % (
+        n(st["rate"]), (st["end_ms"] - st["start_ms"]) / 1000.0,
+        "%d/%d" % (st["alerts"], st["alerts_expected"]), n(st["p50_ms"]),
+        n(st["p99_ms"]), n(st["max_ms"]), "yes" if st["sustained"] else "no"))
+print("  generator: most behind schedule %s ms; highest sustained load %s ev/s"
+      % (n(gen.get("behind_max_ms"), "{:.1f}"), n(sustainable)))
+print()
+print("cost growth (aggregate: %s events, rules: %s snapshots per run)" %
+      (n(g("scale_aggregate_s1", "events")), n(g("scale_rules_s1", "events"))))
+print("  %8s %5s %12s %10s %12s %12s %10s" %
+      ("scopes", "parts", "aggregate/s", "agg RSS", "redis mem", "rules/s",
+       "rules RSS"))
+for s in scale:
+    print("  %8s %5d %12s %7s MB %9s MB %12s %7s MB" % (
+        n(s["scopes"]), s["partitions"], n(s["aggregate_eps"]),
+        n(s["aggregate_peak_rss_kb"] / 1024.0),
+        n(s["redis_used_memory"] / 1048576.0), n(s["rules_eps"]),
+        n(s["rules_peak_rss_kb"] / 1024.0)))
+print()
+print("wall time %.0f s; results in %s" % (wall_ms / 1000.0, out_path))
+print("bench: limit_eps=%d ingest_eps=%d ingest_ratio=%.2f aggregate_eps=%d "
+      "aggregate_ratio=%.2f e2e_p50_ms=%s e2e_p99_ms=%s" % (
+          limit, stages["ingest"]["eps"],
+          stages["ingest"]["ratio_to_limit"] or 0,
+          stages["aggregate"]["eps"],
+          stages["aggregate"]["ratio_to_limit"] or 0,
+          n(res["e2e"]["p50_ms"], "{:.0f}").replace(",", ""),
+          n(res["e2e"]["p99_ms"], "{:.0f}").replace(",", "")))
