@@ -401,6 +401,8 @@ static void snapshot_at(const opts_t *o, int64_t i, int64_t t0,
         s->window_end = t0 + (sec + 1) * 1000;
         s->window_start = s->window_end - 10000;
         s->final = final;
+        /* The one rolling window of bench/run.sh's config. */
+        snprintf(s->window, sizeof(s->window), "10s");
         s->c.impressions = (int64_t)imps;
         s->c.clicks = (int64_t)(imps * 0.05);
         s->c.conversions = (int64_t)(imps * 0.005);

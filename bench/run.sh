@@ -131,7 +131,8 @@ ingest:
 # events (docs/performance.md): 1 s buckets, no allowed lateness.
 aggregate:
   bucket_s: 1
-  window_s: 10
+  windows: 10s
+  snapshot_s: 1
   kpi_window_s: 10
   lateness_s: 0
   idle_s: 1

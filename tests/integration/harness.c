@@ -321,12 +321,12 @@ void h_start_infra_args(const char *const *extra)
 {
         const char *redis_args_[16];
         char bfile[300];
-        const char *broker_args[16] = {"--bootstrap-file", bfile, "--control",
+        const char *broker_args[40] = {"--bootstrap-file", bfile, "--control",
                                        H.control, NULL};
         long long deadline;
         FILE *fp;
 
-        for (int i = 4; extra && *extra && i < 15; i++)
+        for (int i = 4; extra && *extra && i < 39; i++)
                 broker_args[i] = *extra++;
         redis_args(redis_args_);
         h_spawn("redis-server", redis_args_);
