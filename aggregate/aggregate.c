@@ -342,6 +342,15 @@ static int src_split(const char *key, char *topic, size_t size, int32_t *part)
         return 0;
 }
 
+/* A source that has sent nothing has nothing to be late for: it may be
+ * idle as soon as ingest has read its input partition to the end. One that
+ * has sent must first be quiet for aggregate.idle_s, so that a partition
+ * between two events does not drop out of the watermark and back. */
+static int quiet(const sg_aggregate_t *ag, const src_off_t *so, int64_t now)
+{
+        return so->max_t == INT64_MIN || now - so->last_seen > ag->idle_ms;
+}
+
 /*
  * Marks idle the sources quiet for aggregate.idle_s whose input partition
  * ingest has read to its end, once aggregate has applied what ingest wrote
@@ -349,7 +358,7 @@ static int src_split(const char *key, char *topic, size_t size, int32_t *part)
  * what it produced from it, so with its commit at the input's end, every
  * event of the source is below sg.events' high watermark of that moment;
  * the source turns idle when the partition's applied offset reaches it.
- * At most once a second; between batches only.
+ * At most once a second, between batches.
  */
 static void idle_check(sg_aggregate_t *ag)
 {
@@ -377,7 +386,7 @@ static void idle_check(sg_aggregate_t *ag)
                                          p, so->key);
                         }
                         if (so->idle || so->idle_at >= 0 ||
-                            now - so->last_seen <= ag->idle_ms ||
+                            !quiet(ag, so, now) ||
                             src_split(so->key, topic, sizeof(topic), &pn) ||
                             rd_kafka_topic_partition_list_find(parts, topic,
                                                                pn))
@@ -399,7 +408,7 @@ static void idle_check(sg_aggregate_t *ag)
                         rd_kafka_topic_partition_t *tp;
 
                         if (so->idle || so->idle_at >= 0 ||
-                            now - so->last_seen <= ag->idle_ms ||
+                            !quiet(ag, so, now) ||
                             src_split(so->key, topic, sizeof(topic), &pn))
                                 continue;
                         tp = rd_kafka_topic_partition_list_find(parts, topic,
@@ -1074,7 +1083,6 @@ static int idle_tick(sg_aggregate_t *ag, int64_t *last_wm)
         int64_t wm;
         int failed = 0;
 
-        idle_check(ag);
         wm = stage_watermark(ag);
         if (wm == INT64_MIN || (wm <= *last_wm && !ag->more_to_close))
                 return 0;
@@ -1105,9 +1113,14 @@ int sg_aggregate_run(sg_aggregate_t *ag)
         int64_t last_stats = sg_mono_ms(), last_wm = INT64_MIN;
 
         while (!sg_stop) {
-                int cnt = sg_consumer_batch(ag->consumer, ag->msgs,
-                                            ag->conf.aggregate.batch_size,
-                                            ag->conf.aggregate.batch_ms);
+                int cnt;
+
+                /* Also while batches flow: a source with no events must
+                 * not hold the watermark for the whole stream. */
+                idle_check(ag);
+                cnt = sg_consumer_batch(ag->consumer, ag->msgs,
+                                        ag->conf.aggregate.batch_size,
+                                        ag->conf.aggregate.batch_ms);
                 if (cnt) {
                         int64_t t0 = sg_mono_us();
                         long long rt0 = sg_redis_round_trips(ag->redis);

@@ -1,0 +1,157 @@
+/*
+ * Resource bounds: 1,000,000 clicks from 1,000,000 distinct sources (IP and
+ * device) through ingest and aggregate. Every click is counted; the peak RSS
+ * of each stage stays under the bound its configuration sets; aggregate's
+ * per-source sets hold at most aggregate.max_sources members and count what
+ * they drop. A long test: `make chaos` runs it, `make test` does not.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include "dedupe.h"
+#include "harness.h"
+
+#define EVENTS     1000000
+#define CHANNELS   512 /* spread over sg.events' partitions */
+#define INPUTS     16  /* ad-clicks partitions */
+#define DEDUPE_MAX 65536
+#define DUPS_MAX   8192
+
+static void setup(void)
+{
+        /* The mock keeps about 5 MiB per partition: 64 for sg.events. */
+        const char *broker_args[] = {
+            "-t", "ad-impressions", "-t", "ad-clicks:16",
+            "-t", "ad-conversions", "-t", "sg.events:64",
+            "-t", "sg.deadletter",  "-t", "sg.aggregates:8",
+            "-t", "sg.decisions",   "-t", "ad-decisions",
+            "-t", "channel-kpis:8", NULL};
+        static char dedupe[64], dups[64];
+        const char *subst[] = {"  dedupe_max_entries:", dedupe,
+                               "  dup_click_max_entries:", dups, NULL};
+
+        snprintf(dedupe, sizeof(dedupe), "dedupe_max_entries: %d", DEDUPE_MAX);
+        snprintf(dups, sizeof(dups), "dup_click_max_entries: %d", DUPS_MAX);
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra_args(broker_args);
+}
+
+TestSuite(bounds, .init = setup, .fini = h_stack_down, .timeout = 900);
+
+/* VmHWM of a running process, bytes. */
+static long long peak_rss(pid_t pid)
+{
+        char path[64], line[256];
+        long long kb = -1;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        fp = fopen(path, "r");
+        cr_assert_not_null(fp);
+        while (fgets(line, sizeof(line), fp))
+                if (sscanf(line, "VmHWM: %lld kB", &kb) == 1)
+                        break;
+        fclose(fp);
+        return kb * 1024;
+}
+
+static long long redis_int(redisContext *c, const char *fmt, const char *arg)
+{
+        redisReply *r = redisCommand(c, fmt, arg);
+        long long v;
+
+        cr_assert_not_null(r);
+        v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+        freeReplyObject(r);
+        return v;
+}
+
+Test(bounds, a_million_distinct_sources_stay_within_the_configured_memory)
+{
+        long long t0 = (long long)time(NULL) * 1000 - 3600 * 1000, total = 0;
+        long long ingest_bound, aggregate_bound, rss_in, rss_ag;
+        char buf[512], ch[16];
+        pid_t ingest, aggregate;
+        redisContext *c;
+        redisReply *keys;
+        json_t *kpis, *row;
+        size_t i;
+
+        ingest = h_spawn("sg-ingest", NULL);
+        aggregate = h_spawn("sg-aggregate", NULL);
+        for (int k = 0; k < EVENTS; k++) {
+                int n;
+
+                snprintf(ch, sizeof(ch), "b%03d", k % CHANNELS);
+                n = snprintf(buf, sizeof(buf),
+                             "{\"type\":\"click\",\"event_id\":\"m%d\","
+                             "\"event_time\":%lld,\"channel\":\"%s\","
+                             "\"campaign_id\":\"c\",\"cost_micros\":10,"
+                             "\"ip\":\"10.%d.%d.%d\",\"device_id\":\"v%d\","
+                             "\"user_agent\":\"Mozilla/5.0\"}",
+                             k, t0 + k / 100, ch, (k >> 16) & 255,
+                             (k >> 8) & 255, k & 255, k);
+                cr_assert_eq(h_produce_async("ad-clicks", k % INPUTS, ch,
+                                             strlen(ch), buf, (size_t)n),
+                             0);
+        }
+        cr_assert_eq(h_flush(), 0);
+
+        /* Every click counted. */
+        for (long long deadline = h_now_ms() + 600000;;) {
+                total = 0;
+                kpis = h_kpis(NULL);
+                json_array_foreach(kpis, i, row)
+                {
+                        if (json_is_null(json_object_get(row, "campaign_id")))
+                                total += json_integer_value(
+                                    json_object_get(row, "clicks"));
+                }
+                json_decref(kpis);
+                if (total == EVENTS)
+                        break;
+                cr_assert_lt(h_now_ms(), deadline,
+                             "clicks counted: %lld of %d (logs in %s)", total,
+                             EVENTS, H.dir);
+                usleep(500 * 1000);
+        }
+
+        /*
+         * The bounds: ingest holds, per input partition, an event-id table
+         * and a duplicate-click table of fixed size (docs/givt.md), plus
+         * 64 MiB for everything else (librdkafka's queues, the codec);
+         * aggregate's memory is per batch (aggregate.batch_size), 64 MiB.
+         */
+        ingest_bound = 64LL * 1024 * 1024 +
+                       INPUTS * (long long)(sg_dedupe_bytes(DEDUPE_MAX) +
+                                            sg_dedupe_bytes(DUPS_MAX));
+        aggregate_bound = 64LL * 1024 * 1024;
+        rss_in = peak_rss(ingest);
+        rss_ag = peak_rss(aggregate);
+        fprintf(stderr,
+                "bounds: %d clicks from %d sources; peak RSS ingest %lld "
+                "MiB (bound %lld), aggregate %lld MiB (bound %lld)\n",
+                EVENTS, EVENTS, rss_in >> 20, ingest_bound >> 20, rss_ag >> 20,
+                aggregate_bound >> 20);
+        cr_assert_lt(rss_in, ingest_bound);
+        cr_assert_lt(rss_ag, aggregate_bound);
+
+        /* Redis: no per-source set beyond aggregate.max_sources (1000). */
+        c = redisConnectUnix(H.redis_sock);
+        cr_assert(c && !c->err);
+        keys = redisCommand(c, "KEYS sg:*:sc*");
+        cr_assert_not_null(keys);
+        cr_assert_gt(keys->elements, 0);
+        for (i = 0; i < keys->elements; i++)
+                cr_assert_leq(redis_int(c, "ZCARD %s", keys->element[i]->str),
+                              1000, "%s", keys->element[i]->str);
+        freeReplyObject(keys);
+        redisFree(c);
+}
