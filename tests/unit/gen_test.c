@@ -16,9 +16,11 @@
 #define NCH        5
 
 static const sg_channel_conf_t channels[NCH] = {
-    {"social", 40000000000LL, 20000000},  {"search", 30000000000LL, 15000000},
-    {"display", 10000000000LL, 25000000}, {"kol", 10000000000LL, 25000000},
-    {"gifts", 5000000000LL, 10000000},
+    {"social", 40000000000LL, 20000000, 0, 0},
+    {"search", 30000000000LL, 15000000, 0, 0},
+    {"display", 10000000000LL, 25000000, 0, 0},
+    {"kol", 10000000000LL, 25000000, 0, 0},
+    {"gifts", 5000000000LL, 10000000, 0, 0},
 };
 enum { SOCIAL, SEARCH, DISPLAY, KOL, GIFTS };
 
