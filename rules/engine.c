@@ -770,7 +770,7 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
                 for (int k = 0; k < s->top_cnt; k++)
                         evaluate(e, r, s, scope, &s->top[k], &paused);
         }
-        if (paused && p->on_pause)
+        if (paused && p->enabled && p->on_pause)
                 reallocate(e, s->channel, s->window_end);
         if (realloc_window && p->every_ms > 0)
                 periodic(e, s);
