@@ -7,7 +7,9 @@ JOBS       ?= 2
 MAKEFLAGS  += --no-print-directory
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-fast test-san crash bench format clean
+CHAOS_REPEAT ?= 1
+
+.PHONY: all deps build run test test-fast test-san crash chaos bench format clean
 
 all: build
 
@@ -25,7 +27,7 @@ run: build
 
 # The whole suite, then again under AddressSanitizer + UBSan.
 test: build
-	@cd $(BUILD) && ctest --output-on-failure -LE crash
+	@cd $(BUILD) && ctest --output-on-failure -LE 'crash|chaos'
 	@$(MAKE) --no-print-directory test-san
 
 test-fast: build
@@ -37,18 +39,25 @@ test-san: deps
 	@cmake --build $(SAN_BUILD) -j $(JOBS)
 	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -LE crash
+		ctest --output-on-failure -LE 'crash|chaos'
 
 # SIGKILLs ingest and aggregate 20 times during a run; KPIs must stay exact.
 crash: build
 	@cd $(BUILD) && ctest --output-on-failure -L crash
+
+# 50 random SIGKILLs of every stage, a Redis restart and a broker outage;
+# CHAOS_REPEAT=3 runs it three times in a row, stopping at a failure.
+chaos: build
+	@cd $(BUILD) && ctest --output-on-failure -L chaos \
+		--repeat until-fail:$(CHAOS_REPEAT)
 
 bench: build
 	@bench/run.sh
 
 format:
 	@clang-format -i lib/*.[ch] ingest/*.[ch] aggregate/*.[ch] rules/*.[ch] \
-		sink/*.[ch] tools/*.c tests/unit/*.c tests/integration/*.[ch]
+		sink/*.[ch] tools/*.c tests/unit/*.c tests/integration/*.[ch] \
+		tests/chaos/*.c
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)

@@ -34,6 +34,8 @@ typedef struct src_off {
         int64_t pending;              /* in the batch being applied */
         int64_t max_t, pending_max_t; /* event time; INT64_MIN = none */
         int64_t last_seen;            /* monotonic ms of its last event */
+        int idle;        /* caught up and quiet: does not hold the watermark */
+        int64_t idle_at; /* sg.events offset that makes it idle; -1 none */
 } src_off_t;
 
 /* State of one assigned sg.events partition. */
@@ -48,16 +50,62 @@ typedef struct part {
         int src_dirty[MAX_SOURCES];
 } part_t;
 
+/* The counters of a bucket, in the order of apply.lua's fields. */
+enum {
+        F_IMPRESSIONS,
+        F_CLICKS,
+        F_CONVERSIONS,
+        F_SPEND,
+        F_REVENUE,
+        F_INVALID_CLICKS,
+        F_INVALID_IMPRESSIONS,
+        F_INVALID_SPEND,
+        F_IVT_BOT_UA, /* the four reasons, in SG_IVT_* bit order */
+        F_IVT_NO_UA,
+        F_IVT_DC_IP,
+        F_IVT_DUP_CLICK,
+        F_FREQ_CAP, /* from here on, counted by the script */
+        F_CTC_10S,
+        F_CTC_1M,
+        F_CTC_1H,
+        F_CTC_GE_1H,
+        F_NO_CLICK,
+        F_UNTRACKED,
+        NF
+};
+
+/* The per-entry string lists of apply.lua, in its order. */
+enum {
+        L_DEV,       /* devices of all events: unique devices */
+        L_IP,        /* IPs of all events: unique IPs */
+        L_IMP_DEV,   /* devices of impressions: frequency cap */
+        L_CLICK_IP,  /* IPs of clicks: clicks per source (channel scope) */
+        L_CLICK_DEV, /* devices of clicks: clicks per source */
+        NL
+};
+#define LIST_MAX_PER_EVENT 8 /* 2 entries x (3 lists) + 2 */
+
 /* One (partition, scope, bucket) of the batch's pre-aggregation. */
 typedef struct entry {
         int used;
         int32_t partition;
         int64_t bucket;
         char scope[SCOPE_LEN];
-        int64_t n[8]; /* the counters, in the script's field order */
-        int dev_head; /* index into dev_next / dev_ptr, -1 = none */
-        int dev_cnt;
+        int64_t n[NF];
+        int head[NL]; /* index into lst_next / lst_ptr, -1 = none */
+        int cnt[NL];
+        int idx; /* 1-based position among the script call's entries */
 } entry_t;
+
+/* A click, or a conversion naming a click, in stream order: apply.lua
+ * times conversions against their clicks. */
+typedef struct op {
+        int32_t partition;
+        int conversion;
+        const char *id; /* click event_id, or the conversion's click_id */
+        int64_t t;
+        entry_t *channel, *campaign;
+} op_t;
 
 /* Strings and argv for one script call, reused between calls. */
 typedef struct argbuf {
@@ -74,7 +122,9 @@ struct sg_aggregate {
         sg_redis_t *redis;
         sg_consumer_t *consumer;
         sg_producer_t *producer;
+        sg_progress_t *ingest; /* how far ingest has read its inputs */
         sg_redis_script_t apply;
+        int64_t last_idle_check;
 
         rd_kafka_message_t **msgs;
         sg_event_t *evs;
@@ -84,9 +134,14 @@ struct sg_aggregate {
         int table_mask;
         int *used_slots;
         int used_cnt;
-        const char **dev_ptr;
-        int *dev_next;
-        int dev_cnt;
+        const char **lst_ptr;
+        int *lst_next;
+        int lst_cnt;
+        op_t *ops;
+        int op_cnt;
+        sg_window_def_t wins[SG_MAX_WINDOWS];
+        int win_cnt;
+        char kpi_name[SG_WINDOW_LEN];
 
         argbuf_t args;
         /* Final windows produced in this batch, ZREM'd once delivered. */
@@ -99,13 +154,16 @@ struct sg_aggregate {
         int input_cnt;
 
         int more_to_close; /* a call returned CLOSE_LIMIT final windows */
+        int64_t wm_floor;  /* the highest watermark so far */
+        long long batches, batch_events, batch_round_trips;
+        int64_t overflow_logged;
 
         unsigned char out[OUT_MAX];
-        int64_t bucket_ms, window_ms, kpi_ms, lateness_ms, idle_ms;
+        int64_t bucket_ms, snapshot_ms, kpi_ms, lateness_ms, idle_ms;
 
         /* events_total by result and sg_event_type_t */
         sg_counter_t *applied[4], *skipped[4], *late[4];
-        sg_counter_t *snapshots, *finals, *scripts, *bad;
+        sg_counter_t *snapshots, *finals, *scripts, *bad, *overflow;
         sg_histogram_t *batch_seconds;
 };
 
@@ -168,6 +226,27 @@ static void part_load(sg_aggregate_t *ag, rd_kafka_topic_partition_t *tp)
         }
         if (r)
                 freeReplyObject(r);
+        r = sg_redis_command(ag->redis, "GET %swm", pre);
+        if (r && r->type == REDIS_REPLY_STRING) {
+                int64_t wm = strtoll(r->str, NULL, 10);
+                if (wm > ag->wm_floor)
+                        ag->wm_floor = wm;
+        }
+        if (r)
+                freeReplyObject(r);
+        /* The sources' event times, so that a restarted aggregate holds the
+         * watermark where it was instead of starting from nothing. */
+        r = sg_redis_command(ag->redis, "HGETALL %ssrct", pre);
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+                for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                        src_off_t *so = src_get(ps, r->element[i]->str);
+                        if (so)
+                                so->max_t = so->pending_max_t =
+                                    strtoll(r->element[i + 1]->str, NULL, 10);
+                }
+        }
+        if (r)
+                freeReplyObject(r);
         /* Every input partition may still send events to this one: each
          * holds the watermark back until it has or goes idle. */
         for (int i = 0; i < ag->input_cnt; i++)
@@ -193,17 +272,21 @@ static void on_rebalance(void *opaque, int assign,
 }
 
 /*
- * The stage watermark: the minimum, over the active sources of every
- * assigned partition, of their highest event time, minus the lateness. A
- * source that has sent nothing yet holds it back (-inf) until it goes idle
- * (aggregate.idle_s without events), so that a slow first fetch does not make a
- * whole input partition late; an idle source does not hold it back. When every
- * source is idle the stream is quiet and the watermark is the newest event
- * time minus the lateness.
+ * The stage watermark: the minimum, over the sources (input partitions) of
+ * every assigned partition that are not idle, of their highest event time,
+ * minus the lateness. A source that has sent nothing yet holds it back
+ * (-inf) until it is idle. A source is idle only when it has been quiet for
+ * aggregate.idle_s *and* ingest has read everything its input partition
+ * holds *and* aggregate has read everything ingest wrote (idle_check()):
+ * wall-clock silence alone is not enough, since a killed or lagging ingest
+ * is silent too, and a lagging source whose events come later would
+ * otherwise find the watermark gone past them. When every source is idle
+ * the stream is quiet and the watermark is the newest event time minus
+ * the lateness.
  */
-static int64_t stage_watermark(const sg_aggregate_t *ag)
+static int64_t stage_watermark_now(const sg_aggregate_t *ag)
 {
-        int64_t now = sg_mono_ms(), min = INT64_MAX, max = INT64_MIN;
+        int64_t min = INT64_MAX, max = INT64_MIN;
         int active = 0;
 
         for (int p = 0; p < MAX_PARTITIONS; p++) {
@@ -216,7 +299,7 @@ static int64_t stage_watermark(const sg_aggregate_t *ag)
 
                         if (so->max_t != INT64_MIN && so->max_t > max)
                                 max = so->max_t;
-                        if (now - so->last_seen > ag->idle_ms)
+                        if (so->idle)
                                 continue;
                         if (so->max_t == INT64_MIN)
                                 return INT64_MIN;
@@ -228,6 +311,109 @@ static int64_t stage_watermark(const sg_aggregate_t *ag)
         if (active)
                 return min - ag->lateness_ms;
         return max == INT64_MIN ? INT64_MIN : max - ag->lateness_ms;
+}
+
+/*
+ * The watermark never goes back: a source that was idle and sends again
+ * would pull the minimum down, and windows already final would take events
+ * again. The highest watermark applied is kept in Redis per partition
+ * (sg:{pN}:wm) and taken up again on assignment, so it holds across
+ * restarts and hand-overs too.
+ */
+static int64_t stage_watermark(sg_aggregate_t *ag)
+{
+        int64_t wm = stage_watermark_now(ag);
+
+        if (wm < ag->wm_floor)
+                return ag->wm_floor;
+        ag->wm_floor = wm;
+        return wm;
+}
+
+/* "topic/partition" into tp's topic and partition; -1 if malformed. */
+static int src_split(const char *key, char *topic, size_t size, int32_t *part)
+{
+        const char *slash = strrchr(key, '/');
+
+        if (!slash || (size_t)(slash - key) >= size)
+                return -1;
+        snprintf(topic, size, "%.*s", (int)(slash - key), key);
+        *part = (int32_t)strtol(slash + 1, NULL, 10);
+        return 0;
+}
+
+/*
+ * Marks idle the sources quiet for aggregate.idle_s whose input partition
+ * ingest has read to its end, once aggregate has applied what ingest wrote
+ * before: ingest commits an input offset only after sg.events acknowledged
+ * what it produced from it, so with its commit at the input's end, every
+ * event of the source is below sg.events' high watermark of that moment;
+ * the source turns idle when the partition's applied offset reaches it.
+ * At most once a second; between batches only.
+ */
+static void idle_check(sg_aggregate_t *ag)
+{
+        rd_kafka_topic_partition_list_t *parts;
+        rd_kafka_t *rk = sg_consumer_handle(ag->consumer);
+        int64_t now = sg_mono_ms();
+        char topic[SG_TOPIC_LEN];
+        int32_t pn;
+
+        if (!ag->ingest || now - ag->last_idle_check < 1000)
+                return;
+        ag->last_idle_check = now;
+        parts = rd_kafka_topic_partition_list_new(16);
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+                part_t *ps = ag->parts[p];
+                for (int i = 0; ps && ps->assigned && i < ps->src_cnt; i++) {
+                        src_off_t *so = &ps->src[i];
+
+                        if (so->idle_at >= 0 &&
+                            ps->next_offset >= so->idle_at) {
+                                so->idle = 1;
+                                so->idle_at = -1;
+                                sg_debug("event=source_idle partition=%d "
+                                         "source=%s",
+                                         p, so->key);
+                        }
+                        if (so->idle || so->idle_at >= 0 ||
+                            now - so->last_seen <= ag->idle_ms ||
+                            src_split(so->key, topic, sizeof(topic), &pn) ||
+                            rd_kafka_topic_partition_list_find(parts, topic,
+                                                               pn))
+                                continue;
+                        rd_kafka_topic_partition_list_add(parts, topic, pn);
+                }
+        }
+        if (parts->cnt == 0 ||
+            sg_progress_caught_up(ag->ingest, parts, 2000) != 0) {
+                rd_kafka_topic_partition_list_destroy(parts);
+                return;
+        }
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+                part_t *ps = ag->parts[p];
+                int64_t lo, hi = -1;
+
+                for (int i = 0; ps && ps->assigned && i < ps->src_cnt; i++) {
+                        src_off_t *so = &ps->src[i];
+                        rd_kafka_topic_partition_t *tp;
+
+                        if (so->idle || so->idle_at >= 0 ||
+                            now - so->last_seen <= ag->idle_ms ||
+                            src_split(so->key, topic, sizeof(topic), &pn))
+                                continue;
+                        tp = rd_kafka_topic_partition_list_find(parts, topic,
+                                                                pn);
+                        if (!tp || tp->err || tp->offset != 1)
+                                continue;
+                        if (hi < 0 && rd_kafka_query_watermark_offsets(
+                                          rk, ag->conf.topics.events, p, &lo,
+                                          &hi, 2000) != 0)
+                                break;
+                        so->idle_at = hi;
+                }
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
 }
 
 static src_off_t *src_get(part_t *ps, const char *key)
@@ -244,6 +430,7 @@ static src_off_t *src_get(part_t *ps, const char *key)
         so->applied = so->pending = -1;
         so->max_t = so->pending_max_t = INT64_MIN;
         so->last_seen = sg_mono_ms();
+        so->idle_at = -1;
         return so;
 }
 
@@ -282,8 +469,10 @@ static entry_t *entry_get(sg_aggregate_t *ag, int32_t p, const char *scope,
                         e->bucket = bucket;
                         snprintf(e->scope, sizeof(e->scope), "%s", scope);
                         memset(e->n, 0, sizeof(e->n));
-                        e->dev_head = -1;
-                        e->dev_cnt = 0;
+                        for (int l = 0; l < NL; l++) {
+                                e->head[l] = -1;
+                                e->cnt[l] = 0;
+                        }
                         ag->used_slots[ag->used_cnt++] = (int)i;
                         return e;
                 }
@@ -293,40 +482,82 @@ static entry_t *entry_get(sg_aggregate_t *ag, int32_t p, const char *scope,
         }
 }
 
-static void entry_add(sg_aggregate_t *ag, entry_t *e, const sg_event_t *ev)
+static void list_add(sg_aggregate_t *ag, entry_t *e, int l, const char *str)
+{
+        ag->lst_ptr[ag->lst_cnt] = str;
+        ag->lst_next[ag->lst_cnt] = e->head[l];
+        e->head[l] = ag->lst_cnt++;
+        e->cnt[l]++;
+}
+
+/* Adds ev to e; channel says e is the channel-scope entry. */
+static void entry_add(sg_aggregate_t *ag, entry_t *e, const sg_event_t *ev,
+                      int channel)
 {
         int invalid = ev->ivt_mask != 0;
+        int dev = ev->has_device_id && ev->device_id[0];
+        int ip = ev->has_ip && ev->ip[0];
 
         switch (ev->type) {
         case SG_EV_IMPRESSION:
-                e->n[0]++;
-                e->n[3] += ev->cost_micros;
+                e->n[F_IMPRESSIONS]++;
+                e->n[F_SPEND] += ev->cost_micros;
                 if (invalid) {
-                        e->n[6]++;
-                        e->n[7] += ev->cost_micros;
+                        e->n[F_INVALID_IMPRESSIONS]++;
+                        e->n[F_INVALID_SPEND] += ev->cost_micros;
                 }
+                if (dev)
+                        list_add(ag, e, L_IMP_DEV, ev->device_id);
                 break;
         case SG_EV_CLICK:
-                e->n[1]++;
-                e->n[3] += ev->cost_micros;
+                e->n[F_CLICKS]++;
+                e->n[F_SPEND] += ev->cost_micros;
                 if (invalid) {
-                        e->n[5]++;
-                        e->n[7] += ev->cost_micros;
+                        e->n[F_INVALID_CLICKS]++;
+                        e->n[F_INVALID_SPEND] += ev->cost_micros;
                 }
+                if (channel && ip)
+                        list_add(ag, e, L_CLICK_IP, ev->ip);
+                if (channel && dev)
+                        list_add(ag, e, L_CLICK_DEV, ev->device_id);
                 break;
         case SG_EV_CONVERSION:
-                e->n[2]++;
-                e->n[4] += ev->revenue_micros;
+                e->n[F_CONVERSIONS]++;
+                e->n[F_REVENUE] += ev->revenue_micros;
+                if (!ev->has_ref_id || !ev->ref_id[0])
+                        e->n[F_NO_CLICK]++;
                 break;
         default:
                 break;
         }
-        if (ev->has_device_id && ev->device_id[0]) {
-                ag->dev_ptr[ag->dev_cnt] = ev->device_id;
-                ag->dev_next[ag->dev_cnt] = e->dev_head;
-                e->dev_head = ag->dev_cnt++;
-                e->dev_cnt++;
-        }
+        /* Invalid traffic by reason, of impressions and clicks (as the
+         * invalid_* counters). */
+        for (int b = 0; b < 4 && ev->type != SG_EV_CONVERSION; b++)
+                if (ev->ivt_mask & (1u << b))
+                        e->n[F_IVT_BOT_UA + b]++;
+        if (dev)
+                list_add(ag, e, L_DEV, ev->device_id);
+        if (ip)
+                list_add(ag, e, L_IP, ev->ip);
+}
+
+/* Records a click, or a conversion that names one, for apply.lua. */
+static void op_add(sg_aggregate_t *ag, int32_t p, const sg_event_t *ev,
+                   entry_t *channel, entry_t *campaign)
+{
+        op_t *o;
+
+        if (ev->type == SG_EV_CONVERSION && (!ev->has_ref_id || !ev->ref_id[0]))
+                return;
+        if (ev->type != SG_EV_CLICK && ev->type != SG_EV_CONVERSION)
+                return;
+        o = &ag->ops[ag->op_cnt++];
+        o->partition = p;
+        o->conversion = ev->type == SG_EV_CONVERSION;
+        o->id = o->conversion ? ev->ref_id : ev->event_id;
+        o->t = ev->event_time;
+        o->channel = channel;
+        o->campaign = campaign;
 }
 
 static void table_clear(sg_aggregate_t *ag)
@@ -334,7 +565,8 @@ static void table_clear(sg_aggregate_t *ag)
         for (int i = 0; i < ag->used_cnt; i++)
                 ag->table[ag->used_slots[i]].used = 0;
         ag->used_cnt = 0;
-        ag->dev_cnt = 0;
+        ag->lst_cnt = 0;
+        ag->op_cnt = 0;
 }
 
 /* ------------------------------------------------------------ arguments */
@@ -399,31 +631,66 @@ static int64_t reply_int(const redisReply *r)
         return 0;
 }
 
-/* Fills s from "channel|campaign" and 9 counters at r->element[*i]. */
-static void reply_snapshot(const redisReply *r, size_t *i, const char *scope,
-                           sg_snapshot_t *s)
-{
-        const char *bar = strchr(scope, '|');
-        int64_t v[9];
+/* Elements of one snapshot in the script's reply before its top sources:
+ * scope, window, start, end, NF counters, unique devices and IPs, ntop. */
+#define SNAP_ELEMENTS (4 + NF + 3)
 
+/* Fills s from the SNAP_ELEMENTS (and top sources) at r->element[*i]. */
+static int reply_snapshot(const redisReply *r, size_t *i, sg_snapshot_t *s)
+{
+        int64_t v[NF];
+        const char *scope, *bar;
+        int64_t ntop;
+
+        if (*i + SNAP_ELEMENTS > r->elements ||
+            r->element[*i]->type != REDIS_REPLY_STRING ||
+            r->element[*i + 1]->type != REDIS_REPLY_STRING)
+                return -1;
         memset(s, 0, sizeof(*s));
+        scope = r->element[(*i)++]->str;
+        bar = strchr(scope, '|');
         snprintf(s->channel, sizeof(s->channel), "%.*s",
                  (int)(bar ? bar - scope : (long)strlen(scope)), scope);
         snprintf(s->campaign_id, sizeof(s->campaign_id), "%s",
                  bar ? bar + 1 : "");
+        snprintf(s->window, sizeof(s->window), "%s", r->element[(*i)++]->str);
         s->window_start = reply_int(r->element[(*i)++]);
         s->window_end = reply_int(r->element[(*i)++]);
-        for (int f = 0; f < 9; f++)
+        for (int f = 0; f < NF; f++)
                 v[f] = reply_int(r->element[(*i)++]);
-        s->c.impressions = v[0];
-        s->c.clicks = v[1];
-        s->c.conversions = v[2];
-        s->c.spend_micros = v[3];
-        s->c.revenue_micros = v[4];
-        s->c.invalid_clicks = v[5];
-        s->c.invalid_impressions = v[6];
-        s->c.invalid_spend_micros = v[7];
-        s->c.unique_devices = v[8];
+        s->c.impressions = v[F_IMPRESSIONS];
+        s->c.clicks = v[F_CLICKS];
+        s->c.conversions = v[F_CONVERSIONS];
+        s->c.spend_micros = v[F_SPEND];
+        s->c.revenue_micros = v[F_REVENUE];
+        s->c.invalid_clicks = v[F_INVALID_CLICKS];
+        s->c.invalid_impressions = v[F_INVALID_IMPRESSIONS];
+        s->c.invalid_spend_micros = v[F_INVALID_SPEND];
+        s->x.ivt_bot_ua = v[F_IVT_BOT_UA];
+        s->x.ivt_no_ua = v[F_IVT_NO_UA];
+        s->x.ivt_dc_ip = v[F_IVT_DC_IP];
+        s->x.ivt_dup_click = v[F_IVT_DUP_CLICK];
+        s->x.freq_cap_impressions = v[F_FREQ_CAP];
+        s->x.ctc_lt_10s = v[F_CTC_10S];
+        s->x.ctc_lt_1m = v[F_CTC_1M];
+        s->x.ctc_lt_1h = v[F_CTC_1H];
+        s->x.ctc_ge_1h = v[F_CTC_GE_1H];
+        s->x.conversions_no_click = v[F_NO_CLICK];
+        s->x.source_clicks_untracked = v[F_UNTRACKED];
+        s->c.unique_devices = reply_int(r->element[(*i)++]);
+        s->x.unique_ips = reply_int(r->element[(*i)++]);
+        ntop = reply_int(r->element[(*i)++]);
+        if (ntop < 0 || ntop > SG_SNAPSHOT_TOP ||
+            *i + 2 * (size_t)ntop > r->elements)
+                return -1;
+        for (int k = 0; k < ntop; k++) {
+                const redisReply *src = r->element[(*i)++];
+                snprintf(s->top[k].source, sizeof(s->top[k].source), "%s",
+                         src->type == REDIS_REPLY_STRING ? src->str : "");
+                s->top[k].clicks = reply_int(r->element[(*i)++]);
+        }
+        s->top_cnt = (int)ntop;
+        return 0;
 }
 
 static int send_snapshot(sg_aggregate_t *ag, const sg_snapshot_t *s)
@@ -468,14 +735,15 @@ static int handle_reply(sg_aggregate_t *ag, int32_t p, const redisReply *r,
 {
         size_t i = 2, nsnap, nfinal;
         sg_snapshot_t s;
-        char scope[SCOPE_LEN];
 
         if (r->elements < 3)
                 return -1;
         nsnap = (size_t)reply_int(r->element[1]);
-        for (size_t k = 0; k < nsnap && i + 12 <= r->elements; k++) {
-                snprintf(scope, sizeof(scope), "%s", r->element[i++]->str);
-                reply_snapshot(r, &i, scope, &s);
+        for (size_t k = 0; k < nsnap; k++) {
+                if (reply_snapshot(r, &i, &s) == -1) {
+                        sg_error("event=bad_script_reply partition=%d", (int)p);
+                        return -1;
+                }
                 s.watermark = wm;
                 if (send_snapshot(ag, &s) == -1)
                         return -1;
@@ -486,17 +754,33 @@ static int handle_reply(sg_aggregate_t *ag, int32_t p, const redisReply *r,
         nfinal = (size_t)reply_int(r->element[i++]);
         if (nfinal >= CLOSE_LIMIT)
                 ag->more_to_close = 1;
-        for (size_t k = 0; k < nfinal && i + 13 <= r->elements; k++) {
+        for (size_t k = 0; k < nfinal && i < r->elements; k++) {
                 const char *member = r->element[i++]->str;
 
-                snprintf(scope, sizeof(scope), "%s", r->element[i++]->str);
-                reply_snapshot(r, &i, scope, &s);
+                if (reply_snapshot(r, &i, &s) == -1) {
+                        sg_error("event=bad_script_reply partition=%d", (int)p);
+                        return -1;
+                }
                 s.final = 1;
                 s.watermark = wm;
                 if (send_snapshot(ag, &s) == -1 ||
                     closed_add(ag, p, member) == -1)
                         return -1;
                 sg_counter_add(ag->finals, 1);
+        }
+        if (i < r->elements) {
+                int64_t overflow = reply_int(r->element[i]);
+                if (overflow > 0 && reply_int(r->element[0]) == 1) {
+                        sg_counter_add(ag->overflow, (uint64_t)overflow);
+                        /* Once a minute at most. */
+                        if (sg_mono_ms() - ag->overflow_logged >= 60000) {
+                                ag->overflow_logged = sg_mono_ms();
+                                sg_warn("event=scope_overflow partition=%d "
+                                        "max_scopes=%d msg=\"new scopes "
+                                        "are counted as _other\"",
+                                        (int)p, ag->conf.aggregate.max_scopes);
+                        }
+                }
         }
         return 0;
 }
@@ -507,25 +791,33 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
 {
         argbuf_t *a = &ag->args;
         size_t bytes = 4096;
-        int argc = 16, nent = 0, nsrc = 0;
+        int argc = 16 + 2 * SG_MAX_WINDOWS, nent = 0, nsrc = 0, nops = 0;
         char pre[32], wmbuf[24];
         redisReply *r;
         int rc;
 
         for (int k = 0; k < ag->used_cnt; k++) {
-                const entry_t *e = &ag->table[ag->used_slots[k]];
+                entry_t *e = &ag->table[ag->used_slots[k]];
                 if (e->partition != p)
                         continue;
-                nent++;
-                argc += 12 + e->dev_cnt;
-                bytes += SCOPE_LEN + 11 * 24;
+                e->idx = ++nent;
+                argc += 2 + NF + NL;
+                for (int l = 0; l < NL; l++)
+                        argc += e->cnt[l];
+                bytes += SCOPE_LEN + (2 + NF + NL) * 24;
         }
+        for (int k = 0; k < ag->op_cnt; k++)
+                if (ag->ops[k].partition == p) {
+                        nops++;
+                        argc += 5;
+                        bytes += 4 * 24;
+                }
         for (int k = 0; k < ps->src_cnt; k++) {
                 ps->src_dirty[k] = ps->src[k].pending > ps->src[k].applied;
                 nsrc += ps->src_dirty[k];
         }
-        argc += 2 * nsrc;
-        bytes += nsrc * 24;
+        argc += 3 * nsrc;
+        bytes += nsrc * 48;
         if (args_reserve(a, bytes, argc) == -1) {
                 sg_error("event=oom what=script_args");
                 return -1;
@@ -542,14 +834,26 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
         args_int(a, ps->batch_max_t);
         args_int(a, ag->conf.aggregate.retention_s);
         args_int(a, ag->bucket_ms);
-        args_int(a, ag->window_ms);
+        args_int(a, ag->snapshot_ms);
         args_int(a, ag->kpi_ms);
+        args_str(a, ag->kpi_name, 0);
+        args_int(a, (int64_t)ag->conf.aggregate.tz_offset_min * 60000);
+        args_int(a, ag->conf.aggregate.freq_cap);
+        args_int(a, ag->conf.aggregate.click_ttl_s);
+        args_int(a, ag->conf.aggregate.max_sources);
+        args_int(a, ag->conf.aggregate.max_scopes);
+        args_int(a, ag->win_cnt);
+        for (int w = 0; w < ag->win_cnt; w++) {
+                args_str(a, ag->wins[w].name, 0);
+                args_int(a, ag->wins[w].len_ms);
+        }
         args_int(a, nsrc);
         for (int k = 0; k < ps->src_cnt; k++) {
                 if (!ps->src_dirty[k])
                         continue;
                 args_str(a, ps->src[k].key, 0);
                 args_int(a, ps->src[k].pending);
+                args_int(a, ps->src[k].pending_max_t);
         }
         args_int(a, nent);
         for (int k = 0; k < ag->used_cnt; k++) {
@@ -558,11 +862,26 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
                         continue;
                 args_str(a, e->scope, 0);
                 args_int(a, e->bucket);
-                for (int f = 0; f < 8; f++)
+                for (int f = 0; f < NF; f++)
                         args_int(a, e->n[f]);
-                args_int(a, e->dev_cnt);
-                for (int d = e->dev_head; d != -1; d = ag->dev_next[d])
-                        args_str(a, ag->dev_ptr[d], 0);
+                for (int l = 0; l < NL; l++) {
+                        args_int(a, e->cnt[l]);
+                        for (int d = e->head[l]; d != -1; d = ag->lst_next[d])
+                                args_str(a, ag->lst_ptr[d], 0);
+                }
+        }
+        args_int(a, nops);
+        for (int k = 0; k < ag->op_cnt; k++) {
+                const op_t *o = &ag->ops[k];
+                if (o->partition != p)
+                        continue;
+                args_str(a, o->conversion ? "v" : "c", 0);
+                args_str(a, o->id, 0);
+                args_int(a, o->t);
+                if (o->conversion) {
+                        args_int(a, o->channel->idx);
+                        args_int(a, o->campaign->idx);
+                }
         }
 
         r = sg_redis_eval(ag->redis, &ag->apply, 0, a->argc, a->argv,
@@ -670,6 +989,8 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 if (so) {
                         so->pending = ev->src_offset;
                         so->last_seen = sg_mono_ms();
+                        so->idle = 0;
+                        so->idle_at = -1;
                         if (ev->event_time > so->pending_max_t)
                                 so->pending_max_t = ev->event_time;
                 }
@@ -690,13 +1011,16 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 {
                         int64_t b =
                             sg_window_floor(ev->event_time, ag->bucket_ms);
+                        entry_t *ech, *ecp;
+
                         snprintf(scope, sizeof(scope), "%s|", ev->channel);
-                        entry_add(ag, entry_get(ag, m->partition, scope, b),
-                                  ev);
+                        ech = entry_get(ag, m->partition, scope, b);
+                        entry_add(ag, ech, ev, 1);
                         snprintf(scope, sizeof(scope), "%s|%s", ev->channel,
                                  ev->campaign_id);
-                        entry_add(ag, entry_get(ag, m->partition, scope, b),
-                                  ev);
+                        ecp = entry_get(ag, m->partition, scope, b);
+                        entry_add(ag, ecp, ev, 0);
+                        op_add(ag, m->partition, ev, ech, ecp);
                 }
                 sg_counter_add(ag->applied[type_ix(ev->type)], 1);
         }
@@ -747,9 +1071,11 @@ static void batch_undo(sg_aggregate_t *ag)
  */
 static int idle_tick(sg_aggregate_t *ag, int64_t *last_wm)
 {
-        int64_t wm = stage_watermark(ag);
+        int64_t wm;
         int failed = 0;
 
+        idle_check(ag);
+        wm = stage_watermark(ag);
         if (wm == INT64_MIN || (wm <= *last_wm && !ag->more_to_close))
                 return 0;
         /* The watermark moved without input: close windows and send the
@@ -784,6 +1110,7 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                             ag->conf.aggregate.batch_ms);
                 if (cnt) {
                         int64_t t0 = sg_mono_us();
+                        long long rt0 = sg_redis_round_trips(ag->redis);
                         int rc = batch(ag, cnt);
                         int lost = rc == 0
                                        ? sg_producer_flush(ag->producer, 60000)
@@ -800,6 +1127,10 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                 sg_sleep_ms(500);
                         } else {
                                 forget_closed(ag);
+                                ag->batches++;
+                                ag->batch_round_trips +=
+                                    sg_redis_round_trips(ag->redis) - rt0;
+                                ag->batch_events += cnt;
                                 /* Kafka's commit only matters if Redis is
                                  * wiped; Redis holds the real offsets. */
                                 sg_consumer_commit(ag->consumer, ag->msgs, cnt);
@@ -818,8 +1149,13 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                 }
         }
         sg_metrics_log();
-        sg_info("event=stop redis_commands=%lld redis_round_trips=%lld",
-                sg_redis_commands(ag->redis), sg_redis_round_trips(ag->redis));
+        /* Redis round trips of the batches alone (a script call per
+         * partition, and one pipeline for the windows they closed): they
+         * grow with partitions, not with events (aggregate_test.c). */
+        sg_info("event=stop redis_commands=%lld redis_round_trips=%lld "
+                "batches=%lld batch_events=%lld batch_round_trips=%lld",
+                sg_redis_commands(ag->redis), sg_redis_round_trips(ag->redis),
+                ag->batches, ag->batch_events, ag->batch_round_trips);
         return 0;
 }
 
@@ -893,9 +1229,17 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         bs = conf->aggregate.batch_size;
         ag->apply.source = sg_aggregate_apply_lua;
         ag->bucket_ms = (int64_t)conf->aggregate.bucket_s * 1000;
-        ag->window_ms = (int64_t)conf->aggregate.window_s * 1000;
+        ag->snapshot_ms = (int64_t)conf->aggregate.snapshot_s * 1000;
+        ag->win_cnt =
+            sg_window_parse_list(conf->aggregate.windows, ag->wins,
+                                 SG_MAX_WINDOWS, 0, errstr, errstr_size);
+        if (ag->win_cnt < 0)
+                goto err;
+        sg_window_name(conf->aggregate.kpi_window_s * 1000LL, ag->kpi_name,
+                       sizeof(ag->kpi_name));
         ag->kpi_ms = (int64_t)conf->aggregate.kpi_window_s * 1000;
         ag->lateness_ms = (int64_t)conf->aggregate.lateness_s * 1000;
+        ag->wm_floor = INT64_MIN;
         ag->idle_ms = (int64_t)conf->aggregate.idle_s * 1000;
         /* Two entries per event at most (channel and campaign scope); a
          * load factor <= 1/2. */
@@ -904,12 +1248,13 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         ag->table = calloc(tsize, sizeof(*ag->table));
         ag->table_mask = tsize - 1;
         ag->used_slots = calloc(2 * bs, sizeof(int));
-        ag->dev_ptr = calloc(2 * bs, sizeof(char *));
-        ag->dev_next = calloc(2 * bs, sizeof(int));
+        ag->lst_ptr = calloc((size_t)LIST_MAX_PER_EVENT * bs, sizeof(char *));
+        ag->lst_next = calloc((size_t)LIST_MAX_PER_EVENT * bs, sizeof(int));
+        ag->ops = calloc(bs, sizeof(*ag->ops));
         ag->msgs = calloc(bs, sizeof(*ag->msgs));
         ag->evs = calloc(bs, sizeof(*ag->evs));
-        if (!ag->table || !ag->used_slots || !ag->dev_ptr || !ag->dev_next ||
-            !ag->msgs || !ag->evs) {
+        if (!ag->table || !ag->used_slots || !ag->lst_ptr || !ag->lst_next ||
+            !ag->ops || !ag->msgs || !ag->evs) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto err;
         }
@@ -919,6 +1264,8 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         ag->redis = sg_redis_new(conf->redis, 0, errstr, errstr_size);
         if (!ag->redis)
                 goto err;
+        /* Loaded now, so that batches make one round trip from the first. */
+        sg_redis_script_load(ag->redis, &ag->apply);
         ag->producer =
             sg_producer_new(conf, "sg-aggregate", errstr, errstr_size);
         if (!ag->producer)
@@ -934,6 +1281,7 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         ag->snapshots = sg_counter("snapshots_total{kind=\"rolling\"}");
         ag->finals = sg_counter("snapshots_total{kind=\"final\"}");
         ag->scripts = sg_counter("redis_scripts_total");
+        ag->overflow = sg_counter("scope_overflow_total");
         ag->batch_seconds =
             sg_histogram("batch_duration_seconds", sg_metrics_batch_buckets,
                          sg_metrics_batch_bucket_cnt);
@@ -942,12 +1290,16 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                                        on_rebalance, ag, errstr, errstr_size);
         if (!ag->consumer)
                 goto err;
+        ag->ingest = sg_progress_new(conf, "ingest", errstr, errstr_size);
+        if (!ag->ingest)
+                goto err;
         inputs_load(ag);
-        sg_info("event=start inputs=%d in=%s out=%s bucket_s=%d window_s=%d "
-                "kpi_window_s=%d lateness_s=%d",
+        sg_info("event=start inputs=%d in=%s out=%s bucket_s=%d windows=%s "
+                "snapshot_s=%d kpi_window_s=%d lateness_s=%d",
                 ag->input_cnt, conf->topics.events, conf->topics.aggregates,
-                conf->aggregate.bucket_s, conf->aggregate.window_s,
-                conf->aggregate.kpi_window_s, conf->aggregate.lateness_s);
+                conf->aggregate.bucket_s, conf->aggregate.windows,
+                conf->aggregate.snapshot_s, conf->aggregate.kpi_window_s,
+                conf->aggregate.lateness_s);
         return ag;
 err:
         sg_aggregate_destroy(ag);
@@ -959,6 +1311,7 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
         if (!ag)
                 return;
         sg_consumer_destroy(ag->consumer);
+        sg_progress_destroy(ag->ingest);
         sg_producer_destroy(ag->producer);
         sg_redis_destroy(ag->redis);
         sg_codec_destroy(ag->codec);
@@ -966,8 +1319,9 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
                 free(ag->parts[p]);
         free(ag->table);
         free(ag->used_slots);
-        free(ag->dev_ptr);
-        free(ag->dev_next);
+        free(ag->lst_ptr);
+        free(ag->lst_next);
+        free(ag->ops);
         free(ag->msgs);
         free(ag->evs);
         free(ag->args.arena);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "window.h"
 
 #define F(name, type, def, min, max, member, env, desc)                        \
         {                                                                      \
@@ -94,18 +95,38 @@ const sg_conf_field_t sg_conf_fields[] = {
         "longest wait to fill a batch, ms"),
     INT("aggregate.bucket_s", "10", 1, 3600, aggregate.bucket_s,
         "event-time bucket width, seconds"),
-    INT("aggregate.window_s", "60", 1, 86400, aggregate.window_s,
-        "rolling window of the snapshots sent to rules (multiple of "
-        "bucket_s)"),
+    STR("aggregate.windows", "1m,5m,1h,today", aggregate.windows, NULL,
+        "rolling windows of the snapshots sent to rules, comma-separated: "
+        "<n>s, <n>m, <n>h, <n>d (multiples of snapshot_s) or today (from "
+        "the start of the day in tz_offset_min)"),
+    INT("aggregate.snapshot_s", "10", 1, 86400, aggregate.snapshot_s,
+        "snapshot cadence: a changed scope's windows are sent each time "
+        "the watermark passes a multiple of this (multiple of bucket_s)"),
     INT("aggregate.kpi_window_s", "60", 1, 86400, aggregate.kpi_window_s,
         "tumbling window of the final KPI rows (multiple of bucket_s)"),
     INT("aggregate.lateness_s", "30", 0, 86400, aggregate.lateness_s,
         "allowed lateness: watermark = max event time - lateness"),
     INT("aggregate.idle_s", "10", 1, 86400, aggregate.idle_s,
         "an input partition without events this long (wall clock) stops "
-        "holding the watermark back"),
+        "holding the watermark back, once ingest has read it to its end"),
     INT("aggregate.retention_s", "172800", 60, 31536000, aggregate.retention_s,
         "TTL of bucket keys in Redis"),
+    INT("aggregate.tz_offset_min", "0", -720, 840, aggregate.tz_offset_min,
+        "the account time zone as a fixed offset from UTC, minutes: where "
+        "the today window and the frequency-cap day start"),
+    INT("aggregate.freq_cap", "3", 0, 1000000, aggregate.freq_cap,
+        "impressions per device per day and scope; those beyond count as "
+        "freq_cap_impressions (0 = off)"),
+    INT("aggregate.click_ttl_s", "86400", 60, 2592000, aggregate.click_ttl_s,
+        "how long click times are kept to time conversions against them "
+        "(click-to-conversion histogram)"),
+    INT("aggregate.max_sources", "1000", 10, 1000000, aggregate.max_sources,
+        "sources (IPs, devices) counted per channel and bucket; the "
+        "lightest beyond it are dropped into source_clicks_untracked"),
+    INT("aggregate.max_scopes", "10000", 10, 10000000, aggregate.max_scopes,
+        "scopes (channels and campaigns) per sg.events partition; past it a "
+        "new channel counts as _other and a new campaign as <channel>|_other "
+        "(spendguard_scope_overflow_total)"),
 
     PATHF("rules.file", "config/rules.yaml", rules.file, "the rules file"),
     INT("rules.batch_ms", "100", 1, 60000, rules.batch_ms,
@@ -418,13 +439,22 @@ static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
 {
         const char *name = conf->path[0] ? conf->path : "config";
         int bs = conf->aggregate.bucket_s;
+        sg_window_def_t wins[SG_MAX_WINDOWS];
+        char why[160];
 
-        if (conf->aggregate.window_s % bs ||
+        if (conf->aggregate.snapshot_s % bs ||
             conf->aggregate.kpi_window_s % bs) {
                 snprintf(errstr, errstr_size,
-                         "%s: aggregate.window_s and aggregate.kpi_window_s "
+                         "%s: aggregate.snapshot_s and aggregate.kpi_window_s "
                          "must be multiples of aggregate.bucket_s (%d)",
                          name, bs);
+                return -1;
+        }
+        if (sg_window_parse_list(conf->aggregate.windows, wins, SG_MAX_WINDOWS,
+                                 conf->aggregate.snapshot_s * 1000LL, why,
+                                 sizeof(why)) < 0) {
+                snprintf(errstr, errstr_size, "%s: aggregate.windows: %s", name,
+                         why);
                 return -1;
         }
         if (strcmp(conf->sink.format, "avro") &&

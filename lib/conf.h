@@ -69,11 +69,17 @@ typedef struct sg_conf {
                 int batch_size;
                 int batch_ms;
                 int bucket_s;
-                int window_s;
+                char windows[128];
+                int snapshot_s;
                 int kpi_window_s;
                 int lateness_s;
                 int idle_s;
                 int retention_s;
+                int tz_offset_min;
+                int freq_cap;
+                int click_ttl_s;
+                int max_sources;
+                int max_scopes;
         } aggregate;
 
         struct {

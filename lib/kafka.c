@@ -486,6 +486,95 @@ rd_kafka_t *sg_consumer_handle(sg_consumer_t *c)
         return c->rk;
 }
 
+/* 1 if the partition's offset is at or past its high watermark now, 0 if
+ * not, -1 if the broker did not answer. */
+static int at_high_watermark(rd_kafka_t *rk,
+                             const rd_kafka_topic_partition_t *tp,
+                             int timeout_ms)
+{
+        int64_t lo, hi;
+
+        if (rd_kafka_query_watermark_offsets(rk, tp->topic, tp->partition, &lo,
+                                             &hi, timeout_ms) != 0)
+                return -1;
+        /* No offset committed: caught up only on an empty partition. */
+        return tp->offset < 0 ? hi == lo : tp->offset >= hi;
+}
+
+struct sg_progress {
+        rd_kafka_t *rk;
+};
+
+sg_progress_t *sg_progress_new(const sg_conf_t *conf, const char *stage,
+                               char *errstr, size_t errstr_size)
+{
+        sg_progress_t *p = calloc(1, sizeof(*p));
+        rd_kafka_conf_t *kc;
+        char group[192], client[192];
+
+        if (!p) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
+        snprintf(client, sizeof(client), "sg-progress-%s", stage);
+        kc = conf_new(conf, client, errstr, errstr_size);
+        if (!kc)
+                goto err;
+        if (rd_kafka_conf_set(kc, "group.id", group, errstr, errstr_size) ||
+            rd_kafka_conf_set(kc, "enable.auto.commit", "false", errstr,
+                              errstr_size) ||
+            conf_passthrough(kc, conf, 0, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(kc);
+                goto err;
+        }
+        p->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+        if (!p->rk) {
+                rd_kafka_conf_destroy(kc);
+                goto err;
+        }
+        return p;
+err:
+        free(p);
+        return NULL;
+}
+
+void sg_progress_destroy(sg_progress_t *p)
+{
+        if (!p)
+                return;
+        /* Never subscribed: nothing to leave, nothing to commit. */
+        rd_kafka_destroy_flags(p->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        free(p);
+}
+
+int sg_progress_caught_up(sg_progress_t *p,
+                          rd_kafka_topic_partition_list_t *parts,
+                          int timeout_ms)
+{
+        rd_kafka_resp_err_t err = rd_kafka_committed(p->rk, parts, timeout_ms);
+
+        if (err) {
+                sg_debug("event=progress_failed err=%s",
+                         rd_kafka_err2name(err));
+                return -1;
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+                rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                int rc;
+
+                if (tp->err)
+                        continue;
+                rc = at_high_watermark(p->rk, tp, timeout_ms);
+                if (rc < 0) {
+                        tp->err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+                        continue;
+                }
+                tp->offset = rc;
+        }
+        return 0;
+}
+
 int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
                       int timeout_ms)
 {

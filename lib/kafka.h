@@ -95,4 +95,25 @@ int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
  * is consumed again. */
 int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
 
+/*
+ * How far another stage's consumer group (<group_prefix>.<stage>) has got:
+ * a handle that never joins that group, it only reads its committed
+ * offsets (OffsetFetch needs no membership).
+ */
+typedef struct sg_progress sg_progress_t;
+
+sg_progress_t *sg_progress_new(const sg_conf_t *conf, const char *stage,
+                               char *errstr, size_t errstr_size);
+void sg_progress_destroy(sg_progress_t *p); /* accepts NULL */
+
+/*
+ * For each partition of parts, sets .err to 0 and .offset to 1 if the
+ * group has committed past every record the partition holds now (its
+ * commit >= the high watermark), .offset 0 if not; .err to the error if
+ * unknown. Returns -1 if the broker could not be asked at all.
+ */
+int sg_progress_caught_up(sg_progress_t *p,
+                          rd_kafka_topic_partition_list_t *parts,
+                          int timeout_ms);
+
 #endif

@@ -35,6 +35,9 @@ static const struct {
      "Decisions emitted (rules) or delivered (sink), by action and rule."},
     {"snapshots_total", "Aggregate snapshots produced, by kind."},
     {"redis_scripts_total", "Batch apply script calls."},
+    {"scope_overflow_total",
+     "Pre-aggregated entries counted in an _other scope because the "
+     "partition had aggregate.max_scopes scopes."},
     {"consumer_lag",
      "Messages behind the high watermark (high watermark - position), by "
      "topic and partition."},

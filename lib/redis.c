@@ -296,6 +296,22 @@ redisReply *sg_redis_pipeline_get(sg_redis_t *r)
         return reply;
 }
 
+int sg_redis_script_load(sg_redis_t *r, sg_redis_script_t *script)
+{
+        redisReply *sha = sg_redis_command(r, "SCRIPT LOAD %s", script->source);
+        int rc = 1;
+
+        if (!sha)
+                return -1;
+        if (sha->type == REDIS_REPLY_STRING && sha->len == 40) {
+                memcpy(script->sha, sha->str, 40);
+                script->sha[40] = '\0';
+                rc = 0;
+        }
+        freeReplyObject(sha);
+        return rc;
+}
+
 redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
                           int argc, const char **argv, const size_t *argvlen)
 {
@@ -321,19 +337,15 @@ redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
                 if (!use_sha) {
                         /* Learn the SHA for next time; the EVAL below also
                          * caches the script on the server. */
-                        redisReply *sha = sg_redis_command(r, "SCRIPT LOAD %s",
-                                                           script->source);
-                        if (!sha)
+                        int rc = sg_redis_script_load(r, script);
+                        if (rc == -1)
                                 return NULL;
-                        if (sha->type == REDIS_REPLY_STRING && sha->len == 40) {
-                                memcpy(script->sha, sha->str, 40);
-                                script->sha[40] = '\0';
+                        if (rc == 0) {
                                 av[0] = "EVALSHA";
                                 av[1] = script->sha;
                                 avlen[0] = 7;
                                 avlen[1] = 40;
                         }
-                        freeReplyObject(sha);
                 }
                 reply = sg_redis_argv(r, argc + 3, av, avlen);
                 if (reply && reply->type == REDIS_REPLY_ERROR &&

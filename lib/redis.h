@@ -57,6 +57,9 @@ typedef struct sg_redis_script {
         char sha[41]; /* filled on first use */
 } sg_redis_script_t;
 
+/* SCRIPT LOAD: sets script->sha. 0, 1 if Redis refused it (the next
+ * sg_redis_eval() falls back to EVAL), -1 when stopping. */
+int sg_redis_script_load(sg_redis_t *r, sg_redis_script_t *script);
 redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
                           int argc, const char **argv, const size_t *argvlen);
 

@@ -5,7 +5,30 @@
 #ifndef SG_WINDOW_H
 #define SG_WINDOW_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "event.h"
+
+#define SG_MAX_WINDOWS 8
+
+/* A named rolling window: "1m", "5m", "1h", "today" (len_ms 0: from the
+ * start of the account-time-zone day). */
+typedef struct sg_window_def {
+        char name[SG_WINDOW_LEN];
+        int64_t len_ms;
+} sg_window_def_t;
+
+/*
+ * Parses a comma-separated list of windows: "<n>s", "<n>m", "<n>h", "<n>d"
+ * (n > 0) or "today", each at most once. With unit_ms > 0 every length
+ * must be a multiple of it. Returns the count, or -1 with errstr set.
+ */
+int sg_window_parse_list(const char *list, sg_window_def_t *out, int max,
+                         int64_t unit_ms, char *errstr, size_t errstr_size);
+
+/* The name of a length: 60000 -> "1m", 90000 -> "90s", 86400000 -> "1d". */
+void sg_window_name(int64_t ms, char *buf, size_t size);
 
 /* Start of the width_ms-wide interval holding t (floor, also for t < 0). */
 int64_t sg_window_floor(int64_t t, int64_t width_ms);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "redis.h"
 #include "stage.h"
+#include "window.h"
 
 #define CONNECT_TIMEOUT_MS 3000
 #define PIPELINE_CHUNK     1000 /* commands per round trip */
@@ -42,46 +43,47 @@ static sg_redis_t *redis;
 
 static void usage(FILE *fp)
 {
-        fprintf(fp,
-                "Usage: sg-ctl [-c FILE] <command> [options]\n\n"
-                "Reads spendguard's Redis state (read-only).\n\n"
-                "Commands:\n"
-                "  kpis [--channel C] [--campaign K] [--from T] [--to T] "
-                "[--json]\n"
-                "      totals per scope (channel level, then its campaigns) "
-                "over the buckets whose\n"
-                "      start lies in [from, to); T is ms since the epoch or "
-                "UTC ISO-8601\n"
-                "      (2026-11-22T10:00:00Z); default: everything retained\n"
-                "  decisions [--last N] [--json]\n"
-                "      the last N delivered decisions, newest first (default "
-                "20)\n"
-                "  breakers [--json]\n"
-                "      circuit breaker state per channel (and campaign)\n"
-                "  budgets [--json]\n"
-                "      configured and current budget per channel (after "
-                "reallocations) and the\n"
-                "      reserve\n"
-                "  top [--interval MS] [--once] [--window S]   (alias: watch)\n"
-                "      live per-channel view: today's spend (UTC) vs budget, "
-                "CTR, CVR, CPA vs\n"
-                "      target, ROAS and IVT rate over the last S seconds of "
-                "event time (default\n"
-                "      aggregate.window_s), breaker state, the last 5 "
-                "decisions; redrawn every\n"
-                "      MS ms (default 1000); plain frames when stdout is not "
-                "a terminal\n"
-                "  config-reference\n"
-                "      print the configuration reference (docs/config.md)\n\n"
-                "Options:\n"
-                "  -c, --config FILE  YAML config (default: $SG_CONFIG, then "
-                "config/spendguard.yaml)\n"
-                "  -h, --help         this help\n"
-                "  -V, --version      print the version\n\n"
-                "Environment: SG_REDIS (redis://host:port/db or "
-                "unix:///path.sock) beats the file.\n"
-                "Exit: 0 ok (no data is not an error), 1 Redis unreachable or "
-                "failing, 2 bad usage or config.\n");
+        fprintf(
+            fp,
+            "Usage: sg-ctl [-c FILE] <command> [options]\n\n"
+            "Reads spendguard's Redis state (read-only).\n\n"
+            "Commands:\n"
+            "  kpis [--channel C] [--campaign K] [--from T] [--to T] "
+            "[--json]\n"
+            "      totals per scope (channel level, then its campaigns) "
+            "over the buckets whose\n"
+            "      start lies in [from, to); T is ms since the epoch or "
+            "UTC ISO-8601\n"
+            "      (2026-11-22T10:00:00Z); default: everything retained\n"
+            "  decisions [--last N] [--json]\n"
+            "      the last N delivered decisions, newest first (default "
+            "20)\n"
+            "  breakers [--json]\n"
+            "      circuit breaker state per channel (and campaign)\n"
+            "  budgets [--json]\n"
+            "      configured and current budget per channel (after "
+            "reallocations) and the\n"
+            "      reserve\n"
+            "  top [--interval MS] [--once] [--window S]   (alias: watch)\n"
+            "      live per-channel view: today's spend (UTC) vs budget, "
+            "CTR, CVR, CPA vs\n"
+            "      target, ROAS and IVT rate over the last S seconds of "
+            "event time (default\n"
+            "      the first of aggregate.windows), breaker state, the last 5 "
+            "decisions; redrawn every\n"
+            "      MS ms (default 1000); plain frames when stdout is not "
+            "a terminal\n"
+            "  config-reference\n"
+            "      print the configuration reference (docs/config.md)\n\n"
+            "Options:\n"
+            "  -c, --config FILE  YAML config (default: $SG_CONFIG, then "
+            "config/spendguard.yaml)\n"
+            "  -h, --help         this help\n"
+            "  -V, --version      print the version\n\n"
+            "Environment: SG_REDIS (redis://host:port/db or "
+            "unix:///path.sock) beats the file.\n"
+            "Exit: 0 ok (no data is not an error), 1 Redis unreachable or "
+            "failing, 2 bad usage or config.\n");
 }
 
 static void bad_usage(const char *fmt, ...)
@@ -1531,8 +1533,19 @@ static int cmd_top(int argc, char **argv)
                 bad_usage("%s: unexpected argument %s", argv[0], argv[optind]);
         connect_redis();
         memset(&v, 0, sizeof(v));
-        v.window_ms =
-            (int64_t)(window_s ? window_s : conf.aggregate.window_s) * 1000;
+        v.window_ms = (int64_t)window_s * 1000;
+        if (!window_s) {
+                /* The first of aggregate.windows, unless it is "today". */
+                sg_window_def_t w[SG_MAX_WINDOWS];
+                char err[160];
+
+                v.window_ms = 60000;
+                if (sg_window_parse_list(conf.aggregate.windows, w,
+                                         SG_MAX_WINDOWS, 0, err,
+                                         sizeof(err)) > 0 &&
+                    w[0].len_ms > 0)
+                        v.window_ms = w[0].len_ms;
+        }
         /* Over SSH, in tmux or a console: anything that says it is a
          * terminal and not a dumb one understands these few sequences. */
         v.ansi =

@@ -26,7 +26,7 @@ Test(faults, broker_errors_and_outage_lose_and_duplicate_nothing)
                                   "120",     "--rate",   "8000",
                                   "--truth", truth_path, NULL};
         rd_kafka_message_t **msgs;
-        json_t *truth, *kpis;
+        json_t *truth;
         pid_t gen;
         int n;
 
@@ -59,139 +59,24 @@ Test(faults, broker_errors_and_outage_lose_and_duplicate_nothing)
          * judged on what it could read.
          */
         {
-                static const char *const topics[3] = {
-                    "ad-impressions", "ad-clicks", "ad-conversions"};
-                json_int_t sent = 0, held = 0;
-                json_t *counts = json_object(), *ids = json_object();
-                char schemas[512], err[256];
-                sg_codec_t *codec =
-                    sg_codec_new(h_src("schemas", schemas, sizeof(schemas)),
-                                 err, sizeof(err));
-                size_t i;
-                json_t *row;
-                const char *ch;
+                long long sent = h_truth_sent(truth), held;
+                json_t *counts = h_held_events(&held);
 
-                cr_assert_not_null(codec, "%s", err);
-                json_array_foreach(truth, i, row)
-                {
-                        json_t *s = json_object_get(row, "sent");
-                        if (s)
-                                sent = json_integer_value(s);
-                }
-                for (int k = 0; k < 3; k++) {
-                        n = h_consume_all(topics[k], 1, 60000, &msgs);
-                        for (int m = 0; m < n; m++) {
-                                sg_event_t ev;
-                                const char *reason;
-                                char detail[256];
-                                json_t *c;
-
-                                cr_assert_eq(sg_codec_decode_input(
-                                                 codec, msgs[m]->payload,
-                                                 msgs[m]->len, SG_EV_NONE, &ev,
-                                                 &reason, detail,
-                                                 sizeof(detail)),
-                                             0, "%s", detail);
-                                if (json_object_get(ids, ev.event_id))
-                                        continue; /* the mock's duplicate */
-                                json_object_set_new(ids, ev.event_id,
-                                                    json_true());
-                                held++;
-                                c = json_object_get(counts, ev.channel);
-                                if (!c) {
-                                        c = json_pack(
-                                            "{s:I,s:I,s:I,s:I,s:I}",
-                                            "impressions", (json_int_t)0,
-                                            "clicks", (json_int_t)0,
-                                            "conversions", (json_int_t)0,
-                                            "spend_micros", (json_int_t)0,
-                                            "revenue_micros", (json_int_t)0);
-                                        json_object_set_new(counts, ev.channel,
-                                                            c);
-                                }
-#define BUMP(f, v)                                                             \
-        json_object_set_new(                                                   \
-            c, f,                                                              \
-            json_integer(json_integer_value(json_object_get(c, f)) + (v)))
-                                BUMP(ev.type == SG_EV_IMPRESSION ? "impressions"
-                                     : ev.type == SG_EV_CLICK    ? "clicks"
-                                                              : "conversions",
-                                     1);
-                                BUMP("spend_micros", ev.cost_micros);
-                                BUMP("revenue_micros", ev.revenue_micros);
-#undef BUMP
-                        }
-                        h_msgs_free(msgs, n);
-                }
                 if (held != sent)
                         fprintf(stderr,
                                 "faults_test: the broker holds %lld distinct "
                                 "events, sg-gen had %lld acknowledged\n",
-                                (long long)held, (long long)sent);
+                                held, sent);
                 cr_assert_gt(held, sent - sent / 100,
                              "the broker lost more than 1%% of what it "
                              "acknowledged: %lld of %lld",
-                             (long long)held, (long long)sent);
-
+                             held, sent);
                 /* Every channel's KPIs equal what the topics hold. */
-                {
-                        long long deadline = h_now_ms() + 180000;
-                        int matched = 0;
-
-                        while (!matched) {
-                                kpis = h_kpis(NULL);
-                                matched = 1;
-                                json_object_foreach(counts, ch, row)
-                                {
-                                        json_t *k = NULL, *r;
-                                        size_t j;
-                                        const char *f;
-                                        json_t *v;
-
-                                        json_array_foreach(kpis, j, r) if (
-                                            json_is_null(json_object_get(
-                                                r, "campaign_id")) &&
-                                            strcmp(json_string_value(
-                                                       json_object_get(
-                                                           r, "channel")),
-                                                   ch) == 0) k = r;
-                                        json_object_foreach(
-                                            row, f,
-                                            v) if (!k ||
-                                                   json_integer_value(v) !=
-                                                       json_integer_value(
-                                                           json_object_get(k,
-                                                                           f)))
-                                        {
-                                                snprintf(
-                                                    why, sizeof(why),
-                                                    "%s %s: want %lld, "
-                                                    "got %lld",
-                                                    ch, f,
-                                                    (long long)
-                                                        json_integer_value(v),
-                                                    k ? (long long)
-                                                            json_integer_value(
-                                                                json_object_get(
-                                                                    k, f))
-                                                      : -1LL);
-                                                matched = 0;
-                                        }
-                                }
-                                json_decref(kpis);
-                                if (matched)
-                                        break;
-                                cr_assert_lt(h_now_ms(), deadline,
-                                             "KPIs never matched the input "
-                                             "topics after the faults: %s "
-                                             "(logs in %s)",
-                                             why, H.dir);
-                                usleep(300 * 1000);
-                        }
-                }
+                cr_assert(h_kpis_wait_held(counts, 180000, why, sizeof(why)),
+                          "KPIs never matched the input topics after the "
+                          "faults: %s (logs in %s)",
+                          why, H.dir);
                 json_decref(counts);
-                json_decref(ids);
-                sg_codec_destroy(codec);
         }
 
         /* Decisions: the six the shipped rules call for on this scenario

@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 
+#include "codec.h"
 #include "harness.h"
 
 harness_t H;
@@ -263,11 +264,62 @@ void h_start_infra(void)
         h_start_infra_args(NULL);
 }
 
+/* redis-server's arguments: without persistence, unless H.redis_persist
+ * (an append-only file fsynced on every write, so a restart loses nothing
+ * Redis acknowledged). */
+static void redis_args(const char **args)
+{
+        const char *a[] = {"--port",
+                           "0",
+                           "--unixsocket",
+                           H.redis_sock,
+                           "--save",
+                           "",
+                           "--appendonly",
+                           H.redis_persist ? "yes" : "no",
+                           "--appendfsync",
+                           "always",
+                           "--dir",
+                           H.dir,
+                           NULL};
+
+        memcpy(args, a, sizeof(a));
+}
+
+static void redis_wait(void)
+{
+        long long deadline = h_now_ms() + 15000;
+
+        while (!redis_ping()) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "redis-server did not answer within 15 s "
+                             "(log: %s/redis-server.log)",
+                             H.dir);
+                nap(20);
+        }
+}
+
+void h_redis_restart(void)
+{
+        const char *args[16];
+        int status = -1;
+
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid > 0 &&
+                    !strcmp(H.procs[i].name, "redis-server")) {
+                        status = h_stop(H.procs[i].pid);
+                        H.procs[i].pid = 0;
+                }
+        cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "redis-server did not stop cleanly (status %d)", status);
+        redis_args(args);
+        h_spawn("redis-server", args);
+        redis_wait();
+}
+
 void h_start_infra_args(const char *const *extra)
 {
-        const char *redis_args[] = {
-            "--port",       "0",  "--unixsocket", H.redis_sock, "--save", "",
-            "--appendonly", "no", "--dir",        H.dir,        NULL};
+        const char *redis_args_[16];
         char bfile[300];
         const char *broker_args[16] = {"--bootstrap-file", bfile, "--control",
                                        H.control, NULL};
@@ -276,18 +328,12 @@ void h_start_infra_args(const char *const *extra)
 
         for (int i = 4; extra && *extra && i < 15; i++)
                 broker_args[i] = *extra++;
-        h_spawn("redis-server", redis_args);
+        redis_args(redis_args_);
+        h_spawn("redis-server", redis_args_);
         snprintf(bfile, sizeof(bfile), "%s/bootstrap", H.dir);
         h_spawn("sg-broker", broker_args);
 
-        deadline = h_now_ms() + 15000;
-        while (!redis_ping()) {
-                cr_assert_lt(h_now_ms(), deadline,
-                             "redis-server did not answer within 15 s "
-                             "(log: %s/redis-server.log)",
-                             H.dir);
-                nap(20);
-        }
+        redis_wait();
         deadline = h_now_ms() + 15000;
         while (!(fp = fopen(bfile, "r"))) {
                 cr_assert_lt(h_now_ms(), deadline,
@@ -372,6 +418,28 @@ static rd_kafka_conf_t *kconf(void)
 int h_produce(const char *topic, const void *key, size_t key_len,
               const void *val, size_t len)
 {
+        return h_produce_to(topic, RD_KAFKA_PARTITION_UA, key, key_len, val,
+                            len);
+}
+
+int h_produce_to(const char *topic, int32_t partition, const void *key,
+                 size_t key_len, const void *val, size_t len)
+{
+        if (h_produce_async(topic, partition, key, key_len, val, len))
+                return -1;
+        return h_flush();
+}
+
+int h_flush(void)
+{
+        return rd_kafka_flush(producer, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR
+                   ? 0
+                   : -1;
+}
+
+int h_produce_async(const char *topic, int32_t partition, const void *key,
+                    size_t key_len, const void *val, size_t len)
+{
         char err[256];
         rd_kafka_resp_err_t e;
 
@@ -380,16 +448,21 @@ int h_produce(const char *topic, const void *key, size_t key_len,
                     rd_kafka_new(RD_KAFKA_PRODUCER, kconf(), err, sizeof(err));
                 cr_assert_not_null(producer, "producer: %s", err);
         }
-        e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_KEY((void *)key, key_len),
-                              RD_KAFKA_V_VALUE((void *)val, len),
-                              RD_KAFKA_V_END);
-        if (e)
-                return -1;
-        return rd_kafka_flush(producer, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR
-                   ? 0
-                   : -1;
+        e = rd_kafka_producev(
+            producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY((void *)key, key_len),
+            RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_END);
+        while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(producer, 100);
+                e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic),
+                                      RD_KAFKA_V_PARTITION(partition),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_KEY((void *)key, key_len),
+                                      RD_KAFKA_V_VALUE((void *)val, len),
+                                      RD_KAFKA_V_END);
+        }
+        return e ? -1 : 0;
 }
 
 int h_produce_records(const char *path)
@@ -729,4 +802,191 @@ json_t *h_python_encode(const char *script, const char *prefix, int *produced)
                      script, H.dir);
         *produced = h_produce_records(rec);
         return h_jsonl_file(truth);
+}
+
+void h_config(const char *const *subst, const char *append)
+{
+        static const char *const rel[][2] = {
+            {"schemas_dir: ../schemas", "schemas_dir: %s/schemas"},
+            {"file: rules.yaml", "file: %s/config/rules.yaml"},
+            {"bot_ua_file: bot_ua.txt", "bot_ua_file: %s/config/bot_ua.txt"},
+            {"dc_cidr_file: dc_cidr.txt",
+             "dc_cidr_file: %s/config/dc_cidr.txt"},
+        };
+        char src[512], path[512], line[1024];
+        FILE *in, *out;
+
+        h_src("", src, sizeof(src));
+        src[strlen(src) - 1] = '\0'; /* the trailing '/' */
+        in = fopen(h_src("config/spendguard.yaml", path, sizeof(path)), "r");
+        cr_assert_not_null(in);
+        snprintf(path, sizeof(path), "%s/test.yaml", H.dir);
+        out = fopen(path, "w");
+        cr_assert_not_null(out);
+        while (fgets(line, sizeof(line), in)) {
+                int done = 0;
+
+                for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+                        char *at = strstr(line, rel[i][0]);
+                        if (!at)
+                                continue;
+                        fprintf(out, "%.*s", (int)(at - line), line);
+                        fprintf(out, rel[i][1], src);
+                        fputc('\n', out);
+                        done = 1;
+                }
+                for (int i = 0; !done && subst && subst[i]; i += 2) {
+                        char *at = strstr(line, subst[i]);
+                        if (!at)
+                                continue;
+                        fprintf(out, "%.*s%s\n", (int)strspn(line, " "), line,
+                                subst[i + 1]);
+                        done = 1;
+                }
+                if (!done)
+                        fputs(line, out);
+        }
+        if (append)
+                fputs(append, out);
+        fclose(in);
+        fclose(out);
+        setenv("SG_CONFIG", path, 1);
+}
+
+json_t *h_held_events(long long *held)
+{
+        static const char *const topics[3] = {"ad-impressions", "ad-clicks",
+                                              "ad-conversions"};
+        json_t *counts = json_object(), *ids = json_object();
+        char schemas[512], err[256];
+        sg_codec_t *codec = sg_codec_new(
+            h_src("schemas", schemas, sizeof(schemas)), err, sizeof(err));
+
+        cr_assert_not_null(codec, "%s", err);
+        *held = 0;
+        for (int k = 0; k < 3; k++) {
+                rd_kafka_message_t **msgs;
+                int n = h_consume_all(topics[k], 1, 60000, &msgs);
+
+                for (int m = 0; m < n; m++) {
+                        sg_event_t ev;
+                        const char *reason;
+                        char detail[256];
+                        json_t *c;
+
+                        cr_assert_eq(sg_codec_decode_input(
+                                         codec, msgs[m]->payload, msgs[m]->len,
+                                         SG_EV_NONE, &ev, &reason, detail,
+                                         sizeof(detail)),
+                                     0, "%s", detail);
+                        if (json_object_get(ids, ev.event_id))
+                                continue; /* the mock's duplicate */
+                        json_object_set_new(ids, ev.event_id, json_true());
+                        (*held)++;
+                        c = json_object_get(counts, ev.channel);
+                        if (!c) {
+                                c = json_pack("{s:I,s:I,s:I,s:I,s:I}",
+                                              "impressions", (json_int_t)0,
+                                              "clicks", (json_int_t)0,
+                                              "conversions", (json_int_t)0,
+                                              "spend_micros", (json_int_t)0,
+                                              "revenue_micros", (json_int_t)0);
+                                json_object_set_new(counts, ev.channel, c);
+                        }
+#define BUMP(f, v)                                                             \
+        json_object_set_new(                                                   \
+            c, f,                                                              \
+            json_integer(json_integer_value(json_object_get(c, f)) + (v)))
+                        BUMP(ev.type == SG_EV_IMPRESSION ? "impressions"
+                             : ev.type == SG_EV_CLICK    ? "clicks"
+                                                         : "conversions",
+                             1);
+                        BUMP("spend_micros", ev.cost_micros);
+                        BUMP("revenue_micros", ev.revenue_micros);
+#undef BUMP
+                }
+                h_msgs_free(msgs, n);
+        }
+        json_decref(ids);
+        sg_codec_destroy(codec);
+        return counts;
+}
+
+/* 1 if every channel-level row of kpis has the counters of held. */
+static int held_match(json_t *held, json_t *kpis, char *why, size_t size)
+{
+        const char *ch, *f;
+        json_t *row, *v;
+
+        json_object_foreach(held, ch, row)
+        {
+                json_t *k = NULL, *r;
+                size_t j;
+
+                json_array_foreach(kpis, j, r)
+                {
+                        if (json_is_null(json_object_get(r, "campaign_id")) &&
+                            !strcmp(json_string_value(
+                                        json_object_get(r, "channel")),
+                                    ch))
+                                k = r;
+                }
+                json_object_foreach(row, f, v)
+                {
+                        long long got =
+                            k ? json_integer_value(json_object_get(k, f)) : -1;
+                        if (json_integer_value(v) != got) {
+                                snprintf(why, size,
+                                         "%s %s: want %lld, got %lld", ch, f,
+                                         (long long)json_integer_value(v), got);
+                                return 0;
+                        }
+                }
+        }
+        return 1;
+}
+
+int h_kpis_wait_held(json_t *held, int timeout_ms, char *why, size_t size)
+{
+        long long deadline = h_now_ms() + timeout_ms;
+
+        for (;;) {
+                json_t *kpis = h_kpis(NULL);
+                int ok = held_match(held, kpis, why, size);
+
+                json_decref(kpis);
+                if (ok)
+                        return 1;
+                if (h_now_ms() >= deadline)
+                        return 0;
+                nap(300);
+        }
+}
+
+pid_t h_kill_restart(pid_t pid, const char *name)
+{
+        int status;
+
+        kill(pid, SIGKILL);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == pid)
+                        H.procs[i].pid = 0;
+        return h_spawn(name, NULL);
+}
+
+long long h_truth_sent(json_t *truth)
+{
+        long long sent = -1;
+        json_t *row;
+        size_t i;
+
+        json_array_foreach(truth, i, row)
+        {
+                json_t *s = json_object_get(row, "sent");
+                if (s)
+                        sent = json_integer_value(s);
+        }
+        cr_assert_neq(sent, -1, "no \"sent\" row in sg-gen's truth");
+        return sent;
 }

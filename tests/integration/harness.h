@@ -26,6 +26,7 @@ typedef struct harness {
         char group_prefix[64];
         h_proc_t procs[H_MAX_PROCS];
         int proc_cnt;
+        int redis_persist; /* set before h_start_infra(): an AOF, fsynced */
 } harness_t;
 
 /* The global harness of the running test (one per test process). */
@@ -35,10 +36,23 @@ extern harness_t H;
  * children (the shipped config, overridden by env), and
  * SG_METRICS_LISTEN=off (see h_spawn_env). */
 void h_init(void);
+/*
+ * Writes dir/test.yaml, the shipped config with absolute paths, and points
+ * SG_CONFIG at it. subst: pairs {"  idle_s: 10", "idle_s: 2", ..., NULL}: a
+ * line containing the first gets the second in its place (indent kept);
+ * append is added at the end (may be NULL). Call after h_init().
+ */
+void h_config(const char *const *subst, const char *append);
 /* Starts redis-server and sg-broker and waits until both answer. */
 void h_start_infra(void);
 /* The same, with more sg-broker arguments (e.g. "--partitions", "8"). */
 void h_start_infra_args(const char *const *broker_args);
+/* SIGKILLs a started process, reaps it and starts bin/<name> again
+ * (without arguments); returns the new pid. */
+pid_t h_kill_restart(pid_t pid, const char *name);
+/* Stops redis-server with SIGTERM (it must exit 0) and starts it again on
+ * the same socket; with H.redis_persist its data survives. */
+void h_redis_restart(void);
 /* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */
 void h_start_stages(void);
 /* Starts bin/<name> with args (NULL-terminated), stderr to dir/<name>.log. */
@@ -81,6 +95,14 @@ const char *h_src(const char *rel, char *buf, size_t size);
 /* Produces one message and waits for its acknowledgement. */
 int h_produce(const char *topic, const void *key, size_t key_len,
               const void *val, size_t len);
+/* The same, to one partition (RD_KAFKA_PARTITION_UA: by key). */
+int h_produce_to(const char *topic, int32_t partition, const void *key,
+                 size_t key_len, const void *val, size_t len);
+/* h_produce_to without waiting; h_flush() waits for everything sent and
+ * returns -1 unless all of it was acknowledged in 10 s. */
+int h_produce_async(const char *topic, int32_t partition, const void *key,
+                    size_t key_len, const void *val, size_t len);
+int h_flush(void);
 /* Produces every record of a file written by the Python encoders
  * (tests/interop/encode_*.py): <u16 topic len><topic><u32 len><value>,
  * big-endian, unkeyed. Asserts each is acknowledged; returns the count. */
@@ -133,6 +155,24 @@ int h_kpis_match(json_t *truth, json_t *kpis, char *why, size_t size);
  */
 json_t *h_kpis_wait(json_t *truth, const char *channel, int timeout_ms,
                     char *why, size_t why_size);
+
+/* The "sent" row of sg-gen's truth (--truth): events it had
+ * acknowledged. */
+long long h_truth_sent(json_t *truth);
+
+/*
+ * What the input topics hold, once per event id (the mock broker can lose
+ * acknowledged records and write a retried batch twice across an outage):
+ * per channel, {"impressions", "clicks", "conversions", "spend_micros",
+ * "revenue_micros"}. *held is the count of distinct events.
+ */
+json_t *h_held_events(long long *held);
+/*
+ * Polls sg-ctl kpis until every channel-level row has the counters of
+ * h_held_events()' object, or timeout_ms passed: 1, or 0 with the first
+ * difference in why.
+ */
+int h_kpis_wait_held(json_t *held, int timeout_ms, char *why, size_t size);
 
 /*
  * Runs tests/interop/<script> (an encoder using Python's avro library) with
