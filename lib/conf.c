@@ -131,6 +131,9 @@ const sg_conf_field_t sg_conf_fields[] = {
     PATHF("rules.file", "config/rules.yaml", rules.file, "the rules file"),
     INT("rules.batch_ms", "100", 1, 60000, rules.batch_ms,
         "longest wait to fill a batch, ms"),
+    INT64("rules.reserve_micros", "0", 0, INT64_MAX / 4, rules.reserve_micros,
+          "the budget reserve before any reallocation (reallocation tops "
+          "it up to reallocation.reserve_pct of the total)"),
 
     STR("sink.format", "avro", sink.format, NULL,
         "ad-decisions and channel-kpis encoding: avro or json"),
@@ -138,6 +141,18 @@ const sg_conf_field_t sg_conf_fields[] = {
         "how long delivered decision ids are remembered"),
     INT("sink.decision_log_len", "1000", 1, 1000000, sink.decision_log_len,
         "decisions kept in the Redis decision log (sg-ctl)"),
+    STR("sink.webhook_url", "", sink.webhook_url, NULL,
+        "POST PAUSE, BLOCK_SOURCE and ALERT decisions as JSON to this "
+        "http(s) URL; empty = no webhook"),
+    INT("sink.webhook_queue", "1000", 1, 1000000, sink.webhook_queue,
+        "webhook notifications waiting for the worker; when full, new ones "
+        "are dropped, counted and logged"),
+    INT("sink.webhook_timeout_ms", "2000", 100, 60000, sink.webhook_timeout_ms,
+        "timeout of one webhook POST"),
+    INT("sink.webhook_retries", "5", 0, 100, sink.webhook_retries,
+        "retries of a failed webhook POST, with doubling backoff"),
+    INT("sink.webhook_backoff_ms", "200", 1, 60000, sink.webhook_backoff_ms,
+        "the first retry's delay; doubles with each retry (at most 30 s)"),
 
     STR("metrics.listen", "127.0.0.1", metrics.listen, "SG_METRICS_LISTEN",
         "HTTP /metrics, /healthz, /readyz: host (port by stage: ingest "
@@ -326,6 +341,10 @@ static int apply_channels(sg_conf_t *conf, const sg_yaml_node_t *seq,
                                 ch->budget_micros = v;
                         else if (strcmp(k->key, "target_cpa_micros") == 0)
                                 ch->target_cpa_micros = v;
+                        else if (strcmp(k->key, "floor_micros") == 0)
+                                ch->floor_micros = v;
+                        else if (strcmp(k->key, "cap_micros") == 0)
+                                ch->cap_micros = v;
                         else
                                 goto bad_key;
                         continue;
@@ -598,5 +617,9 @@ void sg_conf_write_reference(FILE *fp)
             "| `budget_micros` | integer | daily budget in micros of "
             "the account currency |\n"
             "| `target_cpa_micros` | integer | target cost per "
-            "acquisition in micros (0 = none) |\n");
+            "acquisition in micros (0 = none) |\n"
+            "| `floor_micros` | integer | reallocation never takes the "
+            "budget below this (default 0) |\n"
+            "| `cap_micros` | integer | reallocation never raises the "
+            "budget above this (0 = no cap) |\n");
 }

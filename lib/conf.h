@@ -22,6 +22,8 @@ typedef struct sg_channel_conf {
         char name[64];
         int64_t budget_micros;     /* daily budget */
         int64_t target_cpa_micros; /* 0 = no CPA target */
+        int64_t floor_micros;      /* reallocation never goes below */
+        int64_t cap_micros;        /* nor above; 0 = no cap */
 } sg_channel_conf_t;
 
 typedef struct sg_conf {
@@ -83,12 +85,18 @@ typedef struct sg_conf {
         struct {
                 char file[PATH_MAX];
                 int batch_ms;
+                int64_t reserve_micros;
         } rules;
 
         struct {
                 char format[8];
                 int dedupe_ttl_s;
                 int decision_log_len;
+                char webhook_url[512];
+                int webhook_queue;
+                int webhook_timeout_ms;
+                int webhook_retries;
+                int webhook_backoff_ms;
         } sink;
 
         struct {

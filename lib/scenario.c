@@ -105,6 +105,7 @@ typedef struct scn_click {
 
 typedef struct scn_campaign {
         char id[SG_NAME_LEN];
+        int cvr_pm;
         int ctr_acc, cvr_acc;
         int64_t imps, clicks;
         char last_imp[SG_ID_LEN]; /* for flood clicks to point at */
@@ -128,8 +129,12 @@ typedef struct scn_channel {
         int64_t human_n; /* human devices drawn */
         int flood_acc;
         int64_t flood_n;
+        int ip_flood; /* the channel of the IP flood */
+        int ipf_acc;
+        int64_t ipf_n;
+        char flood_ips[SG_SCN_FLOOD_IPS_MAX][16];
         int done;
-        sg_scenario_rec_t q[4]; /* the events of one tick, in time order */
+        sg_scenario_rec_t q[5]; /* the events of one tick, in time order */
         int q_len, q_pos;
         char bot_ips[BOT_IPS][16];
         char proxy_ips[PROXY_IPS][16];
@@ -144,6 +149,9 @@ struct sg_scenario {
         int bad_next;
         int64_t rejected[SG_SCN_BAD__CNT];
         int64_t sent;
+        int64_t flood_clicks; /* IP-flood clicks sent */
+        char flood_channel[SG_NAME_LEN];
+        char overrun_campaign[SG_NAME_LEN];
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -216,6 +224,11 @@ sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
         const char *fraud = opts->fraud_channel ? opts->fraud_channel : "";
         const char *overrun =
             opts->overrun_channel ? opts->overrun_channel : "";
+        const char *flood = opts->flood_channel ? opts->flood_channel : "";
+        const char *ocamp = opts->overrun_campaign_channel
+                                ? opts->overrun_campaign_channel
+                                : "";
+        int found_flood = 0, found_ocamp = 0;
         sg_scenario_t *sc;
         int healthy = 0, found_fraud = 0, found_overrun = 0;
 
@@ -239,6 +252,19 @@ sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
         sc->o = *opts;
         sc->o.fraud_channel = NULL; /* not kept: the caller owns them */
         sc->o.overrun_channel = NULL;
+        sc->o.flood_channel = NULL;
+        sc->o.overrun_campaign_channel = NULL;
+        if (*flood && (!strcmp(flood, fraud) || opts->flood_ips < 1 ||
+                       opts->flood_ips > SG_SCN_FLOOD_IPS_MAX ||
+                       opts->flood_rate < 1 || opts->flood_rate > 100)) {
+                snprintf(errstr, errstr_size,
+                         "flood channel %s: not the fraud channel, 1..%d IPs, "
+                         "1..100 clicks/s",
+                         flood, SG_SCN_FLOOD_IPS_MAX);
+                free(sc->ch);
+                free(sc);
+                return NULL;
+        }
         sc->cnt = cnt;
         for (int i = 0; i < cnt; i++) {
                 scn_channel_t *ch = &sc->ch[i];
@@ -285,21 +311,46 @@ sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
                 }
                 for (int k = 0; k < BOT_DEVICES; k++)
                         ch->bot_devs[k] = splitmix64(&ch->rng);
+                if (*flood && !strcmp(ch->conf.name, flood)) {
+                        ch->ip_flood = 1;
+                        found_flood = 1;
+                        snprintf(sc->flood_channel, sizeof(sc->flood_channel),
+                                 "%s", flood);
+                        for (int k = 0; k < opts->flood_ips; k++) {
+                                uint64_t h = mix(ch->salt ^ 0x1f100d, k + 1);
+
+                                format_ip(
+                                    ch->flood_ips[k], sizeof(ch->flood_ips[k]),
+                                    human_octets[h % NELEM(human_octets)], h);
+                        }
+                }
                 for (int c = 0; c < SG_SCN_CAMPAIGNS; c++) {
                         scn_campaign_t *cp = &ch->camp[c];
 
                         snprintf(cp->id, sizeof(cp->id), "%.56s-c%d",
                                  ch->conf.name, c + 1);
+                        cp->cvr_pm = ch->cvr_pm;
+                        if (c == 0 && *ocamp && !strcmp(ch->conf.name, ocamp)) {
+                                cp->cvr_pm = CVR_OVERRUN_PM;
+                                found_ocamp = 1;
+                                snprintf(sc->overrun_campaign,
+                                         sizeof(sc->overrun_campaign), "%s",
+                                         cp->id);
+                        }
                         /* The first impression clicks and the first click
                          * converts: no spend piles up before a conversion. */
                         cp->ctr_acc = ACC_ONE - CTR_PM;
-                        cp->cvr_acc = ACC_ONE - ch->cvr_pm;
+                        cp->cvr_acc = ACC_ONE - cp->cvr_pm;
                 }
         }
-        if ((*fraud && !found_fraud) || (*overrun && !found_overrun)) {
+        if ((*fraud && !found_fraud) || (*overrun && !found_overrun) ||
+            (*flood && !found_flood) || (*ocamp && !found_ocamp)) {
                 snprintf(errstr, errstr_size,
                          "channel %s is not in the config's channels",
-                         *fraud && !found_fraud ? fraud : overrun);
+                         *fraud && !found_fraud       ? fraud
+                         : *overrun && !found_overrun ? overrun
+                         : *flood && !found_flood     ? flood
+                                                      : ocamp);
                 sg_scenario_destroy(sc);
                 return NULL;
         }
@@ -312,6 +363,22 @@ void sg_scenario_destroy(sg_scenario_t *sc)
                 return;
         free(sc->ch);
         free(sc);
+}
+
+int sg_scenario_flood_sources(const sg_scenario_t *sc,
+                              char out[][SG_SOURCE_LEN], int max)
+{
+        for (int i = 0; i < sc->cnt; i++) {
+                int n = 0;
+
+                if (!sc->ch[i].ip_flood)
+                        continue;
+                for (; n < sc->o.flood_ips && n < max; n++)
+                        snprintf(out[n], SG_SOURCE_LEN, "ip:%s",
+                                 sc->ch[i].flood_ips[n]);
+                return n;
+        }
+        return 0;
 }
 
 sg_scn_role_t sg_scenario_role(const sg_scenario_t *sc, const char *channel)
@@ -507,7 +574,7 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
                 if (!bot)
                         ring_add(cp, &r->ev, dev, ad);
 
-                cp->cvr_acc += ch->cvr_pm;
+                cp->cvr_acc += cp->cvr_pm;
                 if (cp->cvr_acc >= ACC_ONE) {
                         int64_t t = t0 + 6 + jitter(ch);
                         const scn_click_t *k = pick_click(ch, cp, t);
@@ -566,6 +633,34 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
                                 r->bot = 1;
                         }
                         r->ev.cost_micros = ch->click_cost;
+                }
+        }
+
+        if (ch->ip_flood && offset >= sc->o.flood_start_ms &&
+            (sc->o.flood_end_ms <= 0 || offset < sc->o.flood_end_ms)) {
+                /* flood_rate clicks/s = flood_rate / 100 per 10 ms tick. */
+                ch->ipf_acc += sc->o.flood_rate * ACC_ONE / 100;
+                if (ch->ipf_acc >= ACC_ONE) {
+                        int64_t n = ch->ipf_n++;
+                        int fc = (int)(n % SG_SCN_CAMPAIGNS);
+                        scn_campaign_t *fp = &ch->camp[fc];
+
+                        ch->ipf_acc -= ACC_ONE;
+                        /* After this tick's conversion (+6-7): +9. */
+                        r = push(ch, fc, SG_EV_CLICK, t0 + 9);
+                        set_ad(ch, fc, fp->last_ad, &r->ev);
+                        if (fp->last_imp[0]) {
+                                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id),
+                                         "%s", fp->last_imp);
+                                r->ev.has_ref_id = 1;
+                        }
+                        /* A fresh device each time (no duplicate-click
+                         * tag), a browser agent, one of a few IPs. */
+                        set_human(ch, 3 * DEVICE_POOL + (uint64_t)n, &r->ev);
+                        snprintf(r->ev.ip, sizeof(r->ev.ip), "%s",
+                                 ch->flood_ips[n % sc->o.flood_ips]);
+                        r->ev.cost_micros = ch->click_cost;
+                        r->flood = 1;
                 }
         }
 }
@@ -642,6 +737,7 @@ void sg_scenario_account(sg_scenario_t *sc, const sg_scenario_rec_t *rec)
                 return;
         }
         t = &sc->ch[rec->channel_idx].camp[rec->campaign_idx].truth;
+        sc->flood_clicks += rec->flood;
         cost = rec->ev.type == SG_EV_CONVERSION ? 0 : rec->ev.cost_micros;
         switch (rec->ev.type) {
         case SG_EV_IMPRESSION:
@@ -723,6 +819,25 @@ int sg_scenario_write_truth(const sg_scenario_t *sc, FILE *fp)
                 for (int c = 0; c < SG_SCN_CAMPAIGNS; c++)
                         put_truth(fp, ch->conf.name, ch->camp[c].id,
                                   &ch->camp[c].truth);
+        }
+        if (sc->flood_channel[0] || sc->overrun_campaign[0]) {
+                char src[SG_SCN_FLOOD_IPS_MAX][SG_SOURCE_LEN];
+                int k =
+                    sg_scenario_flood_sources(sc, src, SG_SCN_FLOOD_IPS_MAX);
+
+                fputs("{\"roles\":{\"flood_channel\":", fp);
+                sg_json_put_str(fp, sc->flood_channel);
+                fputs(",\"flood_sources\":[", fp);
+                for (int i = 0; i < k; i++) {
+                        if (i)
+                                fputc(',', fp);
+                        sg_json_put_str(fp, src[i]);
+                }
+                fprintf(fp,
+                        "],\"flood_clicks\":%" PRId64 ",\"overrun_campaign\":",
+                        sc->flood_clicks);
+                sg_json_put_str(fp, sc->overrun_campaign);
+                fputs("}}\n", fp);
         }
         fputs("{\"rejected\":{", fp);
         for (int k = 1; k < SG_SCN_BAD__CNT; k++)

@@ -45,7 +45,20 @@ typedef struct sg_scenario_opts {
         const char *fraud_channel;   /* NULL or "" = none */
         const char *overrun_channel; /* NULL or "" = none */
         int bad;                     /* malformed records, spread evenly */
+        /* A click flood from a few residential IPs with browser agents
+         * (not tagged invalid): flood_rate clicks/s from flood_ips IPs,
+         * [flood_start_ms, flood_end_ms) after start (end 0 = never). */
+        const char *flood_channel; /* NULL or "" = none; not the fraud one */
+        int64_t flood_start_ms;
+        int64_t flood_end_ms;
+        int flood_ips;  /* 1 .. SG_SCN_FLOOD_IPS_MAX */
+        int flood_rate; /* clicks per second, 1 .. 100 */
+        /* A channel whose first campaign (<channel>-c1) alone runs at
+         * about 1.7x the channel's target CPA; the channel stays below. */
+        const char *overrun_campaign_channel; /* NULL or "" = none */
 } sg_scenario_opts_t;
+
+#define SG_SCN_FLOOD_IPS_MAX 8
 
 /* One record of the stream. For bad != SG_SCN_OK, ev is the base event the
  * malformed bytes are made from (its event_id is still unique). */
@@ -53,6 +66,7 @@ typedef struct sg_scenario_rec {
         sg_event_t ev;
         sg_scn_bad_t bad;
         int bot;         /* the user agent is a declared bot (ingest tags it) */
+        int flood;       /* a click of the IP flood */
         int channel_idx; /* into the channels given to sg_scenario_new */
         int campaign_idx; /* 0 .. SG_SCN_CAMPAIGNS - 1 */
 } sg_scenario_rec_t;
@@ -77,10 +91,18 @@ void sg_scenario_account(sg_scenario_t *sc, const sg_scenario_rec_t *rec);
 
 /*
  * Writes the ground truth as JSON lines: one per scope (channel level, with
- * "campaign_id":null, then its campaigns; channels sorted by name), then
- * {"rejected":{<reason>:n,...},"sent":N}. Returns 0, or -1 on a write error.
+ * "campaign_id":null, then its campaigns; channels sorted by name), then,
+ * when a flood or an overrunning campaign is part of the scenario,
+ * {"roles":{"flood_channel":..,"flood_sources":[..],"flood_clicks":n,
+ * "overrun_campaign":..}}, then {"rejected":{<reason>:n,...},"sent":N}.
+ * Returns 0, or -1 on a write error.
  */
 int sg_scenario_write_truth(const sg_scenario_t *sc, FILE *fp);
+
+/* The flood's source ids ("ip:a.b.c.d") into out[0..n), n = flood_ips;
+ * 0 when there is no flood channel. */
+int sg_scenario_flood_sources(const sg_scenario_t *sc,
+                              char out[][SG_SOURCE_LEN], int max);
 
 /* The role the scenario gave a channel. */
 sg_scn_role_t sg_scenario_role(const sg_scenario_t *sc, const char *channel);

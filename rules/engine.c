@@ -1,10 +1,12 @@
 /*
- * The sg-rules batch loop: decode snapshots, evaluate the rules, produce
- * decisions, and only once Kafka has acknowledged them write the breaker
- * states to Redis and commit the input. A crash anywhere in between redoes
- * the batch and re-emits the same decision ids, which the sink dedupes.
+ * The sg-rules batch loop: decode snapshots, evaluate the rules, step the
+ * breakers, produce decisions, and only once Kafka has acknowledged them
+ * write the state to Redis and commit the input. A crash anywhere in
+ * between redoes the batch and re-emits the same decision ids, which the
+ * sink dedupes.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,31 +14,20 @@
 #include "log.h"
 #include "metrics.h"
 #include "stage.h"
+#include "state.h"
 
 #define BATCH_MAX        1000
 #define FLUSH_TIMEOUT_MS 30000
 #define RETRY_PAUSE_MS   1000
-#define ALERT_CACHE      4096 /* power of two */
-#define ID_LEN           33
+#define KEY_LEN          512
+#define VAL_LEN          256
+#define SWEEP_MIN        4096 /* entries before history is swept */
 
-/* One channel's circuit breaker as cached from / written to Redis. */
-typedef struct breaker {
-        char channel[SG_NAME_LEN]; /* "" = free slot */
-        int open;
-        char rule[SG_NAME_LEN];
-        int64_t since;
-        char decision_id[ID_LEN];
-} breaker_t;
-
-/* A decision of the batch in hand: its effect on the cache waits for the
- * acknowledgement, so that a redone batch decides the same again. */
-typedef struct pending {
+/* A decision of the batch in hand, counted once committed. */
+typedef struct done {
         sg_action_t action;
-        char channel[SG_NAME_LEN];
         char rule[SG_NAME_LEN];
-        int64_t since;
-        char decision_id[ID_LEN];
-} pending_t;
+} done_t;
 
 struct sg_rules_engine {
         const sg_conf_t *conf;
@@ -45,18 +36,15 @@ struct sg_rules_engine {
         sg_redis_t *redis;
         sg_producer_t *producer;
 
-        breaker_t *breakers; /* open addressing, cap a power of two */
-        size_t breaker_cap, breaker_cnt;
-        int breakers_stale; /* reload before the next batch */
+        sg_rstate_t *st;
+        int state_stale; /* reload before the next batch */
         int assigned_once;
+        int64_t max_e;   /* newest window end seen */
+        size_t sweep_at; /* state size that triggers the next sweep */
 
-        pending_t *pending;
-        int pending_cnt, pending_cap;
+        done_t *done;
+        int done_cnt, done_cap;
         int batch_failed; /* a produce failed: redo the batch */
-
-        /* Recently emitted ALERT ids, direct-mapped: a miss only means the
-         * sink dedupes instead. */
-        char (*alerts)[ID_LEN];
 
         rd_kafka_message_t *msgs[BATCH_MAX];
         sg_snapshot_t snap;
@@ -70,7 +58,7 @@ struct sg_rules_engine {
 
 /* ---------------------------------------------------------------- metrics */
 
-/* breaker_state{channel}: 0 closed, 1 open (2 half-open, once it exists). */
+/* breaker_state{channel}: 0 closed, 1 open, 2 half-open. */
 static void breaker_gauge(const char *channel, int state)
 {
         char name[SG_METRICS_NAME_LEN];
@@ -124,209 +112,264 @@ static void decision_count(sg_action_t action, const char *rule)
                 sg_counter_add(sg_counter(name), 1);
 }
 
-/* ---------------------------------------------------------- breaker cache */
+/* ------------------------------------------------------------------ state */
 
-static uint64_t hash_str(const char *s)
+/*
+ * Keys of the state map (and fields of the Redis hash sg:rstate); a scope
+ * is "<channel>|<campaign_id>":
+ *   k|<scope>                      breaker: state since cooldown rule id
+ *   l|<rule>|<scope>|<source>      alert latch: on(0/1) since
+ *   b|<channel>|<source>           blocked source: until ttl_ms id
+ *   h|<rule>|<scope>|<source>|<E>  history: held(0/1/u) value
+ *   s|<channel>                    realloc stats: E spend revenue
+ *   g|<channel>, g|(reserve)       current budgets
+ *   a                              the next periodic reallocation (E)
+ * Redis values are "<exp> <value>": exp is the event time after which a
+ * sweep may drop the entry (0 = never).
+ */
+
+static void scope_of(const sg_snapshot_t *s, char *out, size_t size)
 {
-        uint64_t h = 0xcbf29ce484222325ULL;
-
-        for (; *s; s++) {
-                h ^= (unsigned char)*s;
-                h *= 0x100000001b3ULL;
-        }
-        return h;
+        snprintf(out, size, "%s|%s", s->channel, s->campaign_id);
 }
 
-static breaker_t *breaker_find(sg_rules_engine_t *e, const char *channel)
+static void put(sg_rules_engine_t *e, const char *key, const char *val,
+                int64_t exp)
 {
-        size_t mask = e->breaker_cap - 1;
-
-        for (size_t i = hash_str(channel) & mask;; i = (i + 1) & mask) {
-                breaker_t *b = &e->breakers[i];
-
-                if (b->channel[0] == '\0')
-                        return NULL;
-                if (strcmp(b->channel, channel) == 0)
-                        return b;
+        if (sg_rstate_put(e->st, key, val, exp) == -1) {
+                sg_error("event=out_of_memory what=rules_state");
+                e->batch_failed = 1;
         }
 }
 
-/* The slot of channel, created (closed) if new; NULL when out of memory.
- * Allocates only when a channel is seen for the first time. */
-static breaker_t *breaker_put(sg_rules_engine_t *e, const char *channel)
+static int breaker_get(sg_rules_engine_t *e, const char *scope, sg_breaker_t *b)
 {
-        breaker_t *b = breaker_find(e, channel);
-        size_t mask;
+        char key[KEY_LEN], state[16];
+        const char *v;
+        long long since, until;
+        int n = 0;
 
-        if (b)
-                return b;
-        if ((e->breaker_cnt + 1) * 4 > e->breaker_cap * 3) {
-                breaker_t *old = e->breakers;
-                size_t old_cap = e->breaker_cap;
-                breaker_t *nb = calloc(old_cap * 2, sizeof(*nb));
-
-                if (!nb)
-                        return NULL;
-                e->breakers = nb;
-                e->breaker_cap = old_cap * 2;
-                e->breaker_cnt = 0;
-                for (size_t i = 0; i < old_cap; i++)
-                        if (old[i].channel[0])
-                                *breaker_put(e, old[i].channel) = old[i];
-                free(old);
-        }
-        mask = e->breaker_cap - 1;
-        for (size_t i = hash_str(channel) & mask;; i = (i + 1) & mask) {
-                b = &e->breakers[i];
-                if (b->channel[0] == '\0')
-                        break;
-        }
         memset(b, 0, sizeof(*b));
-        snprintf(b->channel, sizeof(b->channel), "%s", channel);
-        e->breaker_cnt++;
-        return b;
+        snprintf(key, sizeof(key), "k|%s", scope);
+        v = sg_rstate_get(e->st, key);
+        if (!v)
+                return 0;
+        if (sscanf(v, "%15s %lld %lld %63s %32s%n", state, &since, &until,
+                   b->rule, b->decision_id, &n) < 5)
+                return 0;
+        b->state = (sg_breaker_state_t)(sg_breaker_state_parse(state) < 0
+                                            ? 0
+                                            : sg_breaker_state_parse(state));
+        b->since = since;
+        b->cooldown_until = until;
+        return 1;
 }
 
-static void str_field(char *dst, size_t size, const redisReply *v)
+static void breaker_put(sg_rules_engine_t *e, const char *scope,
+                        const sg_breaker_t *b)
 {
-        snprintf(dst, size, "%.*s", (int)v->len, v->str ? v->str : "");
+        char key[KEY_LEN], val[VAL_LEN];
+
+        snprintf(key, sizeof(key), "k|%s", scope);
+        snprintf(val, sizeof(val), "%s %" PRId64 " %" PRId64 " %s %s",
+                 sg_breaker_state_name(b->state), b->since, b->cooldown_until,
+                 b->rule[0] ? b->rule : "-",
+                 b->decision_id[0] ? b->decision_id : "-");
+        put(e, key, val, 0);
 }
 
-/* Fills b from an HGETALL reply (field, value, ...). */
-static void breaker_parse(breaker_t *b, const redisReply *h)
+static int64_t budget_of(sg_rules_engine_t *e, const char *channel)
 {
-        for (size_t i = 0; i + 1 < h->elements; i += 2) {
-                const redisReply *k = h->element[i], *v = h->element[i + 1];
+        char key[KEY_LEN];
+        const char *v;
+        const sg_channel_conf_t *ch;
 
-                if (k->type != REDIS_REPLY_STRING ||
-                    v->type != REDIS_REPLY_STRING)
-                        continue;
-                if (strcmp(k->str, "state") == 0)
-                        b->open = strcmp(v->str, "open") == 0;
-                else if (strcmp(k->str, "rule") == 0)
-                        str_field(b->rule, sizeof(b->rule), v);
-                else if (strcmp(k->str, "since") == 0)
-                        b->since = strtoll(v->str, NULL, 10);
-                else if (strcmp(k->str, "decision_id") == 0)
-                        str_field(b->decision_id, sizeof(b->decision_id), v);
-        }
+        snprintf(key, sizeof(key), "g|%s", channel);
+        v = sg_rstate_get(e->st, key);
+        if (v)
+                return strtoll(v, NULL, 10);
+        if (strcmp(channel, SG_RESERVE_NAME) == 0)
+                return e->conf->rules.reserve_micros;
+        ch = sg_conf_channel(e->conf, channel);
+        return ch ? ch->budget_micros : 0;
 }
 
-/* One page of SCAN keys: HGETALL of each, pipelined. 0, or -1 on an I/O
- * error (the caller reconnects and starts over). */
-static int breakers_load_page(sg_rules_engine_t *e, const redisReply *keys)
+/* How far back history is needed: for_windows - 1 or baseline_windows
+ * windows, plus one for the sweep's slack. */
+static int64_t history_span(const sg_rule_t *r)
 {
-        static const char prefix[] = "sg:breaker:";
-        size_t sent = 0;
+        int back = r->for_windows - 1 > r->baseline_windows
+                       ? r->for_windows - 1
+                       : r->baseline_windows;
 
-        for (size_t i = 0; i < keys->elements; i++) {
-                const char *argv[2] = {"HGETALL", keys->element[i]->str};
-                size_t argvlen[2] = {7, (size_t)keys->element[i]->len};
+        return (int64_t)(back + 1) * r->window_ms;
+}
 
-                if (sg_redis_append_argv(e->redis, 2, argv, argvlen))
-                        return -1;
-                sent++;
-        }
-        for (size_t i = 0; i < sent; i++) {
-                const char *key = keys->element[i]->str;
-                redisReply *h = sg_redis_pipeline_get(e->redis);
-                breaker_t *b;
+static int keeps_history(const sg_rule_t *r)
+{
+        return r->for_windows > 1 || r->cmp == SG_CMP_BASELINE;
+}
 
-                if (!h)
-                        return -1;
-                if (h->type == REDIS_REPLY_ARRAY && h->elements &&
-                    strncmp(key, prefix, sizeof(prefix) - 1) == 0 &&
-                    strlen(key + sizeof(prefix) - 1) < SG_NAME_LEN) {
-                        b = breaker_put(e, key + sizeof(prefix) - 1);
-                        if (b)
-                                breaker_parse(b, h);
+static void history_key(char *key, size_t size, const sg_rule_t *r,
+                        const char *scope, const char *source, int64_t end)
+{
+        snprintf(key, size, "h|%s|%s|%s|%" PRId64, r->id, scope, source, end);
+}
+
+/*
+ * The previous windows of the same length, end - k x window_ms: how many
+ * in a row the condition held, and the mean metric of the last
+ * baseline_windows (all of them defined, else no baseline).
+ */
+static void history_ctx(sg_rules_engine_t *e, const sg_rule_t *r,
+                        const char *scope, const char *source, int64_t end,
+                        sg_rule_ctx_t *ctx)
+{
+        char key[KEY_LEN];
+        double sum = 0;
+        int defined = 0, chain = 1;
+
+        for (int k = 1; k <= r->for_windows - 1 || k <= r->baseline_windows;
+             k++) {
+                const char *v;
+                char held = 'u';
+                double val = 0;
+
+                history_key(key, sizeof(key), r, scope, source,
+                            end - k * r->window_ms);
+                v = sg_rstate_get(e->st, key);
+                if (v && sscanf(v, "%c %lf", &held, &val) < 1)
+                        held = 'u';
+                if (chain && k <= r->for_windows - 1 && held == '1')
+                        ctx->prior_held++;
+                else
+                        chain = 0;
+                if (k <= r->baseline_windows && v && held != 'u') {
+                        sum += val;
+                        defined++;
                 }
-                freeReplyObject(h);
+        }
+        if (r->cmp == SG_CMP_BASELINE && defined == r->baseline_windows) {
+                ctx->has_baseline = 1;
+                ctx->baseline = sum / defined;
+        }
+}
+
+static void history_put(sg_rules_engine_t *e, const sg_rule_t *r,
+                        const char *scope, const char *source, int64_t end,
+                        const sg_rule_eval_t *ev)
+{
+        char key[KEY_LEN], val[64];
+        int defined = ev->outcome == SG_RULE_HEALTHY ||
+                      ev->outcome == SG_RULE_TRIPPED ||
+                      ev->outcome == SG_RULE_NO_BASELINE;
+
+        history_key(key, sizeof(key), r, scope, source, end);
+        if (defined)
+                snprintf(val, sizeof(val), "%c %.17g", ev->held ? '1' : '0',
+                         ev->metric);
+        else
+                snprintf(val, sizeof(val), "u");
+        put(e, key, val, end + history_span(r));
+}
+
+/* ---------------------------------------------------------- Redis I/O */
+
+typedef struct writer {
+        sg_rules_engine_t *e;
+        int sent;
+} writer_t;
+
+static int append(writer_t *w, int argc, const char **argv)
+{
+        if (sg_redis_append_argv(w->e->redis, argc, argv, NULL))
+                return -1;
+        w->sent++;
+        return 0;
+}
+
+/* One overlay entry: sg:rstate, and the operator-facing mirrors. */
+static int write_one(void *opaque, const char *key, const char *val)
+{
+        writer_t *w = opaque;
+        char field[VAL_LEN + 32], mirror[KEY_LEN + 16];
+
+        if (!val) {
+                const char *argv[3] = {"HDEL", "sg:rstate", key};
+
+                return append(w, 3, argv);
+        }
+        {
+                const char *v = val;
+                int64_t exp = 0;
+                char hv[VAL_LEN + 32];
+                const char *argv[4] = {"HSET", "sg:rstate", key, hv};
+
+                if (key[0] == 'h') {
+                        /* History carries its expiry in event time. */
+                        const char *bar = strrchr(key, '|');
+                        exp = bar ? strtoll(bar + 1, NULL, 10) : 0;
+                }
+                snprintf(hv, sizeof(hv), "%" PRId64 " %s", exp, v);
+                if (append(w, 4, argv))
+                        return -1;
+        }
+        if (key[0] == 'k') {
+                /* sg:breaker:<channel> (channel scope) or
+                 * sg:breaker:<channel>|<campaign>: what sg-ctl shows. */
+                sg_breaker_t b;
+                char state[16], since[24], until[24];
+                long long s1 = 0, s2 = 0;
+                const char *argv[12] = {
+                    "HSET",           mirror, "state",       state,
+                    "rule",           b.rule, "since",       since,
+                    "cooldown_until", until,  "decision_id", b.decision_id};
+                size_t len = strlen(key + 2);
+
+                memset(&b, 0, sizeof(b));
+                if (sscanf(val, "%15s %lld %lld %63s %32s", state, &s1, &s2,
+                           b.rule, b.decision_id) < 5)
+                        return 0;
+                snprintf(since, sizeof(since), "%lld", s1);
+                snprintf(until, sizeof(until), "%lld", s2);
+                if (len && key[2 + len - 1] == '|')
+                        len--;
+                snprintf(mirror, sizeof(mirror), "sg:breaker:%.*s", (int)len,
+                         key + 2);
+                return append(w, 12, argv);
+        }
+        if (key[0] == 'g') {
+                const char *argv[4] = {"HSET", "sg:budgets", key + 2, val};
+
+                return append(w, 4, argv);
+        }
+        if (key[0] == 'b') {
+                /* The pre-bid feed: sg:block:<channel>|<source>, for the
+                 * rule's TTL of wall-clock time. */
+                long long until = 0, ttl = 0;
+                char id[40] = "", px[24];
+                const char *argv[6] = {"SET", mirror, id, "PX", px, NULL};
+
+                if (sscanf(val, "%lld %lld %39s", &until, &ttl, id) < 3)
+                        return 0;
+                snprintf(px, sizeof(px), "%lld", ttl > 0 ? ttl : 1);
+                snprintf(mirror, sizeof(mirror), "sg:block:%s", key + 2);
+                (void)field;
+                return append(w, 5, argv);
         }
         return 0;
 }
 
-/* Replaces the cache with Redis' sg:breaker:* in one SCAN pass. -1 only
- * if stopped while Redis is unreachable. */
-static int breakers_load(sg_rules_engine_t *e)
+/* The overlay to Redis, pipelined: one round trip. */
+static int state_write(sg_rules_engine_t *e)
 {
-        char cursor[32];
-        size_t open = 0;
-
-        /* A breaker Redis no longer holds is closed. */
-        for (size_t i = 0; i < e->breaker_cap; i++)
-                if (e->breakers[i].channel[0] && e->breakers[i].open)
-                        breaker_gauge(e->breakers[i].channel, 0);
-restart:
-        memset(e->breakers, 0, e->breaker_cap * sizeof(*e->breakers));
-        e->breaker_cnt = 0;
-        strcpy(cursor, "0");
-        do {
-                redisReply *r = sg_redis_command(
-                    e->redis, "SCAN %s MATCH sg:breaker:* COUNT 1000", cursor);
-                int rc;
-
-                if (!r)
-                        return -1;
-                if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-                    r->element[0]->type != REDIS_REPLY_STRING ||
-                    r->element[1]->type != REDIS_REPLY_ARRAY) {
-                        sg_error("event=breaker_load_failed err=%s",
-                                 r->type == REDIS_REPLY_ERROR
-                                     ? r->str
-                                     : "unexpected SCAN reply");
-                        freeReplyObject(r);
-                        sg_sleep_ms(RETRY_PAUSE_MS);
-                        if (sg_stop)
-                                return -1;
-                        goto restart;
-                }
-                str_field(cursor, sizeof(cursor), r->element[0]);
-                rc = breakers_load_page(e, r->element[1]);
-                freeReplyObject(r);
-                if (rc == -1) {
-                        if (sg_redis_reconnect(e->redis) == -1)
-                                return -1;
-                        goto restart;
-                }
-        } while (strcmp(cursor, "0") != 0);
-        for (size_t i = 0; i < e->breaker_cap; i++) {
-                if (!e->breakers[i].channel[0])
-                        continue;
-                breaker_gauge(e->breakers[i].channel, e->breakers[i].open);
-                if (e->breakers[i].open)
-                        open++;
-        }
-        sg_info("event=breakers_loaded channels=%zu open=%zu", e->breaker_cnt,
-                open);
-        return 0;
-}
-
-/* HSET of every breaker the batch opened, pipelined: one round trip. */
-static int breakers_write(sg_rules_engine_t *e)
-{
+        if (!sg_rstate_pending(e->st))
+                return 0;
         for (;;) {
-                int sent = 0, ok = 1;
+                writer_t w = {e, 0};
+                int ok = sg_rstate_each_pending(e->st, write_one, &w) == 0;
 
-                for (int i = 0; i < e->pending_cnt; i++) {
-                        const pending_t *p = &e->pending[i];
-                        char key[SG_NAME_LEN + 16], since[24];
-                        const char *argv[10] = {
-                            "HSET",        key,           "state", "open",
-                            "rule",        p->rule,       "since", since,
-                            "decision_id", p->decision_id};
-
-                        if (p->action != SG_ACT_PAUSE)
-                                continue;
-                        snprintf(key, sizeof(key), "sg:breaker:%s", p->channel);
-                        snprintf(since, sizeof(since), "%" PRId64, p->since);
-                        if (sg_redis_append_argv(e->redis, 10, argv, NULL)) {
-                                ok = 0;
-                                break;
-                        }
-                        sent++;
-                }
-                for (int i = 0; ok && i < sent; i++) {
+                for (int i = 0; ok && i < w.sent; i++) {
                         redisReply *r = sg_redis_pipeline_get(e->redis);
 
                         if (!r) {
@@ -334,7 +377,7 @@ static int breakers_write(sg_rules_engine_t *e)
                                 break;
                         }
                         if (r->type == REDIS_REPLY_ERROR)
-                                sg_error("event=breaker_write_failed err=%s",
+                                sg_error("event=state_write_failed err=%s",
                                          r->str);
                         freeReplyObject(r);
                 }
@@ -345,89 +388,81 @@ static int breakers_write(sg_rules_engine_t *e)
         }
 }
 
-/* ------------------------------------------------------------- evaluation */
-
-static int breaker_open(sg_rules_engine_t *e, const char *channel)
+static void gauges_from_state(sg_rules_engine_t *e)
 {
-        breaker_t *b;
+        for (int i = 0; i < e->conf->channel_cnt; i++) {
+                char scope[SG_NAME_LEN + 2];
+                sg_breaker_t b;
 
-        for (int i = 0; i < e->pending_cnt; i++)
-                if (e->pending[i].action == SG_ACT_PAUSE &&
-                    strcmp(e->pending[i].channel, channel) == 0)
-                        return 1;
-        b = breaker_find(e, channel);
-        return b && b->open;
-}
-
-static size_t alert_slot(const char *id)
-{
-        char head[9];
-
-        memcpy(head, id, 8);
-        head[8] = '\0';
-        return strtoul(head, NULL, 16) & (ALERT_CACHE - 1);
-}
-
-static int alert_seen(sg_rules_engine_t *e, const char *id)
-{
-        for (int i = 0; i < e->pending_cnt; i++)
-                if (e->pending[i].action == SG_ACT_ALERT &&
-                    strcmp(e->pending[i].decision_id, id) == 0)
-                        return 1;
-        return strcmp(e->alerts[alert_slot(id)], id) == 0;
-}
-
-static int pending_add(sg_rules_engine_t *e, const sg_decision_t *d)
-{
-        pending_t *p;
-
-        if (e->pending_cnt == e->pending_cap) {
-                int cap = e->pending_cap * 2;
-                pending_t *np = realloc(e->pending, (size_t)cap * sizeof(*np));
-
-                if (!np)
-                        return -1;
-                e->pending = np;
-                e->pending_cap = cap;
+                snprintf(scope, sizeof(scope), "%s|",
+                         e->conf->channels[i].name);
+                breaker_get(e, scope, &b);
+                breaker_gauge(e->conf->channels[i].name, (int)b.state);
         }
-        p = &e->pending[e->pending_cnt++];
-        p->action = d->action;
-        snprintf(p->channel, sizeof(p->channel), "%s", d->channel);
-        snprintf(p->rule, sizeof(p->rule), "%s", d->rule_id);
-        p->since = d->decided_at;
-        snprintf(p->decision_id, sizeof(p->decision_id), "%.32s",
-                 d->decision_id);
+}
+
+/* Replaces the state with Redis' sg:rstate (HSCAN). -1 only if stopped
+ * while Redis is unreachable. */
+static int state_load(sg_rules_engine_t *e)
+{
+        char cursor[32];
+        size_t open = 0;
+
+restart:
+        sg_rstate_clear(e->st);
+        strcpy(cursor, "0");
+        do {
+                redisReply *r = sg_redis_command(
+                    e->redis, "HSCAN sg:rstate %s COUNT 1000", cursor);
+
+                if (!r)
+                        return -1;
+                if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                    r->element[0]->type != REDIS_REPLY_STRING ||
+                    r->element[1]->type != REDIS_REPLY_ARRAY) {
+                        sg_error("event=state_load_failed err=%s",
+                                 r->type == REDIS_REPLY_ERROR
+                                     ? r->str
+                                     : "unexpected HSCAN reply");
+                        freeReplyObject(r);
+                        sg_sleep_ms(RETRY_PAUSE_MS);
+                        if (sg_stop)
+                                return -1;
+                        goto restart;
+                }
+                snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+                for (size_t i = 0; i + 1 < r->element[1]->elements; i += 2) {
+                        const redisReply *k = r->element[1]->element[i];
+                        const redisReply *v = r->element[1]->element[i + 1];
+                        char *rest;
+                        long long exp;
+
+                        if (k->type != REDIS_REPLY_STRING ||
+                            v->type != REDIS_REPLY_STRING)
+                                continue;
+                        exp = strtoll(v->str, &rest, 10);
+                        if (*rest == ' ')
+                                rest++;
+                        if (sg_rstate_put_committed(e->st, k->str, rest, exp) ==
+                            -1) {
+                                freeReplyObject(r);
+                                sg_error("event=out_of_memory "
+                                         "what=rules_state");
+                                return -1;
+                        }
+                        if (k->str[0] == 'k' && strncmp(rest, "open", 4) == 0)
+                                open++;
+                }
+                freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+        gauges_from_state(e);
+        e->sweep_at = sg_rstate_size(e->st) * 2 + SWEEP_MIN;
+        sg_info("event=state_loaded entries=%zu open_breakers=%zu",
+                sg_rstate_size(e->st), open);
         return 0;
 }
 
-/* The batch is acknowledged and written: the cache may now follow. */
-static void pending_apply(sg_rules_engine_t *e)
-{
-        for (int i = 0; i < e->pending_cnt; i++) {
-                const pending_t *p = &e->pending[i];
-                breaker_t *b;
-
-                decision_count(p->action, p->rule);
-                if (p->action == SG_ACT_ALERT) {
-                        strcpy(e->alerts[alert_slot(p->decision_id)],
-                               p->decision_id);
-                        continue;
-                }
-                b = breaker_put(e, p->channel);
-                if (!b) {
-                        /* Redis has it; the next reload will too. */
-                        sg_error("event=out_of_memory what=breaker_cache");
-                        continue;
-                }
-                b->open = 1;
-                breaker_gauge(p->channel, 1);
-                snprintf(b->rule, sizeof(b->rule), "%s", p->rule);
-                b->since = p->since;
-                snprintf(b->decision_id, sizeof(b->decision_id), "%s",
-                         p->decision_id);
-        }
-        e->pending_cnt = 0;
-}
+/* ------------------------------------------------------------- decisions */
 
 static void deadletter(sg_rules_engine_t *e, const rd_kafka_message_t *m,
                        const char *reason, const char *detail)
@@ -451,23 +486,247 @@ static void emit(sg_rules_engine_t *e, const sg_decision_t *d)
                          sg_log_quote(q, sizeof(q), sg_codec_error(e->codec)));
                 return;
         }
+        if (e->done_cnt == e->done_cap) {
+                int cap = e->done_cap * 2;
+                done_t *nd = realloc(e->done, (size_t)cap * sizeof(*nd));
+
+                if (!nd) {
+                        e->batch_failed = 1;
+                        return;
+                }
+                e->done = nd;
+                e->done_cap = cap;
+        }
         if (sg_producer_send(e->producer, e->conf->topics.decisions,
                              RD_KAFKA_PARTITION_UA, d->channel,
-                             strlen(d->channel), e->buf, (size_t)n, NULL) ||
-            pending_add(e, d)) {
+                             strlen(d->channel), e->buf, (size_t)n, NULL)) {
                 e->batch_failed = 1;
                 return;
         }
-        sg_info("event=decision id=%s action=%s channel=%s rule=%s "
-                "window_end=%" PRId64 " reason=%s",
+        e->done[e->done_cnt].action = d->action;
+        snprintf(e->done[e->done_cnt].rule, sizeof(e->done[0].rule), "%s",
+                 d->rule_id);
+        e->done_cnt++;
+        sg_info("event=decision id=%s action=%s channel=%s campaign=%s "
+                "source=%s rule=%s window_end=%" PRId64 " reason=%s",
                 d->decision_id, sg_action_name(d->action), d->channel,
-                d->rule_id, d->window_end,
+                d->campaign_id[0] ? d->campaign_id : "-",
+                d->source[0] ? d->source : "-", d->rule_id, d->window_end,
                 sg_log_quote(q, sizeof(q), d->reason));
+}
+
+/* --------------------------------------------------------- reallocation */
+
+/* Runs one reallocation step at event time end; emits it if money moved. */
+static void reallocate(sg_rules_engine_t *e, const char *trigger, int64_t end)
+{
+        const sg_realloc_policy_t *p = &e->rules->realloc;
+        sg_realloc_channel_t ch[SG_DECISION_MAX_BUDGETS - 1];
+        int64_t before[SG_DECISION_MAX_BUDGETS - 1], reserve, reserve0;
+        int n = 0;
+
+        for (int i = 0;
+             i < e->conf->channel_cnt && n < (int)(sizeof(ch) / sizeof(ch[0]));
+             i++) {
+                const sg_channel_conf_t *c = &e->conf->channels[i];
+                char key[KEY_LEN], scope[SG_NAME_LEN + 2];
+                const char *v;
+                sg_breaker_t b;
+                long long at, spend, revenue;
+
+                memset(&ch[n], 0, sizeof(ch[n]));
+                snprintf(ch[n].name, sizeof(ch[n].name), "%s", c->name);
+                ch[n].budget = before[n] = budget_of(e, c->name);
+                ch[n].floor = c->floor_micros;
+                ch[n].cap = c->cap_micros;
+                snprintf(scope, sizeof(scope), "%s|", c->name);
+                ch[n].paused =
+                    breaker_get(e, scope, &b) && b.state != SG_BREAKER_CLOSED;
+                snprintf(key, sizeof(key), "s|%s", c->name);
+                v = sg_rstate_get(e->st, key);
+                if (v &&
+                    sscanf(v, "%lld %lld %lld", &at, &spend, &revenue) == 3 &&
+                    spend > 0 && spend >= p->min_spend_micros) {
+                        ch[n].has_roas = 1;
+                        ch[n].roas = (double)revenue / (double)spend;
+                }
+                n++;
+        }
+        reserve = reserve0 = budget_of(e, SG_RESERVE_NAME);
+        if (sg_realloc_step(p, ch, n, &reserve) <= 0)
+                return;
+        sg_realloc_decision(p, ch, before, n, reserve0, reserve, trigger,
+                            end - sg_window_ms(p->window), end, &e->decision);
+        for (int i = 0; i < n; i++) {
+                char key[KEY_LEN], val[32];
+
+                if (ch[i].budget == before[i])
+                        continue;
+                snprintf(key, sizeof(key), "g|%.63s", ch[i].name);
+                snprintf(val, sizeof(val), "%" PRId64, ch[i].budget);
+                put(e, key, val, 0);
+        }
+        {
+                char val[32];
+
+                snprintf(val, sizeof(val), "%" PRId64, reserve);
+                put(e, "g|" SG_RESERVE_NAME, val, 0);
+        }
+        emit(e, &e->decision);
+}
+
+/* ------------------------------------------------------------ evaluation */
+
+static void rule_ctx(sg_rules_engine_t *e, const sg_rule_t *r,
+                     const sg_snapshot_t *s, sg_rule_ctx_t *ctx)
+{
+        memset(ctx, 0, sizeof(*ctx));
+        ctx->target = sg_rule_target(r, e->conf, s->channel);
+        ctx->budget_micros = budget_of(e, s->channel);
+}
+
+/* ALERT: once when the condition starts, again only after it cleared. */
+static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
+                  const sg_snapshot_t *s, const char *scope,
+                  const sg_rule_eval_t *ev)
+{
+        char key[KEY_LEN], val[48];
+        const char *v;
+        int on = 0;
+        long long since = 0;
+
+        snprintf(key, sizeof(key), "l|%s|%s|%s", r->id, scope,
+                 ev->source ? ev->source->source : "");
+        v = sg_rstate_get(e->st, key);
+        if (v)
+                sscanf(v, "%d %lld", &on, &since);
+        if (s->window_end <= since)
+                return; /* seen already */
+        if (ev->outcome == SG_RULE_TRIPPED && !on) {
+                sg_rule_decision(r, SG_ACT_ALERT, s, ev, &e->decision);
+                emit(e, &e->decision);
+                snprintf(val, sizeof(val), "1 %" PRId64, s->window_end);
+                put(e, key, val, 0);
+        } else if (ev->outcome == SG_RULE_HEALTHY && !ev->held && on) {
+                snprintf(val, sizeof(val), "0 %" PRId64, s->window_end);
+                put(e, key, val, 0);
+        }
+}
+
+static void block(sg_rules_engine_t *e, const sg_rule_t *r,
+                  const sg_snapshot_t *s, const sg_rule_eval_t *ev)
+{
+        char key[KEY_LEN], val[VAL_LEN];
+        const char *v;
+        long long until = 0;
+
+        snprintf(key, sizeof(key), "b|%s|%s", s->channel, ev->source->source);
+        v = sg_rstate_get(e->st, key);
+        if (v)
+                until = strtoll(v, NULL, 10);
+        if (s->window_end < until)
+                return; /* still blocked (in event time) */
+        sg_rule_decision(r, SG_ACT_BLOCK_SOURCE, s, ev, &e->decision);
+        snprintf(val, sizeof(val), "%" PRId64 " %" PRId64 " %s",
+                 s->window_end + r->ttl_ms, r->ttl_ms, e->decision.decision_id);
+        put(e, key, val, 0);
+        emit(e, &e->decision);
+}
+
+/* Returns 1 when the breaker of the channel scope opened (a PAUSE). */
+static int breaker(sg_rules_engine_t *e, const sg_rule_t *r,
+                   const sg_snapshot_t *s, const char *scope,
+                   const sg_rule_ctx_t *ctx, const sg_rule_eval_t *ev)
+{
+        sg_breaker_t b, b0;
+        sg_rule_eval_t rev;
+        int act, resume_ok = 0;
+
+        breaker_get(e, scope, &b);
+        b0 = b;
+        if (b.state != SG_BREAKER_CLOSED && strcmp(b.rule, r->id) == 0)
+                resume_ok = sg_rule_resume_ok(r, s, ctx, &rev);
+        act = sg_breaker_step(&b, r, s->window_end, s->window_start,
+                              ev->outcome == SG_RULE_TRIPPED, resume_ok);
+        if (act == SG_ACT_PAUSE) {
+                sg_rule_decision(r, SG_ACT_PAUSE, s, ev, &e->decision);
+                snprintf(b.decision_id, sizeof(b.decision_id), "%s",
+                         e->decision.decision_id);
+                emit(e, &e->decision);
+        } else if (act == SG_ACT_RESUME) {
+                sg_rule_decision(r, SG_ACT_RESUME, s, &rev, &e->decision);
+                snprintf(b.decision_id, sizeof(b.decision_id), "%s",
+                         e->decision.decision_id);
+                emit(e, &e->decision);
+        }
+        if (memcmp(&b, &b0, sizeof(b)) != 0)
+                breaker_put(e, scope, &b);
+        return act == SG_ACT_PAUSE && s->campaign_id[0] == '\0';
+}
+
+static void evaluate(sg_rules_engine_t *e, const sg_rule_t *r,
+                     const sg_snapshot_t *s, const char *scope,
+                     const sg_source_count_t *src, int *paused)
+{
+        sg_rule_ctx_t ctx;
+        sg_rule_eval_t ev;
+        const char *source = src ? src->source : "";
+
+        rule_ctx(e, r, s, &ctx);
+        if (keeps_history(r))
+                history_ctx(e, r, scope, source, s->window_end, &ctx);
+        if (sg_rule_eval(r, s, src, &ctx, &ev) == SG_RULE_OUT_OF_SCOPE)
+                return;
+        if (keeps_history(r))
+                history_put(e, r, scope, source, s->window_end, &ev);
+        switch (r->action) {
+        case SG_ACT_PAUSE:
+                if (breaker(e, r, s, scope, &ctx, &ev))
+                        *paused = 1;
+                break;
+        case SG_ACT_ALERT:
+                alert(e, r, s, scope, &ev);
+                break;
+        case SG_ACT_BLOCK_SOURCE:
+                if (ev.outcome == SG_RULE_TRIPPED)
+                        block(e, r, s, &ev);
+                break;
+        default:
+                break;
+        }
+}
+
+/* The periodic reallocation: every every_ms of event time after the first
+ * channel snapshot of the realloc window. */
+static void periodic(sg_rules_engine_t *e, const sg_snapshot_t *s)
+{
+        const sg_realloc_policy_t *p = &e->rules->realloc;
+        const char *v = sg_rstate_get(e->st, "a");
+        char val[24];
+        int64_t next;
+
+        if (!v) {
+                snprintf(val, sizeof(val), "%" PRId64,
+                         s->window_end + p->every_ms);
+                put(e, "a", val, 0);
+                return;
+        }
+        next = strtoll(v, NULL, 10);
+        if (s->window_end < next)
+                return;
+        while (next <= s->window_end)
+                next += p->every_ms;
+        snprintf(val, sizeof(val), "%" PRId64, next);
+        put(e, "a", val, 0);
+        reallocate(e, "*", s->window_end);
 }
 
 static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
 {
         sg_snapshot_t *s = &e->snap;
+        const sg_realloc_policy_t *p = &e->rules->realloc;
+        char scope[2 * SG_NAME_LEN + 2];
+        int paused = 0, realloc_window;
 
         if (sg_codec_decode_snapshot(e->codec, m->payload, m->len, s) == -1) {
                 sg_counter_add(e->c_undecodable, 1);
@@ -481,30 +740,40 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
                 return;
         }
         sg_counter_add(e->c_evaluated, 1);
-        if (s->campaign_id[0] == '\0' && sg_conf_channel(e->conf, s->channel))
+        if (s->window_end > e->max_e)
+                e->max_e = s->window_end;
+        scope_of(s, scope, sizeof(scope));
+        realloc_window =
+            p->enabled && s->campaign_id[0] == '\0' &&
+            sg_conf_channel(e->conf, s->channel) &&
+            (s->window[0] ? strcmp(s->window, p->window) == 0
+                          : strcmp(p->window, SG_RULE_WINDOW_DEFAULT) == 0);
+        if (s->campaign_id[0] == '\0' && sg_conf_channel(e->conf, s->channel) &&
+            (s->window[0] == '\0' ||
+             strcmp(s->window, SG_RULE_WINDOW_DEFAULT) == 0))
                 channel_gauges(s);
+        if (realloc_window) {
+                char key[KEY_LEN], val[80];
+
+                snprintf(key, sizeof(key), "s|%s", s->channel);
+                snprintf(val, sizeof(val), "%" PRId64 " %" PRId64 " %" PRId64,
+                         s->window_end, s->c.spend_micros, s->c.revenue_micros);
+                put(e, key, val, 0);
+        }
         for (int i = 0; i < e->rules->cnt; i++) {
                 const sg_rule_t *r = &e->rules->rule[i];
-                sg_rule_eval_t ev;
-                char id[ID_LEN];
 
-                if (sg_rule_eval(r, s, sg_rule_target(r, e->conf, s->channel),
-                                 &ev) != SG_RULE_TRIPPED)
+                if (r->scope != SG_SCOPE_SOURCE) {
+                        evaluate(e, r, s, scope, NULL, &paused);
                         continue;
-                if (r->action == SG_ACT_PAUSE) {
-                        /* Open already: nothing until RESUME exists. */
-                        if (breaker_open(e, s->channel))
-                                continue;
-                } else {
-                        sg_decision_id(r->id, r->action, s->channel,
-                                       s->campaign_id, s->window_start,
-                                       s->window_end, id);
-                        if (alert_seen(e, id))
-                                continue;
                 }
-                sg_rule_decision(r, s, &ev, &e->decision);
-                emit(e, &e->decision);
+                for (int k = 0; k < s->top_cnt; k++)
+                        evaluate(e, r, s, scope, &s->top[k], &paused);
         }
+        if (paused && p->enabled && p->on_pause)
+                reallocate(e, s->channel, s->window_end);
+        if (realloc_window && p->every_ms > 0)
+                periodic(e, s);
 }
 
 /* --------------------------------------------------------------- the loop */
@@ -541,35 +810,65 @@ static int flush(sg_rules_engine_t *e)
         return rc;
 }
 
+/* Drops history older than any rule can look back, now and then. */
+static void sweep(sg_rules_engine_t *e)
+{
+        size_t n;
+
+        if (sg_rstate_size(e->st) < e->sweep_at)
+                return;
+        n = sg_rstate_sweep(e->st, e->max_e);
+        e->sweep_at = (sg_rstate_size(e->st) - n) * 2 + SWEEP_MIN;
+        sg_debug("event=state_sweep dropped=%zu", n);
+}
+
+/* The batch is acknowledged and written: the cache may now follow. */
+static void commit_state(sg_rules_engine_t *e)
+{
+        int gauges = 0;
+
+        for (int i = 0; i < e->done_cnt; i++) {
+                decision_count(e->done[i].action, e->done[i].rule);
+                if (e->done[i].action == SG_ACT_PAUSE ||
+                    e->done[i].action == SG_ACT_RESUME)
+                        gauges = 1;
+        }
+        sg_rstate_commit(e->st);
+        if (gauges || e->done_cnt == 0)
+                gauges_from_state(e);
+}
+
 /* 0 done (committed or rewound), -1 the stage must stop. */
 static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
 {
         int rc;
 
-        if (e->breakers_stale) {
-                if (breakers_load(e) == -1)
+        if (e->state_stale) {
+                if (state_load(e) == -1)
                         return -1;
-                e->breakers_stale = 0;
+                e->state_stale = 0;
         }
-        e->pending_cnt = 0;
+        sg_rstate_rollback(e->st);
+        e->done_cnt = 0;
         e->batch_failed = 0;
         for (int i = 0; i < n; i++)
                 process(e, e->msgs[i]);
+        sweep(e);
 
         rc = flush(e);
         if (rc == -1)
                 return -1; /* stopped, unacknowledged: redo on restart */
         if (rc > 0 || e->batch_failed) {
                 sg_warn("event=batch_retry messages=%d failed=%d", n, rc);
-                e->pending_cnt = 0;
+                sg_rstate_rollback(e->st);
                 if (sg_consumer_rewind(consumer, e->msgs, n) == -1)
                         return -1;
                 sg_sleep_ms(RETRY_PAUSE_MS);
                 return 0;
         }
-        if (breakers_write(e) == -1)
+        if (state_write(e) == -1)
                 return -1; /* stopped while Redis is down: no commit */
-        pending_apply(e);
+        commit_state(e);
         sg_consumer_commit(consumer, e->msgs, n);
         return 0;
 }
@@ -618,7 +917,7 @@ void sg_rules_engine_on_rebalance(void *opaque, int assign,
          * now own; the state loaded at start covers the first one. */
         if (assign) {
                 if (e->assigned_once)
-                        e->breakers_stale = 1;
+                        e->state_stale = 1;
                 e->assigned_once = 1;
         }
 }
@@ -639,12 +938,10 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
         e->codec = codec;
         e->redis = redis;
         e->producer = producer;
-        e->breaker_cap = 64;
-        e->breakers = calloc(e->breaker_cap, sizeof(*e->breakers));
-        e->pending_cap = 64;
-        e->pending = calloc((size_t)e->pending_cap, sizeof(*e->pending));
-        e->alerts = calloc(ALERT_CACHE, sizeof(*e->alerts));
-        if (!e->breakers || !e->pending || !e->alerts)
+        e->st = sg_rstate_new();
+        e->done_cap = 64;
+        e->done = calloc((size_t)e->done_cap, sizeof(*e->done));
+        if (!e->st || !e->done)
                 goto oom;
         e->c_evaluated =
             sg_counter("events_total{type=\"snapshot\",result=\"evaluated\"}");
@@ -658,9 +955,9 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
         /* Every configured channel starts closed unless Redis says open. */
         for (int i = 0; i < conf->channel_cnt; i++)
                 breaker_gauge(conf->channels[i].name, 0);
-        if (breakers_load(e) == -1) {
+        if (state_load(e) == -1) {
                 snprintf(errstr, errstr_size,
-                         "stopped while loading breaker states from Redis");
+                         "stopped while loading the rules state from Redis");
                 sg_rules_engine_destroy(e);
                 return NULL;
         }
@@ -676,8 +973,7 @@ void sg_rules_engine_destroy(sg_rules_engine_t *e)
         if (!e)
                 return;
         sg_rules_destroy(e->rules);
-        free(e->breakers);
-        free(e->pending);
-        free(e->alerts);
+        sg_rstate_destroy(e->st);
+        free(e->done);
         free(e);
 }

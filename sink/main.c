@@ -47,6 +47,7 @@ int main(int argc, char **argv)
         if (!(sink = sg_sink_new(&conf, codec, redis, producer, err,
                                  sizeof(err)))) {
                 what = "sink";
+                rc = 2; /* a bad sink.* value */
                 goto out;
         }
         topics[0] = conf.topics.decisions;

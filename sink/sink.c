@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "sink.h"
 #include "stage.h"
+#include "webhook.h"
 
 #define BATCH_MAX        1000
 #define FLUSH_TIMEOUT_MS 30000
@@ -28,6 +29,7 @@ struct sg_sink {
         sg_redis_t *redis;
         sg_producer_t *producer;
         sg_format_t fmt;
+        sg_webhook_t *webhook; /* NULL = none */
 
         rd_kafka_message_t *msgs[BATCH_MAX];
         sg_decision_t *dec; /* [BATCH_MAX] */
@@ -315,6 +317,22 @@ static void decision_count(const sg_decision_t *d)
                 sg_counter_add(sg_counter(name), 1);
 }
 
+/* PAUSE, BLOCK_SOURCE and ALERT go to the webhook, if any: queued, so
+ * that a slow or dead endpoint never holds the pipeline back. */
+static void notify(sg_sink_t *s, const sg_decision_t *d)
+{
+        int n;
+
+        if (!s->webhook ||
+            (d->action != SG_ACT_PAUSE && d->action != SG_ACT_BLOCK_SOURCE &&
+             d->action != SG_ACT_ALERT))
+                return;
+        n = sg_codec_encode_decision(s->codec, SG_FMT_JSON, d, s->json,
+                                     sizeof(s->json));
+        if (n > 0)
+                sg_webhook_post(s->webhook, s->json, (size_t)n);
+}
+
 /* The batch is committed: log and count what it did. */
 static void log_delivered(sg_sink_t *s)
 {
@@ -328,6 +346,7 @@ static void log_delivered(sg_sink_t *s)
                 }
                 sg_counter_add(s->c_dec_delivered, 1);
                 decision_count(d);
+                notify(s, d);
                 sg_info("event=decision_delivered id=%s action=%s channel=%s "
                         "rule=%s",
                         d->decision_id, sg_action_name(d->action), d->channel,
@@ -438,6 +457,17 @@ sg_sink_t *sg_sink_new(const sg_conf_t *conf, sg_codec_t *codec,
                 sg_sink_destroy(s);
                 return NULL;
         }
+        if (conf->sink.webhook_url[0]) {
+                sg_webhook_conf_t wc = {
+                    conf->sink.webhook_url, conf->sink.webhook_queue,
+                    conf->sink.webhook_timeout_ms, conf->sink.webhook_retries,
+                    conf->sink.webhook_backoff_ms};
+
+                if (!(s->webhook = sg_webhook_new(&wc, errstr, errstr_size))) {
+                        sg_sink_destroy(s);
+                        return NULL;
+                }
+        }
         s->dec = calloc(BATCH_MAX, sizeof(*s->dec));
         s->kpi = calloc(BATCH_MAX, sizeof(*s->kpi));
         if (!s->dec || !s->kpi)
@@ -470,6 +500,7 @@ void sg_sink_destroy(sg_sink_t *s)
 {
         if (!s)
                 return;
+        sg_webhook_destroy(s->webhook);
         free(s->dec);
         free(s->kpi);
         free(s);

@@ -59,7 +59,11 @@ static void usage(FILE *fp)
             "      the last N delivered decisions, newest first (default "
             "20)\n"
             "  breakers [--json]\n"
-            "      circuit breaker state per channel\n"
+            "      circuit breaker state per channel (and campaign)\n"
+            "  budgets [--json]\n"
+            "      configured and current budget per channel (after "
+            "reallocations) and the\n"
+            "      reserve\n"
             "  top [--interval MS] [--once] [--window S]   (alias: watch)\n"
             "      live per-channel view: today's spend (UTC) vs budget, "
             "CTR, CVR, CPA vs\n"
@@ -1043,6 +1047,78 @@ static int cmd_breakers(int argc, char **argv)
         return 0;
 }
 
+/* --------------------------------------------------------------- budgets */
+
+static void put_budget(int json, const char *channel, int64_t configured,
+                       int has_configured, int64_t current)
+{
+        if (!json) {
+                char c1[32], c2[32];
+
+                printf("%-12s  %14s  %14s\n", channel,
+                       has_configured ? fmt_money(configured, c1, sizeof(c1))
+                                      : "-",
+                       fmt_money(current, c2, sizeof(c2)));
+                return;
+        }
+        fputs("{\"channel\":", stdout);
+        sg_json_put_str(stdout, channel);
+        if (has_configured)
+                printf(",\"configured_micros\":%" PRId64, configured);
+        else
+                fputs(",\"configured_micros\":null", stdout);
+        printf(",\"budget_micros\":%" PRId64 "}\n", current);
+}
+
+/* sg:budgets (what reallocations left) next to the configured budgets. */
+static int cmd_budgets(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"json", no_argument, NULL, 'j'},
+            {"config", required_argument, NULL, 'c'},
+            {NULL, 0, NULL, 0}};
+        int json = 0, c;
+        int64_t reserve;
+        redisReply *r;
+
+        while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+                if (c == 'j')
+                        json = 1;
+                else if (c == 'c')
+                        conf_path = optarg;
+                else
+                        bad_usage("budgets: unknown option %s",
+                                  argv[optind - 1]);
+        }
+        if (optind < argc)
+                bad_usage("budgets: unexpected argument %s", argv[optind]);
+        connect_redis();
+        r = sg_redis_command(redis, "HGETALL sg:budgets");
+        if (!r || r->type != REDIS_REPLY_ARRAY)
+                die("HGETALL sg:budgets: %s",
+                    r && r->type == REDIS_REPLY_ERROR ? r->str : "failed");
+        reserve = conf.rules.reserve_micros;
+        if (!json)
+                printf("%-12s  %14s  %14s\n", "CHANNEL", "CONFIGURED",
+                       "CURRENT");
+        for (int i = 0; i < conf.channel_cnt; i++) {
+                int64_t cur = conf.channels[i].budget_micros;
+
+                for (size_t j = 0; j + 1 < r->elements; j += 2)
+                        if (strcmp(r->element[j]->str, conf.channels[i].name) ==
+                            0)
+                                cur = strtoll(r->element[j + 1]->str, NULL, 10);
+                put_budget(json, conf.channels[i].name,
+                           conf.channels[i].budget_micros, 1, cur);
+        }
+        for (size_t j = 0; j + 1 < r->elements; j += 2)
+                if (strcmp(r->element[j]->str, "(reserve)") == 0)
+                        reserve = strtoll(r->element[j + 1]->str, NULL, 10);
+        put_budget(json, "(reserve)", conf.rules.reserve_micros, 1, reserve);
+        freeReplyObject(r);
+        return 0;
+}
+
 /* ------------------------------------------------------------------- top */
 
 /*
@@ -1498,10 +1574,13 @@ typedef struct command {
         int (*fn)(int argc, char **argv);
 } command_t;
 
-static const command_t commands[] = {
-    {"kpis", cmd_kpis},         {"decisions", cmd_decisions},
-    {"breakers", cmd_breakers}, {"top", cmd_top},
-    {"watch", cmd_top},         {NULL, NULL}};
+static const command_t commands[] = {{"kpis", cmd_kpis},
+                                     {"decisions", cmd_decisions},
+                                     {"breakers", cmd_breakers},
+                                     {"budgets", cmd_budgets},
+                                     {"top", cmd_top},
+                                     {"watch", cmd_top},
+                                     {NULL, NULL}};
 
 int main(int argc, char **argv)
 {
@@ -1539,6 +1618,7 @@ int main(int argc, char **argv)
         }
         if (optind >= argc)
                 bad_usage("a command is required: kpis, decisions, breakers, "
+                          "budgets, "
                           "top or config-reference");
         if (strcmp(argv[optind], "config-reference") == 0) {
                 if (optind + 1 < argc)

@@ -36,6 +36,10 @@ typedef struct gen_opts {
         int fraud_set, overrun_set; /* given on the command line */
         int64_t fraud_start_s;
         int64_t fraud_end_s;
+        const char *flood_channel;
+        int64_t flood_start_s, flood_end_s;
+        int flood_ips, flood_rate;
+        const char *overrun_campaign;
 } gen_opts_t;
 
 static void usage(FILE *fp)
@@ -78,6 +82,19 @@ static void usage(FILE *fp)
             "      --fraud-end S        second it stops (default 0 = never)\n"
             "      --overrun-channel C  channel at ~2x its target CPA "
             "(default gifts; \"\" = none)\n"
+            "      --flood-channel C    channel with a click flood from a few "
+            "residential IPs with\n"
+            "                           browser agents (not tagged invalid; "
+            "default none)\n"
+            "      --flood-start S      second the IP flood starts (default "
+            "20)\n"
+            "      --flood-end S        second it stops (default 0 = never)\n"
+            "      --flood-ips N        IPs of the flood, 1-8 (default 3)\n"
+            "      --flood-rate R       flood clicks per second, 1-100 "
+            "(default 10)\n"
+            "      --overrun-campaign C channel whose campaign <C>-c1 alone "
+            "runs at ~1.7x target\n"
+            "                           CPA (default none)\n"
             "  -h, --help               this help\n"
             "  -V, --version            print the version\n\n"
             "Environment: SG_BROKERS, SG_CONFIG, SG_LOG_LEVEL.\n"
@@ -128,6 +145,12 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
                 O_FRAUD_START,
                 O_FRAUD_END,
                 O_OVERRUN,
+                O_FLOOD,
+                O_FLOOD_START,
+                O_FLOOD_END,
+                O_FLOOD_IPS,
+                O_FLOOD_RATE,
+                O_OVERRUN_CAMPAIGN,
         };
         static const struct option opts[] = {
             {"config", required_argument, NULL, 'c'},
@@ -143,6 +166,12 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
             {"fraud-start", required_argument, NULL, O_FRAUD_START},
             {"fraud-end", required_argument, NULL, O_FRAUD_END},
             {"overrun-channel", required_argument, NULL, O_OVERRUN},
+            {"flood-channel", required_argument, NULL, O_FLOOD},
+            {"flood-start", required_argument, NULL, O_FLOOD_START},
+            {"flood-end", required_argument, NULL, O_FLOOD_END},
+            {"flood-ips", required_argument, NULL, O_FLOOD_IPS},
+            {"flood-rate", required_argument, NULL, O_FLOOD_RATE},
+            {"overrun-campaign", required_argument, NULL, O_OVERRUN_CAMPAIGN},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
             {NULL, 0, NULL, 0}};
@@ -155,6 +184,11 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
         o->fraud_channel = "kol";
         o->overrun_channel = "gifts";
         o->fraud_start_s = 20;
+        o->flood_channel = "";
+        o->flood_start_s = 20;
+        o->flood_ips = 3;
+        o->flood_rate = 10;
+        o->overrun_campaign = "";
         opterr = 0;
         while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
                 switch (c) {
@@ -210,6 +244,28 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
                         o->fraud_end_s =
                             parse_int("--fraud-end", optarg, 0, 366 * 86400);
                         break;
+                case O_FLOOD:
+                        o->flood_channel = optarg;
+                        break;
+                case O_FLOOD_START:
+                        o->flood_start_s =
+                            parse_int("--flood-start", optarg, 0, 366 * 86400);
+                        break;
+                case O_FLOOD_END:
+                        o->flood_end_s =
+                            parse_int("--flood-end", optarg, 0, 366 * 86400);
+                        break;
+                case O_FLOOD_IPS:
+                        o->flood_ips = (int)parse_int("--flood-ips", optarg, 1,
+                                                      SG_SCN_FLOOD_IPS_MAX);
+                        break;
+                case O_FLOOD_RATE:
+                        o->flood_rate =
+                            (int)parse_int("--flood-rate", optarg, 1, 100);
+                        break;
+                case O_OVERRUN_CAMPAIGN:
+                        o->overrun_campaign = optarg;
+                        break;
                 case O_OVERRUN:
                         o->overrun_channel = optarg;
                         o->overrun_set = 1;
@@ -234,6 +290,8 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
                 bad_usage("%s--realtime and --rate exclude each other", "");
         if (o->fraud_end_s && o->fraud_end_s <= o->fraud_start_s)
                 bad_usage("%s--fraud-end must be after --fraud-start", "");
+        if (o->flood_end_s && o->flood_end_s <= o->flood_start_s)
+                bad_usage("%s--flood-end must be after --flood-start", "");
 }
 
 /* A default role channel the config does not have is dropped quietly; one
@@ -391,6 +449,14 @@ int main(int argc, char **argv)
                                    : (sg_now_ms() / 1000 - o.duration_s) * 1000;
         so.fraud_start_ms = o.fraud_start_s * 1000;
         so.fraud_end_ms = o.fraud_end_s * 1000;
+        so.flood_channel =
+            role_channel(&conf, o.flood_channel, 1, "--flood-channel");
+        so.flood_start_ms = o.flood_start_s * 1000;
+        so.flood_end_ms = o.flood_end_s * 1000;
+        so.flood_ips = o.flood_ips;
+        so.flood_rate = o.flood_rate;
+        so.overrun_campaign_channel =
+            role_channel(&conf, o.overrun_campaign, 1, "--overrun-campaign");
         so.fraud_channel = role_channel(&conf, o.fraud_channel, o.fraud_set,
                                         "--fraud-channel");
         so.overrun_channel = role_channel(&conf, o.overrun_channel,

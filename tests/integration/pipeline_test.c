@@ -2,7 +2,8 @@
  * The whole pipeline on real parts: sg-broker, a private redis-server, the
  * four stages and the sg-gen scenario. Pins the exact KPI totals, the
  * dead-lettered records, and the decisions: the fraud channel and the
- * CPA-overrun channel paused, nothing for the healthy channels.
+ * CPA-overrun channel (and its campaigns) paused, a reallocation for each,
+ * nothing for the healthy channels.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,14 @@
 
 #include "codec.h"
 #include "harness.h"
+
+/*
+ * What the shipped rules decide on the default scenario (docs/rules.md):
+ * 4 PAUSE (kol; gifts and its two campaigns), 2 REALLOCATE, and a
+ * BLOCK_SOURCE per bot IP of kol once aggregate reports top sources.
+ */
+#define WANT_BLOCKS    0
+#define WANT_DECISIONS (6 + WANT_BLOCKS)
 
 TestSuite(pipeline, .init = h_stack_up, .fini = h_stack_down, .timeout = 400);
 
@@ -37,7 +46,7 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                                   "180",     "--bad",    "5",
                                   "--truth", truth_path, NULL};
         rd_kafka_message_t **msgs;
-        sg_decision_t d[8];
+        sg_decision_t d[32];
         sg_codec_t *codec;
         json_t *truth, *kpis;
         int n, bad_total = 0;
@@ -86,8 +95,10 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
         h_wait_caught_up("aggregate", "sg.events", 60000);
         h_wait_caught_up("rules", "sg.aggregates", 60000);
         h_wait_caught_up("sink", "sg.decisions", 60000);
-        n = h_consume_all("ad-decisions", 2, 20000, &msgs);
-        cr_assert_eq(n, 2, "decisions on ad-decisions: want 2, got %d", n);
+        n = h_consume_all("ad-decisions", WANT_DECISIONS, 20000, &msgs);
+        cr_assert_eq(n, WANT_DECISIONS,
+                     "decisions on ad-decisions: want %d, got %d",
+                     WANT_DECISIONS, n);
         codec = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)), buf,
                              sizeof(buf));
         cr_assert_not_null(codec, "%s", buf);
@@ -98,20 +109,50 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                 cr_assert_eq(sg_codec_decode_decision(codec, msgs[i]->payload,
                                                       msgs[i]->len, &d[i]),
                              0, "%s", sg_codec_error(codec));
+                cr_assert_neq(d[i].reason[0], '\0');
+                for (int j = 0; j < i; j++)
+                        cr_assert_str_neq(d[i].decision_id, d[j].decision_id);
         }
-        if (strcmp(d[0].channel, "kol") != 0) {
-                sg_decision_t tmp = d[0];
-                d[0] = d[1];
-                d[1] = tmp;
+        /* The default rules on the default scenario: kol paused for its
+         * bots, gifts and both its campaigns for their CPA, a
+         * reallocation for each paused channel, kol's bot IPs blocked;
+         * nothing about the healthy channels. */
+        {
+                static const struct {
+                        sg_action_t action;
+                        const char *rule, *channel, *campaign;
+                } want[] = {
+                    {SG_ACT_PAUSE, "ivt_circuit_breaker", "kol", ""},
+                    {SG_ACT_PAUSE, "cpa_overrun", "gifts", ""},
+                    {SG_ACT_PAUSE, "campaign_cpa_overrun", "gifts", "gifts-c1"},
+                    {SG_ACT_PAUSE, "campaign_cpa_overrun", "gifts", "gifts-c2"},
+                    {SG_ACT_REALLOCATE, "reallocate", "kol", ""},
+                    {SG_ACT_REALLOCATE, "reallocate", "gifts", ""},
+                };
+                int blocks = 0;
+
+                for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+                        int found = 0;
+                        for (int i = 0; i < n; i++)
+                                found +=
+                                    d[i].action == want[w].action &&
+                                    !strcmp(d[i].rule_id, want[w].rule) &&
+                                    !strcmp(d[i].channel, want[w].channel) &&
+                                    !strcmp(d[i].campaign_id, want[w].campaign);
+                        cr_assert_eq(found, 1, "%s %s %s/%s: %d times",
+                                     sg_action_name(want[w].action),
+                                     want[w].rule, want[w].channel,
+                                     want[w].campaign, found);
+                }
+                for (int i = 0; i < n; i++) {
+                        if (d[i].action != SG_ACT_BLOCK_SOURCE)
+                                continue;
+                        blocks++;
+                        cr_assert_str_eq(d[i].channel, "kol");
+                        cr_assert_eq(strncmp(d[i].source, "ip:", 3), 0);
+                }
+                cr_assert_eq(blocks, WANT_BLOCKS);
         }
-        cr_assert_str_eq(d[0].channel, "kol");
-        cr_assert_eq(d[0].action, SG_ACT_PAUSE);
-        cr_assert_str_eq(d[0].rule_id, "ivt_circuit_breaker");
-        cr_assert_str_eq(d[1].channel, "gifts");
-        cr_assert_eq(d[1].action, SG_ACT_PAUSE);
-        cr_assert_str_eq(d[1].rule_id, "cpa_overrun");
-        cr_assert_str_neq(d[0].decision_id, d[1].decision_id);
-        cr_assert_neq(d[0].reason[0], '\0');
 
         /* 4. The same bytes decode with an independent Avro implementation
          * and the project's decision.avsc. */
@@ -141,20 +182,15 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                 cr_assert_eq(h_run("/usr/bin/python3", args, out, sizeof(out)),
                              0, "decode_decisions.py failed");
                 rows = h_jsonl_text(out);
-                cr_assert_eq(json_array_size(rows), 2);
-                for (size_t i = 0; i < 2; i++) {
+                cr_assert_eq(json_array_size(rows), (size_t)n);
+                for (size_t i = 0; i < (size_t)n; i++) {
                         json_t *row = json_array_get(rows, i);
-                        cr_assert_str_eq(
-                            json_string_value(
-                                json_object_get(row, "decision_id")),
-                            strcmp(json_string_value(
-                                       json_object_get(row, "channel")),
-                                   "kol") == 0
-                                ? d[0].decision_id
-                                : d[1].decision_id);
+                        cr_assert_str_eq(json_string_value(json_object_get(
+                                             row, "decision_id")),
+                                         d[i].decision_id);
                         cr_assert_str_eq(
                             json_string_value(json_object_get(row, "action")),
-                            "PAUSE");
+                            sg_action_name(d[i].action));
                 }
                 json_decref(rows);
         }

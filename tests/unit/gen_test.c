@@ -16,9 +16,11 @@
 #define NCH        5
 
 static const sg_channel_conf_t channels[NCH] = {
-    {"social", 40000000000LL, 20000000},  {"search", 30000000000LL, 15000000},
-    {"display", 10000000000LL, 25000000}, {"kol", 10000000000LL, 25000000},
-    {"gifts", 5000000000LL, 10000000},
+    {"social", 40000000000LL, 20000000, 0, 0},
+    {"search", 30000000000LL, 15000000, 0, 0},
+    {"display", 10000000000LL, 25000000, 0, 0},
+    {"kol", 10000000000LL, 25000000, 0, 0},
+    {"gifts", 5000000000LL, 10000000, 0, 0},
 };
 enum { SOCIAL, SEARCH, DISPLAY, KOL, GIFTS };
 
@@ -408,4 +410,66 @@ Test(scenario, rejects_unknown_role_channel)
         cr_assert_null(
             sg_scenario_new(channels, NCH, &o, errstr, sizeof(errstr)));
         cr_assert_str_eq(errstr, "channel tv is not in the config's channels");
+}
+
+Test(scenario, ip_flood_comes_from_a_few_ips_at_the_rate_and_is_not_invalid)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc;
+        sg_scenario_rec_t rec;
+        char src[SG_SCN_FLOOD_IPS_MAX][SG_SOURCE_LEN];
+        int64_t per_ip[3] = {0}, flood = 0, in_window = 0;
+
+        o.flood_channel = "search";
+        o.flood_start_ms = 30000;
+        o.flood_end_ms = 90000;
+        o.flood_ips = 3;
+        o.flood_rate = 12;
+        sc = new_scenario(&o);
+        cr_assert_eq(sg_scenario_flood_sources(sc, src, SG_SCN_FLOOD_IPS_MAX),
+                     3);
+        while (sg_scenario_next(sc, &rec)) {
+                if (!rec.flood)
+                        continue;
+                flood++;
+                cr_assert_eq(rec.ev.type, SG_EV_CLICK);
+                cr_assert_eq(rec.bot, 0);
+                cr_assert_str_eq(rec.ev.channel, "search");
+                cr_assert_eq(sg_scenario_is_bot_ua(rec.ev.user_agent), 0);
+                for (int k = 0; k < 3; k++)
+                        if (strcmp(src[k] + 3, rec.ev.ip) == 0)
+                                per_ip[k]++;
+                in_window += rec.ev.event_time >= START_MS + 30000 &&
+                             rec.ev.event_time < START_MS + 90000;
+        }
+        /* 12/s for 60 s, round-robin over the 3 IPs. */
+        cr_assert_eq(flood, 720);
+        cr_assert_eq(in_window, 720);
+        for (int k = 0; k < 3; k++)
+                cr_assert_eq(per_ip[k], 240, "%s: %lld", src[k],
+                             (long long)per_ip[k]);
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, overrun_campaign_converts_at_a_third_of_its_sibling)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc;
+        sg_scenario_rec_t rec;
+        int64_t clicks[2] = {0}, convs[2] = {0};
+
+        o.overrun_channel = "";
+        o.overrun_campaign_channel = "social";
+        sc = new_scenario(&o);
+        while (sg_scenario_next(sc, &rec)) {
+                if (strcmp(rec.ev.channel, "social") != 0)
+                        continue;
+                clicks[rec.campaign_idx] += rec.ev.type == SG_EV_CLICK;
+                convs[rec.campaign_idx] += rec.ev.type == SG_EV_CONVERSION;
+        }
+        /* 10% vs 3.5% of clicks convert; the first click converts. */
+        cr_assert_eq(clicks[0], clicks[1]);
+        cr_assert_eq(convs[1], clicks[1] / 10);
+        cr_assert_eq(convs[0], (clicks[0] * 35 + 965) / 1000);
+        sg_scenario_destroy(sc);
 }

@@ -89,7 +89,8 @@ static void check_eval(const eval_case_t *tc)
         sg_snapshot_t s = snapshot(tc->campaign ? tc->campaign : "", tc->c);
         sg_rule_eval_t ev;
         sg_rule_outcome_t got =
-            sg_rule_eval(find(rules, tc->rule), &s, tc->target, &ev);
+            sg_rule_eval(find(rules, tc->rule), &s, NULL,
+                         &(sg_rule_ctx_t){.target = tc->target}, &ev);
 
         cr_assert_eq(got, tc->outcome, "outcome %d, want %d", got, tc->outcome);
         cr_assert_eq(ev.outcome, tc->outcome);
@@ -200,16 +201,19 @@ Test(load, loads_shipped_default_rules)
                  src ? src : SG_SOURCE_DIR);
         rules = sg_rules_load_file(path, err, sizeof(err));
         cr_assert_not_null(rules, "%s", err);
-        cr_assert_eq(rules->cnt, 2);
+        cr_assert_eq(rules->cnt, 12);
 
         r = &rules->rule[0];
         cr_assert_str_eq(r->id, "ivt_circuit_breaker");
         cr_assert_eq(r->scope, SG_SCOPE_CHANNEL);
+        cr_assert_str_eq(r->window, "1m");
+        cr_assert_eq(r->window_ms, 60000);
         cr_assert_eq(r->metric, SG_METRIC_IVT_RATE);
         cr_assert_eq(r->op, SG_OP_GT);
-        cr_assert_eq(r->has_threshold, 1);
+        cr_assert_eq(r->cmp, SG_CMP_ABSOLUTE);
         cr_assert(r->threshold == 0.25);
-        cr_assert_eq(r->has_target_factor, 0);
+        cr_assert(r->resume_threshold == 0.10);
+        cr_assert_eq(r->cooldown_ms, 300000);
         cr_assert_eq(r->min_clicks, 100);
         cr_assert_eq(r->min_spend_micros, 0);
         cr_assert_eq(r->action, SG_ACT_PAUSE);
@@ -217,13 +221,40 @@ Test(load, loads_shipped_default_rules)
         r = &rules->rule[1];
         cr_assert_str_eq(r->id, "cpa_overrun");
         cr_assert_eq(r->metric, SG_METRIC_CPA);
-        cr_assert_eq(r->op, SG_OP_GT);
-        cr_assert_eq(r->has_threshold, 0);
-        cr_assert_eq(r->has_target_factor, 1);
-        cr_assert(r->target_factor == 1.3);
+        cr_assert_eq(r->cmp, SG_CMP_TARGET);
+        cr_assert(r->threshold == 1.3);
+        cr_assert(r->resume_threshold == 1.1);
         cr_assert_eq(r->min_clicks, 100);
         cr_assert_eq(r->min_spend_micros, 50000000);
-        cr_assert_eq(r->action, SG_ACT_PAUSE);
+
+        r = &rules->rule[2];
+        cr_assert_str_eq(r->id, "campaign_cpa_overrun");
+        cr_assert_eq(r->scope, SG_SCOPE_CAMPAIGN);
+
+        r = &rules->rule[3];
+        cr_assert_str_eq(r->id, "roi_stop_loss");
+        cr_assert_eq(r->for_windows, 3);
+        cr_assert_eq(r->window_ms, 300000);
+
+        r = &rules->rule[6];
+        cr_assert_str_eq(r->id, "click_flood_ip");
+        cr_assert_eq(r->scope, SG_SCOPE_SOURCE);
+        cr_assert_str_eq(r->source_kind, "ip");
+        cr_assert_eq(r->ttl_ms, 3600000);
+        cr_assert_eq(r->action, SG_ACT_BLOCK_SOURCE);
+
+        r = &rules->rule[9];
+        cr_assert_str_eq(r->id, "cpa_swing");
+        cr_assert_eq(r->cmp, SG_CMP_BASELINE);
+        cr_assert_eq(r->op, SG_OP_OUTSIDE);
+        cr_assert_eq(r->baseline_windows, 1);
+
+        cr_assert_eq(rules->realloc.enabled, 1);
+        cr_assert_str_eq(rules->realloc.window, "1h");
+        cr_assert_eq(rules->realloc.every_ms, 3600000);
+        cr_assert(rules->realloc.reserve_pct == 10);
+        cr_assert(rules->realloc.step_pct == 15);
+        cr_assert(rules->realloc.min_roas == 1);
         sg_rules_destroy(rules);
 }
 
@@ -272,30 +303,32 @@ REJECT(rejects_unknown_key, R_HEAD R_OP R_THR R_MIN R_ACT "    thresold: 1\n",
        "t.yaml:8: rule ivt: unknown key thresold")
 REJECT(rejects_unknown_metric,
        "rules:\n  - id: ivt\n    metric: cpc\n" R_OP R_THR R_MIN R_ACT,
-       "t.yaml:3: rule ivt: metric: unknown metric \"cpc\" (ivt_rate, cpa, "
-       "ctr, cvr, roas, cpm)")
+       "t.yaml:3: rule ivt: metric: unknown metric \"cpc\" (docs/rules.md "
+       "lists them)")
 REJECT(rejects_unknown_op, R_HEAD "    op: \"=>\"\n" R_THR R_MIN R_ACT,
-       "t.yaml:4: rule ivt: op: unknown op \"=>\" (>, >=, <, <=; quote it: "
-       "op: \">\")")
+       "t.yaml:4: rule ivt: op: unknown op \"=>\" (>, >=, <, <=, <>; quote "
+       "it: op: \">\")")
 REJECT(rejects_unquoted_greater_than_op, R_HEAD "    op: >\n" R_THR R_MIN R_ACT,
-       "t.yaml:4: rule ivt: op: unknown op \"\" (>, >=, <, <=; quote it: "
-       "op: \">\")")
+       "t.yaml:4: rule ivt: op: unknown op \"\" (>, >=, <, <=, <>; quote "
+       "it: op: \">\")")
 REJECT(rejects_unknown_action, R_HEAD R_OP R_THR R_MIN "    action: STOP\n",
-       "t.yaml:7: rule ivt: action: unknown action \"STOP\" (PAUSE, ALERT)")
-REJECT(rejects_resume_action_as_not_supported_yet,
+       "t.yaml:7: rule ivt: action: unknown action \"STOP\" (PAUSE, ALERT, "
+       "BLOCK_SOURCE)")
+REJECT(rejects_resume_action_since_breakers_decide_it,
        R_HEAD R_OP R_THR R_MIN "    action: RESUME\n",
-       "t.yaml:7: rule ivt: action: RESUME is not supported yet (PAUSE, "
-       "ALERT)")
-REJECT(rejects_reallocate_action_as_not_supported_yet,
+       "t.yaml:7: rule ivt: action: RESUME is decided by the breaker of a "
+       "PAUSE rule (resume_threshold, cooldown_s)")
+REJECT(rejects_reallocate_action_outside_its_section,
        R_HEAD R_OP R_THR R_MIN "    action: REALLOCATE\n",
-       "t.yaml:7: rule ivt: action: REALLOCATE is not supported yet (PAUSE, "
-       "ALERT)")
+       "t.yaml:7: rule ivt: action: REALLOCATE is set up in the "
+       "reallocation: section")
 REJECT(rejects_missing_threshold, R_HEAD R_OP R_MIN R_ACT,
-       "t.yaml:2: rule ivt: missing threshold (or target_factor)")
+       "t.yaml:2: rule ivt: missing threshold (or target_factor, or change)")
 REJECT(rejects_threshold_and_target_factor_together,
        "rules:\n  - id: cpa\n    metric: cpa\n" R_OP R_THR
        "    target_factor: 1.3\n" R_MIN R_ACT,
-       "t.yaml:6: rule cpa: threshold and target_factor are exclusive")
+       "t.yaml:6: rule cpa: threshold, target_factor and change are "
+       "exclusive")
 REJECT(rejects_negative_threshold,
        R_HEAD R_OP "    threshold: -0.1\n" R_MIN R_ACT,
        "t.yaml:5: rule ivt: threshold: -0.1 is negative")
@@ -327,10 +360,10 @@ REJECT(rejects_id_outside_lowercase_digits_underscore,
        "rules:\n  - id: IVT-1\n",
        "t.yaml:2: rule #1: id: \"IVT-1\" must match [a-z0-9_]+ (at most 63 "
        "chars)")
-REJECT(rejects_campaign_scope_as_not_supported_yet,
-       R_HEAD "    scope: campaign\n" R_OP R_THR R_MIN R_ACT,
-       "t.yaml:4: rule ivt: scope: \"campaign\" is not supported yet (only "
-       "channel)")
+REJECT(rejects_unknown_scope,
+       R_HEAD "    scope: country\n" R_OP R_THR R_MIN R_ACT,
+       "t.yaml:4: rule ivt: scope: unknown scope \"country\" (channel, "
+       "campaign, source)")
 REJECT(rejects_target_factor_on_metric_without_target,
        "rules:\n  - id: ctr\n    metric: ctr\n" R_OP
        "    target_factor: 0.5\n" R_MIN R_ACT,
@@ -341,7 +374,7 @@ REJECT(rejects_key_given_twice, R_HEAD R_OP R_THR R_THR R_MIN R_ACT,
 REJECT(rejects_missing_op, R_HEAD R_THR R_MIN R_ACT,
        "t.yaml:2: rule ivt: missing op")
 REJECT(rejects_file_without_rules_list, "channels: []\n",
-       "t.yaml:1: unknown key channels (only rules:)")
+       "t.yaml:1: unknown key channels (only rules: and reallocation:)")
 REJECT(rejects_empty_file, "", "t.yaml:1: missing rules: (a list of rules)")
 REJECT(rejects_rules_that_is_not_a_list, "rules: 3\n",
        "t.yaml:1: rules: must be a list")
@@ -401,9 +434,11 @@ static void decide(const char *rule, sg_snapshot_t s, int64_t target,
         const sg_rule_t *r = find(rules, rule);
         sg_rule_eval_t ev;
 
-        cr_assert_eq(sg_rule_eval(r, &s, target, &ev), SG_RULE_TRIPPED);
+        cr_assert_eq(sg_rule_eval(r, &s, NULL, &(sg_rule_ctx_t){.target = target},
+                                  &ev),
+                     SG_RULE_TRIPPED);
         memset(d, 0x5a, sizeof(*d)); /* every field must be written */
-        sg_rule_decision(r, &s, &ev, d);
+        sg_rule_decision(r, r->action, &s, &ev, d);
         sg_rules_destroy(rules);
 }
 
@@ -423,7 +458,7 @@ Test(decision, ivt_decision_explains_rule_metric_threshold_window_and_sample)
         cr_assert_str_eq(d->channel, "social");
         cr_assert_str_eq(d->campaign_id, "");
         cr_assert_str_eq(d->source, "");
-        cr_assert_str_eq(d->reason, "ivt: ivt_rate 0.6092 > 0.25 over "
+        cr_assert_str_eq(d->reason, "ivt: ivt_rate 0.6092 > 0.25, window 1m over "
                                     "[2026-11-22T10:00:00Z, 10:01:00Z) (60 s), "
                                     "clicks=412");
         cr_assert_eq(d->window_start, T0);
@@ -469,7 +504,8 @@ Test(decision, metrics_map_holds_value_threshold_and_counters)
         }
         cr_assert_str_eq(d->reason,
                          "cpa_overrun: cpa 40000000 > 26000000 (1.3 x target "
-                         "20000000) over [2026-11-22T10:00:00Z, 10:01:00Z) "
+                         "20000000), window 1m over [2026-11-22T10:00:00Z, "
+                         "10:01:00Z) "
                          "(60 s), clicks=500 spend_micros=120000000");
         free(d);
 }
@@ -484,7 +520,8 @@ Test(decision, zero_conversion_overrun_reports_spend_with_a_note)
                20000000, d);
         cr_assert_str_eq(d->reason,
                          "cpa_overrun: cpa n/a (0 conversions): spend_micros "
-                         "60000000 > 26000000 (1.3 x target 20000000) over "
+                         "60000000 > 26000000 (1.3 x target 20000000), window "
+                         "1m over "
                          "[2026-11-22T10:00:00Z, 10:01:00Z) (60 s), "
                          "clicks=500 spend_micros=60000000");
         cr_assert_str_eq(d->metrics[0].name, "cpa");
@@ -504,7 +541,7 @@ Test(decision, window_across_midnight_shows_both_dates_and_millis)
         s.window_end = s.window_start + 60000;
         decide("ivt", s, 0, d);
         cr_assert_str_eq(d->reason,
-                         "ivt: ivt_rate 0.6092 > 0.25 over "
+                         "ivt: ivt_rate 0.6092 > 0.25, window 1m over "
                          "[2026-11-22T23:59:30.500Z, "
                          "2026-11-23T00:00:30.500Z) (60 s), clicks=412");
         free(d);
