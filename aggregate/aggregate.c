@@ -36,6 +36,7 @@ typedef struct src_off {
         int64_t last_seen;            /* monotonic ms of its last event */
         int idle;        /* caught up and quiet: does not hold the watermark */
         int64_t idle_at; /* sg.events offset that makes it idle; -1 none */
+        int qi;          /* index in ag->inputs; -2 = not looked up yet */
 } src_off_t;
 
 /* State of one assigned sg.events partition. */
@@ -149,11 +150,14 @@ struct sg_aggregate {
         int32_t *closed_part;
         int closed_cnt, closed_cap;
 
-        /* Every input partition ("topic/partition"), from the metadata. */
+        /* Every input partition ("topic/partition"), from the metadata,
+         * and the watermark's scratch per input partition. */
         char (*inputs)[SG_TOPIC_LEN + 16];
         int input_cnt;
+        int64_t *qmax;
+        int *qactive;
 
-        int more_to_close; /* a call returned CLOSE_LIMIT final windows */
+        int more_to_close; /* a call left final windows or snapshots */
         int64_t wm_floor;  /* the highest watermark so far */
         long long batches, batch_events, batch_round_trips;
         int64_t overflow_logged;
@@ -284,21 +288,49 @@ static void on_rebalance(void *opaque, int assign,
  * the stream is quiet and the watermark is the newest event time minus
  * the lateness.
  */
-static int64_t stage_watermark_now(const sg_aggregate_t *ag)
+/* The index of so's input partition in ag->inputs, found once; -1 for a
+ * source the broker's metadata does not list (then it counts alone). */
+static int input_index(const sg_aggregate_t *ag, src_off_t *so)
+{
+        if (so->qi == -2) {
+                so->qi = -1;
+                for (int q = 0; q < ag->input_cnt; q++)
+                        if (strcmp(ag->inputs[q], so->key) == 0)
+                                so->qi = q;
+        }
+        return so->qi;
+}
+
+static int64_t stage_watermark_now(sg_aggregate_t *ag)
 {
         int64_t min = INT64_MAX, max = INT64_MIN;
         int active = 0;
 
+        /* An input partition's progress is its newest event time in any
+         * assigned sg.events partition: ingest routes its events by
+         * channel, so most (partition, input) pairs may never see one. It
+         * is active while any of its pairs is not idle. */
+        for (int q = 0; q < ag->input_cnt; q++) {
+                ag->qmax[q] = INT64_MIN;
+                ag->qactive[q] = 0;
+        }
         for (int p = 0; p < MAX_PARTITIONS; p++) {
-                const part_t *ps = ag->parts[p];
+                part_t *ps = ag->parts[p];
 
                 if (!ps || !ps->assigned)
                         continue;
                 for (int i = 0; i < ps->src_cnt; i++) {
-                        const src_off_t *so = &ps->src[i];
+                        src_off_t *so = &ps->src[i];
+                        int q = input_index(ag, so);
 
                         if (so->max_t != INT64_MIN && so->max_t > max)
                                 max = so->max_t;
+                        if (q >= 0) {
+                                if (so->max_t > ag->qmax[q])
+                                        ag->qmax[q] = so->max_t;
+                                ag->qactive[q] |= !so->idle;
+                                continue;
+                        }
                         if (so->idle)
                                 continue;
                         if (so->max_t == INT64_MIN)
@@ -307,6 +339,15 @@ static int64_t stage_watermark_now(const sg_aggregate_t *ag)
                                 min = so->max_t;
                         active++;
                 }
+        }
+        for (int q = 0; q < ag->input_cnt; q++) {
+                if (!ag->qactive[q])
+                        continue;
+                if (ag->qmax[q] == INT64_MIN)
+                        return INT64_MIN;
+                if (ag->qmax[q] < min)
+                        min = ag->qmax[q];
+                active++;
         }
         if (active)
                 return min - ag->lateness_ms;
@@ -440,6 +481,7 @@ static src_off_t *src_get(part_t *ps, const char *key)
         so->max_t = so->pending_max_t = INT64_MIN;
         so->last_seen = sg_mono_ms();
         so->idle_at = -1;
+        so->qi = -2;
         return so;
 }
 
@@ -777,6 +819,8 @@ static int handle_reply(sg_aggregate_t *ag, int32_t p, const redisReply *r,
                         return -1;
                 sg_counter_add(ag->finals, 1);
         }
+        if (i + 1 < r->elements && reply_int(r->element[i + 1]) == 1)
+                ag->more_to_close = 1; /* snapshots left: come back */
         if (i < r->elements) {
                 int64_t overflow = reply_int(r->element[i]);
                 if (overflow > 0 && reply_int(r->element[0]) == 1) {
@@ -1213,6 +1257,10 @@ static void inputs_load(sg_aggregate_t *ag)
                 }
                 rd_kafka_metadata_destroy(md);
         }
+        ag->qmax = calloc((size_t)ag->input_cnt + 1, sizeof(*ag->qmax));
+        ag->qactive = calloc((size_t)ag->input_cnt + 1, sizeof(*ag->qactive));
+        if (!ag->qmax || !ag->qactive)
+                ag->input_cnt = 0; /* every source then counts alone */
 }
 
 /* events_total{type,result}; SG_EV_NONE is type="unknown". */
@@ -1343,5 +1391,7 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
         free(ag->closed);
         free(ag->closed_part);
         free(ag->inputs);
+        free(ag->qmax);
+        free(ag->qactive);
         free(ag);
 }

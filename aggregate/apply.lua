@@ -22,9 +22,10 @@
 -- Returns {applied, nsnap, {scope, window, start, end, NF counters,
 --          unique_devices, unique_ips, ntop, {source, clicks} * ntop} * nsnap,
 --          nfinal, {member, scope, window, start, end, NF counters,
---          unique_devices, unique_ips, 0} * nfinal, overflow}
+--          unique_devices, unique_ips, 0} * nfinal, overflow, more}
 -- overflow: the entries this call mapped to an _other scope because the
--- partition already had max_scopes scopes.
+-- partition already had max_scopes scopes. more: snapshots are left for
+-- the next call (the budget of one call was spent).
 -- applied is 0 when this batch was applied before (a retry after a lost
 -- reply, a re-delivery, or an idle tick with no entries): nothing is added.
 local p = ARGV[1]
@@ -121,16 +122,14 @@ end
 -- Adds counts {member = n} to the sorted set key, keeps its cap heaviest
 -- members, and returns the clicks of the members it dropped.
 local function zadd_counts(key, counts)
-  local pairs_ = {}
+  -- ZINCRBY per distinct source: O(log n) each, where a union with a
+  -- scratch set would cost the whole set every batch.
+  local any = false
   for m, n in pairs(counts) do
-    pairs_[#pairs_ + 1] = n
-    pairs_[#pairs_ + 1] = m
+    redis.call('ZINCRBY', key, n, m)
+    any = true
   end
-  if #pairs_ == 0 then return 0 end
-  local tmp = p .. 'tmp'
-  chunked('ZADD', tmp, pairs_, 1, #pairs_)
-  redis.call('ZUNIONSTORE', key, 2, key, tmp)
-  redis.call('DEL', tmp)
+  if not any then return 0 end
   redis.call('EXPIRE', key, ttl)
   local dropped = 0
   local over = redis.call('ZCARD', key) - max_sources
@@ -461,8 +460,16 @@ end
 -- entries (an idle tick, or a batch applied before) every scope of the
 -- partition. sg:{pN}:snap keeps the last window end sent per scope, so none
 -- is sent twice.
+-- Every step of the cadence is snapshotted, also when the watermark jumps
+-- several at once (a backlog, a replay): rules see each window once, so
+-- that "N consecutive windows" and baselines hold. A scope starts at its
+-- first bucket and catches up at most MAX_STEPS steps behind; a call emits
+-- at most SNAP_BUDGET snapshots and says so (more = 1), the caller comes
+-- back for the rest.
+local MAX_STEPS, SNAP_BUDGET = 60, 4000
 local out = {fresh and 1 or 0, 0}
 local nsnap_at = 2
+local more = 0
 if wm ~= '-inf' then
   local wm_end = floor_to(tonumber(wm), snap_ms)
   local scopes = order
@@ -472,23 +479,44 @@ if wm ~= '-inf' then
   local nsnap = 0
   for _, scope in ipairs(scopes) do
     local last = tonumber(redis.call('HGET', p .. 'snap', scope) or '0')
-    if wm_end > last then
-      redis.call('HSET', p .. 'snap', scope, fmt(wm_end))
-      local channel_scope = string.sub(scope, -1) == '|'
-      for _, w in ipairs(wins) do
-        local s = win_start(w, wm_end)
-        out[#out + 1] = scope
-        out[#out + 1] = w.name
-        out[#out + 1] = s
-        out[#out + 1] = wm_end
-        window_sums(scope, w, s, wm_end, out)
-        uniques(scope, s, wm_end, out)
-        if channel_scope then
-          top_sources(scope, s, wm_end, out)
-        else
-          out[#out + 1] = 0
+    if wm_end > last and nsnap + #wins > SNAP_BUDGET then
+      more = 1
+    elseif wm_end > last then
+      local from = last + snap_ms
+      if from < wm_end - (MAX_STEPS - 1) * snap_ms then
+        from = wm_end - (MAX_STEPS - 1) * snap_ms
+      end
+      if last == 0 then
+        local first = redis.call('ZRANGE', p .. 'bi:' .. scope, 0, 0)
+        if first[1] then
+          local fe = floor_to(tonumber(first[1]), snap_ms) + snap_ms
+          if fe > from then from = fe end
         end
-        nsnap = nsnap + 1
+      end
+      local channel_scope = string.sub(scope, -1) == '|'
+      local e = from
+      while e <= wm_end do
+        if nsnap + #wins > SNAP_BUDGET then
+          more = 1
+          break
+        end
+        for _, w in ipairs(wins) do
+          local st = win_start(w, e)
+          out[#out + 1] = scope
+          out[#out + 1] = w.name
+          out[#out + 1] = st
+          out[#out + 1] = e
+          window_sums(scope, w, st, e, out)
+          uniques(scope, st, e, out)
+          if channel_scope then
+            top_sources(scope, st, e, out)
+          else
+            out[#out + 1] = 0
+          end
+          nsnap = nsnap + 1
+        end
+        redis.call('HSET', p .. 'snap', scope, fmt(e))
+        e = e + snap_ms
       end
     end
   end
@@ -515,4 +543,5 @@ for _, m in ipairs(closed) do
   out[#out + 1] = 0
 end
 out[#out + 1] = overflow
+out[#out + 1] = more
 return out

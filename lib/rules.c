@@ -1197,8 +1197,17 @@ static void reason_add(sg_decision_t *d, size_t *n, const char *fmt, ...)
                 *n = sizeof(d->reason) - 1;
 }
 
+/* Adds name = v to the decision's metrics map; a name already there (the
+ * rule's metric may also be a sample, e.g. source_clicks) keeps one entry:
+ * a map cannot hold a name twice. */
 static void metric_add(sg_decision_t *d, const char *name, double v)
 {
+        for (int i = 0; i < d->metric_cnt; i++)
+                if (strncmp(d->metrics[i].name, name,
+                            sizeof(d->metrics[i].name)) == 0) {
+                        d->metrics[i].value = v;
+                        return;
+                }
         if (d->metric_cnt == SG_DECISION_MAX_METRICS)
                 return;
         snprintf(d->metrics[d->metric_cnt].name, sizeof(d->metrics[0].name),

@@ -25,10 +25,10 @@
 
 static void setup(void)
 {
-        /* The mock keeps about 5 MiB per partition: 64 for sg.events. */
+        /* The mock keeps about 5 MiB per partition: 32 for sg.events. */
         const char *broker_args[] = {
             "-t", "ad-impressions", "-t", "ad-clicks:16",
-            "-t", "ad-conversions", "-t", "sg.events:64",
+            "-t", "ad-conversions", "-t", "sg.events:32",
             "-t", "sg.deadletter",  "-t", "sg.aggregates:8",
             "-t", "sg.decisions",   "-t", "ad-decisions",
             "-t", "channel-kpis:8", NULL};

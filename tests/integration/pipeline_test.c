@@ -20,7 +20,7 @@
  * 4 PAUSE (kol; gifts and its two campaigns), 2 REALLOCATE, and a
  * BLOCK_SOURCE per bot IP of kol once aggregate reports top sources.
  */
-#define WANT_BLOCKS    0
+#define WANT_BLOCKS    4
 #define WANT_DECISIONS (6 + WANT_BLOCKS)
 
 TestSuite(pipeline, .init = h_stack_up, .fini = h_stack_down, .timeout = 400);

@@ -434,9 +434,9 @@ static void decide(const char *rule, sg_snapshot_t s, int64_t target,
         const sg_rule_t *r = find(rules, rule);
         sg_rule_eval_t ev;
 
-        cr_assert_eq(sg_rule_eval(r, &s, NULL, &(sg_rule_ctx_t){.target = target},
-                                  &ev),
-                     SG_RULE_TRIPPED);
+        cr_assert_eq(
+            sg_rule_eval(r, &s, NULL, &(sg_rule_ctx_t){.target = target}, &ev),
+            SG_RULE_TRIPPED);
         memset(d, 0x5a, sizeof(*d)); /* every field must be written */
         sg_rule_decision(r, r->action, &s, &ev, d);
         sg_rules_destroy(rules);
@@ -458,9 +458,10 @@ Test(decision, ivt_decision_explains_rule_metric_threshold_window_and_sample)
         cr_assert_str_eq(d->channel, "social");
         cr_assert_str_eq(d->campaign_id, "");
         cr_assert_str_eq(d->source, "");
-        cr_assert_str_eq(d->reason, "ivt: ivt_rate 0.6092 > 0.25, window 1m over "
-                                    "[2026-11-22T10:00:00Z, 10:01:00Z) (60 s), "
-                                    "clicks=412");
+        cr_assert_str_eq(d->reason,
+                         "ivt: ivt_rate 0.6092 > 0.25, window 1m over "
+                         "[2026-11-22T10:00:00Z, 10:01:00Z) (60 s), "
+                         "clicks=412");
         cr_assert_eq(d->window_start, T0);
         cr_assert_eq(d->window_end, T1);
         cr_assert_eq(d->budget_cnt, -1);
@@ -561,4 +562,45 @@ Test(decision, same_snapshot_yields_identical_decision)
         cr_assert_eq(a->decided_at, b->decided_at);
         free(a);
         free(b);
+}
+
+/* Regression: the flood rule's metric is also its sample, and a decision
+ * naming source_clicks twice could not be encoded (a map holds a name
+ * once): no BLOCK_SOURCE ever left sg-rules. */
+Test(decision, block_source_decision_names_each_metric_once)
+{
+        static const char yaml[] =
+            "rules:\n"
+            "  - {id: click_flood_ip, scope: source, source_kind: ip,"
+            " metric: source_clicks, op: \">\", threshold: 100,"
+            " min_clicks: 100, ttl_s: 3600, action: BLOCK_SOURCE}\n";
+        sg_rules_t *rules = load(yaml);
+        const sg_rule_t *r = find(rules, "click_flood_ip");
+        sg_snapshot_t s = snapshot("", (sg_counters_t){.clicks = 1200});
+        sg_decision_t *d = malloc(sizeof(*d));
+        sg_rule_eval_t ev;
+
+        strcpy(s.window, "1m");
+        s.top_cnt = 1;
+        strcpy(s.top[0].source, "ip:203.0.113.9");
+        s.top[0].clicks = 200;
+        cr_assert_eq(sg_rule_eval(r, &s, &s.top[0], &(sg_rule_ctx_t){0}, &ev),
+                     SG_RULE_TRIPPED);
+        sg_rule_decision(r, r->action, &s, &ev, d);
+        cr_assert_str_eq(d->source, "ip:203.0.113.9");
+        for (int i = 0; i < d->metric_cnt; i++)
+                for (int j = 0; j < i; j++)
+                        cr_assert_str_neq(d->metrics[i].name,
+                                          d->metrics[j].name);
+        {
+                int found = 0;
+                for (int i = 0; i < d->metric_cnt; i++)
+                        if (!strcmp(d->metrics[i].name, "source_clicks")) {
+                                cr_assert(d->metrics[i].value == 200);
+                                found++;
+                        }
+                cr_assert_eq(found, 1);
+        }
+        free(d);
+        sg_rules_destroy(rules);
 }
