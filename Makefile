@@ -3,11 +3,15 @@
 
 BUILD      ?= build
 SAN_BUILD  ?= build-san
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_PAR   ?= 2
 JOBS       ?= 2
 MAKEFLAGS  += --no-print-directory
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-fast test-san crash bench format clean
+.PHONY: all deps build run test test-fast test-san crash bench format clean \
+	fuzz fuzz-build fuzz-smoke valgrind
 
 all: build
 
@@ -27,6 +31,7 @@ run: build
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -LE crash
 	@$(MAKE) --no-print-directory test-san
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -L unit
@@ -39,6 +44,21 @@ test-san: deps
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -LE crash
 
+# libFuzzer harnesses (tests/fuzz): a clang build of the library with
+# ASan + UBSan + coverage, each harness run FUZZ_SECONDS, FUZZ_PAR at a time.
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DSG_FUZZ=ON \
+		-DSG_TESTS=OFF -DSG_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		$(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
+
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_PAR)
+
+# What `make test` runs: every harness for a minute, two at a time.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
+
 # SIGKILLs ingest and aggregate 20 times during a run; KPIs must stay exact.
 crash: build
 	@cd $(BUILD) && ctest --output-on-failure -L crash
@@ -48,7 +68,8 @@ bench: build
 
 format:
 	@clang-format -i lib/*.[ch] ingest/*.[ch] aggregate/*.[ch] rules/*.[ch] \
-		sink/*.[ch] tools/*.c tests/unit/*.c tests/integration/*.[ch]
+		sink/*.[ch] tools/*.c tests/unit/*.c tests/integration/*.[ch] \
+		tests/fuzz/*.[ch]
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)
