@@ -35,6 +35,11 @@ static const struct {
      "Decisions emitted (rules) or delivered (sink), by action and rule."},
     {"snapshots_total", "Aggregate snapshots produced, by kind."},
     {"redis_scripts_total", "Batch apply script calls."},
+    {"redis_io_errors_total",
+     "Redis commands or pipelines that lost their connection (each is "
+     "retried after a reconnect)."},
+    {"redis_reconnects_total",
+     "Redis connections made again after one was lost."},
     {"consumer_lag",
      "Messages behind the high watermark (high watermark - position), by "
      "topic and partition."},
