@@ -302,6 +302,85 @@ void h_start_infra_args(const char *const *extra)
         setenv("SG_BROKERS", H.bootstrap, 1);
 }
 
+pid_t h_pid(const char *name)
+{
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid > 0 && strcmp(H.procs[i].name, name) == 0)
+                        return H.procs[i].pid;
+        return 0;
+}
+
+/* A connection to the private redis-server, authenticated; NULL if it
+ * does not answer PING. */
+static redisContext *redis_auth(const char *password)
+{
+        redisContext *c = redisConnectUnix(H.redis_sock);
+        redisReply *r;
+
+        if (!c || c->err)
+                goto fail;
+        if (password) {
+                r = redisCommand(c, "AUTH %s", password);
+                if (!r || r->type != REDIS_REPLY_STATUS) {
+                        if (r)
+                                freeReplyObject(r);
+                        goto fail;
+                }
+                freeReplyObject(r);
+        }
+        r = redisCommand(c, "PING");
+        if (r && r->type == REDIS_REPLY_STATUS) {
+                freeReplyObject(r);
+                return c;
+        }
+        if (r)
+                freeReplyObject(r);
+fail:
+        if (c)
+                redisFree(c);
+        return NULL;
+}
+
+void h_redis_restart(int down_ms, const char *password,
+                     const char *const *extra)
+{
+        const char *args[24] = {"--port", "0",  "--unixsocket", H.redis_sock,
+                                "--save", "",   "--appendonly", "no",
+                                "--dir",  H.dir};
+        pid_t pid = h_pid("redis-server");
+        redisContext *c = redis_auth(password);
+        long long deadline;
+        int n = 10;
+
+        cr_assert_gt(pid, 0, "redis-server is not running");
+        cr_assert_not_null(c, "redis-server does not answer");
+        /* No reply: the server saves, closes every connection and exits. */
+        {
+                redisReply *r = redisCommand(c, "SHUTDOWN SAVE");
+                if (r)
+                        freeReplyObject(r);
+        }
+        redisFree(c);
+        cr_assert_eq(h_wait(pid, 15000), 0,
+                     "redis-server did not exit 0 on SHUTDOWN SAVE (log: "
+                     "%s/redis-server.log)",
+                     H.dir);
+        nap(down_ms);
+        for (; extra && *extra && n < 23; extra++)
+                args[n++] = *extra;
+        args[n] = NULL;
+        h_spawn("redis-server", args);
+        deadline = h_now_ms() + 15000;
+        while (!(c = redis_auth(password))) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "redis-server did not come back within 15 s "
+                             "(log: %s/redis-server.log)",
+                             H.dir);
+                nap(20);
+        }
+        redisFree(c);
+}
+
 void h_start_stages(void)
 {
         h_spawn("sg-ingest", NULL);

@@ -39,6 +39,17 @@ void h_init(void);
 void h_start_infra(void);
 /* The same, with more sg-broker arguments (e.g. "--partitions", "8"). */
 void h_start_infra_args(const char *const *broker_args);
+/*
+ * A Redis outage with a real restart: SHUTDOWN SAVE (the data goes to
+ * dir/dump.rdb; password: for AUTH, NULL if none), down_ms with no server
+ * and no socket, then redis-server again on the same socket with the
+ * original arguments plus extra (NULL-terminated, may be NULL, e.g.
+ * "--requirepass", "pw"); it loads the dump. Returns once it answers.
+ */
+void h_redis_restart(int down_ms, const char *password,
+                     const char *const *extra);
+/* The pid of a started process by name ("sg-aggregate"), 0 if none. */
+pid_t h_pid(const char *name);
 /* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */
 void h_start_stages(void);
 /* Starts bin/<name> with args (NULL-terminated), stderr to dir/<name>.log. */
