@@ -211,3 +211,12 @@ Test(secrets, help_shows_no_secret)
         cr_assert_not_null(strstr(text, "redis_password_file"));
         cr_assert_null(strstr(text, "help-pw-1"));
 }
+
+Test(secrets, metrics_listen_defaults_to_loopback)
+{
+        sg_conf_t conf;
+        char err[512];
+
+        cr_assert_eq(load(&conf, "", err, sizeof(err)), 0, "%s", err);
+        cr_assert_str_eq(conf.metrics.listen, "127.0.0.1");
+}
