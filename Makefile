@@ -59,6 +59,10 @@ fuzz: fuzz-build
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
 
+# Every unit-test binary under valgrind memcheck; any error or leak fails.
+valgrind: build
+	@tests/valgrind/run.sh $(BUILD)
+
 # SIGKILLs ingest and aggregate 20 times during a run; KPIs must stay exact.
 crash: build
 	@cd $(BUILD) && ctest --output-on-failure -L crash
