@@ -16,7 +16,7 @@ par=${3:-2}
 shift $(($# < 3 ? $# : 3))
 src=$(cd "$(dirname "$0")" && pwd)
 out=$build/fuzz
-harnesses=${*:-"avro_input json_input normalized conf rules"}
+harnesses=${*:-"avro_input json_input normalized conf rules redact"}
 
 mkdir -p "$out/artifacts"
 
