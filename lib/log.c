@@ -94,7 +94,8 @@ char *sg_log_quote(char *buf, size_t size, const char *s)
 
 void sg_log_secret(const char *value)
 {
-        if (!value || strlen(value) < 4 || strlen(value) >= sizeof(secrets[0]))
+        if (!value || strlen(value) < 4 ||
+            strlen(value) >= sizeof(secrets[0]) || strchr(value, '*'))
                 return;
         for (int i = 0; i < secret_cnt; i++)
                 if (strcmp(secrets[i], value) == 0)
@@ -135,7 +136,22 @@ char *sg_log_redact(char *buf, size_t size)
 
         if (size == 0)
                 return buf;
-        snprintf(in, sizeof(in), "%s", buf);
+        /*
+         * First the registered secrets, wherever they are (also inside what
+         * looks like a key below); then the patterns. Secrets hold no '*',
+         * so the *** put in cannot join text into a secret.
+         */
+        for (const char *p = buf; *p && o + 1 < sizeof(in);) {
+                if ((n = secret_at(p)) > 0) {
+                        for (int k = 0; k < 3 && o + 1 < sizeof(in); k++)
+                                in[o++] = '*';
+                        p += n;
+                        continue;
+                }
+                in[o++] = *p++;
+        }
+        in[o] = '\0';
+        o = 0;
 #define PUT(c)                                                                 \
         do {                                                                   \
                 if (o + 1 < size)                                              \
@@ -147,11 +163,6 @@ char *sg_log_redact(char *buf, size_t size)
                         PUT(*s_);                                              \
         } while (0)
         while (in[i]) {
-                if ((n = secret_at(in + i)) > 0) {
-                        PUTS("***");
-                        i += n;
-                        continue;
-                }
                 if (strncmp(in + i, "://", 3) == 0) {
                         /* userinfo: up to '@' before the host's end */
                         size_t j = i + 3, colon = 0;

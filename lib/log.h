@@ -42,7 +42,8 @@ void sg_log_write(sg_log_level_t level, const char *fmt, ...)
  * sg_log_redact(). sg_log_secret() registers a value (a password, a Kafka
  * secret) to be shown as *** wherever it appears; the value is copied
  * (at most SG_LOG_MAX_SECRETS values of up to 511 bytes; values shorter
- * than 4 bytes are not registered: they would mask ordinary text).
+ * than 4 bytes, which would mask ordinary text, and values holding a '*'
+ * are not registered: the URL and key patterns still hide them).
  * Register at start-up, before other threads log.
  */
 #define SG_LOG_MAX_SECRETS 16

@@ -24,6 +24,9 @@
 #define LLVMFuzzerTestOneInput fuzz_rules
 #include "../fuzz/fuzz_rules.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_redact
+#include "../fuzz/fuzz_redact.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_conf
 #define LLVMFuzzerInitialize   fuzz_conf_init
 #include "../fuzz/fuzz_conf.c"
@@ -83,6 +86,12 @@ Test(fuzz_corpus, normalized_corpus_decodes_or_is_rejected)
 Test(fuzz_corpus, rules_corpus_loads_or_is_refused_with_a_message)
 {
         cr_assert_gt(replay("rules", fuzz_rules), 0);
+}
+
+/* Holds finding-secret-inside-a-key (fuzz_redact, fixed in lib/log.c). */
+Test(fuzz_corpus, redact_corpus_never_shows_a_registered_secret)
+{
+        cr_assert_gt(replay("redact", fuzz_redact), 0);
 }
 
 Test(fuzz_corpus, conf_corpus_loads_or_is_refused_with_a_message)

@@ -76,6 +76,16 @@ Test(redact, hides_registered_secrets_anywhere)
         cr_assert_str_eq(redact("tab abc"), "tab abc");
 }
 
+/* Found by fuzz_redact: the text of a key was copied as it was, so a
+ * secret inside a key followed by =value stayed visible. */
+Test(redact, hides_a_registered_secret_inside_a_key)
+{
+        sg_log_secret("fuzz-secret-1");
+        cr_assert_str_eq(
+            redact("lz-secretnt.secretfuzz-secret-1ret-1sword=pw9&x=2"),
+            "lz-secretnt.secret***ret-1sword=pw9&x=2");
+}
+
 Test(redact, truncates_safely_in_a_small_buffer)
 {
         char buf[12];
