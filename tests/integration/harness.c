@@ -341,8 +341,7 @@ fail:
         return NULL;
 }
 
-void h_redis_restart(int down_ms, const char *password,
-                     const char *const *extra)
+void h_redis_outage(int down_ms, const char *password, const char *const *extra)
 {
         const char *args[24] = {"--port", "0",  "--unixsocket", H.redis_sock,
                                 "--save", "",   "--appendonly", "no",

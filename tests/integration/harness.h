@@ -46,8 +46,8 @@ void h_start_infra_args(const char *const *broker_args);
  * original arguments plus extra (NULL-terminated, may be NULL, e.g.
  * "--requirepass", "pw"); it loads the dump. Returns once it answers.
  */
-void h_redis_restart(int down_ms, const char *password,
-                     const char *const *extra);
+void h_redis_outage(int down_ms, const char *password,
+                    const char *const *extra);
 /* The pid of a started process by name ("sg-aggregate"), 0 if none. */
 pid_t h_pid(const char *name);
 /* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */

@@ -98,7 +98,7 @@ Test(redis_outage, ten_seconds_without_redis_lose_nothing)
         cr_assert_eq(h_wait(gen, 0), -1, "sg-gen finished before the outage");
 
         t0 = h_now_ms();
-        h_redis_restart(10000, PASSWORD, auth);
+        h_redis_outage(10000, PASSWORD, auth);
         cr_assert_geq(h_now_ms() - t0, 10000);
         /* The generator was still sending when Redis came back. */
         cr_assert_eq(h_wait(gen, 0), -1,
