@@ -3,13 +3,17 @@
 
 BUILD      ?= build
 SAN_BUILD  ?= build-san
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_PAR   ?= 2
 JOBS       ?= 2
 MAKEFLAGS  += --no-print-directory
 CMAKE_ARGS ?=
 
 CHAOS_REPEAT ?= 1
 
-.PHONY: all deps build run test test-fast test-san crash chaos bench format clean
+.PHONY: all deps build run test test-fast test-san crash chaos bench format \
+	clean fuzz fuzz-build fuzz-smoke valgrind
 
 all: build
 
@@ -29,6 +33,7 @@ run: build
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -LE 'crash|chaos'
 	@$(MAKE) --no-print-directory test-san
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -L unit
@@ -40,6 +45,25 @@ test-san: deps
 	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -LE 'crash|chaos'
+
+# libFuzzer harnesses (tests/fuzz): a clang build of the library with
+# ASan + UBSan + coverage, each harness run FUZZ_SECONDS, FUZZ_PAR at a time.
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DSG_FUZZ=ON \
+		-DSG_TESTS=OFF -DSG_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		$(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
+
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_PAR)
+
+# What `make test` runs: every harness for a minute, two at a time.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
+
+# Every unit-test binary under valgrind memcheck; any error or leak fails.
+valgrind: build
+	@tests/valgrind/run.sh $(BUILD)
 
 # SIGKILLs ingest and aggregate 20 times during a run; KPIs must stay exact.
 crash: build
@@ -62,7 +86,7 @@ bench: deps
 format:
 	@clang-format -i lib/*.[ch] ingest/*.[ch] aggregate/*.[ch] rules/*.[ch] \
 		sink/*.[ch] tools/*.c tests/unit/*.c tests/integration/*.[ch] \
-		tests/chaos/*.c
+		tests/chaos/*.c tests/fuzz/*.[ch]
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)

@@ -2,9 +2,12 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "conf.h"
+#include "log.h"
+#include "redis.h"
 #include "window.h"
 
 #define F(name, type, def, min, max, member, env, desc)                        \
@@ -25,7 +28,13 @@ const sg_conf_field_t sg_conf_fields[] = {
     STR("brokers", "127.0.0.1:9092", brokers, "SG_BROKERS",
         "Kafka bootstrap servers (host:port,...)"),
     STR("redis", "redis://127.0.0.1:6379/0", redis, "SG_REDIS",
-        "Redis URL: redis://[:password@]host:port/db or unix:///path.sock"),
+        "Redis URL: redis://[:password@]host:port/db or unix:///path.sock "
+        "(a password here is taken out of the URL; prefer "
+        "redis_password_file or SG_REDIS_PASSWORD)"),
+    F("redis_password_file", SG_CONF_PATH, "", 0, 0, redis_password_file,
+      "SG_REDIS_PASSWORD_FILE",
+      "file whose first line is the Redis AUTH password; "
+      "$SG_REDIS_PASSWORD beats it; never logged"),
     STR("group_prefix", "spendguard", group_prefix, "SG_GROUP_PREFIX",
         "consumer group prefix; a stage's group is <prefix>.<stage>"),
     PATHF("schemas_dir", "schemas", schemas_dir, "folder of the .avsc schemas"),
@@ -476,16 +485,131 @@ static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
         }
         if (strncmp(conf->redis, "redis://", 8) &&
             strncmp(conf->redis, "unix://", 7)) {
+                char url[sizeof(conf->redis)];
+
+                snprintf(url, sizeof(url), "%s", conf->redis);
                 snprintf(errstr, errstr_size,
                          "%s: redis: \"%s\" is not a redis:// or unix:// URL",
-                         name, conf->redis);
+                         name, sg_log_redact(url, sizeof(url)));
                 return -1;
         }
         return 0;
 }
 
+static int conf_load(sg_conf_t *conf, const char *path, char *errstr,
+                     size_t errstr_size);
+
+int sg_conf_kafka_secret(const char *name)
+{
+        return strcasestr(name, "password") || strcasestr(name, "secret") ||
+               strcmp(name, "ssl.key.pem") == 0 ||
+               strcmp(name, "sasl.oauthbearer.config") == 0;
+}
+
+/*
+ * Takes the password out of the Redis URL into pw (size pwsize): the
+ * userinfo of redis://[user][:password]@host..., or the password=
+ * parameter of unix://...?password=P. The URL left behind holds no secret,
+ * so that printing it anywhere is safe.
+ */
+static void url_take_password(char *url, char *pw, size_t pwsize)
+{
+        char *p, *at, *q, *end;
+
+        pw[0] = '\0';
+        if (strncmp(url, "redis://", 8) == 0) {
+                p = url + 8;
+                at = strrchr(p, '@');
+                if (!at)
+                        return;
+                q = memchr(p, ':', at - p);
+                q = q ? q + 1 : p;
+                snprintf(pw, pwsize, "%.*s", (int)(at - q), q);
+                memmove(p, at + 1, strlen(at + 1) + 1);
+                return;
+        }
+        if (strncmp(url, "unix://", 7) != 0 || !(q = strchr(url, '?')))
+                return;
+        for (p = q + 1; *p; p = end + (*end == '&')) {
+                end = p + strcspn(p, "&");
+                if (strncmp(p, "password=", 9) != 0)
+                        continue;
+                snprintf(pw, pwsize, "%.*s", (int)(end - p - 9), p + 9);
+                /* Drop "password=P" and one separator next to it. */
+                if (*end == '&')
+                        memmove(p, end + 1, strlen(end + 1) + 1);
+                else
+                        p[-1] = '\0';
+                return;
+        }
+}
+
+/* The first line of path into pw. 0, or -1 with errstr naming the key. */
+static int read_password_file(const char *path, char *pw, size_t pwsize,
+                              char *errstr, size_t errstr_size)
+{
+        FILE *fp = fopen(path, "r");
+        int ok;
+
+        if (!fp) {
+                snprintf(errstr, errstr_size, "redis_password_file: %s: %s",
+                         path, strerror(errno));
+                return -1;
+        }
+        ok = fgets(pw, (int)pwsize, fp) != NULL;
+        fclose(fp);
+        pw[ok ? strcspn(pw, "\r\n") : 0] = '\0';
+        if (pw[0] == '\0') {
+                snprintf(errstr, errstr_size,
+                         "redis_password_file: %s: no password on its first "
+                         "line",
+                         path);
+                return -1;
+        }
+        return 0;
+}
+
+/* The Redis password (env > file > URL) and the secrets to keep out of
+ * every log line. */
+static int secrets_load(sg_conf_t *conf, char *errstr, size_t errstr_size)
+{
+        const char *env = getenv("SG_REDIS_PASSWORD");
+        char url_pw[sizeof(conf->redis_password)];
+
+        url_take_password(conf->redis, url_pw, sizeof(url_pw));
+        if (env && env[0])
+                snprintf(conf->redis_password, sizeof(conf->redis_password),
+                         "%s", env);
+        else if (conf->redis_password_file[0]) {
+                if (read_password_file(
+                        conf->redis_password_file, conf->redis_password,
+                        sizeof(conf->redis_password), errstr, errstr_size))
+                        return -1;
+        } else
+                snprintf(conf->redis_password, sizeof(conf->redis_password),
+                         "%s", url_pw);
+        sg_log_secret(url_pw);
+        sg_log_secret(conf->redis_password);
+        sg_redis_set_password(conf->redis_password);
+        for (int i = 0; i < conf->kafka_cnt; i++)
+                if (sg_conf_kafka_secret(conf->kafka[i].name))
+                        sg_log_secret(conf->kafka[i].value);
+        return 0;
+}
+
 int sg_conf_load(sg_conf_t *conf, const char *path, char *errstr,
                  size_t errstr_size)
+{
+        int rc = conf_load(conf, path, errstr, errstr_size);
+
+        /* An error may quote a value: never a secret. */
+        if (rc == -1 && errstr_size)
+                sg_log_redact(errstr, errstr_size);
+        return rc;
+}
+
+static int conf_load(sg_conf_t *conf, const char *path, char *errstr,
+                     size_t errstr_size)
 {
         sg_yaml_node_t *root = NULL;
         char why[256];
@@ -532,6 +656,8 @@ int sg_conf_load(sg_conf_t *conf, const char *path, char *errstr,
                         return -1;
                 }
         }
+        if (secrets_load(conf, errstr, errstr_size))
+                return -1;
         return validate(conf, errstr, errstr_size);
 }
 
@@ -561,8 +687,12 @@ void sg_conf_print_help(FILE *fp, const char *const *prefixes)
         for (const sg_conf_field_t *f = sg_conf_fields; f->name; f++) {
                 if (!has_prefix(f->name, prefixes))
                         continue;
-                fprintf(fp, "  %-28s %s (default: %s%s%s)\n", f->name, f->desc,
-                        f->def, f->env ? "; env " : "", f->env ? f->env : "");
+                char line[1024];
+
+                snprintf(line, sizeof(line), "  %-28s %s (default: %s%s%s)",
+                         f->name, f->desc, f->def, f->env ? "; env " : "",
+                         f->env ? f->env : "");
+                fprintf(fp, "%s\n", sg_log_redact(line, sizeof(line)));
         }
 }
 
@@ -610,7 +740,15 @@ void sg_conf_write_reference(FILE *fp)
             "through verbatim to every consumer and producer, e.g. "
             "`security.protocol: SASL_SSL`, `sasl.mechanisms: PLAIN`, "
             "`fetch.wait.max.ms: 10`. Consumer-only properties are not given "
-            "to producers and producer-only ones not to consumers.\n\n"
+            "to producers and producer-only ones not to consumers. The value "
+            "of a property whose name contains `password` or `secret` (and "
+            "`ssl.key.pem`, `sasl.oauthbearer.config`) is shown as `***` in "
+            "every log line and error message (docs/security.md).\n\n"
+            "## Secrets\n\n"
+            "`SG_REDIS_PASSWORD` (environment only) is the Redis AUTH "
+            "password; it beats `redis_password_file`, which beats a "
+            "password in the `redis` URL. The password is taken out of the "
+            "URL at load and never logged.\n\n"
             "## `channels:` (list)\n\nOne entry per paid-media channel:\n\n"
             "| key | type | description |\n|---|---|---|\n"
             "| `name` | string | channel name as it appears in events |\n"

@@ -3,7 +3,8 @@
  * section a declarative table (name, type, default, bounds, description) from
  * which defaults, validation, --help and docs/config.md all come.
  * Precedence: built-in default < file < environment (SG_BROKERS, SG_REDIS,
- * SG_GROUP_PREFIX, SG_LOG_LEVEL).
+ * SG_GROUP_PREFIX, SG_LOG_LEVEL, ...). Secrets (the Redis password, Kafka
+ * passwords and secrets) are registered with the log redaction at load.
  */
 #ifndef SG_CONF_H
 #define SG_CONF_H
@@ -31,7 +32,13 @@ typedef struct sg_conf {
         char dir[PATH_MAX];  /* its folder: relative paths resolve here */
 
         char brokers[512];
-        char redis[512];
+        char redis[512]; /* without its password: see redis_password */
+        char redis_password_file[PATH_MAX];
+        /* AUTH password: $SG_REDIS_PASSWORD, else the first line of
+         * redis_password_file, else the one in the redis URL (removed from
+         * it). Never logged: sg_conf_load registers it with sg_log_secret
+         * and hands it to sg_redis_set_password. */
+        char redis_password[256];
         char group_prefix[64];
         char schemas_dir[PATH_MAX];
         char log_level[16];
@@ -149,6 +156,10 @@ int sg_conf_load(sg_conf_t *conf, const char *path, char *errstr,
 /* Applies a parsed document on top of conf (no env, no validation). */
 int sg_conf_apply(sg_conf_t *conf, const sg_yaml_node_t *root, const char *name,
                   char *errstr, size_t errstr_size);
+
+/* 1 when a kafka: property holds a secret (its name contains "password"
+ * or "secret", or it is ssl.key.pem or sasl.oauthbearer.config). */
+int sg_conf_kafka_secret(const char *name);
 
 /* The channel's config, or NULL. */
 const sg_channel_conf_t *sg_conf_channel(const sg_conf_t *conf,

@@ -38,6 +38,11 @@ static const struct {
     {"scope_overflow_total",
      "Pre-aggregated entries counted in an _other scope because the "
      "partition had aggregate.max_scopes scopes."},
+    {"redis_io_errors_total",
+     "Redis commands or pipelines that lost their connection (each is "
+     "retried after a reconnect)."},
+    {"redis_reconnects_total",
+     "Redis connections made again after one was lost."},
     {"consumer_lag",
      "Messages behind the high watermark (high watermark - position), by "
      "topic and partition."},

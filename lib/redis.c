@@ -15,8 +15,19 @@ struct sg_redis {
         char password[256];
         long long commands;
         long long round_trips;
-        sg_histogram_t *latency; /* redis_latency_seconds */
+        sg_histogram_t *latency;  /* redis_latency_seconds */
+        int connected_once;       /* a connect after that is a reconnect */
+        sg_counter_t *io_errors;  /* redis_io_errors_total */
+        sg_counter_t *reconnects; /* redis_reconnects_total */
 };
+
+static char default_password[256];
+
+void sg_redis_set_password(const char *password)
+{
+        snprintf(default_password, sizeof(default_password), "%s",
+                 password ? password : "");
+}
 
 /* Records one round trip that started at t0 (sg_mono_us). */
 static void observe(sg_redis_t *r, int64_t t0)
@@ -82,12 +93,16 @@ static int parse_url(sg_redis_t *r, const char *url, char *errstr,
                         goto bad;
         }
         return 0;
-bad:
+bad : {
+        char shown[512];
+
+        snprintf(shown, sizeof(shown), "%s", url);
         snprintf(errstr, errstr_size,
                  "bad Redis URL \"%s\" (want redis://[:password@]host:port/db "
                  "or unix:///path.sock)",
-                 url);
+                 sg_log_redact(shown, sizeof(shown)));
         return -1;
+}
 }
 
 /* One connection attempt, with AUTH and SELECT. */
@@ -145,12 +160,22 @@ err:
 static int connect_backoff(sg_redis_t *r, int timeout_ms, char *errstr,
                            size_t errstr_size)
 {
-        int64_t deadline = sg_mono_ms() + timeout_ms;
-        int delay = 100;
+        int64_t start = sg_mono_ms(), deadline = start + timeout_ms;
+        int delay = 100, attempts = 0;
 
         for (;;) {
-                if (connect_once(r, errstr, errstr_size) == 0)
+                attempts++;
+                if (connect_once(r, errstr, errstr_size) == 0) {
+                        if (r->connected_once) {
+                                sg_counter_add(r->reconnects, 1);
+                                sg_info("event=redis_reconnected attempts=%d "
+                                        "ms=%lld",
+                                        attempts,
+                                        (long long)(sg_mono_ms() - start));
+                        }
+                        r->connected_once = 1;
                         return 0;
+                }
                 sg_warn("event=redis_connect_failed host=%s port=%d "
                         "retry_ms=%d err=\"%s\"",
                         r->host, r->port, delay, errstr);
@@ -173,8 +198,12 @@ sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms, char *errstr,
         r->latency =
             sg_histogram("redis_latency_seconds", sg_metrics_redis_buckets,
                          sg_metrics_redis_bucket_cnt);
+        r->io_errors = sg_counter("redis_io_errors_total");
+        r->reconnects = sg_counter("redis_reconnects_total");
         if (parse_url(r, url, errstr, errstr_size))
                 goto err;
+        if (!r->password[0])
+                memcpy(r->password, default_password, sizeof(r->password));
         /* From now on /readyz waits for Redis. */
         sg_ready_set(SG_READY_REDIS, 0);
         if (connect_backoff(r, connect_timeout_ms, errstr, errstr_size))
@@ -223,6 +252,7 @@ static redisReply *roundtrip(sg_redis_t *r, const char *cmd, size_t len)
                         }
                 }
                 sg_ready_set(SG_READY_REDIS, 0);
+                sg_counter_add(r->io_errors, 1);
                 sg_warn("event=redis_io_error err=\"%s\"",
                         r->c ? r->c->errstr : "not connected");
                 if (sg_redis_reconnect(r) == -1)
@@ -285,6 +315,7 @@ redisReply *sg_redis_pipeline_get(sg_redis_t *r)
                 t0 = sg_mono_us();
         }
         if (redisGetReply(r->c, &reply) != REDIS_OK) {
+                sg_counter_add(r->io_errors, 1);
                 sg_warn("event=redis_io_error err=\"%s\"", r->c->errstr);
                 redisFree(r->c);
                 r->c = NULL;

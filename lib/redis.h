@@ -20,6 +20,13 @@ typedef struct sg_redis sg_redis_t;
  */
 sg_redis_t *sg_redis_new(const char *url, int connect_timeout_ms, char *errstr,
                          size_t errstr_size);
+
+/*
+ * The AUTH password of every later sg_redis_new() whose URL carries none
+ * (copied; "" or NULL = no AUTH). sg_conf_load() sets it from
+ * SG_REDIS_PASSWORD / redis_password_file / the URL.
+ */
+void sg_redis_set_password(const char *password);
 void sg_redis_destroy(sg_redis_t *r);
 
 /*
@@ -62,6 +69,14 @@ typedef struct sg_redis_script {
 int sg_redis_script_load(sg_redis_t *r, sg_redis_script_t *script);
 redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
                           int argc, const char **argv, const size_t *argvlen);
+
+/*
+ * Outages are counted in the process metrics: redis_io_errors_total (a
+ * command or pipeline lost its connection), redis_reconnects_total (a
+ * connection made again after one was lost), and logged as
+ * event=redis_io_error, event=redis_connect_failed (each attempt) and
+ * event=redis_reconnected (with the attempts and the time it took).
+ */
 
 /* Counters for metrics: commands sent and round trips made. */
 long long sg_redis_commands(const sg_redis_t *r);

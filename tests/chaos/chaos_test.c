@@ -89,9 +89,17 @@ Test(chaos, random_kills_redis_restart_and_broker_outage_lose_nothing)
                 if (done == redis_at)
                         h_redis_restart();
                 if (done == broker_at) {
+                        /* The generator holds still meanwhile: the mock
+                         * broker loses records acknowledged to a producer
+                         * across an outage (docs/known-issues.md), and
+                         * sg-gen's records are the ground truth. The stages
+                         * are not spared. */
+                        kill(gen, SIGSTOP);
+                        usleep(1000 * 1000);
                         h_broker_ctl("broker down 1");
                         usleep(3000 * 1000);
                         h_broker_ctl("broker up 1");
+                        kill(gen, SIGCONT);
                 }
         }
         cr_assert_eq(h_wait(gen, 600000), 0,

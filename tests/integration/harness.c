@@ -348,6 +348,84 @@ void h_start_infra_args(const char *const *extra)
         setenv("SG_BROKERS", H.bootstrap, 1);
 }
 
+pid_t h_pid(const char *name)
+{
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid > 0 && strcmp(H.procs[i].name, name) == 0)
+                        return H.procs[i].pid;
+        return 0;
+}
+
+/* A connection to the private redis-server, authenticated; NULL if it
+ * does not answer PING. */
+static redisContext *redis_auth(const char *password)
+{
+        redisContext *c = redisConnectUnix(H.redis_sock);
+        redisReply *r;
+
+        if (!c || c->err)
+                goto fail;
+        if (password) {
+                r = redisCommand(c, "AUTH %s", password);
+                if (!r || r->type != REDIS_REPLY_STATUS) {
+                        if (r)
+                                freeReplyObject(r);
+                        goto fail;
+                }
+                freeReplyObject(r);
+        }
+        r = redisCommand(c, "PING");
+        if (r && r->type == REDIS_REPLY_STATUS) {
+                freeReplyObject(r);
+                return c;
+        }
+        if (r)
+                freeReplyObject(r);
+fail:
+        if (c)
+                redisFree(c);
+        return NULL;
+}
+
+void h_redis_outage(int down_ms, const char *password, const char *const *extra)
+{
+        const char *args[24] = {"--port", "0",  "--unixsocket", H.redis_sock,
+                                "--save", "",   "--appendonly", "no",
+                                "--dir",  H.dir};
+        pid_t pid = h_pid("redis-server");
+        redisContext *c = redis_auth(password);
+        long long deadline;
+        int n = 10;
+
+        cr_assert_gt(pid, 0, "redis-server is not running");
+        cr_assert_not_null(c, "redis-server does not answer");
+        /* No reply: the server saves, closes every connection and exits. */
+        {
+                redisReply *r = redisCommand(c, "SHUTDOWN SAVE");
+                if (r)
+                        freeReplyObject(r);
+        }
+        redisFree(c);
+        cr_assert_eq(h_wait(pid, 15000), 0,
+                     "redis-server did not exit 0 on SHUTDOWN SAVE (log: "
+                     "%s/redis-server.log)",
+                     H.dir);
+        nap(down_ms);
+        for (; extra && *extra && n < 23; extra++)
+                args[n++] = *extra;
+        args[n] = NULL;
+        h_spawn("redis-server", args);
+        deadline = h_now_ms() + 15000;
+        while (!(c = redis_auth(password))) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "redis-server did not come back within 15 s "
+                             "(log: %s/redis-server.log)",
+                             H.dir);
+                nap(20);
+        }
+        redisFree(c);
+}
+
 void h_start_stages(void)
 {
         h_spawn("sg-ingest", NULL);
@@ -513,8 +591,19 @@ static int partitions_of(rd_kafka_t *rk, const char *topic)
         return n;
 }
 
+/* h_consume_all(); with must_end, fails the test unless every partition
+ * was read to its end before the deadline. */
+static int consume(const char *topic, int min, int timeout_ms,
+                   rd_kafka_message_t ***out, int must_end);
+
 int h_consume_all(const char *topic, int min, int timeout_ms,
                   rd_kafka_message_t ***out)
+{
+        return consume(topic, min, timeout_ms, out, 0);
+}
+
+static int consume(const char *topic, int min, int timeout_ms,
+                   rd_kafka_message_t ***out, int must_end)
 {
         rd_kafka_conf_t *c = kconf();
         rd_kafka_topic_partition_list_t *l;
@@ -572,6 +661,9 @@ int h_consume_all(const char *topic, int min, int timeout_ms,
                 }
                 msgs[1 + cnt++] = m;
         }
+        cr_assert(!must_end || at_end == parts,
+                  "%s: %d of %d partitions read to their end in %d ms", topic,
+                  at_end, parts, timeout_ms);
         free(eof);
         /* rd_kafka_destroy() waits for every message of the handle to be
          * destroyed: the handle lives in slot 0 until h_msgs_free(). */
@@ -866,7 +958,7 @@ json_t *h_held_events(long long *held)
         *held = 0;
         for (int k = 0; k < 3; k++) {
                 rd_kafka_message_t **msgs;
-                int n = h_consume_all(topics[k], 1, 60000, &msgs);
+                int n = consume(topics[k], 1, 300000, &msgs, 1);
 
                 for (int m = 0; m < n; m++) {
                         sg_event_t ev;

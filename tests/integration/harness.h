@@ -53,6 +53,17 @@ pid_t h_kill_restart(pid_t pid, const char *name);
 /* Stops redis-server with SIGTERM (it must exit 0) and starts it again on
  * the same socket; with H.redis_persist its data survives. */
 void h_redis_restart(void);
+/*
+ * A Redis outage with a real restart: SHUTDOWN SAVE (the data goes to
+ * dir/dump.rdb; password: for AUTH, NULL if none), down_ms with no server
+ * and no socket, then redis-server again on the same socket with the
+ * original arguments plus extra (NULL-terminated, may be NULL, e.g.
+ * "--requirepass", "pw"); it loads the dump. Returns once it answers.
+ */
+void h_redis_outage(int down_ms, const char *password,
+                    const char *const *extra);
+/* The pid of a started process by name ("sg-aggregate"), 0 if none. */
+pid_t h_pid(const char *name);
 /* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */
 void h_start_stages(void);
 /* Starts bin/<name> with args (NULL-terminated), stderr to dir/<name>.log. */
