@@ -23,7 +23,7 @@
  * the shipped one). */
 static void write_config(const char *rules_yaml)
 {
-        char src[512], path[512], rules[512], line[1024];
+        char src[512], path[512], rules[600], line[1024];
         FILE *in, *out;
 
         h_src("", src, sizeof(src));
@@ -425,7 +425,7 @@ Test(rules, killed_rules_and_sink_duplicate_no_decision_and_realloc_holds)
                         for (int b = 0; b < d[i].budget_cnt; b++) {
                                 const char *ch = d[i].budgets[b].channel;
                                 int64_t after = d[i].budgets[b].budget_micros;
-                                char name[40];
+                                char name[80];
 
                                 total += after;
                                 if (!strcmp(ch, "(reserve)")) {
