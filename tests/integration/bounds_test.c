@@ -15,19 +15,21 @@
 #include <hiredis/hiredis.h>
 
 #include "dedupe.h"
+#include "event.h"
 #include "harness.h"
 
 #define EVENTS     1000000
 #define CHANNELS   512 /* spread over sg.events' partitions */
-#define INPUTS     16  /* ad-clicks partitions */
+#define INPUTS     64  /* ad-clicks partitions: ~3.6 MB of JSON each */
 #define DEDUPE_MAX 65536
 #define DUPS_MAX   8192
 
 static void setup(void)
 {
-        /* The mock keeps about 5 MiB per partition: 32 for sg.events. */
+        /* The mock keeps about 5 MiB per partition, consumed or not: 64 for
+         * the 230 MB of JSON clicks, 32 for sg.events. */
         const char *broker_args[] = {
-            "-t", "ad-impressions", "-t", "ad-clicks:16",
+            "-t", "ad-impressions", "-t", "ad-clicks:64",
             "-t", "ad-conversions", "-t", "sg.events:32",
             "-t", "sg.deadletter",  "-t", "sg.aggregates:8",
             "-t", "sg.decisions",   "-t", "ad-decisions",
@@ -124,15 +126,18 @@ Test(bounds, a_million_distinct_sources_stay_within_the_configured_memory)
         }
 
         /*
-         * The bounds: ingest holds, per input partition, an event-id table
-         * and a duplicate-click table of fixed size (docs/givt.md), plus
-         * 64 MiB for everything else (librdkafka's queues, the codec);
-         * aggregate's memory is per batch (aggregate.batch_size), 64 MiB.
+         * The bounds the configuration sets: librdkafka may prefetch up to
+         * queued.max.messages.kbytes (64 MiB by default) per consumer;
+         * ingest holds, per input partition, an event-id table and a
+         * duplicate-click table of fixed size (docs/givt.md); aggregate
+         * holds one batch (aggregate.batch_size decoded events, 5000).
+         * 32 MiB for the rest (code, librdkafka's producer, the codec).
          */
-        ingest_bound = 64LL * 1024 * 1024 +
+        ingest_bound = (32LL + 64) * 1024 * 1024 +
                        INPUTS * (long long)(sg_dedupe_bytes(DEDUPE_MAX) +
                                             sg_dedupe_bytes(DUPS_MAX));
-        aggregate_bound = 64LL * 1024 * 1024;
+        aggregate_bound =
+            (32LL + 64) * 1024 * 1024 + 5000LL * (long long)sizeof(sg_event_t);
         rss_in = peak_rss(ingest);
         rss_ag = peak_rss(aggregate);
         fprintf(stderr,
