@@ -85,6 +85,7 @@ rules:
     op: ">"
     threshold: 0.25
     min_clicks: 100
+    window: 10s
     action: PAUSE
   - id: ivt_alert
     scope: channel
@@ -92,6 +93,7 @@ rules:
     op: ">"
     threshold: 0.25
     min_clicks: 100
+    window: 10s
     action: ALERT
   - id: cpa_overrun
     scope: channel
@@ -100,6 +102,7 @@ rules:
     target_factor: 1.3
     min_clicks: 100
     min_spend_micros: 50000000
+    window: 10s
     action: PAUSE
 EOF
 
