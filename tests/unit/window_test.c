@@ -46,9 +46,8 @@ Test(window, parses_the_default_window_list)
         sg_window_def_t w[SG_MAX_WINDOWS];
         char err[160] = "";
 
-        cr_assert_eq(sg_window_parse_list("1m, 5m,1h ,today", w,
-                                          SG_MAX_WINDOWS, 10000, err,
-                                          sizeof(err)),
+        cr_assert_eq(sg_window_parse_list("1m, 5m,1h ,today", w, SG_MAX_WINDOWS,
+                                          10000, err, sizeof(err)),
                      4, "%s", err);
         cr_assert_str_eq(w[0].name, "1m");
         cr_assert_eq(w[0].len_ms, 60000);
