@@ -19,6 +19,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "rules.h"
+#include "scenario.h"
 #include "stage.h"
 
 #define RECORD_MAX 4096
@@ -40,34 +41,14 @@ typedef struct opts {
         what_t what;
         int64_t events;
         int channels, campaigns, fraud;
-        double event_rate; /* events per second of event time (preload) */
+        int fraud_period_s; /* 0: fraud channels are always on */
+        double event_rate;  /* events per second of event time (preload) */
         int src_partitions;
         uint64_t seed;
         step_t steps[MAX_STEPS];
         int step_cnt;
 } opts_t;
 
-static const char *const human_uas[] = {
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
-    "like Gecko) Chrome/119.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) "
-    "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 "
-    "Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, "
-    "like Gecko) Chrome/119.0.6045.163 Mobile Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 "
-    "Firefox/120.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.1 Safari/605.1.15",
-};
-static const char *const bot_uas[] = {
-    "Mozilla/5.0 (compatible; Googlebot/2.1; "
-    "+http://www.google.com/bot.html)",
-    "curl/7.88.1",
-    "python-requests/2.31.0",
-};
 static const char *const countries[] = {"US", "US", "US", "GB", "DE",
                                         "FR", "BR", "IN", "JP", "CA"};
 static const int human_octets[] = {24, 68, 71, 73, 76, 98};
@@ -85,6 +66,11 @@ static void usage(FILE *fp)
                 "  --campaigns K       campaigns per channel (default 100)\n"
                 "  --fraud F           the first F channels send 50%% bot "
                 "clicks (others 2%%)\n"
+                "  --fraud-period S    input and events: a fraud channel "
+                "sends bots for S s, then\n"
+                "                      none for S s, and so on (staggered "
+                "by channel; default 0:\n"
+                "                      always)\n"
                 "  --event-rate E      events per second of event time "
                 "(default 50000)\n"
                 "  --src-partitions P  input partitions stamped on normalized "
@@ -145,6 +131,7 @@ static void parse_args(int argc, char **argv, opts_t *o)
                 O_CHANNELS,
                 O_CAMPAIGNS,
                 O_FRAUD,
+                O_FRAUD_PERIOD,
                 O_EVENT_RATE,
                 O_SRC_PARTS,
                 O_STEPS,
@@ -157,6 +144,7 @@ static void parse_args(int argc, char **argv, opts_t *o)
             {"channels", required_argument, NULL, O_CHANNELS},
             {"campaigns", required_argument, NULL, O_CAMPAIGNS},
             {"fraud", required_argument, NULL, O_FRAUD},
+            {"fraud-period", required_argument, NULL, O_FRAUD_PERIOD},
             {"event-rate", required_argument, NULL, O_EVENT_RATE},
             {"src-partitions", required_argument, NULL, O_SRC_PARTS},
             {"steps", required_argument, NULL, O_STEPS},
@@ -203,6 +191,10 @@ static void parse_args(int argc, char **argv, opts_t *o)
                 case O_FRAUD:
                         o->fraud = (int)parse_int("--fraud", optarg, 0, 1000);
                         break;
+                case O_FRAUD_PERIOD:
+                        o->fraud_period_s =
+                            (int)parse_int("--fraud-period", optarg, 0, 86400);
+                        break;
                 case O_EVENT_RATE:
                         o->event_rate = (double)parse_int("--event-rate",
                                                           optarg, 1, 100000000);
@@ -233,15 +225,6 @@ static void parse_args(int argc, char **argv, opts_t *o)
 }
 
 /* ------------------------------------------------------------ the mix */
-
-static uint64_t splitmix64(uint64_t *state)
-{
-        uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-}
 
 /*
  * Impressions on a random channel and campaign; every 20th impression is
@@ -317,15 +300,19 @@ static void mix_next(mix_t *m, sg_event_t *ev, int64_t t)
                          m->last_click.event_id);
                 m->pending = 0;
         } else {
-                uint64_t r = splitmix64(&m->rng);
+                uint64_t r = sg_splitmix64(&m->rng);
                 int ch = (int)(r % (uint64_t)o->channels);
                 int camp = (int)((r >> 20) % (uint64_t)o->campaigns);
                 int clicked = --m->click_in == 0;
-                /* 1 in 2 clicks from bots on a fraud channel, else 1 in 50:
-                 * the clicked impression and its click alike. */
-                int bot = clicked &&
-                          (ch < o->fraud ? (r >> 60) & 1 : (r >> 50) % 50 == 0);
-                uint64_t d = splitmix64(&m->rng);
+                /* 1 in 2 clicks from bots on a fraud channel (in its on
+                 * phase), else 1 in 50: the clicked impression and its
+                 * click alike. */
+                int fraud = ch < o->fraud &&
+                            (o->fraud_period_s == 0 ||
+                             (t / 1000 / o->fraud_period_s + ch) % 2 == 0);
+                int bot =
+                    clicked && (fraud ? (r >> 60) & 1 : (r >> 50) % 50 == 0);
+                uint64_t d = sg_splitmix64(&m->rng);
 
                 memset(ev, 0, sizeof(*ev));
                 ev->type = SG_EV_IMPRESSION;
@@ -344,7 +331,7 @@ static void mix_next(mix_t *m, sg_event_t *ev, int64_t t)
                                 (int)(d >> 16) & 0xff, (int)(d >> 24) & 0xff,
                                 1 + (int)((d >> 32) % 254));
                         snprintf(ev->user_agent, sizeof(ev->user_agent), "%s",
-                                 bot_uas[(d >> 40) % NELEM(bot_uas)]);
+                                 sg_scn_bot_uas[(d >> 40) % sg_scn_bot_ua_cnt]);
                 } else {
                         set_str(ev->device_id, sizeof(ev->device_id),
                                 "d%02d%06" PRIx64, ch, (d >> 8) % DEVICES);
@@ -352,8 +339,9 @@ static void mix_next(mix_t *m, sg_event_t *ev, int64_t t)
                                 human_octets[d % NELEM(human_octets)],
                                 (int)(d >> 16) & 0xff, (int)(d >> 24) & 0xff,
                                 1 + (int)((d >> 32) % 254));
-                        snprintf(ev->user_agent, sizeof(ev->user_agent), "%s",
-                                 human_uas[(d >> 40) % NELEM(human_uas)]);
+                        snprintf(
+                            ev->user_agent, sizeof(ev->user_agent), "%s",
+                            sg_scn_human_uas[(d >> 40) % sg_scn_human_ua_cnt]);
                 }
                 ev->has_device_id = ev->has_ip = ev->has_user_agent = 1;
                 snprintf(ev->country, sizeof(ev->country), "%s",
@@ -593,7 +581,7 @@ int main(int argc, char **argv)
                         } else {
                                 /* As ingest stamps them: each input
                                  * partition's offsets increase. */
-                                int sp = (int)(splitmix64(&mix.rng) %
+                                int sp = (int)(sg_splitmix64(&mix.rng) %
                                                (uint64_t)o.src_partitions);
 
                                 snprintf(ev.src_topic, sizeof(ev.src_topic),

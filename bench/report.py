@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns bench/run.sh's raw measures into the table, results.json and the
 last `bench:` line. Arguments: measures steps latency out.json fixed_rate
-fraud_channels wall_ms."""
+fraud_channels wall_ms fraud_period_s."""
 import json
 import sys
 
@@ -9,6 +9,7 @@ measures_path, steps_path, latency_path, out_path = sys.argv[1:5]
 fixed_rate = float(sys.argv[5])
 fraud = int(sys.argv[6])
 wall_ms = int(sys.argv[7])
+fraud_period = float(sys.argv[8]) if len(sys.argv) > 8 else 0
 
 m = {}
 for line in open(measures_path):
@@ -56,7 +57,12 @@ for st in steps:
            if st["start_ms"] <= d["end"] < st["end_ms"]]
     alerts = sum(1 for d in decisions if d["action"] == "ALERT"
                  and st["start_ms"] <= d["end"] < st["end_ms"])
-    expected = fraud * (st["end_ms"] - st["start_ms"]) / 1000.0
+    # One ALERT per episode: per fraud channel, one per on-phase (the bots
+    # come for fraud_period s, then stay away as long), or one per window
+    # when the bots never leave.
+    secs = (st["end_ms"] - st["start_ms"]) / 1000.0
+    expected = fraud * secs / (2 * fraud_period) if fraud_period else \
+        fraud * secs
     st.update({"decisions": len(lat), "alerts": alerts,
                "alerts_expected": int(expected),
                "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),

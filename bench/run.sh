@@ -14,12 +14,17 @@ SNAP_N=${SG_BENCH_SNAPSHOTS:-200000}  # snapshots for rules and sink
 DEC_N=${SG_BENCH_DECISIONS:-20000}    # decisions for sink
 SCALE_N=${SG_BENCH_SCALE_EVENTS:-80000} # per cost-growth run (1 partition: ~88k fit)
 SCALE_SNAP_N=${SG_BENCH_SCALE_SNAPSHOTS:-120000} # rules per cost-growth run
-STEPS=${SG_BENCH_STEPS:-25000:10,50000:30,75000:10,100000:10}
+STEPS=${SG_BENCH_STEPS:-10000:10,25000:10,50000:30,75000:10,100000:10}
 FIXED_RATE=${SG_BENCH_RATE:-50000}    # the step whose latency is the headline
 CHANNELS=20
 CAMPAIGNS=100                         # per channel: 2,000 campaigns
-FRAUD=5                               # channels with 50% bot clicks (e2e)
+FRAUD=5                               # channels with 50% bot clicks (rules)
+E2E_FRAUD=10                          # end to end: channels whose bots ...
+FRAUD_PERIOD=3                        # ... come and go every 3 s: triggers
 OUT=${SG_BENCH_OUT:-bench/results.json}
+# SG_BENCH_PHASES: a subset of "stages scale e2e" (limits run with stages).
+PHASES=${SG_BENCH_PHASES:-stages scale e2e}
+want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 D=$(mktemp -d /tmp/sg-bench-XXXXXX)
 pids=""
 cleanup() {
@@ -59,7 +64,7 @@ for t in bi.imp:16 bi.clk:16 bi.conv:16 bi.events:16 b.dead:4 \
         ba.events:4 ba.aggs:4 br.aggs:4 br.rdec:4 br.dec:4 br.out:4 \
         br.kpis:4 s1.events:4 s2.events:4 s3.events:4 p1.events:1 \
         p4.events:4 s.aggs:4 rs1.aggs:4 rs2.aggs:4 rs3.aggs:4 rp1.aggs:1 \
-        rp4.aggs:4 rs.dec:4 be.imp:16 be.clk:16 be.conv:16 be.events:4 \
+        rp4.aggs:4 rs.dec:4 be.imp:16 be.clk:16 be.conv:16 be.events:16 \
         be.aggs:4 be.dec:4 be.out:4 be.kpis:4; do
         topics="$topics -t $t"
 done
@@ -182,101 +187,120 @@ redis_mem() {
 }
 
 # ------------------------------------------------------- 1. the limits
-log "redis limits"
-RB="redis-benchmark -s $D/redis.sock --csv"
-rb_rps() { $RB "$@" | tail -n 1 | cut -d, -f2 | tr -d '"'; }
-measure "redis_hincrby rps=$(rb_rps -n 200000 -P 64 -r 100000 hincrby 'b:__rand_int__' impressions 1)"
-measure "redis_pfadd rps=$(rb_rps -n 200000 -P 64 -r 100000 pfadd 'u:__rand_int__' 'd__rand_int__')"
-measure "redis_zadd rps=$(rb_rps -n 200000 -P 64 -r 100000 zadd 'bi:__rand_int__' 1000 '__rand_int__')"
-sha=$(redis-cli -s "$D/redis.sock" script load "$(cat bench/apply_like.lua)")
-# 100 entries (9 commands each) per call.
-measure "redis_evalsha calls_ps=$(rb_rps -n 1000 -r 1000 evalsha "$sha" 1 'p__rand_int__' 100) entries_per_call=100 cmds_per_entry=9"
-redis-cli -s "$D/redis.sock" flushall >/dev/null
+if want stages; then
+        log "redis limits"
+        RB="redis-benchmark -s $D/redis.sock --csv"
+        rb_rps() { $RB "$@" | tail -n 1 | cut -d, -f2 | tr -d '"'; }
+        measure "redis_hincrby rps=$(rb_rps -n 200000 -P 64 -r 100000 hincrby 'b:__rand_int__' impressions 1)"
+        measure "redis_pfadd rps=$(rb_rps -n 200000 -P 64 -r 100000 pfadd 'u:__rand_int__' 'd__rand_int__')"
+        measure "redis_zadd rps=$(rb_rps -n 200000 -P 64 -r 100000 zadd 'bi:__rand_int__' 1000 '__rand_int__')"
+        sha=$(redis-cli -s "$D/redis.sock" script load "$(cat bench/apply_like.lua)")
+        # 100 entries (9 commands each) per call.
+        measure "redis_evalsha calls_ps=$(rb_rps -n 1000 -r 1000 evalsha "$sha" 1 'p__rand_int__' 100) entries_per_call=100 cmds_per_entry=9"
+        redis-cli -s "$D/redis.sock" flushall >/dev/null
 
-log "preload $N input events (limit, ingest)"
-CI=$(conf ingest bi bi.imp bi.clk bi.conv bi.events x x x x)
-r=$("$BIN/sg-bench-preload" -c "$CI" --what input --events "$N" \
-        --channels $CHANNELS --campaigns $CAMPAIGNS) || die "preload failed"
-measure "preload_input $r"
-log "bare consumer"
-r=$("$BIN/sg-bench-consume" -c "$CI" --topic bi.imp --topic bi.clk \
-        --topic bi.conv --expect "$N") || die "bare consumer failed"
-measure "limit_input $r"
-log "limit: $r"
+        log "preload $N input events (limit, ingest)"
+        CI=$(conf ingest bi bi.imp bi.clk bi.conv bi.events x x x x)
+        r=$("$BIN/sg-bench-preload" -c "$CI" --what input --events "$N" \
+                --channels $CHANNELS --campaigns $CAMPAIGNS) || die "preload failed"
+        measure "preload_input $r"
+        log "bare consumer"
+        r=$("$BIN/sg-bench-consume" -c "$CI" --topic bi.imp --topic bi.clk \
+                --topic bi.conv --expect "$N") || die "bare consumer failed"
+        measure "limit_input $r"
+        log "limit: $r"
 
-# ------------------------------------------------- 2. each stage alone
-alone ingest ingest "$CI" bi.ingest "$N" bi.imp bi.clk bi.conv
-log "check: sg.events holds the $N events"
-held=$("$BIN/sg-bench-consume" -c "$CI" --topic bi.events --expect "$N" 2>/dev/null) ||
-        die "sg.events does not hold the $N events ingest should have written"
-measure "limit_events_from_ingest $held"
+        # ------------------------------------------------- 2. each stage alone
+        alone ingest ingest "$CI" bi.ingest "$N" bi.imp bi.clk bi.conv
+        log "check: sg.events holds the $N events"
+        held=$("$BIN/sg-bench-consume" -c "$CI" --topic bi.events --expect "$N" 2>/dev/null) ||
+                die "sg.events does not hold the $N events ingest should have written"
+        measure "limit_events_from_ingest $held"
 
-CA=$(conf aggregate ba bi.imp bi.clk bi.conv ba.events ba.aggs x x x)
-r=$("$BIN/sg-bench-preload" -c "$CA" --what events --events "$AGG_N" \
-        --channels $CHANNELS --campaigns $CAMPAIGNS) || die "preload failed"
-measure "preload_events $r"
-log "bare consumer on sg.events"
-r=$("$BIN/sg-bench-consume" -c "$CA" --topic ba.events --expect "$AGG_N") ||
-        die "bare consumer failed"
-measure "limit_events $r"
-redis-cli -s "$D/redis.sock" flushall >/dev/null
-alone aggregate aggregate "$CA" ba.aggregate "$AGG_N" ba.events
-measure "aggregate_redis used_memory=$(redis_mem)"
+        CA=$(conf aggregate ba bi.imp bi.clk bi.conv ba.events ba.aggs x x x)
+        r=$("$BIN/sg-bench-preload" -c "$CA" --what events --events "$AGG_N" \
+                --channels $CHANNELS --campaigns $CAMPAIGNS) || die "preload failed"
+        measure "preload_events $r"
+        log "bare consumer on sg.events"
+        r=$("$BIN/sg-bench-consume" -c "$CA" --topic ba.events --expect "$AGG_N") ||
+                die "bare consumer failed"
+        measure "limit_events $r"
+        redis-cli -s "$D/redis.sock" flushall >/dev/null
+        alone aggregate aggregate "$CA" ba.aggregate "$AGG_N" ba.events
+        measure "aggregate_redis used_memory=$(redis_mem)"
 
-CR=$(conf rules br bi.imp bi.clk bi.conv x br.aggs br.rdec br.out br.kpis)
-CS=$(conf sink br bi.imp bi.clk bi.conv x br.aggs br.dec br.out br.kpis)
-"$BIN/sg-bench-preload" -c "$CR" --what snapshots --events "$SNAP_N" \
-        --channels $CHANNELS --campaigns $CAMPAIGNS --fraud $FRAUD >/dev/null ||
-        die "preload failed"
-"$BIN/sg-bench-preload" -c "$CS" --what decisions --events "$DEC_N" \
-        --channels $CHANNELS >/dev/null || die "preload failed"
-redis-cli -s "$D/redis.sock" flushall >/dev/null
-alone rules rules "$CR" br.rules "$SNAP_N" br.aggs
-alone sink sink "$CS" br.sink $((SNAP_N + DEC_N)) br.aggs br.dec
+        CR=$(conf rules br bi.imp bi.clk bi.conv x br.aggs br.rdec br.out br.kpis)
+        CS=$(conf sink br bi.imp bi.clk bi.conv x br.aggs br.dec br.out br.kpis)
+        "$BIN/sg-bench-preload" -c "$CR" --what snapshots --events "$SNAP_N" \
+                --channels $CHANNELS --campaigns $CAMPAIGNS --fraud $FRAUD >/dev/null ||
+                die "preload failed"
+        "$BIN/sg-bench-preload" -c "$CS" --what decisions --events "$DEC_N" \
+                --channels $CHANNELS >/dev/null || die "preload failed"
+        redis-cli -s "$D/redis.sock" flushall >/dev/null
+        alone rules rules "$CR" br.rules "$SNAP_N" br.aggs
+        alone sink sink "$CS" br.sink $((SNAP_N + DEC_N)) br.aggs br.dec
+fi
 
 # ------------------------------------------------------ 4. cost growth
-log "cost growth: scopes and partitions"
-for run in s1:5:4 s2:500:4 s3:5000:4 p1:$CAMPAIGNS:1 p4:$CAMPAIGNS:4; do
-        IFS=: read -r tag camps parts <<<"$run"
-        scopes=$((CHANNELS * camps))
-        cfg=$(conf "agg-$tag" "$tag" bi.imp bi.clk bi.conv "$tag.events" s.aggs x x x)
-        "$BIN/sg-bench-preload" -c "$cfg" --what events --events "$SCALE_N" \
-                --channels $CHANNELS --campaigns "$camps" >/dev/null ||
-                die "preload $tag failed"
-        redis-cli -s "$D/redis.sock" flushall >/dev/null
-        alone "scale_aggregate_$tag" aggregate "$cfg" "$tag.aggregate" \
-                "$SCALE_N" "$tag.events"
-        measure "scale_redis_$tag scopes=$scopes partitions=$parts used_memory=$(redis_mem)"
-        rtag=r$tag
-        cfg=$(conf "rules-$tag" "$rtag" bi.imp bi.clk bi.conv x "$rtag.aggs" rs.dec x x)
-        "$BIN/sg-bench-preload" -c "$cfg" --what snapshots --events "$SCALE_SNAP_N" \
-                --channels $CHANNELS --campaigns "$camps" --fraud $FRAUD \
-                >/dev/null || die "preload $rtag failed"
-        alone "scale_rules_$tag" rules "$cfg" "$rtag.rules" "$SCALE_SNAP_N" "$rtag.aggs"
-        measure "scale_$tag scopes=$scopes partitions=$parts"
-done
+if want scale; then
+        log "cost growth: scopes and partitions"
+        for run in s1:5:4 s2:500:4 s3:5000:4 p1:$CAMPAIGNS:1 p4:$CAMPAIGNS:4; do
+                IFS=: read -r tag camps parts <<<"$run"
+                scopes=$((CHANNELS * camps))
+                cfg=$(conf "agg-$tag" "$tag" bi.imp bi.clk bi.conv "$tag.events" s.aggs x x x)
+                "$BIN/sg-bench-preload" -c "$cfg" --what events --events "$SCALE_N" \
+                        --channels $CHANNELS --campaigns "$camps" >/dev/null ||
+                        die "preload $tag failed"
+                redis-cli -s "$D/redis.sock" flushall >/dev/null
+                alone "scale_aggregate_$tag" aggregate "$cfg" "$tag.aggregate" \
+                        "$SCALE_N" "$tag.events"
+                measure "scale_redis_$tag scopes=$scopes partitions=$parts used_memory=$(redis_mem)"
+                rtag=r$tag
+                cfg=$(conf "rules-$tag" "$rtag" bi.imp bi.clk bi.conv x "$rtag.aggs" rs.dec x x)
+                "$BIN/sg-bench-preload" -c "$cfg" --what snapshots --events "$SCALE_SNAP_N" \
+                        --channels $CHANNELS --campaigns "$camps" --fraud $FRAUD \
+                        >/dev/null || die "preload $rtag failed"
+                alone "scale_rules_$tag" rules "$cfg" "$rtag.rules" "$SCALE_SNAP_N" "$rtag.aggs"
+                measure "scale_$tag scopes=$scopes partitions=$parts"
+        done
+fi
 
 # ------------------------------------------------------- 3. end to end
-log "end to end: steps $STEPS"
-redis-cli -s "$D/redis.sock" flushall >/dev/null
-CE=$(conf e2e be be.imp be.clk be.conv be.events be.aggs be.dec be.out be.kpis)
-e2e_pids=""
-for s in ingest aggregate rules sink; do
-        SG_CONFIG=$CE "$BIN/sg-$s" >"$D/e2e-$s.log" 2>&1 &
-        e2e_pids="$! $e2e_pids"
-done
-"$BIN/sg-bench-latency" -c "$CE" >"$D/latency.txt" 2>"$D/latency.log" &
-lat_pid=$!
-pids="$lat_pid $e2e_pids $pids"
-# The stages join their groups before the clock starts: a decision waits
-# for every one of them.
-sleep "${SG_BENCH_JOIN_S:-6}"
-"$BIN/sg-bench-preload" -c "$CE" --what input --channels $CHANNELS \
-        --campaigns $CAMPAIGNS --fraud $FRAUD --steps "$STEPS" \
-        >"$D/steps.txt" 2>"$D/e2e-gen.log" || die "paced producer failed"
-# Decisions of the last windows still in flight: give them 5 s.
-sleep 5
-for p in $lat_pid $e2e_pids; do stop "$p"; done
+if want e2e; then
+        log "end to end: steps $STEPS"
+        redis-cli -s "$D/redis.sock" flushall >/dev/null
+        # The latency probe needs a trigger that recurs: an ALERT fires once
+        # per episode, so E2E_FRAUD channels send bots for FRAUD_PERIOD s,
+        # then none for FRAUD_PERIOD s (staggered), and the rules look at 2 s
+        # windows. Each on-phase of each such channel is one ALERT (plus the
+        # breaker's PAUSE or RESUME when due); every decision is a sample.
+        sed -e 's/window: 10s/window: 2s/' -e 's/min_clicks: 100/min_clicks: 20/' \
+                "$D/rules.yaml" >"$D/rules-e2e.yaml"
+        CE=$(conf e2e be be.imp be.clk be.conv be.events be.aggs be.dec be.out be.kpis)
+        sed -i -e 's/^  windows: 10s$/  windows: 2s/' \
+                -e "s#^  file: $D/rules.yaml\$#  file: $D/rules-e2e.yaml#" "$CE"
+        grep -q 'rules-e2e.yaml' "$CE" || die "e2e config: rules file not set"
+        e2e_pids=""
+        for s in ingest aggregate rules sink; do
+                SG_CONFIG=$CE "$BIN/sg-$s" >"$D/e2e-$s.log" 2>&1 &
+                e2e_pids="$! $e2e_pids"
+        done
+        "$BIN/sg-bench-latency" -c "$CE" >"$D/latency.txt" 2>"$D/latency.log" &
+        lat_pid=$!
+        pids="$lat_pid $e2e_pids $pids"
+        # The stages join their groups before the clock starts: a decision
+        # waits for every one of them.
+        sleep "${SG_BENCH_JOIN_S:-6}"
+        "$BIN/sg-bench-preload" -c "$CE" --what input --channels $CHANNELS \
+                --campaigns $CAMPAIGNS --fraud $E2E_FRAUD \
+                --fraud-period $FRAUD_PERIOD --steps "$STEPS" \
+                >"$D/steps.txt" 2>"$D/e2e-gen.log" || die "paced producer failed"
+        # Decisions of the last windows still in flight: give them 5 s.
+        sleep 5
+        for p in $lat_pid $e2e_pids; do stop "$p"; done
+fi
 
+: >>"$D/steps.txt"
+: >>"$D/latency.txt"
 python3 bench/report.py "$M" "$D/steps.txt" "$D/latency.txt" "$OUT" \
-        "$FIXED_RATE" "$FRAUD" "$(($(now_ms) - T0))"
+        "$FIXED_RATE" "$E2E_FRAUD" "$(($(now_ms) - T0))" "$FRAUD_PERIOD"

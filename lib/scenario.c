@@ -12,6 +12,8 @@
 #include "codec.h"
 #include "scenario.h"
 
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
 /* ------------------------------------------------------------- parameters */
 
 #define TICK_MS              10 /* one impression per channel per tick: 100/s */
@@ -46,7 +48,7 @@
 static const char *const bot_substrings[] = {
     "Googlebot", "bingbot", "curl/", "python-requests", "HeadlessChrome"};
 
-static const char *const bot_uas[] = {
+const char *const sg_scn_bot_uas[] = {
     "Mozilla/5.0 (compatible; Googlebot/2.1; "
     "+http://www.google.com/bot.html)",
     "Mozilla/5.0 (compatible; bingbot/2.0; "
@@ -56,8 +58,9 @@ static const char *const bot_uas[] = {
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "HeadlessChrome/119.0.6045.105 Safari/537.36",
 };
+const size_t sg_scn_bot_ua_cnt = NELEM(sg_scn_bot_uas);
 
-static const char *const human_uas[] = {
+const char *const sg_scn_human_uas[] = {
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
     "like Gecko) Chrome/119.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -77,6 +80,7 @@ static const char *const human_uas[] = {
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.1 Safari/605.1.15",
 };
+const size_t sg_scn_human_ua_cnt = NELEM(sg_scn_human_uas);
 
 /* Consumer ISP /8s (no cloud ranges: a human event must not be tagged as
  * data-center traffic, or the truth would be off). */
@@ -86,8 +90,6 @@ static const int cloud_octets[] = {3, 34, 35, 52};
 
 static const char *const countries[] = {"US", "US", "US", "GB", "DE",
                                         "FR", "BR", "IN", "JP", "CA"};
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------ state */
 
@@ -156,7 +158,7 @@ struct sg_scenario {
 
 /* ---------------------------------------------------------------- helpers */
 
-static uint64_t splitmix64(uint64_t *state)
+uint64_t sg_splitmix64(uint64_t *state)
 {
         uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
 
@@ -171,7 +173,7 @@ static uint64_t mix(uint64_t a, uint64_t b)
 {
         uint64_t s = a ^ (b * 0xd1b54a32d192ed03ULL);
 
-        return splitmix64(&s);
+        return sg_splitmix64(&s);
 }
 
 static uint64_t fnv1a(const char *s)
@@ -302,15 +304,15 @@ sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
                 for (int k = 0; k < BOT_IPS; k++)
                         format_ip(ch->bot_ips[k], sizeof(ch->bot_ips[k]),
                                   cloud_octets[k % NELEM(cloud_octets)],
-                                  splitmix64(&ch->rng));
+                                  sg_splitmix64(&ch->rng));
                 for (int k = 0; k < PROXY_IPS; k++) {
-                        uint64_t h = splitmix64(&ch->rng);
+                        uint64_t h = sg_splitmix64(&ch->rng);
 
                         format_ip(ch->proxy_ips[k], sizeof(ch->proxy_ips[k]),
                                   human_octets[h % NELEM(human_octets)], h);
                 }
                 for (int k = 0; k < BOT_DEVICES; k++)
-                        ch->bot_devs[k] = splitmix64(&ch->rng);
+                        ch->bot_devs[k] = sg_splitmix64(&ch->rng);
                 if (*flood && !strcmp(ch->conf.name, flood)) {
                         ch->ip_flood = 1;
                         found_flood = 1;
@@ -441,7 +443,7 @@ static void set_human(const scn_channel_t *ch, uint64_t dev, sg_event_t *ev)
         format_ip(ev->ip, sizeof(ev->ip),
                   human_octets[(h >> 8) % NELEM(human_octets)], h);
         snprintf(ev->user_agent, sizeof(ev->user_agent), "%s",
-                 human_uas[(h >> 40) % NELEM(human_uas)]);
+                 sg_scn_human_uas[(h >> 40) % sg_scn_human_ua_cnt]);
         snprintf(ev->country, sizeof(ev->country), "%s",
                  countries[(h >> 52) % NELEM(countries)]);
         ev->has_device_id = ev->has_ip = ev->has_user_agent = ev->has_country =
@@ -451,13 +453,13 @@ static void set_human(const scn_channel_t *ch, uint64_t dev, sg_event_t *ev)
 /* A declared bot from the channel's small pool of cloud hosts. */
 static void set_bot(scn_channel_t *ch, sg_event_t *ev)
 {
-        uint64_t r = splitmix64(&ch->rng);
+        uint64_t r = sg_splitmix64(&ch->rng);
 
         snprintf(ev->device_id, sizeof(ev->device_id), "bot-%016" PRIx64,
                  ch->bot_devs[r % BOT_DEVICES]);
         snprintf(ev->ip, sizeof(ev->ip), "%s", ch->bot_ips[(r >> 8) % BOT_IPS]);
         snprintf(ev->user_agent, sizeof(ev->user_agent), "%s",
-                 bot_uas[(r >> 16) % NELEM(bot_uas)]);
+                 sg_scn_bot_uas[(r >> 16) % sg_scn_bot_ua_cnt]);
         snprintf(ev->country, sizeof(ev->country), "US");
         ev->has_device_id = ev->has_ip = ev->has_user_agent = ev->has_country =
             1;
@@ -465,7 +467,7 @@ static void set_bot(scn_channel_t *ch, sg_event_t *ev)
 
 static int jitter(scn_channel_t *ch)
 {
-        return (int)(splitmix64(&ch->rng) & 1);
+        return (int)(sg_splitmix64(&ch->rng) & 1);
 }
 
 /* The human click a conversion at time t is attributed to: the latest one at
@@ -473,7 +475,7 @@ static int jitter(scn_channel_t *ch)
 static const scn_click_t *pick_click(scn_channel_t *ch, scn_campaign_t *cp,
                                      int64_t t)
 {
-        int64_t delay = CONV_DELAY_MS + (int64_t)(splitmix64(&ch->rng) %
+        int64_t delay = CONV_DELAY_MS + (int64_t)(sg_splitmix64(&ch->rng) %
                                                   (CONV_DELAY_JITTER_MS + 1));
         const scn_click_t *oldest = NULL;
 
@@ -531,7 +533,7 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
         }
         ch->tick++;
 
-        ad = (int)(splitmix64(&ch->rng) % ADS_PER_CAMPAIGN);
+        ad = (int)(sg_splitmix64(&ch->rng) % ADS_PER_CAMPAIGN);
         cp->ctr_acc += CTR_PM;
         clicks = cp->ctr_acc >= ACC_ONE;
         if (clicks)

@@ -31,6 +31,16 @@ typedef enum {
         SG_SCN_BAD__CNT
 } sg_scn_bad_t;
 
+/* User agents of generated traffic: people's browsers, and declared bots
+ * (config/bot_ua.txt tags each of them). sg-bench-preload uses them too. */
+extern const char *const sg_scn_human_uas[];
+extern const size_t sg_scn_human_ua_cnt;
+extern const char *const sg_scn_bot_uas[];
+extern const size_t sg_scn_bot_ua_cnt;
+
+/* The PRNG of generated traffic: splitmix64, one step of the stream. */
+uint64_t sg_splitmix64(uint64_t *state);
+
 /* The dead-letter reason code ingest gives a kind (SG_ERR_*). */
 const char *sg_scenario_bad_reason(sg_scn_bad_t kind);
 
