@@ -40,6 +40,11 @@ const sg_conf_field_t sg_conf_fields[] = {
     PATHF("schemas_dir", "schemas", schemas_dir, "folder of the .avsc schemas"),
     STR("log_level", "info", log_level, "SG_LOG_LEVEL",
         "debug, info, warn or error"),
+    INT("batch_linger_ms", "2", -1, 60000, batch_linger_ms,
+        "every stage: once a batch holds a record, it ends when no further "
+        "record arrives for this long (ms), so that a record waits for "
+        "batch_ms only when input trickles in steadily; -1 = fill to "
+        "batch_size or batch_ms"),
 
     STR("topics.impressions", "ad-impressions", topics.impressions, NULL,
         "input topic; default event type impression"),

@@ -21,6 +21,7 @@ struct sg_consumer {
         int assigned;       /* partitions, for /readyz */
         int64_t last_lag;   /* when the lag gauges were last updated */
         int64_t last_probe; /* when the broker was last probed (down) */
+        int linger_ms;      /* conf batch_linger_ms */
 };
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
@@ -434,6 +435,7 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
         }
         c->on_rebalance = on_rebalance;
         c->opaque = opaque;
+        c->linger_ms = conf->batch_linger_ms;
         snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
         snprintf(client, sizeof(client), "sg-%s", stage);
         kc = conf_new(conf, client, errstr, errstr_size);
@@ -587,12 +589,18 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
                 int64_t left = deadline - sg_mono_ms();
                 rd_kafka_message_t *m;
 
+                int wait;
+
                 if (left < 0)
                         left = 0;
-                /* Short polls so that a stop signal is noticed. */
-                m = rd_kafka_consumer_poll(c->rk, left > 100 ? 100 : (int)left);
+                /* Short polls so that a stop signal is noticed; a batch
+                 * under way ends when the input pauses for linger_ms. */
+                wait = left > 100 ? 100 : (int)left;
+                if (n && c->linger_ms >= 0 && wait > c->linger_ms)
+                        wait = c->linger_ms;
+                m = rd_kafka_consumer_poll(c->rk, wait);
                 if (!m) {
-                        if (left == 0)
+                        if (left == 0 || (n && c->linger_ms >= 0))
                                 break;
                         continue;
                 }

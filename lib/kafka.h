@@ -81,7 +81,9 @@ rd_kafka_t *sg_consumer_handle(sg_consumer_t *c);
 
 /*
  * Fills msgs with up to max messages, waiting at most timeout_ms for the
- * first and the rest of the batch. Consumer errors are logged and skipped.
+ * first and the rest of the batch; once it holds one, the batch also ends
+ * when no message comes for the config's batch_linger_ms (unless that is
+ * -1). Consumer errors are logged and skipped.
  * Returns the count; free them with sg_consumer_batch_free().
  */
 int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,

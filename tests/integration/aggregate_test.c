@@ -437,14 +437,20 @@ TestSuite(aggregate_rt, .init = setup_infra, .fini = teardown_stack,
           .timeout = 300);
 
 /* Runs sg-aggregate over what sg.events holds, with batches of exactly
- * batch events, until channel has want clicks; stops it and returns its
- * stop line's batches, batch_events and batch_round_trips. */
+ * batch events (no linger: a batch fills to its size), until channel has
+ * want clicks; stops it and returns its stop line's batches, batch_events
+ * and batch_round_trips. */
 static void aggregate_once(int batch, const char *channel, long long want,
                            long long out[3])
 {
         char size[64], line[512], path[512];
-        const char *subst[] = {"  batch_size: 5000", size, "  batch_ms: 100",
-                               "batch_ms: 10000", NULL};
+        const char *subst[] = {"  batch_size: 5000",
+                               size,
+                               "  batch_ms: 100",
+                               "batch_ms: 10000",
+                               "batch_linger_ms:",
+                               "batch_linger_ms: -1",
+                               NULL};
         pid_t pid;
         FILE *fp;
 
