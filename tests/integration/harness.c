@@ -918,21 +918,24 @@ void h_config(const char *const *subst, const char *append)
         while (fgets(line, sizeof(line), in)) {
                 int done = 0;
 
-                for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-                        char *at = strstr(line, rel[i][0]);
-                        if (!at)
-                                continue;
-                        fprintf(out, "%.*s", (int)(at - line), line);
-                        fprintf(out, rel[i][1], src);
-                        fputc('\n', out);
-                        done = 1;
-                }
+                /* The caller's substitutions first: they beat the
+                 * shipped relative paths. */
                 for (int i = 0; !done && subst && subst[i]; i += 2) {
                         char *at = strstr(line, subst[i]);
                         if (!at)
                                 continue;
                         fprintf(out, "%.*s%s\n", (int)strspn(line, " "), line,
                                 subst[i + 1]);
+                        done = 1;
+                }
+                for (size_t i = 0; !done && i < sizeof(rel) / sizeof(rel[0]);
+                     i++) {
+                        char *at = strstr(line, rel[i][0]);
+                        if (!at)
+                                continue;
+                        fprintf(out, "%.*s", (int)(at - line), line);
+                        fprintf(out, rel[i][1], src);
+                        fputc('\n', out);
                         done = 1;
                 }
                 if (!done)

@@ -23,48 +23,28 @@
  * the shipped one). */
 static void write_config(const char *rules_yaml)
 {
-        char src[512], path[512], rules[600], line[1024];
-        FILE *in, *out;
+        char path[512], rules[600];
+        /* A short session: a SIGKILLed member leaves the group in seconds,
+         * not the default 45. */
+        const char *subst[] = {"kafka:",
+                               "kafka:\n"
+                               "  session.timeout.ms: 6000\n"
+                               "  heartbeat.interval.ms: 500",
+                               "file: rules.yaml", rules, NULL};
+        FILE *out;
 
-        h_src("", src, sizeof(src));
-        src[strlen(src) - 1] = '\0';
-        if (rules_yaml[0]) {
-                snprintf(rules, sizeof(rules), "%s/rules.yaml", H.dir);
-                out = fopen(rules, "w");
-                cr_assert_not_null(out);
-                fputs(rules_yaml, out);
-                fclose(out);
-        } else {
-                snprintf(rules, sizeof(rules), "%s/config/rules.yaml", src);
+        if (!rules_yaml[0]) {
+                subst[2] = NULL; /* the shipped config/rules.yaml */
+                h_config(subst, NULL);
+                return;
         }
-        in = fopen(h_src("config/spendguard.yaml", path, sizeof(path)), "r");
-        cr_assert_not_null(in);
-        snprintf(path, sizeof(path), "%s/test.yaml", H.dir);
+        snprintf(path, sizeof(path), "%s/rules.yaml", H.dir);
         out = fopen(path, "w");
         cr_assert_not_null(out);
-        while (fgets(line, sizeof(line), in)) {
-                if (strstr(line, "schemas_dir:"))
-                        fprintf(out, "schemas_dir: %s/schemas\n", src);
-                else if (strstr(line, "  file: rules.yaml"))
-                        fprintf(out, "  file: %s\n", rules);
-                else if (strstr(line, "bot_ua_file:"))
-                        fprintf(out, "  bot_ua_file: %s/config/bot_ua.txt\n",
-                                src);
-                else if (strstr(line, "dc_cidr_file:"))
-                        fprintf(out, "  dc_cidr_file: %s/config/dc_cidr.txt\n",
-                                src);
-                else
-                        fputs(line, out);
-                /* A short session: a SIGKILLed member leaves the group in
-                 * seconds, not the default 45. */
-                if (strncmp(line, "kafka:", 6) == 0)
-                        fputs("  session.timeout.ms: 6000\n"
-                              "  heartbeat.interval.ms: 500\n",
-                              out);
-        }
-        fclose(in);
+        fputs(rules_yaml, out);
         fclose(out);
-        setenv("SG_CONFIG", path, 1);
+        snprintf(rules, sizeof(rules), "file: %s", path);
+        h_config(subst, NULL);
 }
 
 static void setup(void)
