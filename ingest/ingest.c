@@ -259,6 +259,7 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         const char *reason = NULL;
         char detail[256];
         input_t *ip;
+        size_t tlen;
         int n;
 
         if (m->len > (size_t)in->conf.ingest.max_message_bytes) {
@@ -296,7 +297,10 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
             sg_dupclick_check(ip->clicks, ev->device_id, ev->ad_id,
                               ev->event_time) == 1)
                 sg_givt_mark(ev, SG_IVT_DUP_CLICK, SG_IVT_REASON_DUP_CLICK);
-        snprintf(ev->src_topic, sizeof(ev->src_topic), "%s", topic);
+        /* Not snprintf: that was ~5% of process()'s instructions. */
+        tlen = strnlen(topic, sizeof(ev->src_topic) - 1);
+        memcpy(ev->src_topic, topic, tlen);
+        ev->src_topic[tlen] = '\0';
         ev->src_partition = m->partition;
         ev->src_offset = m->offset;
 
