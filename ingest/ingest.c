@@ -31,6 +31,7 @@ struct sg_ingest {
         sg_codec_t *codec;
         sg_consumer_t *consumer;
         sg_producer_t *producer;
+        sg_pipeline_t *pipeline; /* batches awaiting acknowledgement */
         sg_validate_conf_t vc;
         rd_kafka_message_t **msgs;
         sg_event_t ev; /* reused for every record */
@@ -121,8 +122,15 @@ static void inputs_forget(sg_ingest_t *in,
 static void on_rebalance(void *opaque, int assign,
                          rd_kafka_topic_partition_list_t *parts)
 {
-        if (!assign)
-                inputs_forget(opaque, parts);
+        sg_ingest_t *in = opaque;
+
+        if (assign)
+                return;
+        /* Commit what is acknowledged while the partitions are still ours;
+         * the next owner consumes the rest again. */
+        if (in->pipeline)
+                sg_pipeline_drain(in->pipeline, 60000);
+        inputs_forget(in, parts);
 }
 
 sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
@@ -188,6 +196,13 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
         in->batch_seconds =
             sg_histogram("batch_duration_seconds", sg_metrics_batch_buckets,
                          sg_metrics_batch_bucket_cnt);
+        in->pipeline =
+            sg_pipeline_new(in->consumer, in->producer,
+                            conf->ingest.inflight_batches, in->batch_seconds);
+        if (!in->pipeline) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto err;
+        }
         sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s", topics[0],
                 topics[1], topics[2], conf->topics.events,
                 conf->topics.deadletter);
@@ -202,6 +217,7 @@ void sg_ingest_destroy(sg_ingest_t *in)
         if (!in)
                 return;
         sg_consumer_destroy(in->consumer);
+        sg_pipeline_destroy(in->pipeline);
         sg_producer_destroy(in->producer);
         sg_codec_destroy(in->codec);
         sg_givt_destroy(in->givt);
@@ -233,7 +249,8 @@ static int deadletter(sg_ingest_t *in, const rd_kafka_message_t *m,
                                       m, reason, detail);
 }
 
-/* Decodes, validates and forwards one record. -1 only if producing failed. */
+/* Decodes, validates and forwards one record. -1 only if producing failed
+ * (the pipeline counts that against the batch). */
 static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
 {
         const char *topic = rd_kafka_topic_name(m->rkt);
@@ -242,6 +259,7 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         const char *reason = NULL;
         char detail[256];
         input_t *ip;
+        size_t tlen;
         int n;
 
         if (m->len > (size_t)in->conf.ingest.max_message_bytes) {
@@ -279,7 +297,10 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
             sg_dupclick_check(ip->clicks, ev->device_id, ev->ad_id,
                               ev->event_time) == 1)
                 sg_givt_mark(ev, SG_IVT_DUP_CLICK, SG_IVT_REASON_DUP_CLICK);
-        snprintf(ev->src_topic, sizeof(ev->src_topic), "%s", topic);
+        /* Not snprintf: that was ~5% of process()'s instructions. */
+        tlen = strnlen(topic, sizeof(ev->src_topic) - 1);
+        memcpy(ev->src_topic, topic, tlen);
+        ev->src_topic[tlen] = '\0';
         ev->src_partition = m->partition;
         ev->src_offset = m->offset;
 
@@ -299,51 +320,52 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
                                 NULL);
 }
 
+/*
+ * Batches are pipelined: while the records a batch produced await their
+ * acknowledgements, the next batches are consumed and processed (up to
+ * ingest.inflight_batches). A batch's input offsets are committed only
+ * once it and every batch before it are acknowledged; if a record failed,
+ * every batch in flight is consumed again (aggregate skips what it already
+ * applied, by source offset).
+ */
 int sg_ingest_run(sg_ingest_t *in)
 {
         int64_t last_stats = sg_mono_ms();
 
         while (!sg_stop) {
-                int cnt = sg_consumer_batch(in->consumer, in->msgs,
-                                            in->conf.ingest.batch_size,
-                                            in->conf.ingest.batch_ms);
-                int64_t now = sg_now_ms(), t0 = sg_mono_us();
-                int failed = 0;
+                int64_t now;
+                int cnt;
 
-                for (int i = 0; i < cnt; i++)
-                        if (process(in, in->msgs[i], now) == -1)
-                                failed++;
-                if (cnt) {
-                        /* Commit the input only once every record it
-                         * produced is acknowledged; otherwise consume the
-                         * batch again (aggregate skips what it already
-                         * applied, by source offset). */
-                        int lost = sg_producer_flush(in->producer, 60000);
-
-                        if (failed || lost != 0) {
-                                sg_warn("event=batch_retry records=%d "
-                                        "produce_failed=%d delivery_failed=%d",
-                                        cnt, failed, lost);
-                                sg_consumer_rewind(in->consumer, in->msgs, cnt);
-                                inputs_forget(in, NULL);
-                                sg_sleep_ms(500);
-                        } else {
-                                while (sg_consumer_commit(
-                                           in->consumer, in->msgs, cnt) == -1 &&
-                                       !sg_stop)
-                                        sg_sleep_ms(200);
-                                sg_histogram_observe(
-                                    in->batch_seconds,
-                                    (double)(sg_mono_us() - t0) / 1e6);
-                        }
-                        sg_consumer_batch_free(in->msgs, cnt);
+                /* Commits what is acknowledged; waits while the pipeline
+                 * is full. */
+                if (sg_pipeline_reap(in->pipeline) == -1) {
+                        inputs_forget(in, NULL);
+                        sg_sleep_ms(500);
+                        continue;
                 }
-                sg_producer_poll(in->producer);
+                cnt = sg_consumer_batch(in->consumer, in->msgs,
+                                        in->conf.ingest.batch_size,
+                                        in->conf.ingest.batch_ms);
+                if (cnt && !sg_stop) {
+                        now = sg_now_ms();
+                        sg_pipeline_begin(in->pipeline);
+                        for (int i = 0; i < cnt; i++) {
+                                /* A record that could not be produced
+                                 * fails its batch (in the pipeline). */
+                                process(in, in->msgs[i], now);
+                                sg_pipeline_add(in->pipeline, in->msgs[i]);
+                        }
+                        sg_pipeline_end(in->pipeline);
+                }
+                /* The producer copied what it sends: only the offsets are
+                 * kept. */
+                sg_consumer_batch_free(in->msgs, cnt);
                 if (sg_mono_ms() - last_stats >= 10000) {
                         sg_metrics_log();
                         last_stats = sg_mono_ms();
                 }
         }
+        sg_pipeline_drain(in->pipeline, 60000);
         sg_metrics_log();
         sg_info("event=stop");
         return 0;

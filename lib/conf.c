@@ -69,6 +69,9 @@ const sg_conf_field_t sg_conf_fields[] = {
         "records per batch (offsets are committed per batch)"),
     INT("ingest.batch_ms", "100", 1, 60000, ingest.batch_ms,
         "longest wait to fill a batch, ms"),
+    INT("ingest.inflight_batches", "4", 1, 64, ingest.inflight_batches,
+        "batches whose output may await acknowledgement while the next is "
+        "processed (1: none)"),
     INT("ingest.future_tolerance_s", "300", 0, 86400, ingest.future_tolerance_s,
         "event_time further ahead of the clock is rejected (future_time)"),
     INT("ingest.max_message_bytes", "65536", 64, 16777216,

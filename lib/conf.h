@@ -59,6 +59,7 @@ typedef struct sg_conf {
         struct {
                 int batch_size;
                 int batch_ms;
+                int inflight_batches;
                 int future_tolerance_s;
                 int max_message_bytes;
                 int64_t max_money_micros;

@@ -12,7 +12,17 @@ struct sg_producer {
          * callback runs on the thread that polls, so no locking). */
         int64_t inflight;
         int64_t failed;
+        /* The pipeline whose open batch the messages sent now count for
+         * (sg_pipeline_begin/end), and that batch's sequence number. */
+        sg_pipeline_t *pl;
+        int64_t track; /* -1: none */
 };
+
+static void pipeline_sent(sg_pipeline_t *pl, int64_t seq, int ok);
+static void pipeline_delivered(sg_pipeline_t *pl, int64_t seq, int ok);
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets,
+                             void *opaque);
 
 struct sg_consumer {
         rd_kafka_t *rk;
@@ -155,8 +165,12 @@ static int conf_set_all(rd_kafka_conf_t *kc, const char *const *kv,
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
         sg_producer_t *p = opaque;
+        /* A pipelined batch's sequence number + 1, 0 for none. */
+        intptr_t seq = (intptr_t)m->_private;
 
         p->inflight--;
+        if (seq && p->pl)
+                pipeline_delivered(p->pl, (int64_t)seq - 1, !m->err);
         if (!m->err)
                 sg_ready_set(SG_READY_BROKER, 1);
         if (m->err) {
@@ -192,6 +206,7 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
+        p->track = -1;
         kc = conf_new(conf, client_id, errstr, errstr_size);
         if (!kc)
                 goto err;
@@ -235,6 +250,8 @@ int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
                      const void *key, size_t key_len, const void *value,
                      size_t value_len, rd_kafka_headers_t *hdrs)
 {
+        void *opaque = (void *)(intptr_t)(p->track + 1);
+
         for (;;) {
                 rd_kafka_resp_err_t err = rd_kafka_producev(
                     p->rk, RD_KAFKA_V_TOPIC(topic),
@@ -242,10 +259,13 @@ int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                     RD_KAFKA_V_KEY((void *)key, key_len),
                     RD_KAFKA_V_VALUE((void *)value, value_len),
-                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque),
+                    RD_KAFKA_V_END);
 
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         p->inflight++;
+                        if (p->track >= 0)
+                                pipeline_sent(p->pl, p->track, 1);
                         return 0;
                 }
                 if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -257,6 +277,8 @@ int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
                         rd_kafka_headers_destroy(hdrs);
                 sg_error("event=produce_failed topic=%s err=%s", topic,
                          rd_kafka_err2name(err));
+                if (p->track >= 0)
+                        pipeline_sent(p->pl, p->track, 0);
                 return -1;
         }
 }
@@ -448,6 +470,7 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                 goto err;
         }
         rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(kc, offset_commit_cb);
         rd_kafka_conf_set_opaque(kc, c);
         c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
         if (!c->rk) {
@@ -669,23 +692,19 @@ int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)
         return 0;
 }
 
-int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)
+/* Seeks each partition of l to its offset. */
+static int seek_list(sg_consumer_t *c, rd_kafka_topic_partition_list_t *l)
 {
-        rd_kafka_topic_partition_list_t *l;
-        rd_kafka_error_t *error;
+        rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, l, 5000);
         int rc = 0;
 
-        if (cnt == 0)
-                return 0;
-        l = batch_offsets(msgs, cnt, 0);
-        error = rd_kafka_seek_partitions(c->rk, l, 5000);
         if (error) {
                 sg_error("event=rewind_failed err=%s",
                          rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);
-                rc = -1;
+                return -1;
         }
-        for (int i = 0; rc == 0 && i < l->cnt; i++) {
+        for (int i = 0; i < l->cnt; i++) {
                 if (l->elems[i].err) {
                         sg_error("event=rewind_failed topic=%s partition=%d "
                                  "err=%s",
@@ -694,6 +713,325 @@ int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)
                         rc = -1;
                 }
         }
+        return rc;
+}
+
+int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)
+{
+        rd_kafka_topic_partition_list_t *l;
+        int rc;
+
+        if (cnt == 0)
+                return 0;
+        l = batch_offsets(msgs, cnt, 0);
+        rc = seek_list(c, l);
         rd_kafka_topic_partition_list_destroy(l);
         return rc;
+}
+
+/* ------------------------------------------------------- pipelined batches */
+
+/*
+ * One batch: where its input records are, per partition the lowest offset
+ * (first) and the highest + 1 (next, same indices), and how many of the
+ * messages it produced are not yet reported (inflight) or failed. Slot of
+ * sequence number seq: seq % depth; a report for a sequence number the
+ * slot no longer holds (a batch given up after a failure) is ignored.
+ */
+typedef struct pl_batch {
+        int64_t seq; /* -1: free */
+        int open;    /* between begin and end */
+        int64_t inflight;
+        int64_t failed;
+        int64_t records;
+        int64_t t0_us;
+        int last; /* index in first/next of the last record's partition */
+        rd_kafka_topic_partition_list_t *first, *next;
+} pl_batch_t;
+
+struct sg_pipeline {
+        sg_consumer_t *c;
+        sg_producer_t *p;
+        sg_histogram_t *batch_seconds;
+        int depth;
+        int64_t oldest; /* sequence number of the oldest batch in flight */
+        int64_t seq;    /* the next batch's */
+        pl_batch_t *b;  /* [depth] */
+};
+
+static pl_batch_t *pl_slot(sg_pipeline_t *pl, int64_t seq)
+{
+        return &pl->b[seq % pl->depth];
+}
+
+static void pipeline_sent(sg_pipeline_t *pl, int64_t seq, int ok)
+{
+        pl_batch_t *b = pl_slot(pl, seq);
+
+        if (b->seq != seq)
+                return;
+        if (ok)
+                b->inflight++;
+        else
+                b->failed++;
+}
+
+static void pipeline_delivered(sg_pipeline_t *pl, int64_t seq, int ok)
+{
+        pl_batch_t *b = pl_slot(pl, seq);
+
+        if (b->seq != seq)
+                return;
+        b->inflight--;
+        if (!ok)
+                b->failed++;
+}
+
+sg_pipeline_t *sg_pipeline_new(sg_consumer_t *c, sg_producer_t *p, int depth,
+                               sg_histogram_t *batch_seconds)
+{
+        sg_pipeline_t *pl = calloc(1, sizeof(*pl));
+
+        if (!pl || depth < 1 || !(pl->b = calloc(depth, sizeof(*pl->b)))) {
+                free(pl);
+                return NULL;
+        }
+        pl->c = c;
+        pl->p = p;
+        pl->batch_seconds = batch_seconds;
+        pl->depth = depth;
+        for (int i = 0; i < depth; i++)
+                pl->b[i].seq = -1;
+        p->pl = pl;
+        return pl;
+}
+
+static void pl_free(pl_batch_t *b)
+{
+        if (b->first)
+                rd_kafka_topic_partition_list_destroy(b->first);
+        if (b->next)
+                rd_kafka_topic_partition_list_destroy(b->next);
+        memset(b, 0, sizeof(*b));
+        b->seq = -1;
+}
+
+/* Forgets the oldest batch. */
+static void pl_pop(sg_pipeline_t *pl)
+{
+        pl_free(pl_slot(pl, pl->oldest));
+        pl->oldest++;
+}
+
+void sg_pipeline_destroy(sg_pipeline_t *pl)
+{
+        if (!pl)
+                return;
+        while (pl->oldest < pl->seq)
+                pl_pop(pl);
+        if (pl->p->pl == pl) {
+                pl->p->pl = NULL;
+                pl->p->track = -1;
+        }
+        free(pl->b);
+        free(pl);
+}
+
+int sg_pipeline_inflight(const sg_pipeline_t *pl)
+{
+        return (int)(pl->seq - pl->oldest);
+}
+
+void sg_pipeline_begin(sg_pipeline_t *pl)
+{
+        pl_batch_t *b = pl_slot(pl, pl->seq);
+
+        if (b->seq != -1)
+                abort(); /* no room: a caller's bug */
+        b->seq = pl->seq++;
+        b->open = 1;
+        b->last = -1;
+        b->t0_us = sg_mono_us();
+        b->first = rd_kafka_topic_partition_list_new(16);
+        b->next = rd_kafka_topic_partition_list_new(16);
+        pl->p->track = b->seq;
+}
+
+void sg_pipeline_add(sg_pipeline_t *pl, const rd_kafka_message_t *m)
+{
+        pl_batch_t *b = pl_slot(pl, pl->seq - 1);
+        const char *t = rd_kafka_topic_name(m->rkt);
+        rd_kafka_topic_partition_t *f, *n;
+        int i = b->last;
+
+        /* A fetch hands out a partition's records in runs. */
+        if (i < 0 || b->first->elems[i].partition != m->partition ||
+            strcmp(b->first->elems[i].topic, t) != 0) {
+                for (i = 0; i < b->first->cnt; i++)
+                        if (b->first->elems[i].partition == m->partition &&
+                            strcmp(b->first->elems[i].topic, t) == 0)
+                                break;
+                if (i == b->first->cnt) {
+                        rd_kafka_topic_partition_list_add(b->first, t,
+                                                          m->partition)
+                            ->offset = m->offset;
+                        rd_kafka_topic_partition_list_add(b->next, t,
+                                                          m->partition)
+                            ->offset = m->offset + 1;
+                }
+                b->last = i;
+        }
+        f = &b->first->elems[i];
+        n = &b->next->elems[i];
+        if (m->offset < f->offset)
+                f->offset = m->offset;
+        if (m->offset + 1 > n->offset)
+                n->offset = m->offset + 1;
+        b->records++;
+}
+
+void sg_pipeline_end(sg_pipeline_t *pl)
+{
+        pl_slot(pl, pl->seq - 1)->open = 0;
+        pl->p->track = -1;
+}
+
+static int pl_done(const pl_batch_t *b)
+{
+        return !b->open && b->inflight <= 0;
+}
+
+/* Serves delivery reports until every batch in flight is reported, or
+ * timeout_ms. 1 if all are. */
+static int pl_wait_all(sg_pipeline_t *pl, int timeout_ms)
+{
+        int64_t deadline = sg_mono_ms() + timeout_ms;
+
+        for (;;) {
+                int64_t s = pl->oldest, left = deadline - sg_mono_ms();
+
+                while (s < pl->seq && pl_done(pl_slot(pl, s)))
+                        s++;
+                if (s == pl->seq)
+                        return 1;
+                if (left <= 0)
+                        return 0;
+                rd_kafka_poll(pl->p->rk, left > 100 ? 100 : (int)left);
+        }
+}
+
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets,
+                             void *opaque)
+{
+        (void)rk;
+        (void)offsets;
+        (void)opaque;
+        /* Asynchronous commits only; a later commit covers a lost one. */
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                sg_warn("event=commit_failed err=%s", rd_kafka_err2name(err));
+}
+
+int sg_pipeline_reap(sg_pipeline_t *pl)
+{
+        rd_kafka_topic_partition_list_t *l;
+        int64_t batches, records = 0, failed = 0;
+
+        rd_kafka_poll(pl->p->rk, 0);
+        for (;;) {
+                pl_batch_t *b = pl_slot(pl, pl->oldest);
+
+                while (pl->oldest < pl->seq && pl_done(b) && !b->failed) {
+                        rd_kafka_resp_err_t err =
+                            rd_kafka_commit(pl->c->rk, b->next, 1 /* async */);
+
+                        if (err)
+                                sg_warn("event=commit_failed err=%s",
+                                        rd_kafka_err2name(err));
+                        if (pl->batch_seconds)
+                                sg_histogram_observe(
+                                    pl->batch_seconds,
+                                    (double)(sg_mono_us() - b->t0_us) / 1e6);
+                        pl_pop(pl);
+                        b = pl_slot(pl, pl->oldest);
+                }
+                if (pl->oldest < pl->seq && pl_done(b) && b->failed)
+                        break;
+                if (sg_pipeline_inflight(pl) < pl->depth || sg_stop)
+                        return 0;
+                rd_kafka_poll(pl->p->rk, 100);
+        }
+        /* The oldest batch failed: all in flight are consumed again, once
+         * their reports are in (so that none lands in a reused slot late:
+         * a report after 60 s is ignored). */
+        pl_wait_all(pl, 60000);
+        batches = sg_pipeline_inflight(pl);
+        l = rd_kafka_topic_partition_list_new(16);
+        for (int64_t s = pl->oldest; s < pl->seq; s++) {
+                pl_batch_t *o = pl_slot(pl, s);
+
+                for (int i = 0; i < o->first->cnt; i++)
+                        if (!rd_kafka_topic_partition_list_find(
+                                l, o->first->elems[i].topic,
+                                o->first->elems[i].partition))
+                                rd_kafka_topic_partition_list_add(
+                                    l, o->first->elems[i].topic,
+                                    o->first->elems[i].partition)
+                                    ->offset = o->first->elems[i].offset;
+                records += o->records;
+                failed += o->failed;
+        }
+        sg_warn("event=batch_retry batches=%lld records=%lld failed=%lld",
+                (long long)batches, (long long)records, (long long)failed);
+        seek_list(pl->c, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        while (pl->oldest < pl->seq)
+                pl_pop(pl);
+        return -1;
+}
+
+int sg_pipeline_drain(sg_pipeline_t *pl, int timeout_ms)
+{
+        rd_kafka_topic_partition_list_t *l;
+        int left;
+
+        if (pl->oldest == pl->seq)
+                return 0;
+        pl_wait_all(pl, timeout_ms);
+        l = rd_kafka_topic_partition_list_new(16);
+        while (pl->oldest < pl->seq) {
+                pl_batch_t *b = pl_slot(pl, pl->oldest);
+
+                if (!pl_done(b) || b->failed)
+                        break;
+                /* Later batches hold later offsets. */
+                for (int i = 0; i < b->next->cnt; i++) {
+                        rd_kafka_topic_partition_t *tp =
+                            rd_kafka_topic_partition_list_find(
+                                l, b->next->elems[i].topic,
+                                b->next->elems[i].partition);
+
+                        if (!tp)
+                                tp = rd_kafka_topic_partition_list_add(
+                                    l, b->next->elems[i].topic,
+                                    b->next->elems[i].partition);
+                        tp->offset = b->next->elems[i].offset;
+                }
+                pl_pop(pl);
+        }
+        left = sg_pipeline_inflight(pl);
+        if (l->cnt) {
+                rd_kafka_resp_err_t err =
+                    rd_kafka_commit(pl->c->rk, l, 0 /* sync */);
+
+                if (err)
+                        sg_warn("event=commit_failed err=%s",
+                                rd_kafka_err2name(err));
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        if (left)
+                sg_warn("event=batches_not_committed batches=%d", left);
+        while (pl->oldest < pl->seq)
+                pl_pop(pl);
+        return left;
 }

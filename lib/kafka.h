@@ -10,6 +10,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include "conf.h"
+#include "metrics.h"
+
+typedef struct sg_pipeline sg_pipeline_t;
 
 /* ---------------------------------------------------------------- producer */
 
@@ -96,6 +99,61 @@ int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
 /* Rewinds each partition in msgs to its lowest offset there, so the batch
  * is consumed again. */
 int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
+
+/* ------------------------------------------------------- pipelined batches */
+
+/*
+ * A consumer's batches whose produced records are still being acknowledged,
+ * so that the next batches are consumed and processed meanwhile. Every
+ * message sent through the producer between sg_pipeline_begin() and
+ * sg_pipeline_end() (records and dead letters alike) counts for the open
+ * batch; sg_pipeline_add() notes an input record's offset, after which the
+ * input message may be freed (the producer copies what it sends). A
+ * batch's input offsets are committed, asynchronously and oldest first,
+ * once it and every batch before it are acknowledged in full: a lost
+ * asynchronous commit only means re-delivery. Single-threaded: call
+ * everything, and poll the producer, from the stage's thread.
+ */
+
+/* depth: batches in flight at most (1 = the next batch is consumed only
+ * once the previous one is committed). batch_seconds may be NULL: it
+ * observes each batch from sg_pipeline_begin() to its commit. NULL if out
+ * of memory. */
+sg_pipeline_t *sg_pipeline_new(sg_consumer_t *c, sg_producer_t *p, int depth,
+                               sg_histogram_t *batch_seconds);
+/* Forgets what is in flight (commits nothing: drain first). Accepts NULL. */
+void sg_pipeline_destroy(sg_pipeline_t *pl);
+
+/* Opens a batch: there must be room (sg_pipeline_reap() returned 0). */
+void sg_pipeline_begin(sg_pipeline_t *pl);
+/* Notes an input record of the open batch. */
+void sg_pipeline_add(sg_pipeline_t *pl, const rd_kafka_message_t *m);
+/* Closes the open batch: no more sends count for it. */
+void sg_pipeline_end(sg_pipeline_t *pl);
+
+/*
+ * Serves delivery reports and commits the batches completed, in order.
+ * While depth batches are in flight it waits, until one is committed or
+ * sg_stop. If the oldest batch has a record that failed (to be enqueued
+ * or delivered), it waits up to 60 s for the other batches' reports,
+ * rewinds the consumer to each partition's first record in flight, so
+ * that all of them are consumed again, forgets them and returns -1 (the
+ * caller drops state that would meet those records as duplicates).
+ * Otherwise 0.
+ */
+int sg_pipeline_reap(sg_pipeline_t *pl);
+
+/*
+ * Waits up to timeout_ms for every batch in flight, commits synchronously
+ * those acknowledged, oldest first up to the first that failed or is still
+ * in flight, and forgets them all. For a stop or a revocation: what was
+ * not committed is consumed again by whoever owns the partitions next.
+ * Returns how many batches were not committed.
+ */
+int sg_pipeline_drain(sg_pipeline_t *pl, int timeout_ms);
+
+/* Batches in flight (open or awaiting acknowledgement or commit). */
+int sg_pipeline_inflight(const sg_pipeline_t *pl);
 
 /*
  * How far another stage's consumer group (<group_prefix>.<stage>) has got:

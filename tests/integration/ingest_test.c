@@ -266,3 +266,126 @@ Test(ingest, every_bad_record_is_dead_lettered_and_every_good_one_counted)
         h_msgs_free(msgs, n);
         sg_codec_destroy(codec);
 }
+
+/* ------------------------------------------------- delivery failures */
+
+/* sg-ingest alone, with small batches so that several are in flight. */
+static void ingest_only_up(void)
+{
+        /* A restarted ingest rejoins within the session timeout. */
+        const char *subst[] = {
+            "  batch_size: 2000", "batch_size: 100\n  inflight_batches: 4",
+            "  fetch.wait.max.ms: 10",
+            "fetch.wait.max.ms: 10\n  session.timeout.ms: 6000", NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+        h_spawn("sg-ingest", NULL);
+}
+
+TestSuite(ingest_retry, .init = ingest_only_up, .fini = h_stack_down,
+          .timeout = 240);
+
+#define RETRY_OLD 600  /* committed before the failures */
+#define RETRY_NEW 1200 /* consumed while Produce requests fail */
+
+/* Produces JSON clicks <prefix>-<i>, i < n, spread over the partitions. */
+static void produce_clicks(const char *prefix, int n, long long t)
+{
+        char id[32], dev[32], extra[256], buf[512];
+
+        for (int i = 0; i < n; i++) {
+                int len;
+
+                snprintf(id, sizeof(id), "%s-%d", prefix, i);
+                snprintf(dev, sizeof(dev), "%s-dev-%d", prefix, i);
+                snprintf(extra, sizeof(extra),
+                         "\"cost_micros\":1000,\"device_id\":\"%s\","
+                         "\"user_agent\":\"%s\"",
+                         dev, BROWSER);
+                len = json_click(buf, sizeof(buf), id, t + i, extra);
+                cr_assert_eq(h_produce_async("ad-clicks", RD_KAFKA_PARTITION_UA,
+                                             dev, strlen(dev), buf,
+                                             (size_t)len),
+                             0);
+        }
+        cr_assert_eq(h_flush(), 0);
+}
+
+/*
+ * Deliveries to sg.events fail while batches are in flight: ingest consumes
+ * every batch that was in flight again and commits its input only once
+ * all of it is acknowledged. Every record reaches sg.events; those
+ * committed before the failures are not read again (the rewind goes back
+ * to the first unacknowledged batch, no further); and a record read again
+ * does not meet itself as a duplicate (no dead letters).
+ */
+Test(ingest_retry, failed_deliveries_rewind_to_the_first_unacknowledged_batch)
+{
+        char schemas[512], err[256], log[512], line[1024];
+        long long t = now_ms() - 60000;
+        rd_kafka_message_t **msgs;
+        static int seen_old[RETRY_OLD], seen_new[RETRY_NEW];
+        int n, retries = 0;
+        sg_codec_t *codec;
+        pid_t ingest = h_pid("sg-ingest");
+        FILE *f;
+
+        codec = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)), err,
+                             sizeof(err));
+        cr_assert_not_null(codec, "%s", err);
+
+        produce_clicks("old", RETRY_OLD, t);
+        h_wait_caught_up("ingest", "ad-clicks", 60000);
+        /* With ingest stopped, so that its first Produce requests are the
+         * ones that fail, not the test's. */
+        cr_assert_eq(h_stop(ingest), 0);
+        produce_clicks("new", RETRY_NEW, t + RETRY_OLD);
+        h_broker_ctl("error Produce 3 MSG_SIZE_TOO_LARGE");
+        h_spawn("sg-ingest", NULL);
+        h_wait_caught_up("ingest", "ad-clicks", 60000);
+
+        n = h_consume_all("sg.events", RETRY_OLD + RETRY_NEW, 30000, &msgs);
+        for (int i = 0; i < n; i++) {
+                sg_event_t ev;
+                int k;
+
+                cr_assert_eq(sg_codec_decode_normalized(codec, msgs[i]->payload,
+                                                        msgs[i]->len, &ev),
+                             0);
+                if (sscanf(ev.event_id, "old-%d", &k) == 1 && k >= 0 &&
+                    k < RETRY_OLD)
+                        seen_old[k]++;
+                else if (sscanf(ev.event_id, "new-%d", &k) == 1 && k >= 0 &&
+                         k < RETRY_NEW)
+                        seen_new[k]++;
+                else
+                        cr_assert_fail("unexpected event %s", ev.event_id);
+        }
+        h_msgs_free(msgs, n);
+        for (int k = 0; k < RETRY_OLD; k++)
+                cr_assert_eq(seen_old[k], 1,
+                             "old-%d on sg.events %d times: the rewind went "
+                             "back past committed input",
+                             k, seen_old[k]);
+        for (int k = 0; k < RETRY_NEW; k++)
+                cr_assert_geq(seen_new[k], 1, "new-%d never on sg.events", k);
+
+        /* The failures happened and were retried. */
+        snprintf(log, sizeof(log), "%s/sg-ingest.log", H.dir);
+        f = fopen(log, "r");
+        cr_assert_not_null(f);
+        while (fgets(line, sizeof(line), f))
+                retries += strstr(line, "event=batch_retry") != NULL;
+        fclose(f);
+        cr_assert_gt(retries, 0, "no batch_retry in %s", log);
+
+        n = h_consume_all("sg.deadletter", 0, 2000, &msgs);
+        cr_assert_eq(n, 0,
+                     "%d dead letters: a record read again was taken "
+                     "for a duplicate",
+                     n);
+        h_msgs_free(msgs, n);
+        sg_codec_destroy(codec);
+}
