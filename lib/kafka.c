@@ -160,6 +160,40 @@ static int conf_set_all(rd_kafka_conf_t *kc, const char *const *kv,
         return 0;
 }
 
+/*
+ * A client of type: the common config, group.id (consumers), defaults
+ * (name, value, ..., NULL), the kafka: map, then callbacks(kc) and opaque.
+ * NULL with errstr set on error.
+ */
+static rd_kafka_t *client_new(rd_kafka_type_t type, const sg_conf_t *conf,
+                              const char *client_id, const char *group,
+                              const char *const *defaults,
+                              void (*callbacks)(rd_kafka_conf_t *kc),
+                              void *opaque, char *errstr, size_t errstr_size)
+{
+        rd_kafka_conf_t *kc = conf_new(conf, client_id, errstr, errstr_size);
+        rd_kafka_t *rk;
+
+        if (!kc)
+                return NULL;
+        if ((group && rd_kafka_conf_set(kc, "group.id", group, errstr,
+                                        errstr_size) != RD_KAFKA_CONF_OK) ||
+            conf_set_all(kc, defaults, errstr, errstr_size) ||
+            conf_passthrough(kc, conf, type == RD_KAFKA_PRODUCER, errstr,
+                             errstr_size)) {
+                rd_kafka_conf_destroy(kc);
+                return NULL;
+        }
+        if (callbacks)
+                callbacks(kc);
+        rd_kafka_conf_set_opaque(kc, opaque);
+        /* rd_kafka_new() takes ownership of kc on success only. */
+        rk = rd_kafka_new(type, kc, errstr, errstr_size);
+        if (!rk)
+                rd_kafka_conf_destroy(kc);
+        return rk;
+}
+
 /* ---------------------------------------------------------------- producer */
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -193,6 +227,11 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
 }
 
+static void producer_callbacks(rd_kafka_conf_t *kc)
+{
+        rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
+}
+
 sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
                                char *errstr, size_t errstr_size)
 {
@@ -200,33 +239,19 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
             "enable.idempotence", "true", "acks", "all", "linger.ms", "5",
             "compression.type",   "lz4",  NULL};
         sg_producer_t *p = calloc(1, sizeof(*p));
-        rd_kafka_conf_t *kc;
 
         if (!p) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
         p->track = -1;
-        kc = conf_new(conf, client_id, errstr, errstr_size);
-        if (!kc)
-                goto err;
-        if (conf_set_all(kc, defaults, errstr, errstr_size) ||
-            conf_passthrough(kc, conf, 1, errstr, errstr_size)) {
-                rd_kafka_conf_destroy(kc);
-                goto err;
-        }
-        rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
-        rd_kafka_conf_set_opaque(kc, p);
-        /* rd_kafka_new() takes ownership of kc on success only. */
-        p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
+        p->rk = client_new(RD_KAFKA_PRODUCER, conf, client_id, NULL, defaults,
+                           producer_callbacks, p, errstr, errstr_size);
         if (!p->rk) {
-                rd_kafka_conf_destroy(kc);
-                goto err;
+                free(p);
+                return NULL;
         }
         return p;
-err:
-        free(p);
-        return NULL;
 }
 
 void sg_producer_destroy(sg_producer_t *p)
@@ -433,6 +458,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         c->assigned = assign ? parts->cnt : 0;
 }
 
+static void consumer_callbacks(rd_kafka_conf_t *kc)
+{
+        rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(kc, offset_commit_cb);
+}
+
 sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                                const char *const *topics, int topic_cnt,
                                sg_rebalance_fn *on_rebalance, void *opaque,
@@ -448,7 +479,6 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
         sg_consumer_t *c = calloc(1, sizeof(*c));
         rd_kafka_topic_partition_list_t *subs;
         rd_kafka_resp_err_t err;
-        rd_kafka_conf_t *kc;
         char group[192], client[192];
 
         if (!c) {
@@ -460,23 +490,10 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
         c->linger_ms = conf->batch_linger_ms;
         snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
         snprintf(client, sizeof(client), "sg-%s", stage);
-        kc = conf_new(conf, client, errstr, errstr_size);
-        if (!kc)
+        c->rk = client_new(RD_KAFKA_CONSUMER, conf, client, group, defaults,
+                           consumer_callbacks, c, errstr, errstr_size);
+        if (!c->rk)
                 goto err;
-        if (rd_kafka_conf_set(kc, "group.id", group, errstr, errstr_size) ||
-            conf_set_all(kc, defaults, errstr, errstr_size) ||
-            conf_passthrough(kc, conf, 0, errstr, errstr_size)) {
-                rd_kafka_conf_destroy(kc);
-                goto err;
-        }
-        rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
-        rd_kafka_conf_set_offset_commit_cb(kc, offset_commit_cb);
-        rd_kafka_conf_set_opaque(kc, c);
-        c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
-        if (!c->rk) {
-                rd_kafka_conf_destroy(kc);
-                goto err;
-        }
         rd_kafka_poll_set_consumer(c->rk);
         subs = rd_kafka_topic_partition_list_new(topic_cnt);
         for (int i = 0; i < topic_cnt; i++)
@@ -533,8 +550,9 @@ struct sg_progress {
 sg_progress_t *sg_progress_new(const sg_conf_t *conf, const char *stage,
                                char *errstr, size_t errstr_size)
 {
+        static const char *const defaults[] = {"enable.auto.commit", "false",
+                                               NULL};
         sg_progress_t *p = calloc(1, sizeof(*p));
-        rd_kafka_conf_t *kc;
         char group[192], client[192];
 
         if (!p) {
@@ -543,25 +561,13 @@ sg_progress_t *sg_progress_new(const sg_conf_t *conf, const char *stage,
         }
         snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
         snprintf(client, sizeof(client), "sg-progress-%s", stage);
-        kc = conf_new(conf, client, errstr, errstr_size);
-        if (!kc)
-                goto err;
-        if (rd_kafka_conf_set(kc, "group.id", group, errstr, errstr_size) ||
-            rd_kafka_conf_set(kc, "enable.auto.commit", "false", errstr,
-                              errstr_size) ||
-            conf_passthrough(kc, conf, 0, errstr, errstr_size)) {
-                rd_kafka_conf_destroy(kc);
-                goto err;
-        }
-        p->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+        p->rk = client_new(RD_KAFKA_CONSUMER, conf, client, group, defaults,
+                           NULL, NULL, errstr, errstr_size);
         if (!p->rk) {
-                rd_kafka_conf_destroy(kc);
-                goto err;
+                free(p);
+                return NULL;
         }
         return p;
-err:
-        free(p);
-        return NULL;
 }
 
 void sg_progress_destroy(sg_progress_t *p)
