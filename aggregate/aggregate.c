@@ -75,16 +75,18 @@ enum {
         NF
 };
 
-/* The per-entry string lists of apply.lua, in its order. */
+/* The per-entry string lists. apply.lua gets the devices of impressions
+ * and then those of the other events as one list (unique devices), the
+ * first part of which is the frequency cap's. */
 enum {
-        L_DEV,       /* devices of all events: unique devices */
+        L_DEV,       /* devices of clicks and conversions */
         L_IP,        /* IPs of all events: unique IPs */
         L_IMP_DEV,   /* devices of impressions: frequency cap */
         L_CLICK_IP,  /* IPs of clicks: clicks per source (channel scope) */
         L_CLICK_DEV, /* devices of clicks: clicks per source */
         NL
 };
-#define LIST_MAX_PER_EVENT 8 /* 2 entries x (3 lists) + 2 */
+#define LIST_MAX_PER_EVENT 6 /* 2 entries x (a device, an IP) + 2 clicks */
 
 /* One (partition, scope, bucket) of the batch's pre-aggregation. */
 typedef struct entry {
@@ -586,7 +588,7 @@ static void entry_add(sg_aggregate_t *ag, entry_t *e, const sg_event_t *ev,
         for (int b = 0; b < 4 && ev->type != SG_EV_CONVERSION; b++)
                 if (ev->ivt_mask & (1u << b))
                         e->n[F_IVT_BOT_UA + b]++;
-        if (dev)
+        if (dev && ev->type != SG_EV_IMPRESSION)
                 list_add(ag, e, L_DEV, ev->device_id);
         if (ip)
                 list_add(ag, e, L_IP, ev->ip);
@@ -669,6 +671,13 @@ static void args_int(argbuf_t *a, int64_t v)
         a->argv[a->argc] = a->arena + a->used;
         a->argvlen[a->argc++] = n;
         a->used += n + 1;
+}
+
+/* Adds the strings of e's list l (they outlive the call). */
+static void args_list(sg_aggregate_t *ag, const entry_t *e, int l)
+{
+        for (int d = e->head[l]; d != -1; d = ag->lst_next[d])
+                args_str(&ag->args, ag->lst_ptr[d], 0);
 }
 
 /* ------------------------------------------------------------- output */
@@ -854,10 +863,10 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
                 if (e->partition != p)
                         continue;
                 e->idx = ++nent;
-                argc += 2 + NF + NL;
+                argc += 3 + 2 * NF + NL;
                 for (int l = 0; l < NL; l++)
                         argc += e->cnt[l];
-                bytes += SCOPE_LEN + (2 + NF + NL) * 24;
+                bytes += SCOPE_LEN + (3 + 2 * NF + NL) * 24;
         }
         for (int k = 0; k < ag->op_cnt; k++)
                 if (ag->ops[k].partition == p) {
@@ -913,14 +922,32 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
                 const entry_t *e = &ag->table[ag->used_slots[k]];
                 if (e->partition != p)
                         continue;
+                int nz = 0;
+
                 args_str(a, e->scope, 0);
                 args_int(a, e->bucket);
+                /* The non-zero counters: field number (1-based), value. */
                 for (int f = 0; f < NF; f++)
+                        nz += e->n[f] != 0;
+                args_int(a, nz);
+                for (int f = 0; f < NF; f++) {
+                        if (e->n[f] == 0)
+                                continue;
+                        args_int(a, f + 1);
                         args_int(a, e->n[f]);
-                for (int l = 0; l < NL; l++) {
-                        args_int(a, e->cnt[l]);
-                        for (int d = e->head[l]; d != -1; d = ag->lst_next[d])
-                                args_str(a, ag->lst_ptr[d], 0);
+                }
+                args_int(a, e->cnt[L_IMP_DEV] + e->cnt[L_DEV]);
+                args_int(a, e->cnt[L_IMP_DEV]);
+                args_list(ag, e, L_IMP_DEV);
+                args_list(ag, e, L_DEV);
+                args_int(a, e->cnt[L_IP]);
+                args_list(ag, e, L_IP);
+                /* Click sources: channel entries only. */
+                if (e->scope[0] && e->scope[strlen(e->scope) - 1] == '|') {
+                        args_int(a, e->cnt[L_CLICK_IP]);
+                        args_list(ag, e, L_CLICK_IP);
+                        args_int(a, e->cnt[L_CLICK_DEV]);
+                        args_list(ag, e, L_CLICK_DEV);
                 }
         }
         args_int(a, nops);
