@@ -58,13 +58,16 @@ redis-server --port 0 --unixsocket "$D/redis.sock" --save "" \
 REDIS_PID=$!
 pids="$REDIS_PID $pids"
 # Every phase has its own topics on the one broker; input topics have 16
-# partitions so that a preload fits the mock's ~5 MiB per partition.
+# partitions so that a preload fits the mock's ~5 MiB per partition. The
+# end-to-end conversions topic has 4: the watermark waits for an event past
+# the window from every input partition, and 16 partitions of 0.5% of the
+# traffic would each see one only every ~300 ms at 10k/s.
 topics=""
 for t in bi.imp:16 bi.clk:16 bi.conv:16 bi.events:16 b.dead:4 \
         ba.events:4 ba.aggs:4 br.aggs:4 br.rdec:4 br.dec:4 br.out:4 \
         br.kpis:4 s1.events:4 s2.events:4 s3.events:4 p1.events:1 \
         p4.events:4 s.aggs:4 rs1.aggs:4 rs2.aggs:4 rs3.aggs:4 rp1.aggs:1 \
-        rp4.aggs:4 rs.dec:4 be.imp:16 be.clk:16 be.conv:16 be.events:16 \
+        rp4.aggs:4 rs.dec:4 be.imp:16 be.clk:16 be.conv:4 be.events:16 \
         be.aggs:4 be.dec:4 be.out:4 be.kpis:4; do
         topics="$topics -t $t"
 done

@@ -689,7 +689,9 @@ int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)
         if (cnt == 0)
                 return 0;
         l = batch_offsets(msgs, cnt, 1);
-        err = rd_kafka_commit(c->rk, l, 0 /* sync */);
+        /* The result comes to offset_commit_cb; a lost commit only means
+         * records read again, which every stage skips or dedupes. */
+        err = rd_kafka_commit(c->rk, l, 1 /* async */);
         rd_kafka_topic_partition_list_destroy(l);
         if (err) {
                 sg_warn("event=commit_failed err=%s", rd_kafka_err2name(err));

@@ -93,7 +93,9 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
                       int timeout_ms);
 void sg_consumer_batch_free(rd_kafka_message_t **msgs, int cnt);
 
-/* Synchronously commits, per partition, the highest offset in msgs + 1. */
+/* Commits, per partition, the highest offset in msgs + 1, asynchronously
+ * (a failure is logged when the consumer is next polled); -1 if the request
+ * could not be queued. */
 int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
 
 /* Rewinds each partition in msgs to its lowest offset there, so the batch
