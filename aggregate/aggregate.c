@@ -44,7 +44,12 @@ typedef struct part {
         int assigned;
         int in_batch;        /* has events in the current batch */
         int64_t next_offset; /* sg.events offset after the batch */
-        int64_t max_t;       /* max event time applied (INT64_MIN: none) */
+        /* sg.events' end when the partition was assigned: the watermark
+         * holds until it is read up to there (0: caught up). A backlog's
+         * partitions are read in no event-time order, so until then an
+         * input partition's events in another partition may lie behind. */
+        int64_t catchup_to;
+        int64_t max_t; /* max event time applied (INT64_MIN: none) */
         int64_t batch_max_t;
         src_off_t src[MAX_SOURCES];
         int src_cnt;
@@ -257,9 +262,25 @@ static void part_load(sg_aggregate_t *ag, rd_kafka_topic_partition_t *tp)
          * holds the watermark back until it has or goes idle. */
         for (int i = 0; i < ag->input_cnt; i++)
                 src_get(ps, ag->inputs[i]);
+        {
+                int64_t lo, hi;
+
+                if (ag->consumer &&
+                    rd_kafka_query_watermark_offsets(
+                        sg_consumer_handle(ag->consumer),
+                        ag->conf.topics.events, tp->partition, &lo, &hi,
+                        5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                        ps->catchup_to = hi > ps->next_offset ? hi : 0;
+                else
+                        sg_warn("event=catchup_unknown partition=%d "
+                                "msg=\"no high watermark: the watermark "
+                                "does not wait for this partition's "
+                                "backlog\"",
+                                (int)tp->partition);
+        }
         sg_info("event=partition_resume partition=%d offset=%" PRId64
-                " sources=%d",
-                (int)tp->partition, tp->offset, ps->src_cnt);
+                " sources=%d catchup_to=%" PRId64,
+                (int)tp->partition, tp->offset, ps->src_cnt, ps->catchup_to);
 }
 
 static void on_rebalance(void *opaque, int assign,
@@ -312,6 +333,17 @@ static int64_t stage_watermark_now(sg_aggregate_t *ag)
          * assigned sg.events partition: ingest routes its events by
          * channel, so most (partition, input) pairs may never see one. It
          * is active while any of its pairs is not idle. */
+        /* No watermark while a partition reads the backlog it was
+         * assigned with. */
+        for (int p = 0; p < MAX_PARTITIONS; p++) {
+                part_t *ps = ag->parts[p];
+
+                if (!ps || !ps->assigned || !ps->catchup_to)
+                        continue;
+                if (ps->next_offset < ps->catchup_to)
+                        return INT64_MIN;
+                ps->catchup_to = 0;
+        }
         for (int q = 0; q < ag->input_cnt; q++) {
                 ag->qmax[q] = INT64_MIN;
                 ag->qactive[q] = 0;
