@@ -617,7 +617,6 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
         while (n < max && !sg_stop) {
                 int64_t left = deadline - sg_mono_ms();
                 rd_kafka_message_t *m;
-
                 int wait;
 
                 if (left < 0)
