@@ -346,11 +346,18 @@ int sg_redis_script_load(sg_redis_t *r, sg_redis_script_t *script)
 redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
                           int argc, const char **argv, const size_t *argvlen)
 {
-        const char *av[argc + 3];
-        size_t avlen[argc + 3];
+        /* On the heap: a batch's checkpoint can carry many thousand
+         * arguments (a stack array of them once overflowed the stack). */
+        const char **av = malloc((size_t)(argc + 3) * sizeof(*av));
+        size_t *avlen = malloc((size_t)(argc + 3) * sizeof(*avlen));
         char nk[16];
         redisReply *reply;
 
+        if (!av || !avlen) {
+                free(av);
+                free(avlen);
+                return NULL;
+        }
         snprintf(nk, sizeof(nk), "%d", nkeys);
         for (;;) {
                 int use_sha = script->sha[0] != '\0';
@@ -369,8 +376,10 @@ redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
                         /* Learn the SHA for next time; the EVAL below also
                          * caches the script on the server. */
                         int rc = sg_redis_script_load(r, script);
-                        if (rc == -1)
-                                return NULL;
+                        if (rc == -1) {
+                                reply = NULL;
+                                break;
+                        }
                         if (rc == 0) {
                                 av[0] = "EVALSHA";
                                 av[1] = script->sha;
@@ -387,8 +396,11 @@ redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
                         script->sha[0] = '\0';
                         continue;
                 }
-                return reply;
+                break;
         }
+        free(av);
+        free(avlen);
+        return reply;
 }
 
 long long sg_redis_commands(const sg_redis_t *r)
