@@ -348,6 +348,15 @@ void h_start_infra_args(const char *const *extra)
         setenv("SG_BROKERS", H.bootstrap, 1);
 }
 
+void h_start_redis(void)
+{
+        const char *args[16];
+
+        redis_args(args);
+        h_spawn("redis-server", args);
+        redis_wait();
+}
+
 pid_t h_pid(const char *name)
 {
         for (int i = 0; i < H.proc_cnt; i++)

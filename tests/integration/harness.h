@@ -45,7 +45,10 @@ void h_init(void);
 void h_config(const char *const *subst, const char *append);
 /* Starts redis-server and sg-broker and waits until both answer. */
 void h_start_infra(void);
-/* The same, with more sg-broker arguments (e.g. "--partitions", "8"). */
+/* Starts redis-server alone (tests of a library module against the real
+ * server) and waits until it answers. */
+void h_start_redis(void);
+/* h_start_infra, with more sg-broker arguments (e.g. "--partitions", "8"). */
 void h_start_infra_args(const char *const *broker_args);
 /* SIGKILLs a started process, reaps it and starts bin/<name> again
  * (without arguments); returns the new pid. */
