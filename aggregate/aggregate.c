@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "aggregate.h"
 #include "checkpoint.h"
@@ -20,6 +21,7 @@
 #include "redis.h"
 #include "stage.h"
 #include "state.h"
+#include "validate.h"
 #include "watermark.h"
 #include "window.h"
 
@@ -52,6 +54,14 @@ struct sg_aggregate {
         sg_gauge_t *state_bytes;
         sg_histogram_t *batch_seconds;
 };
+
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int type_ix(sg_event_type_t t)
 {
@@ -229,7 +239,7 @@ static int record(sg_aggregate_t *ag, ag_pstate_t *ps,
         }
         if (in)
                 ag_input_event(in, ev->src_offset, ev->event_time,
-                               sg_wall_ms());
+                               wall_ms());
         if (ps->wm_batch != INT64_MIN &&
             sg_window_is_closed(ev->event_time, ag->model.kpi_ms,
                                 ps->wm_batch)) {
@@ -448,7 +458,6 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
 {
         sg_aggregate_t *ag = calloc(1, sizeof(*ag));
         const char *topics[1];
-        const struct sg_conf_aggregate_s *a;
 
         if (!ag) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -456,7 +465,7 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         }
         ag->conf = *conf;
         conf = &ag->conf;
-        a = &conf->aggregate;
+#define a (&conf->aggregate)
         if (ag_model_init(&ag->model, a->bucket_s, a->windows, a->snapshot_s,
                           a->kpi_window_s, a->tz_offset_min, a->freq_cap,
                           a->click_ttl_s, a->retention_s, a->max_sources,
@@ -507,6 +516,7 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                 ag->inputs.cnt, conf->topics.events, conf->topics.aggregates,
                 a->bucket_s, a->windows, a->snapshot_s, a->kpi_window_s,
                 a->lateness_s);
+#undef a
         return ag;
 err:
         sg_aggregate_destroy(ag);

@@ -1,6 +1,7 @@
 /*
  * aggregate's in-memory state of one sg.events partition (state.h).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

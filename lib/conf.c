@@ -144,6 +144,11 @@ const sg_conf_field_t sg_conf_fields[] = {
         "scopes (channels and campaigns) per sg.events partition; past it a "
         "new channel counts as _other and a new campaign as <channel>|_other "
         "(spendguard_scope_overflow_total)"),
+    INT("aggregate.max_clicks", "2000000", 0, 1000000000, aggregate.max_clicks,
+        "click times kept in memory per sg.events partition to time "
+        "conversions against (24 bytes each); past it the oldest hours go "
+        "first and their conversions count as conversions_no_click (0 = no "
+        "bound)"),
 
     PATHF("rules.file", "config/rules.yaml", rules.file, "the rules file"),
     INT("rules.batch_ms", "100", 1, 60000, rules.batch_ms,

@@ -89,6 +89,7 @@ typedef struct sg_conf {
                 int click_ttl_s;
                 int max_sources;
                 int max_scopes;
+                int max_clicks;
         } aggregate;
 
         struct {

@@ -1,0 +1,86 @@
+/*
+ * aggregate's checkpoint in Redis (docs/redis-layout.md): per sg.events
+ * partition, once per batch, what the batch changed in the in-memory state
+ * (state.h) at (scope, bucket) granularity plus the offsets and watermark
+ * inputs that make it exactly once, in one fenced script call
+ * (checkpoint.lua); and the state loaded back on assignment.
+ */
+#ifndef SG_AGG_CHECKPOINT_H
+#define SG_AGG_CHECKPOINT_H
+
+#include "redis.h"
+#include "state.h"
+#include "watermark.h"
+
+#define AG_INPUT_LEN (SG_TOPIC_LEN + 16)
+
+/* Every input partition ("topic/partition") any partition has heard of. */
+typedef struct ag_inputs {
+        char (*name)[AG_INPUT_LEN];
+        int cnt, cap;
+} ag_inputs_t;
+
+/* What one sg.events partition knows of one input partition. */
+typedef struct ag_input {
+        sg_wm_input_t w; /* its watermark markers */
+        int64_t offset;  /* highest input offset applied; -1 none */
+} ag_input_t;
+
+/* An assigned sg.events partition: its state and where it stands. */
+typedef struct ag_pstate {
+        int32_t id;
+        ag_part_t *st;
+        ag_input_t *in; /* by index into ag_inputs_t */
+        int in_cnt;
+        int64_t off;      /* the checkpoint's next offset; -1 none */
+        int64_t next;     /* after the last record applied */
+        int64_t wm;       /* watermark (never goes back); INT64_MIN none */
+        int64_t wm_batch; /* at the start of the batch in hand */
+        int in_batch;
+} ag_pstate_t;
+
+int ag_inputs_add(ag_inputs_t *a, const char *name); /* index, -1 OOM */
+void ag_inputs_fini(ag_inputs_t *a);
+/* ps's entry for input name (added when new); NULL out of memory. */
+ag_input_t *ag_inputs_get(ag_inputs_t *a, ag_pstate_t *ps, const char *name);
+void ag_input_mark(ag_input_t *in, int64_t event_time, int idle);
+/* An event from the input: its offset, and progress up to its time (never
+ * past the wall clock now_ms). */
+void ag_input_event(ag_input_t *in, int64_t offset, int64_t event_time,
+                    int64_t now_ms);
+/* The partition's watermark (also raises ps->wm's floor). */
+int64_t ag_pstate_watermark(ag_pstate_t *ps, const ag_inputs_t *a,
+                            int64_t lateness_ms);
+void ag_pstate_destroy(ag_pstate_t *ps);
+
+typedef struct ag_ckpt {
+        sg_redis_t *redis;
+        const ag_model_t *m;
+        ag_inputs_t *inputs;
+        sg_redis_script_t script;
+        /* the arguments of one call: bytes, then offsets into them */
+        char *arena;
+        size_t used, cap;
+        size_t *off, *len;
+        const char **argv;
+        int argc, argcap;
+} ag_ckpt_t;
+
+void ag_ckpt_init(ag_ckpt_t *ck, sg_redis_t *r, const ag_model_t *m,
+                  ag_inputs_t *inputs);
+void ag_ckpt_fini(ag_ckpt_t *ck);
+
+enum { AG_CKPT_OK, AG_CKPT_FENCED, AG_CKPT_ERROR };
+
+/* Writes what ps changed since its last checkpoint; on AG_CKPT_OK its
+ * state is clean and ps->off is ps->next. AG_CKPT_FENCED: Redis holds
+ * another offset (logged); AG_CKPT_ERROR: not written (logged). In both,
+ * the caller loads the partition again. */
+int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps);
+
+/* Loads partition p from Redis, retrying while Redis answers with errors
+ * (LOADING after a restart, say) until it answers or the stage stops
+ * (NULL then, or out of memory). */
+ag_pstate_t *ag_pstate_load(ag_ckpt_t *ck, int32_t p);
+
+#endif
