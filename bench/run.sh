@@ -146,7 +146,6 @@ aggregate:
   snapshot_s: 1
   kpi_window_s: 10
   lateness_s: 0
-  idle_s: 1
 rules:
   file: $D/rules.yaml
 metrics:

@@ -123,9 +123,6 @@ const sg_conf_field_t sg_conf_fields[] = {
         "tumbling window of the final KPI rows (multiple of bucket_s)"),
     INT("aggregate.lateness_s", "30", 0, 86400, aggregate.lateness_s,
         "allowed lateness: watermark = max event time - lateness"),
-    INT("aggregate.idle_s", "10", 1, 86400, aggregate.idle_s,
-        "an input partition without events this long (wall clock) stops "
-        "holding the watermark back, once ingest has read it to its end"),
     INT("aggregate.retention_s", "172800", 60, 31536000, aggregate.retention_s,
         "TTL of bucket keys in Redis"),
     INT("aggregate.tz_offset_min", "0", -720, 840, aggregate.tz_offset_min,

@@ -82,7 +82,6 @@ typedef struct sg_conf {
                 int snapshot_s;
                 int kpi_window_s;
                 int lateness_s;
-                int idle_s;
                 int retention_s;
                 int tz_offset_min;
                 int freq_cap;
