@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "kafka.h"
 #include "log.h"
+#include "marker.h"
 #include "rules.h"
 #include "scenario.h"
 #include "stage.h"
@@ -472,6 +473,49 @@ static int64_t retained(rd_kafka_t *rk, const char *topic)
         return sum;
 }
 
+static int partition_count(rd_kafka_t *rk, const char *topic)
+{
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        int n = -1;
+
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0) {
+                if (md->topic_cnt == 1 && !md->topics[0].err)
+                        n = md->topics[0].partition_cnt;
+                rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_topic_destroy(rkt);
+        return n;
+}
+
+/*
+ * As ingest does (docs/watermark.md): a watermark marker for every input
+ * partition stamped on the normalized events, into every sg.events
+ * partition, saying its event time has come to t (or, at the end, that it
+ * is idle). Returns the markers sent, or -1.
+ */
+static int64_t send_markers(sg_producer_t *p, const sg_conf_t *conf,
+                            const opts_t *o, int parts, int64_t t, int idle)
+{
+        const char *topics[3] = {conf->topics.impressions, conf->topics.clicks,
+                                 conf->topics.conversions};
+        int64_t n = 0;
+        sg_marker_t m;
+
+        for (int k = 0; k < 3; k++)
+                for (int sp = 0; sp < o->src_partitions; sp++) {
+                        snprintf(m.source, sizeof(m.source), "%s/%d",
+                                 topics[k], sp);
+                        m.event_time = t;
+                        m.idle = idle;
+                        for (int q = 0; q < parts; q++, n++)
+                                if (sg_marker_send(p, conf->topics.events, q,
+                                                   &m) == -1)
+                                        return -1;
+                }
+        return n;
+}
+
 static void sleep_us(int64_t us)
 {
         struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
@@ -497,6 +541,8 @@ int main(int argc, char **argv)
         int64_t total, t0_ms, mono0, sent = 0, behind_max = 0;
         int rc = 1, step = 0;
         int64_t step_start_us = 0, step_base = 0, step_start_ms = 0;
+        int64_t marked_s = INT64_MIN, markers = 0, last_t = INT64_MIN;
+        int event_parts = 0;
 
         sg_log_init("bench-preload");
         parse_args(argc, argv, &o);
@@ -514,6 +560,16 @@ int main(int argc, char **argv)
         if (!codec || !producer || !src_off) {
                 fprintf(stderr, "sg-bench-preload: %s\n", errstr);
                 goto out;
+        }
+        if (o.what == W_EVENTS) {
+                event_parts = partition_count(sg_producer_handle(producer),
+                                              conf.topics.events);
+                if (event_parts < 1) {
+                        fprintf(stderr, "sg-bench-preload: no metadata for "
+                                        "%s\n",
+                                conf.topics.events);
+                        goto out;
+                }
         }
         mix_init(&mix, &o);
         total = o.events;
@@ -589,6 +645,21 @@ int main(int argc, char **argv)
                                 ev.src_partition = sp;
                                 ev.src_offset =
                                     src_off[ev.type * o.src_partitions + sp]++;
+                                /* Each second of event time, the markers
+                                 * that ingest would send. */
+                                if (t / 1000 != marked_s) {
+                                        int64_t k = marked_s == INT64_MIN
+                                                        ? 0
+                                                        : send_markers(
+                                                              producer, &conf,
+                                                              &o, event_parts,
+                                                              last_t, 0);
+                                        if (k < 0)
+                                                goto out;
+                                        markers += k;
+                                        marked_s = t / 1000;
+                                }
+                                last_t = t;
                                 n = sg_codec_encode_normalized(codec, &ev, buf,
                                                                sizeof(buf));
                                 topic = conf.topics.events;
@@ -631,6 +702,18 @@ int main(int argc, char **argv)
                 sent++;
                 if (sent % 1000 == 0)
                         sg_producer_poll(producer);
+        }
+        if (o.what == W_EVENTS && last_t != INT64_MIN) {
+                /* The end: every input is read, as ingest's idle markers
+                 * say. */
+                int64_t k = send_markers(producer, &conf, &o, event_parts,
+                                         last_t, 1);
+                if (k < 0)
+                        goto out;
+                markers += k;
+                for (int j = 0; j < out_cnt; j++)
+                        if (!strcmp(outs[j].topic, conf.topics.events))
+                                outs[j].sent += markers;
         }
         if (o.step_cnt && !sg_stop)
                 printf("step rate=%.0f start_ms=%" PRId64 " end_ms=%" PRId64
