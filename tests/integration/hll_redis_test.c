@@ -295,8 +295,8 @@ static sg_hll_t *every_other(int k)
 
 Test(hll_redis, redis_accepts_every_blob_we_write)
 {
-        static const int sizes[] = {0,    1,    2,    5,    50,   300,  768,
-                                    769,  1000, 1200, 1500, 3000, 20000};
+        static const int sizes[] = {0,    1,    2,    5,    50,   300,  1040,
+                                    1060,  1000, 1200, 1500, 3000, 20000};
         sg_hll_t *h[32];
         int n = 0;
 

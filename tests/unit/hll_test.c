@@ -100,7 +100,7 @@ Test(hll, empty_counts_zero_and_is_small)
         cr_expect_not(sg_hll_is_empty(h));
         sg_hll_clear(h);
         cr_expect(sg_hll_is_empty(h));
-        cr_expect_eq(sg_hll_memory(h), sg_hll_memory(sg_hll_new()) * 0 + 24);
+        cr_expect_eq(sg_hll_memory(h), 24);
         sg_hll_destroy(h);
         sg_hll_destroy(NULL);
 }
@@ -129,9 +129,21 @@ Test(hll, counts_equal_redis_pfcount)
 Test(hll, memory_stays_small_while_few_registers_are_set)
 {
         sg_hll_t *h = hll_of(0, 100);
-        size_t m100 = sg_hll_memory(h);
 
-        cr_expect_leq(m100, 24 + 256 * 4, "%zu", m100);
+        /* 100 registers in 108 entries of 4 bytes, and the struct. */
+        cr_expect_eq(sg_hll_memory(h), 24 + 108 * 4, "%zu", sg_hll_memory(h));
+        sg_hll_destroy(h);
+        /* 1024 registers are the most the sparse form holds: 4 KiB. */
+        h = hll();
+        for (uint32_t i = 0; i < 1024; i++)
+                sg_hll_add_hash(h, hash_for(i * 16, 1));
+        cr_expect_eq(sg_hll_memory(h), 24 + 4096, "%zu", sg_hll_memory(h));
+        sg_hll_add_hash(h, hash_for(1, 1));
+        cr_expect_eq(sg_hll_memory(h), 24 + 12288, "%zu", sg_hll_memory(h));
+        for (uint32_t i = 0; i < 1024; i++)
+                cr_expect_eq(sg_hll_register(h, i * 16), 1);
+        cr_expect_eq(sg_hll_register(h, 1), 1);
+        cr_expect_eq(sg_hll_register(h, 2), 0);
         sg_hll_destroy(h);
         h = hll_of(0, 100000);
         cr_expect_eq(sg_hll_memory(h), 24 + 12288, "%zu", sg_hll_memory(h));
@@ -240,7 +252,7 @@ Test(hll, round_trips_sparse_and_dense)
                 expect_round_trip(h, sizes[i] <= 1000 ? 1 : 0);
                 sg_hll_destroy(h);
         }
-        /* Dense in memory (> 768 registers), sparse on the wire. */
+        /* Dense in memory (> 1024 registers), sparse on the wire. */
         sg_hll_t *h = every_other(1491);
 
         cr_expect_gt(sg_hll_memory(h), 12288);
