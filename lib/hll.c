@@ -112,20 +112,22 @@ static inline void dense_set(uint8_t *d, uint32_t i, unsigned v)
 #define E_IDX(e) ((e) >> 8)
 #define E_VAL(e) ((e) & 0xff)
 
-/* The first entry whose index is >= idx (h->used if none). */
+/* The first entry whose index is >= idx (h->used if none). Branch-free
+ * halving (a conditional move), as the hot path's branches are coin flips. */
 static inline uint32_t sparse_find(const sg_hll_t *h, uint32_t idx)
 {
-        uint32_t lo = 0, hi = h->used, key = idx << 8;
+        const uint32_t *b = h->reg, key = idx << 8;
+        uint32_t n = h->used;
 
-        while (lo < hi) {
-                uint32_t mid = (lo + hi) / 2;
+        if (!n)
+                return 0;
+        while (n > 1) {
+                uint32_t half = n / 2;
 
-                if (h->reg[mid] < key)
-                        lo = mid + 1;
-                else
-                        hi = mid;
+                b = b[half] < key ? b + half : b;
+                n -= half;
         }
-        return lo;
+        return (uint32_t)(b - h->reg) + (*b < key);
 }
 
 /* Moves the sparse registers into the dense form; -1 on OOM (unchanged). */

@@ -401,7 +401,7 @@ Test(hll, add_rate, .timeout = 120)
         char(*id)[16] = malloc((size_t)IDS * 16);
         size_t mem = 0;
         uint64_t hsum = 0;
-        double t0, t_add, t_hash;
+        double t0, t_add, t_hash, t_one;
 
         cr_assert_not_null(hs);
         cr_assert_not_null(id);
@@ -422,6 +422,10 @@ Test(hll, add_rate, .timeout = 120)
                 sg_hll_add(hs[(unsigned)i * 2654435761u % HLLS], id[i % IDS],
                            16);
         t_add = now_s() - t0;
+        t0 = now_s();
+        for (int i = 0; i < ADDS; i++)
+                sg_hll_add(hs[0], id[i % IDS], 16);
+        t_one = now_s() - t0;
         for (int i = 0; i < HLLS; i++) {
                 mem += sg_hll_memory(hs[i]);
                 sg_hll_destroy(hs[i]);
@@ -429,8 +433,45 @@ Test(hll, add_rate, .timeout = 120)
         free(hs);
         free(id);
         fprintf(stderr,
-                "hll: %.1f M adds/s (hash alone %.1f M/s, sum %llx); %d HLLs "
-                "hold %zu bytes\n",
-                ADDS / t_add / 1e6, ADDS / t_hash / 1e6,
-                (unsigned long long)hsum & 0xf, HLLS, mem);
+                "hll: %.1f M adds/s over %d HLLs, %.1f M/s into one (hash "
+                "alone %.1f M/s, sum %llx); the HLLs hold %zu bytes\n",
+                ADDS / t_add / 1e6, HLLS, ADDS / t_one / 1e6, ADDS / t_hash / 1e6,
+                (unsigned long long)hsum & 0xf, mem);
+}
+
+/* The sparse phase: 10,000 HLLs of ~300 distinct ids each (1000 adds per
+ * HLL), none past 1024 registers. Prints the rate and the memory. */
+Test(hll, add_rate_sparse, .timeout = 120)
+{
+        enum { HLLS = 10000, PER = 1000, DISTINCT = 300 };
+        sg_hll_t **hs = calloc(HLLS, sizeof(*hs));
+        size_t mem = 0;
+        int sparse = 0;
+        uint64_t x = 1;
+        double t0, dt;
+
+        cr_assert_not_null(hs);
+        for (int i = 0; i < HLLS; i++)
+                hs[i] = hll();
+        t0 = now_s();
+        for (int k = 0; k < PER; k++)
+                for (int i = 0; i < HLLS; i++) {
+                        uint64_t id = (uint64_t)i << 32 | (x % DISTINCT);
+
+                        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                        sg_hll_add(hs[i], &id, sizeof(id));
+                }
+        dt = now_s() - t0;
+        for (int i = 0; i < HLLS; i++) {
+                mem += sg_hll_memory(hs[i]);
+                sparse += sg_hll_memory(hs[i]) <= 24 + 4096;
+                sg_hll_destroy(hs[i]);
+        }
+        free(hs);
+        cr_expect_eq(sparse, HLLS);
+        fprintf(stderr,
+                "hll: sparse: %.1f M adds/s; %d HLLs of <= %d ids hold %zu "
+                "bytes (%zu each)\n",
+                (double)HLLS * PER / dt / 1e6, HLLS, DISTINCT, mem,
+                mem / HLLS);
 }
