@@ -327,6 +327,37 @@ Test(hll_redis, redis_accepts_every_blob_we_write)
         }
 }
 
+/* Registers of 52 to 63 cannot come from the hash, but a dense blob can
+ * hold them: Redis counts them as if absent from the histogram's tail, and
+ * so must we (here and in a union). */
+Test(hll_redis, registers_above_51_count_as_redis_counts_them)
+{
+        unsigned char blob[SG_HLL_DENSE_SIZE];
+        sg_hll_t *h = hll_of(0, 3000), *back = hll();
+        const sg_hll_t *one[1];
+        redisReply *r;
+
+        cr_assert_eq(sg_hll_encode(h, blob, sizeof(blob)), SG_HLL_DENSE_SIZE);
+        blob[16] |= 0x3f;        /* register 0 = 63 */
+        blob[17] = (blob[17] & 0xf0) | 0x0e; /* register 1's low 4 bits */
+        cr_assert_eq(sg_hll_decode(back, blob, sizeof(blob)), 0);
+        cr_expect_eq(sg_hll_register(back, 0), 63);
+        r = redisCommand(rc, "SET hi %b", blob, sizeof(blob));
+        freeReplyObject(r);
+        cr_expect_eq(cmd_int("PFCOUNT hi"), (long long)sg_hll_count(back));
+        pfadd_range("lo", 5000, 5100);
+        one[0] = back;
+        sg_hll_t *lo = get_theirs("lo", NULL);
+        const sg_hll_t *both[2] = {back, lo};
+        cr_expect_eq(cmd_int("PFCOUNT hi lo"),
+                     (long long)sg_hll_count_union(both, 2));
+        cr_expect_eq(cmd_int("PFCOUNT hi"),
+                     (long long)sg_hll_count_union(one, 1));
+        sg_hll_destroy(h);
+        sg_hll_destroy(back);
+        sg_hll_destroy(lo);
+}
+
 Test(hll_redis, corrupt_blob_is_rejected_by_us_and_by_redis)
 {
         /* XZERO 16383: one register short. */
