@@ -1,12 +1,12 @@
 /*
- * Two in-memory forms. Sparse: the set registers only, as a sorted array of
- * uint32 (index << 8 | value), grown by half from 4 up to 1024 entries (4
- * KiB); an add is a binary search, plus a memmove of at most 4 KiB when a
- * register is set for the first time, which happens at most 1024 times
- * before the HLL goes dense. Dense: Redis's own
- * packed layout (6 bits a register, least significant bits first), so a
- * dense blob is a memcpy either way. Encoding to Redis's format is decided
- * from the registers, not from the form they are held in.
+ * Two in-memory forms. Sparse: the set registers only, a sorted array of
+ * uint32 (index << 8 | value) grown by half from 4 to 1024 entries (4 KiB).
+ * An add is a binary search, plus a memmove of at most 4 KiB the first time
+ * a register is set, which happens at most 1024 times before the HLL goes
+ * dense. Dense: Redis's own packed layout (6 bits a register, least
+ * significant bits first), so a dense blob is a memcpy either way. The
+ * encoding written for Redis follows from the registers, not from the form
+ * they are held in.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -14,16 +14,16 @@
 
 #include "hll.h"
 
-#define HLL_Q        (64 - SG_HLL_P) /* hash bits left for the rank: 50 */
-#define HLL_MASK     (SG_HLL_REGISTERS - 1)
-#define HLL_MAX      63 /* a 6-bit register */
-#define DENSE_BYTES  (SG_HLL_REGISTERS * 6 / 8)
-#define ENC_DENSE    0
-#define ENC_SPARSE   1
+#define HLL_Q          (64 - SG_HLL_P) /* hash bits left for the rank: 50 */
+#define HLL_MASK       (SG_HLL_REGISTERS - 1)
+#define HLL_MAX        63 /* a 6-bit register */
+#define DENSE_BYTES    (SG_HLL_REGISTERS * 6 / 8)
+#define ENC_DENSE      0
+#define ENC_SPARSE     1
 #define SPARSE_VAL_MAX 32 /* largest value a sparse VAL opcode holds */
-#define SPARSE_MIN   4
-#define SPARSE_MAX   1024 /* 4 KiB of entries, then dense */
-#define ALPHA_INF    0.721347520444481703680 /* 0.5 / ln(2), as Redis */
+#define SPARSE_MIN     4
+#define SPARSE_MAX     1024 /* 4 KiB of entries, then dense */
+#define ALPHA_INF      0.721347520444481703680 /* 0.5 / ln(2), as Redis */
 
 struct sg_hll {
         uint32_t *reg;  /* sparse: sorted entries; NULL if empty or dense */
@@ -116,8 +116,8 @@ static inline void dense_set(uint8_t *d, uint32_t i, unsigned v)
  * halving (a conditional move), as the hot path's branches are coin flips. */
 static inline uint32_t sparse_find(const sg_hll_t *h, uint32_t idx)
 {
-        const uint32_t *b = h->reg, key = idx << 8;
-        uint32_t n = h->used;
+        const uint32_t *b = h->reg;
+        uint32_t n = h->used, key = idx << 8;
 
         if (!n)
                 return 0;

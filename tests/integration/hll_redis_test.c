@@ -295,8 +295,8 @@ static sg_hll_t *every_other(int k)
 
 Test(hll_redis, redis_accepts_every_blob_we_write)
 {
-        static const int sizes[] = {0,    1,    2,    5,    50,   300,  1040,
-                                    1060,  1000, 1200, 1500, 3000, 20000};
+        static const int sizes[] = {0,    1,    2,    5,    50,   300,  1000,
+                                    1040, 1060, 1200, 1500, 3000, 20000};
         sg_hll_t *h[32];
         int n = 0;
 
@@ -338,8 +338,8 @@ Test(hll_redis, registers_above_51_count_as_redis_counts_them)
         redisReply *r;
 
         cr_assert_eq(sg_hll_encode(h, blob, sizeof(blob)), SG_HLL_DENSE_SIZE);
-        blob[16] |= 0x3f;        /* register 0 = 63 */
-        blob[17] = (blob[17] & 0xf0) | 0x0e; /* register 1's low 4 bits */
+        blob[16] |= 0x3f;                    /* register 0 = 63 */
+        blob[17] = (blob[17] & 0xf0) | 0x0e; /* register 1 >= 56 */
         cr_assert_eq(sg_hll_decode(back, blob, sizeof(blob)), 0);
         cr_expect_eq(sg_hll_register(back, 0), 63);
         r = redisCommand(rc, "SET hi %b", blob, sizeof(blob));

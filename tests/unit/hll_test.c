@@ -214,7 +214,8 @@ Test(hll, value_above_32_forces_dense)
         sg_hll_t *h = hll(), *back = hll();
 
         sg_hll_add_hash(h, hash_for(9, 32));
-        cr_expect_eq(sg_hll_encoded_size(h), 16 + 1 + 1 + 2); /* ZERO VAL XZERO */
+        /* ZERO 9, VAL 32, XZERO 16374 */
+        cr_expect_eq(sg_hll_encoded_size(h), 16 + 1 + 1 + 2);
         sg_hll_add_hash(h, hash_for(9, 33));
         cr_assert_eq(encode(h, out), SG_HLL_DENSE_SIZE);
         cr_expect_eq(out[4], 0);
@@ -356,7 +357,8 @@ static void fuzz_blob(const unsigned char *blob, size_t n)
         for (int i = 0; i < 4000; i++) {
                 memcpy(b, blob, n);
                 seed = seed * 1103515245 + 12345;
-                b[16 + (seed >> 8) % (n - 16)] ^= (unsigned char)(1 + (seed >> 3) % 255);
+                b[16 + (seed >> 8) % (n - 16)] ^=
+                        (unsigned char)(1 + (seed >> 3) % 255);
                 if (sg_hll_decode(h, b, n) == 0) {
                         size_t m = encode(h, out);
                         sg_hll_t *again = hll();
@@ -435,7 +437,8 @@ Test(hll, add_rate, .timeout = 120)
         fprintf(stderr,
                 "hll: %.1f M adds/s over %d HLLs, %.1f M/s into one (hash "
                 "alone %.1f M/s, sum %llx); the HLLs hold %zu bytes\n",
-                ADDS / t_add / 1e6, HLLS, ADDS / t_one / 1e6, ADDS / t_hash / 1e6,
+                ADDS / t_add / 1e6, HLLS, ADDS / t_one / 1e6,
+                ADDS / t_hash / 1e6,
                 (unsigned long long)hsum & 0xf, mem);
 }
 
