@@ -175,6 +175,33 @@ Test(hll_redis, redis_blobs_decode_to_the_registers_we_compute)
         cr_expect_eq(cmd_int("PFCOUNT nothing"), 0);
 }
 
+/* Not a requirement (registers are what matter, and Redis never turns a
+ * dense key back to sparse, and PFMERGE always writes dense), but for keys
+ * built by PFADD alone our encoding is Redis's own, byte for byte, but for
+ * the cached cardinality (bytes 8-15). */
+Test(hll_redis, our_blob_is_the_blob_redis_writes)
+{
+        static unsigned char ours[SG_HLL_DENSE_SIZE];
+
+        for (size_t i = 0; i < KNOWN; i++) {
+                char key[32];
+                sg_hll_t *h = hll_of(0, known[i].n);
+                size_t n = sg_hll_encode(h, ours, sizeof(ours));
+                redisReply *r;
+
+                snprintf(key, sizeof(key), "A%d", known[i].n);
+                pfadd_range(key, 0, known[i].n);
+                r = redisCommand(rc, "GET %s", key);
+                cr_assert(r && r->type == REDIS_REPLY_STRING);
+                cr_expect_eq((size_t)r->len, n, "n=%d", known[i].n);
+                cr_expect(n == (size_t)r->len && !memcmp(ours, r->str, 8) &&
+                                  !memcmp(ours + 16, r->str + 16, n - 16),
+                          "n=%d: bytes differ", known[i].n);
+                freeReplyObject(r);
+                sg_hll_destroy(h);
+        }
+}
+
 Test(hll_redis, our_blobs_count_in_redis_and_pfadd_changes_nothing)
 {
         for (size_t i = 0; i < KNOWN; i++) {
