@@ -1,10 +1,12 @@
 /*
- * Two in-memory forms. Sparse: set registers only, in an open-addressing
- * table of uint32 slots (index << 8 | value; 0 = empty, as a set register is
- * >= 1), load <= 3/4, doubling from 16 to 1024 slots. Dense: Redis's own
- * packed layout (6 bits a register, least significant bits first), so a
- * dense blob is a memcpy either way. Encoding to Redis's format is decided
- * from the registers, not from the form they are held in.
+ * Two in-memory forms. Sparse: the set registers only, a sorted array of
+ * uint32 (index << 8 | value) grown by half from 4 to 1024 entries (4 KiB).
+ * An add is a binary search, plus a memmove of at most 4 KiB the first time
+ * a register is set, which happens at most 1024 times before the HLL goes
+ * dense. Dense: Redis's own packed layout (6 bits a register, least
+ * significant bits first), so a dense blob is a memcpy either way. The
+ * encoding written for Redis follows from the registers, not from the form
+ * they are held in.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -12,23 +14,22 @@
 
 #include "hll.h"
 
-#define HLL_Q        (64 - SG_HLL_P) /* hash bits left for the rank: 50 */
-#define HLL_MASK     (SG_HLL_REGISTERS - 1)
-#define HLL_MAX      63 /* a 6-bit register */
-#define DENSE_BYTES  (SG_HLL_REGISTERS * 6 / 8)
-#define ENC_DENSE    0
-#define ENC_SPARSE   1
+#define HLL_Q          (64 - SG_HLL_P) /* hash bits left for the rank: 50 */
+#define HLL_MASK       (SG_HLL_REGISTERS - 1)
+#define HLL_MAX        63 /* a 6-bit register */
+#define DENSE_BYTES    (SG_HLL_REGISTERS * 6 / 8)
+#define ENC_DENSE      0
+#define ENC_SPARSE     1
 #define SPARSE_VAL_MAX 32 /* largest value a sparse VAL opcode holds */
-#define SLOTS_MIN    16
-#define SLOTS_MAX    1024 /* 4 KiB of slots, then dense */
-#define USED_MAX     (SLOTS_MAX / 4 * 3)
-#define ALPHA_INF    0.721347520444481703680 /* 0.5 / ln(2), as Redis */
+#define SPARSE_MIN     4
+#define SPARSE_MAX     1024 /* 4 KiB of entries, then dense */
+#define ALPHA_INF      0.721347520444481703680 /* 0.5 / ln(2), as Redis */
 
 struct sg_hll {
-        uint32_t *slot; /* sparse table, NULL while empty or dense */
+        uint32_t *reg;  /* sparse: sorted entries; NULL if empty or dense */
         uint8_t *dense; /* DENSE_BYTES, or NULL */
-        uint32_t used;  /* set registers in slot */
-        uint32_t cap;   /* slots, a power of two (0: none) */
+        uint32_t used;  /* entries in reg */
+        uint32_t cap;   /* entries reg has room for */
 };
 
 /* ----------------------------------------------------------------- hash */
@@ -108,13 +109,25 @@ static inline void dense_set(uint8_t *d, uint32_t i, unsigned v)
 
 /* ---------------------------------------------------------------- sparse */
 
-static inline uint32_t *slot_find(uint32_t *slot, uint32_t cap, uint32_t idx)
-{
-        uint32_t mask = cap - 1, i = ((idx * 0x9e3779b1u) >> 16) & mask;
+#define E_IDX(e) ((e) >> 8)
+#define E_VAL(e) ((e) & 0xff)
 
-        while (slot[i] && slot[i] >> 8 != idx)
-                i = (i + 1) & mask;
-        return &slot[i];
+/* The first entry whose index is >= idx (h->used if none). Branch-free
+ * halving (a conditional move), as the hot path's branches are coin flips. */
+static inline uint32_t sparse_find(const sg_hll_t *h, uint32_t idx)
+{
+        const uint32_t *b = h->reg;
+        uint32_t n = h->used, key = idx << 8;
+
+        if (!n)
+                return 0;
+        while (n > 1) {
+                uint32_t half = n / 2;
+
+                b = b[half] < key ? b + half : b;
+                n -= half;
+        }
+        return (uint32_t)(b - h->reg) + (*b < key);
 }
 
 /* Moves the sparse registers into the dense form; -1 on OOM (unchanged). */
@@ -124,32 +137,30 @@ static int to_dense(sg_hll_t *h)
 
         if (!d)
                 return -1;
-        for (uint32_t i = 0; i < h->cap; i++)
-                if (h->slot[i])
-                        dense_set(d, h->slot[i] >> 8, h->slot[i] & 0xff);
-        free(h->slot);
-        h->slot = NULL;
+        for (uint32_t i = 0; i < h->used; i++)
+                dense_set(d, E_IDX(h->reg[i]), E_VAL(h->reg[i]));
+        free(h->reg);
+        h->reg = NULL;
         h->cap = h->used = 0;
         h->dense = d;
         return 0;
 }
 
-/* Doubles the table, or goes dense past SLOTS_MAX. -1 on OOM. */
+/* Half as much room again (multiples of 4 entries), or dense past
+ * SPARSE_MAX. -1 on OOM (unchanged). */
 static int grow(sg_hll_t *h)
 {
-        uint32_t cap = h->cap ? h->cap * 2 : SLOTS_MIN;
-        uint32_t *slot;
+        uint32_t cap = h->cap ? (h->cap + h->cap / 2 + 3) & ~3u : SPARSE_MIN;
+        uint32_t *reg;
 
-        if (cap > SLOTS_MAX)
+        if (h->cap >= SPARSE_MAX)
                 return to_dense(h);
-        slot = calloc(cap, sizeof(*slot));
-        if (!slot)
+        if (cap > SPARSE_MAX)
+                cap = SPARSE_MAX;
+        reg = realloc(h->reg, cap * sizeof(*reg));
+        if (!reg)
                 return -1;
-        for (uint32_t i = 0; i < h->cap; i++)
-                if (h->slot[i])
-                        *slot_find(slot, cap, h->slot[i] >> 8) = h->slot[i];
-        free(h->slot);
-        h->slot = slot;
+        h->reg = reg;
         h->cap = cap;
         return 0;
 }
@@ -157,7 +168,7 @@ static int grow(sg_hll_t *h)
 /* Register idx = max(register, v), v >= 1: 1 if it grew, 0, -1 on OOM. */
 static int set_max(sg_hll_t *h, uint32_t idx, unsigned v)
 {
-        uint32_t *s;
+        uint32_t pos;
 
         if (h->dense) {
                 if (dense_get(h->dense, idx) >= v)
@@ -165,32 +176,35 @@ static int set_max(sg_hll_t *h, uint32_t idx, unsigned v)
                 dense_set(h->dense, idx, v);
                 return 1;
         }
-        if (h->cap) {
-                s = slot_find(h->slot, h->cap, idx);
-                if (*s) {
-                        if ((*s & 0xff) >= v)
-                                return 0;
-                        *s = idx << 8 | v;
-                        return 1;
-                }
+        pos = sparse_find(h, idx);
+        if (pos < h->used && E_IDX(h->reg[pos]) == idx) {
+                if (E_VAL(h->reg[pos]) >= v)
+                        return 0;
+                h->reg[pos] = idx << 8 | v;
+                return 1;
         }
-        if (h->used + 1 > h->cap / 4 * 3) {
+        if (h->used == h->cap) {
                 if (grow(h) < 0)
                         return -1;
-                return set_max(h, idx, v);
+                if (h->dense)
+                        return set_max(h, idx, v);
         }
-        *slot_find(h->slot, h->cap, idx) = idx << 8 | v;
+        memmove(&h->reg[pos + 1], &h->reg[pos],
+                (h->used - pos) * sizeof(*h->reg));
+        h->reg[pos] = idx << 8 | v;
         h->used++;
         return 1;
 }
 
 static unsigned get_reg(const sg_hll_t *h, uint32_t idx)
 {
+        uint32_t pos;
+
         if (h->dense)
                 return dense_get(h->dense, idx);
-        if (!h->cap)
-                return 0;
-        return *slot_find(h->slot, h->cap, idx) & 0xff;
+        pos = sparse_find(h, idx);
+        return pos < h->used && E_IDX(h->reg[pos]) == idx ? E_VAL(h->reg[pos])
+                                                          : 0;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -202,7 +216,7 @@ sg_hll_t *sg_hll_new(void)
 
 void sg_hll_clear(sg_hll_t *h)
 {
-        free(h->slot);
+        free(h->reg);
         free(h->dense);
         memset(h, 0, sizeof(*h));
 }
@@ -218,12 +232,12 @@ void sg_hll_destroy(sg_hll_t *h)
 size_t sg_hll_memory(const sg_hll_t *h)
 {
         return sizeof(*h) + (h->dense ? DENSE_BYTES : 0) +
-               (size_t)h->cap * sizeof(*h->slot);
+               (size_t)h->cap * sizeof(*h->reg);
 }
 
 int sg_hll_is_empty(const sg_hll_t *h)
 {
-        /* The dense form only ever holds more than USED_MAX registers. */
+        /* The dense form only ever holds more than SPARSE_MAX registers. */
         return !h->dense && h->used == 0;
 }
 
@@ -268,9 +282,8 @@ int sg_hll_merge(sg_hll_t *dst, const sg_hll_t *src)
                 }
                 return 0;
         }
-        for (uint32_t i = 0; i < src->cap; i++)
-                if (src->slot[i] &&
-                    set_max(dst, src->slot[i] >> 8, src->slot[i] & 0xff) < 0)
+        for (uint32_t i = 0; i < src->used; i++)
+                if (set_max(dst, E_IDX(src->reg[i]), E_VAL(src->reg[i])) < 0)
                         return -1;
         return 0;
 }
@@ -334,9 +347,8 @@ uint64_t sg_hll_count(const sg_hll_t *h)
                         histo[dense_get(h->dense, i)]++;
         } else {
                 histo[0] = (int)(SG_HLL_REGISTERS - h->used);
-                for (uint32_t i = 0; i < h->cap; i++)
-                        if (h->slot[i])
-                                histo[h->slot[i] & 0xff]++;
+                for (uint32_t i = 0; i < h->used; i++)
+                        histo[E_VAL(h->reg[i])]++;
         }
         return estimate(histo);
 }
@@ -357,11 +369,11 @@ uint64_t sg_hll_count_union(const sg_hll_t *const *hs, int n)
                         if (v > reg[i])
                                 reg[i] = (uint8_t)v;
                 }
-                for (uint32_t i = 0; i < h->cap; i++) {
-                        uint32_t s = h->slot[i];
+                for (uint32_t i = 0; i < h->used; i++) {
+                        uint32_t e = h->reg[i];
 
-                        if (s && (s & 0xff) > reg[s >> 8])
-                                reg[s >> 8] = (uint8_t)(s & 0xff);
+                        if (E_VAL(e) > reg[E_IDX(e)])
+                                reg[E_IDX(e)] = (uint8_t)E_VAL(e);
                 }
         }
         for (uint32_t i = 0; i < SG_HLL_REGISTERS; i++)
@@ -440,13 +452,6 @@ static void w_reg(sparse_w_t *w, uint32_t idx, unsigned v)
         w->val = v;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-        return (x > y) - (x < y);
-}
-
 /* Runs the writer over h's registers. 0, or -1 when the sparse encoding is
  * impossible or longer than SG_HLL_SPARSE_MAX_BYTES. */
 static int sparse_body(const sg_hll_t *h, sparse_w_t *w)
@@ -463,14 +468,8 @@ static int sparse_body(const sg_hll_t *h, sparse_w_t *w)
                                 return -1;
                 }
         } else {
-                uint32_t set[USED_MAX], n = 0; /* slots sort by index */
-
-                for (uint32_t i = 0; i < h->cap; i++)
-                        if (h->slot[i])
-                                set[n++] = h->slot[i];
-                qsort(set, n, sizeof(set[0]), cmp_u32);
-                for (uint32_t i = 0; i < n && !w->no_fit; i++)
-                        w_reg(w, set[i] >> 8, set[i] & 0xff);
+                for (uint32_t i = 0; i < h->used && !w->no_fit; i++)
+                        w_reg(w, E_IDX(h->reg[i]), E_VAL(h->reg[i]));
         }
         w_flush(w);
         w_zeros(w, SG_HLL_REGISTERS - w->next);
@@ -514,10 +513,9 @@ size_t sg_hll_encode(const sg_hll_t *h, unsigned char *out, size_t cap)
         }
         /* Sparse in memory, dense on the wire (a value > 32). */
         memset(out + SG_HLL_HDR_SIZE, 0, DENSE_BYTES);
-        for (uint32_t i = 0; i < h->cap; i++)
-                if (h->slot[i])
-                        dense_set(out + SG_HLL_HDR_SIZE, h->slot[i] >> 8,
-                                  h->slot[i] & 0xff);
+        for (uint32_t i = 0; i < h->used; i++)
+                dense_set(out + SG_HLL_HDR_SIZE, E_IDX(h->reg[i]),
+                          E_VAL(h->reg[i]));
         return size;
 }
 
@@ -563,7 +561,7 @@ static int load_dense(sg_hll_t *h, const unsigned char *p)
 
         for (uint32_t i = 0; i < SG_HLL_REGISTERS; i++)
                 set += dense_get(p, i) != 0;
-        if (set > USED_MAX) {
+        if (set > SPARSE_MAX) {
                 h->dense = malloc(DENSE_BYTES);
                 if (!h->dense)
                         return -1;

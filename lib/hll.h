@@ -17,11 +17,12 @@
 #define SG_HLL_SPARSE_MAX_BYTES 3000
 
 /*
- * Memory: an empty HLL is one small struct (sg_hll_memory() gives the exact
- * bytes); set registers go into an open-addressing table of 4-byte slots
- * that doubles up to 4 KiB (768 registers), past which the HLL turns into
- * Redis's packed dense form, 12288 bytes, for good. Not thread-safe: one
- * owner at a time.
+ * Memory: an empty HLL is one 24-byte struct (sg_hll_memory() gives the
+ * exact bytes held); set registers go into a sorted array of 4-byte entries
+ * that grows by half up to 1024 registers (4 KiB), past which the HLL turns
+ * into Redis's packed dense form, 12288 bytes, for good. Adding is a binary
+ * search while sparse, O(1) when dense. Not thread-safe: one owner at a
+ * time.
  */
 typedef struct sg_hll sg_hll_t;
 

@@ -175,6 +175,33 @@ Test(hll_redis, redis_blobs_decode_to_the_registers_we_compute)
         cr_expect_eq(cmd_int("PFCOUNT nothing"), 0);
 }
 
+/* Not a requirement (registers are what matter, and Redis never turns a
+ * dense key back to sparse, and PFMERGE always writes dense), but for keys
+ * built by PFADD alone our encoding is Redis's own, byte for byte, but for
+ * the cached cardinality (bytes 8-15). */
+Test(hll_redis, our_blob_is_the_blob_redis_writes)
+{
+        static unsigned char ours[SG_HLL_DENSE_SIZE];
+
+        for (size_t i = 0; i < KNOWN; i++) {
+                char key[32];
+                sg_hll_t *h = hll_of(0, known[i].n);
+                size_t n = sg_hll_encode(h, ours, sizeof(ours));
+                redisReply *r;
+
+                snprintf(key, sizeof(key), "A%d", known[i].n);
+                pfadd_range(key, 0, known[i].n);
+                r = redisCommand(rc, "GET %s", key);
+                cr_assert(r && r->type == REDIS_REPLY_STRING);
+                cr_expect_eq((size_t)r->len, n, "n=%d", known[i].n);
+                cr_expect(n == (size_t)r->len && !memcmp(ours, r->str, 8) &&
+                                  !memcmp(ours + 16, r->str + 16, n - 16),
+                          "n=%d: bytes differ", known[i].n);
+                freeReplyObject(r);
+                sg_hll_destroy(h);
+        }
+}
+
 Test(hll_redis, our_blobs_count_in_redis_and_pfadd_changes_nothing)
 {
         for (size_t i = 0; i < KNOWN; i++) {
@@ -295,8 +322,8 @@ static sg_hll_t *every_other(int k)
 
 Test(hll_redis, redis_accepts_every_blob_we_write)
 {
-        static const int sizes[] = {0,    1,    2,    5,    50,   300,  768,
-                                    769,  1000, 1200, 1500, 3000, 20000};
+        static const int sizes[] = {0,    1,    2,    5,    50,   300,  1000,
+                                    1040, 1060, 1200, 1500, 3000, 20000};
         sg_hll_t *h[32];
         int n = 0;
 
@@ -325,6 +352,37 @@ Test(hll_redis, redis_accepts_every_blob_we_write)
                 sg_hll_destroy(back);
                 sg_hll_destroy(h[i]);
         }
+}
+
+/* Registers of 52 to 63 cannot come from the hash, but a dense blob can
+ * hold them: Redis counts them as if absent from the histogram's tail, and
+ * so must we (here and in a union). */
+Test(hll_redis, registers_above_51_count_as_redis_counts_them)
+{
+        unsigned char blob[SG_HLL_DENSE_SIZE];
+        sg_hll_t *h = hll_of(0, 3000), *back = hll();
+        const sg_hll_t *one[1];
+        redisReply *r;
+
+        cr_assert_eq(sg_hll_encode(h, blob, sizeof(blob)), SG_HLL_DENSE_SIZE);
+        blob[16] |= 0x3f;                    /* register 0 = 63 */
+        blob[17] = (blob[17] & 0xf0) | 0x0e; /* register 1 >= 56 */
+        cr_assert_eq(sg_hll_decode(back, blob, sizeof(blob)), 0);
+        cr_expect_eq(sg_hll_register(back, 0), 63);
+        r = redisCommand(rc, "SET hi %b", blob, sizeof(blob));
+        freeReplyObject(r);
+        cr_expect_eq(cmd_int("PFCOUNT hi"), (long long)sg_hll_count(back));
+        pfadd_range("lo", 5000, 5100);
+        one[0] = back;
+        sg_hll_t *lo = get_theirs("lo", NULL);
+        const sg_hll_t *both[2] = {back, lo};
+        cr_expect_eq(cmd_int("PFCOUNT hi lo"),
+                     (long long)sg_hll_count_union(both, 2));
+        cr_expect_eq(cmd_int("PFCOUNT hi"),
+                     (long long)sg_hll_count_union(one, 1));
+        sg_hll_destroy(h);
+        sg_hll_destroy(back);
+        sg_hll_destroy(lo);
 }
 
 Test(hll_redis, corrupt_blob_is_rejected_by_us_and_by_redis)

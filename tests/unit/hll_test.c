@@ -100,7 +100,7 @@ Test(hll, empty_counts_zero_and_is_small)
         cr_expect_not(sg_hll_is_empty(h));
         sg_hll_clear(h);
         cr_expect(sg_hll_is_empty(h));
-        cr_expect_eq(sg_hll_memory(h), sg_hll_memory(sg_hll_new()) * 0 + 24);
+        cr_expect_eq(sg_hll_memory(h), 24);
         sg_hll_destroy(h);
         sg_hll_destroy(NULL);
 }
@@ -129,9 +129,21 @@ Test(hll, counts_equal_redis_pfcount)
 Test(hll, memory_stays_small_while_few_registers_are_set)
 {
         sg_hll_t *h = hll_of(0, 100);
-        size_t m100 = sg_hll_memory(h);
 
-        cr_expect_leq(m100, 24 + 256 * 4, "%zu", m100);
+        /* 100 registers in 108 entries of 4 bytes, and the struct. */
+        cr_expect_eq(sg_hll_memory(h), 24 + 108 * 4, "%zu", sg_hll_memory(h));
+        sg_hll_destroy(h);
+        /* 1024 registers are the most the sparse form holds: 4 KiB. */
+        h = hll();
+        for (uint32_t i = 0; i < 1024; i++)
+                sg_hll_add_hash(h, hash_for(i * 16, 1));
+        cr_expect_eq(sg_hll_memory(h), 24 + 4096, "%zu", sg_hll_memory(h));
+        sg_hll_add_hash(h, hash_for(1, 1));
+        cr_expect_eq(sg_hll_memory(h), 24 + 12288, "%zu", sg_hll_memory(h));
+        for (uint32_t i = 0; i < 1024; i++)
+                cr_expect_eq(sg_hll_register(h, i * 16), 1);
+        cr_expect_eq(sg_hll_register(h, 1), 1);
+        cr_expect_eq(sg_hll_register(h, 2), 0);
         sg_hll_destroy(h);
         h = hll_of(0, 100000);
         cr_expect_eq(sg_hll_memory(h), 24 + 12288, "%zu", sg_hll_memory(h));
@@ -202,7 +214,8 @@ Test(hll, value_above_32_forces_dense)
         sg_hll_t *h = hll(), *back = hll();
 
         sg_hll_add_hash(h, hash_for(9, 32));
-        cr_expect_eq(sg_hll_encoded_size(h), 16 + 1 + 1 + 2); /* ZERO VAL XZERO */
+        /* ZERO 9, VAL 32, XZERO 16374 */
+        cr_expect_eq(sg_hll_encoded_size(h), 16 + 1 + 1 + 2);
         sg_hll_add_hash(h, hash_for(9, 33));
         cr_assert_eq(encode(h, out), SG_HLL_DENSE_SIZE);
         cr_expect_eq(out[4], 0);
@@ -240,7 +253,7 @@ Test(hll, round_trips_sparse_and_dense)
                 expect_round_trip(h, sizes[i] <= 1000 ? 1 : 0);
                 sg_hll_destroy(h);
         }
-        /* Dense in memory (> 768 registers), sparse on the wire. */
+        /* Dense in memory (> 1024 registers), sparse on the wire. */
         sg_hll_t *h = every_other(1491);
 
         cr_expect_gt(sg_hll_memory(h), 12288);
@@ -344,7 +357,8 @@ static void fuzz_blob(const unsigned char *blob, size_t n)
         for (int i = 0; i < 4000; i++) {
                 memcpy(b, blob, n);
                 seed = seed * 1103515245 + 12345;
-                b[16 + (seed >> 8) % (n - 16)] ^= (unsigned char)(1 + (seed >> 3) % 255);
+                b[16 + (seed >> 8) % (n - 16)] ^=
+                        (unsigned char)(1 + (seed >> 3) % 255);
                 if (sg_hll_decode(h, b, n) == 0) {
                         size_t m = encode(h, out);
                         sg_hll_t *again = hll();
@@ -389,7 +403,7 @@ Test(hll, add_rate, .timeout = 120)
         char(*id)[16] = malloc((size_t)IDS * 16);
         size_t mem = 0;
         uint64_t hsum = 0;
-        double t0, t_add, t_hash;
+        double t0, t_add, t_hash, t_one;
 
         cr_assert_not_null(hs);
         cr_assert_not_null(id);
@@ -410,6 +424,10 @@ Test(hll, add_rate, .timeout = 120)
                 sg_hll_add(hs[(unsigned)i * 2654435761u % HLLS], id[i % IDS],
                            16);
         t_add = now_s() - t0;
+        t0 = now_s();
+        for (int i = 0; i < ADDS; i++)
+                sg_hll_add(hs[0], id[i % IDS], 16);
+        t_one = now_s() - t0;
         for (int i = 0; i < HLLS; i++) {
                 mem += sg_hll_memory(hs[i]);
                 sg_hll_destroy(hs[i]);
@@ -417,8 +435,46 @@ Test(hll, add_rate, .timeout = 120)
         free(hs);
         free(id);
         fprintf(stderr,
-                "hll: %.1f M adds/s (hash alone %.1f M/s, sum %llx); %d HLLs "
-                "hold %zu bytes\n",
-                ADDS / t_add / 1e6, ADDS / t_hash / 1e6,
-                (unsigned long long)hsum & 0xf, HLLS, mem);
+                "hll: %.1f M adds/s over %d HLLs, %.1f M/s into one (hash "
+                "alone %.1f M/s, sum %llx); the HLLs hold %zu bytes\n",
+                ADDS / t_add / 1e6, HLLS, ADDS / t_one / 1e6,
+                ADDS / t_hash / 1e6,
+                (unsigned long long)hsum & 0xf, mem);
+}
+
+/* The sparse phase: 10,000 HLLs of ~300 distinct ids each (1000 adds per
+ * HLL), none past 1024 registers. Prints the rate and the memory. */
+Test(hll, add_rate_sparse, .timeout = 120)
+{
+        enum { HLLS = 10000, PER = 1000, DISTINCT = 300 };
+        sg_hll_t **hs = calloc(HLLS, sizeof(*hs));
+        size_t mem = 0;
+        int sparse = 0;
+        uint64_t x = 1;
+        double t0, dt;
+
+        cr_assert_not_null(hs);
+        for (int i = 0; i < HLLS; i++)
+                hs[i] = hll();
+        t0 = now_s();
+        for (int k = 0; k < PER; k++)
+                for (int i = 0; i < HLLS; i++) {
+                        uint64_t id = (uint64_t)i << 32 | (x % DISTINCT);
+
+                        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                        sg_hll_add(hs[i], &id, sizeof(id));
+                }
+        dt = now_s() - t0;
+        for (int i = 0; i < HLLS; i++) {
+                mem += sg_hll_memory(hs[i]);
+                sparse += sg_hll_memory(hs[i]) <= 24 + 4096;
+                sg_hll_destroy(hs[i]);
+        }
+        free(hs);
+        cr_expect_eq(sparse, HLLS);
+        fprintf(stderr,
+                "hll: sparse: %.1f M adds/s; %d HLLs of <= %d ids hold %zu "
+                "bytes (%zu each)\n",
+                (double)HLLS * PER / dt / 1e6, HLLS, DISTINCT, mem,
+                mem / HLLS);
 }
