@@ -943,9 +943,13 @@ static int freq_over(ag_part_t *p, const ag_scope_t *s, int64_t bucket,
         int64_t *cnt = ag_htab_get(&p->fc, key), now;
         unsigned char rec[9];
 
+        /* Counts saturate just past the cap: beyond it every impression
+         * is over, and nothing changes to remember (so the log grows with
+         * devices, not impressions). */
         now = cnt ? *cnt : 0;
-        if (now < 255)
-                now++;
+        if (now > p->m->freq_cap)
+                return 1;
+        now++;
         if (cnt)
                 *cnt = now;
         else if (ag_htab_put(&p->fc, key, now, day) == -1)
@@ -953,7 +957,7 @@ static int freq_over(ag_part_t *p, const ag_scope_t *s, int64_t bucket,
         if (day > p->fc_day)
                 p->fc_day = day;
         put_u64(rec, key);
-        rec[8] = (unsigned char)now;
+        rec[8] = (unsigned char)(now > 255 ? 255 : now);
         if (ag_log_add(&p->fc_log, day, rec, sizeof(rec)) == -1)
                 return -1;
         return now > p->m->freq_cap;

@@ -128,7 +128,7 @@ const sg_conf_field_t sg_conf_fields[] = {
     INT("aggregate.tz_offset_min", "0", -720, 840, aggregate.tz_offset_min,
         "the account time zone as a fixed offset from UTC, minutes: where "
         "the today window and the frequency-cap day start"),
-    INT("aggregate.freq_cap", "3", 0, 1000000, aggregate.freq_cap,
+    INT("aggregate.freq_cap", "3", 0, 250, aggregate.freq_cap,
         "impressions per device per day and scope; those beyond count as "
         "freq_cap_impressions (0 = off)"),
     INT("aggregate.click_ttl_s", "86400", 60, 2592000, aggregate.click_ttl_s,
