@@ -6,6 +6,7 @@
 #include "codec.h"
 #include "kafka.h"
 #include "log.h"
+#include "marker.h"
 #include "metrics.h"
 #include "redis.h"
 #include "stage.h"
@@ -1065,6 +1066,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
 {
         int64_t wm_before = stage_watermark(ag), wm;
         char scope[SCOPE_LEN], detail[256];
+        sg_marker_t mk;
         int failed = 0;
 
         for (int i = 0; i < cnt; i++) {
@@ -1083,6 +1085,10 @@ static int batch(sg_aggregate_t *ag, int cnt)
                         ps->batch_max_t = INT64_MIN;
                 }
                 ps->next_offset = m->offset + 1;
+                /* Watermark markers (docs/watermark.md) are not events;
+                 * the watermark does not use them yet. */
+                if (sg_marker_parse(m, &mk, detail, sizeof(detail)) != 0)
+                        continue;
                 if (sg_codec_decode_normalized(ag->codec, m->payload, m->len,
                                                ev) == -1) {
                         snprintf(detail, sizeof(detail), "%s",
