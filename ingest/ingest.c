@@ -7,6 +7,7 @@
 #include "ingest.h"
 #include "kafka.h"
 #include "log.h"
+#include "markers.h"
 #include "metrics.h"
 #include "stage.h"
 #include "validate.h"
@@ -32,9 +33,12 @@ struct sg_ingest {
         sg_consumer_t *consumer;
         sg_producer_t *producer;
         sg_pipeline_t *pipeline; /* batches awaiting acknowledgement */
+        sg_markers_t *markers;   /* watermark markers into sg.events */
         sg_validate_conf_t vc;
         rd_kafka_message_t **msgs;
         sg_event_t ev; /* reused for every record */
+        int64_t ev_progress; /* what process() forwarded: its event time,
+                                capped at the clock; INT64_MIN: nothing */
         unsigned char out[NORMALIZED_MAX];
         /* events_total by sg_event_type_t (0 = unknown type) */
         sg_counter_t *accepted[4], *rejected[4];
@@ -124,6 +128,8 @@ static void on_rebalance(void *opaque, int assign,
 {
         sg_ingest_t *in = opaque;
 
+        if (in->markers && assign)
+                sg_markers_rebalance(in->markers, 1, parts);
         if (assign)
                 return;
         /* Commit what is acknowledged while the partitions are still ours;
@@ -131,6 +137,8 @@ static void on_rebalance(void *opaque, int assign,
         if (in->pipeline)
                 sg_pipeline_drain(in->pipeline, 60000);
         inputs_forget(in, parts);
+        if (in->markers)
+                sg_markers_rebalance(in->markers, 0, parts);
 }
 
 sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
@@ -203,6 +211,13 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 goto err;
         }
+        in->markers = sg_markers_new(in->producer, in->consumer,
+                                     conf->topics.events, conf->ingest.marker_ms);
+        if (!in->markers) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto err;
+        }
+        sg_pipeline_on_acked(in->pipeline, sg_markers_acked, in->markers);
         sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s", topics[0],
                 topics[1], topics[2], conf->topics.events,
                 conf->topics.deadletter);
@@ -218,6 +233,7 @@ void sg_ingest_destroy(sg_ingest_t *in)
                 return;
         sg_consumer_destroy(in->consumer);
         sg_pipeline_destroy(in->pipeline);
+        sg_markers_destroy(in->markers);
         sg_producer_destroy(in->producer);
         sg_codec_destroy(in->codec);
         sg_givt_destroy(in->givt);
@@ -262,6 +278,7 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         size_t tlen;
         int n;
 
+        in->ev_progress = INT64_MIN;
         if (m->len > (size_t)in->conf.ingest.max_message_bytes) {
                 snprintf(detail, sizeof(detail),
                          "record of %zu bytes above ingest.max_message_bytes "
@@ -313,6 +330,9 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         sg_counter_add(in->accepted[ev->type], 1);
         if (ev->ivt_mask)
                 sg_counter_add(in->invalid[ev->type], 1);
+        /* A future event is counted, but moves the input's progress only
+         * up to the clock (docs/watermark.md). */
+        in->ev_progress = ev->event_time < now ? ev->event_time : now;
         /* Keyed by channel: a channel's events stay in one partition, in
          * order, so its aggregate state has a single owner. */
         return sg_producer_send(in->producer, in->conf.topics.events, -1,
@@ -331,6 +351,10 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
 int sg_ingest_run(sg_ingest_t *in)
 {
         int64_t last_stats = sg_mono_ms();
+        /* The loop turns at least this often, for the markers. */
+        int wait_ms = in->conf.ingest.batch_ms < in->conf.ingest.marker_ms
+                          ? in->conf.ingest.batch_ms
+                          : in->conf.ingest.marker_ms;
 
         while (!sg_stop) {
                 int64_t now;
@@ -343,9 +367,10 @@ int sg_ingest_run(sg_ingest_t *in)
                         sg_sleep_ms(500);
                         continue;
                 }
+                /* After the batches just acknowledged, outside any batch. */
+                sg_markers_tick(in->markers, 0);
                 cnt = sg_consumer_batch(in->consumer, in->msgs,
-                                        in->conf.ingest.batch_size,
-                                        in->conf.ingest.batch_ms);
+                                        in->conf.ingest.batch_size, wait_ms);
                 if (cnt && !sg_stop) {
                         now = sg_now_ms();
                         sg_pipeline_begin(in->pipeline);
@@ -353,7 +378,9 @@ int sg_ingest_run(sg_ingest_t *in)
                                 /* A record that could not be produced
                                  * fails its batch (in the pipeline). */
                                 process(in, in->msgs[i], now);
-                                sg_pipeline_add(in->pipeline, in->msgs[i]);
+                                sg_pipeline_add_time(in->pipeline,
+                                                     in->msgs[i],
+                                                     in->ev_progress);
                         }
                         sg_pipeline_end(in->pipeline);
                 }
@@ -366,6 +393,9 @@ int sg_ingest_run(sg_ingest_t *in)
                 }
         }
         sg_pipeline_drain(in->pipeline, 60000);
+        /* What the drain acknowledged; the producer flushes it at
+         * destroy. */
+        sg_markers_tick(in->markers, 1);
         sg_metrics_log();
         sg_info("event=stop");
         return 0;

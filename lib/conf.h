@@ -72,6 +72,7 @@ typedef struct sg_conf {
                 char bot_ua_file[PATH_MAX];
                 char dc_cidr_file[PATH_MAX];
                 int tag_missing_ua;
+                int marker_ms;
         } ingest;
 
         struct {

@@ -754,6 +754,11 @@ typedef struct pl_batch {
         int64_t t0_us;
         int last; /* index in first/next of the last record's partition */
         rd_kafka_topic_partition_list_t *first, *next;
+        /* Per partition (same indices), the highest event time noted
+         * (INT64_MIN: none). Kept across batches, grown only when a batch
+         * holds more partitions than any before. */
+        int64_t *max_t;
+        int max_cap;
 } pl_batch_t;
 
 struct sg_pipeline {
@@ -764,6 +769,8 @@ struct sg_pipeline {
         int64_t oldest; /* sequence number of the oldest batch in flight */
         int64_t seq;    /* the next batch's */
         pl_batch_t *b;  /* [depth] */
+        sg_pipeline_acked_fn *on_acked;
+        void *acked_opaque;
 };
 
 static pl_batch_t *pl_slot(sg_pipeline_t *pl, int64_t seq)
@@ -815,12 +822,25 @@ sg_pipeline_t *sg_pipeline_new(sg_consumer_t *c, sg_producer_t *p, int depth,
 
 static void pl_free(pl_batch_t *b)
 {
+        int64_t *max_t = b->max_t;
+        int max_cap = b->max_cap;
+
         if (b->first)
                 rd_kafka_topic_partition_list_destroy(b->first);
         if (b->next)
                 rd_kafka_topic_partition_list_destroy(b->next);
         memset(b, 0, sizeof(*b));
         b->seq = -1;
+        b->max_t = max_t;
+        b->max_cap = max_cap;
+}
+
+/* Tells the pipeline's owner that batch b is acknowledged in full, with
+ * every batch before it (it is being committed). */
+static void pl_acked(sg_pipeline_t *pl, const pl_batch_t *b)
+{
+        if (pl->on_acked)
+                pl->on_acked(pl->acked_opaque, b->next, b->max_t);
 }
 
 /* Forgets the oldest batch. */
@@ -840,6 +860,8 @@ void sg_pipeline_destroy(sg_pipeline_t *pl)
                 pl->p->pl = NULL;
                 pl->p->track = -1;
         }
+        for (int i = 0; i < pl->depth; i++)
+                free(pl->b[i].max_t);
         free(pl->b);
         free(pl);
 }
@@ -864,7 +886,20 @@ void sg_pipeline_begin(sg_pipeline_t *pl)
         pl->p->track = b->seq;
 }
 
+void sg_pipeline_on_acked(sg_pipeline_t *pl, sg_pipeline_acked_fn *fn,
+                          void *opaque)
+{
+        pl->on_acked = fn;
+        pl->acked_opaque = opaque;
+}
+
 void sg_pipeline_add(sg_pipeline_t *pl, const rd_kafka_message_t *m)
+{
+        sg_pipeline_add_time(pl, m, INT64_MIN);
+}
+
+void sg_pipeline_add_time(sg_pipeline_t *pl, const rd_kafka_message_t *m,
+                          int64_t event_time)
 {
         pl_batch_t *b = pl_slot(pl, pl->seq - 1);
         const char *t = rd_kafka_topic_name(m->rkt);
@@ -879,15 +914,28 @@ void sg_pipeline_add(sg_pipeline_t *pl, const rd_kafka_message_t *m)
                             strcmp(b->first->elems[i].topic, t) == 0)
                                 break;
                 if (i == b->first->cnt) {
+                        if (i == b->max_cap) {
+                                int cap = b->max_cap ? 2 * b->max_cap : 16;
+                                int64_t *mt = realloc(
+                                    b->max_t, (size_t)cap * sizeof(*mt));
+
+                                if (!mt)
+                                        abort(); /* as librdkafka's lists */
+                                b->max_t = mt;
+                                b->max_cap = cap;
+                        }
                         rd_kafka_topic_partition_list_add(b->first, t,
                                                           m->partition)
                             ->offset = m->offset;
                         rd_kafka_topic_partition_list_add(b->next, t,
                                                           m->partition)
                             ->offset = m->offset + 1;
+                        b->max_t[i] = INT64_MIN;
                 }
                 b->last = i;
         }
+        if (event_time > b->max_t[i])
+                b->max_t[i] = event_time;
         f = &b->first->elems[i];
         n = &b->next->elems[i];
         if (m->offset < f->offset)
@@ -959,6 +1007,7 @@ int sg_pipeline_reap(sg_pipeline_t *pl)
                                 sg_histogram_observe(
                                     pl->batch_seconds,
                                     (double)(sg_mono_us() - b->t0_us) / 1e6);
+                        pl_acked(pl, b);
                         pl_pop(pl);
                         b = pl_slot(pl, pl->oldest);
                 }
@@ -1024,6 +1073,7 @@ int sg_pipeline_drain(sg_pipeline_t *pl, int timeout_ms)
                                     b->next->elems[i].partition);
                         tp->offset = b->next->elems[i].offset;
                 }
+                pl_acked(pl, b);
                 pl_pop(pl);
         }
         left = sg_pipeline_inflight(pl);

@@ -130,6 +130,26 @@ void sg_pipeline_destroy(sg_pipeline_t *pl);
 void sg_pipeline_begin(sg_pipeline_t *pl);
 /* Notes an input record of the open batch. */
 void sg_pipeline_add(sg_pipeline_t *pl, const rd_kafka_message_t *m);
+/* The same, with the event time the record brings to its partition's
+ * progress (INT64_MIN: none, e.g. a rejected record): per partition, a
+ * batch keeps the highest, for sg_pipeline_acked_fn. */
+void sg_pipeline_add_time(sg_pipeline_t *pl, const rd_kafka_message_t *m,
+                          int64_t event_time);
+
+/*
+ * Called for each batch when it is acknowledged in full together with
+ * every batch before it, as it is committed (sg_pipeline_reap and
+ * sg_pipeline_drain), oldest first; never for a batch that failed or was
+ * given up. next: per input partition the offset after the batch's last
+ * record; max_t[i]: the highest event time noted for next->elems[i]
+ * (INT64_MIN: none). Both are valid during the call only.
+ */
+typedef void(sg_pipeline_acked_fn)(void *opaque,
+                                   const rd_kafka_topic_partition_list_t *next,
+                                   const int64_t *max_t);
+/* Sets (or with NULL clears) the callback. */
+void sg_pipeline_on_acked(sg_pipeline_t *pl, sg_pipeline_acked_fn *fn,
+                          void *opaque);
 /* Closes the open batch: no more sends count for it. */
 void sg_pipeline_end(sg_pipeline_t *pl);
 

@@ -34,13 +34,6 @@ void sg_window_name(int64_t ms, char *buf, size_t size);
 int64_t sg_window_floor(int64_t t, int64_t width_ms);
 
 /*
- * The stage watermark: the minimum over the partitions that have seen data
- * of (max event time - lateness); INT64_MIN when none has.
- */
-int64_t sg_watermark(const int64_t *max_event_time, int cnt,
-                     int64_t lateness_ms);
-
-/*
  * 1 if an event at t falls in a window already closed by watermark wm, i.e.
  * the end of its width_ms window is at or before wm.
  */

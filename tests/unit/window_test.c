@@ -18,21 +18,6 @@ Test(window, floors_negative_times_downwards)
         cr_assert_eq(sg_window_floor(0, 10000), 0);
 }
 
-Test(window, watermark_is_min_over_partitions_with_data_minus_lateness)
-{
-        int64_t t[] = {100000, INT64_MIN, 70000, 90000};
-
-        cr_assert_eq(sg_watermark(t, 4, 30000), 40000);
-}
-
-Test(window, watermark_without_data_is_minus_infinity)
-{
-        int64_t t[] = {INT64_MIN, INT64_MIN};
-
-        cr_assert_eq(sg_watermark(t, 2, 30000), INT64_MIN);
-        cr_assert_eq(sg_watermark(t, 0, 30000), INT64_MIN);
-}
-
 Test(window, window_closes_when_watermark_reaches_its_end)
 {
         /* window [60000, 120000) */
