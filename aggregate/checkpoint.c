@@ -737,6 +737,8 @@ static int load_scope_cells(loader_t *ld, ag_scope_t *s, int64_t from,
         freeReplyObject(r);
         for (int w = 0; w < m->win_cnt; w++) {
                 want[nw].what = 4;
+                want[nw].level = 0;
+                want[nw].start = 0;
                 want[nw++].w = w;
         }
         for (int k0 = 0; k0 < nw && !ld->failed; k0 += LOAD_PIPE) {
