@@ -113,11 +113,12 @@ static void wait_log(const char *name, const char *needle, int ms)
 {
         long long deadline = h_now_ms() + ms;
 
-        while (!log_count(name, needle))
+        while (!log_count(name, needle)) {
                 cr_assert_lt(h_now_ms(), deadline,
                              "no %s in %s's log within %d ms (logs in %s)",
-                             needle, name, ms, H.dir),
-                    usleep(100 * 1000);
+                             needle, name, ms, H.dir);
+                usleep(100 * 1000);
+        }
 }
 
 /* Records on sg.deadletter with sg.error=late. */
@@ -241,10 +242,11 @@ Test(checkpoint, eight_windows_and_a_restart_without_traffic)
                 long long deadline = h_now_ms() + 30000;
 
                 while (log_count("sg-aggregate", "event=partition_resume") <
-                       8)
+                       8) {
                         cr_assert_lt(h_now_ms(), deadline,
-                                     "no second resume (logs in %s)", H.dir),
-                            usleep(100 * 1000);
+                                     "no second resume (logs in %s)", H.dir);
+                        usleep(100 * 1000);
+                }
         }
         cr_assert_eq(kill(pid, 0), 0, "sg-aggregate died after its restart");
         cr_assert_eq(kpi("eight", "clicks"), 50);
