@@ -1,6 +1,6 @@
 /*
  * Same input, same answers: the sg-gen scenario of pipeline_test (seed 7,
- * 180 s) through the stack, then a digest of every counter of every scope
+ * 180 s, at a fixed event time) through the stack, then a digest of every counter of every scope
  * and bucket in Redis (each sg:{pN}:b: hash with all its fields, PFCOUNT of
  * each bucket's u: and i: HyperLogLogs) and the ids of the decisions on
  * ad-decisions, compared line by line with the digest recorded from the
@@ -9,8 +9,11 @@
  * instead of comparing; SG_BIN_DIR picks the binaries that made it).
  *
  * Left out, because they depend on the order in which ingest interleaves
- * the input topics (a conversion read before its click), in either
- * implementation: ctc_lt_*, ctc_ge_1h and conversions_no_click.
+ * the input partitions, in either implementation (two recordings of the
+ * old one differ there): ctc_lt_*, ctc_ge_1h and conversions_no_click (a
+ * conversion read before its click), and which bucket a device's
+ * impression beyond the cap lands in: freq_cap_impressions is compared as
+ * the total of each scope instead.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +25,23 @@
 #include "codec.h"
 #include "harness.h"
 
-#define WANT_DECISIONS 10 /* as pipeline_test */
+#define WANT_DECISIONS 13 /* pipeline_test's 10, and 3 overpacing ALERTs at 01:00 */
 
-TestSuite(digest, .init = h_stack_up, .fini = h_stack_down, .timeout = 500);
+/* A fixed event time, so that bucket keys and decision ids are the same
+ * on every run: 2026-01-01T01:00:00Z (ingest's too_old check off). */
+#define START_MS "1767229200000"
+
+static void up(void)
+{
+        const char *subst[] = {"  too_old_s: 172800", "too_old_s: 0", NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+        h_start_stages();
+}
+
+TestSuite(digest, .init = up, .fini = h_stack_down, .timeout = 500);
 
 typedef struct lines {
         char **v;
@@ -48,7 +65,31 @@ static int cmp(const void *a, const void *b)
 
 static int timing_field(const char *f)
 {
-        return !strncmp(f, "ctc_", 4) || !strcmp(f, "conversions_no_click");
+        return !strncmp(f, "ctc_", 4) || !strcmp(f, "conversions_no_click") ||
+               !strcmp(f, "freq_cap_impressions");
+}
+
+/* Totals of freq_cap_impressions per "sg:{pN}:b:<scope>". */
+static struct {
+        char scope[256];
+        long long n;
+} caps[64];
+static int ncaps;
+
+static void cap_add(const char *key, size_t scope_len, long long n)
+{
+        int i;
+
+        for (i = 0; i < ncaps; i++)
+                if (strlen(caps[i].scope) == scope_len &&
+                    !strncmp(caps[i].scope, key, scope_len))
+                        break;
+        if (i == ncaps) {
+                cr_assert_lt(ncaps, 64);
+                snprintf(caps[ncaps++].scope, sizeof(caps[0].scope), "%.*s",
+                         (int)scope_len, key);
+        }
+        caps[i].n += n;
 }
 
 /* Every bucket hash and HyperLogLog count, as sorted lines. */
@@ -69,7 +110,11 @@ static void redis_digest(lines_t *out)
                 int n;
 
                 cr_assert(h && h->type == REDIS_REPLY_ARRAY);
+                cap_add(k, strrchr(k, ':') - k, 0);
                 for (size_t j = 0; j + 1 < h->elements; j += 2) {
+                        if (!strcmp(h->element[j]->str, "freq_cap_impressions"))
+                                cap_add(k, strrchr(k, ':') - k,
+                                        atoll(h->element[j + 1]->str));
                         if (timing_field(h->element[j]->str))
                                 continue;
                         snprintf(line, sizeof(line), "%s=%s",
@@ -105,14 +150,20 @@ static void redis_digest(lines_t *out)
         }
         freeReplyObject(keys);
         redisFree(c);
+        for (int i = 0; i < ncaps; i++) {
+                snprintf(line, sizeof(line), "f %.200s freq_cap_impressions=%lld",
+                         caps[i].scope, caps[i].n);
+                add(out, line);
+        }
 }
 
 Test(digest, same_input_same_counters_and_decisions_as_recorded)
 {
         char truth_path[512], why[512] = "", schemas[512], buf[512];
-        const char *gen_args[] = {"--seed",  "7",        "--duration",
-                                  "180",     "--bad",    "5",
-                                  "--truth", truth_path, NULL};
+        const char *gen_args[] = {"--seed",    "7",        "--duration",
+                                  "180",       "--bad",    "5",
+                                  "--start-ms", START_MS, "--truth",
+                                  truth_path,  NULL};
         const char *record = getenv("SG_DIGEST_RECORD");
         rd_kafka_message_t **msgs;
         sg_codec_t *codec;
@@ -130,7 +181,8 @@ Test(digest, same_input_same_counters_and_decisions_as_recorded)
         h_wait_caught_up("rules", "sg.aggregates", 60000);
         h_wait_caught_up("sink", "sg.decisions", 60000);
         n = h_consume_all("ad-decisions", WANT_DECISIONS, 20000, &msgs);
-        cr_assert_eq(n, WANT_DECISIONS);
+        cr_assert_eq(n, WANT_DECISIONS, "decisions: want %d, got %d (logs in %s)",
+                     WANT_DECISIONS, n, H.dir);
         codec = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)), buf,
                              sizeof(buf));
         cr_assert_not_null(codec);
