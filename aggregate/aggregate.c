@@ -340,12 +340,27 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 if (rc == AG_CKPT_FENCED)
                         sg_counter_add(ag->fenced, 1);
                 if (rc != AG_CKPT_OK) {
-                        failed = 1;
-                        part_reset(ag, p);
+                        ps->in_batch = 2; /* to load again, below */
                         continue;
                 }
                 overflow_note(ag, ps);
                 ag_part_evict(ps->st, ps->wm);
+        }
+        if (!failed) {
+                int lost = 0;
+
+                for (int p = 0; p < ag->part_cap; p++)
+                        lost |= ag->parts[p] && ag->parts[p]->in_batch == 2;
+                if (lost) {
+                        /* Read the batch again; each partition that was not
+                         * checkpointed from where Redis says it stands (the
+                         * others skip what they applied). */
+                        sg_consumer_rewind(ag->consumer, ag->msgs, cnt);
+                        for (int p = 0; p < ag->part_cap; p++)
+                                if (ag->parts[p] && ag->parts[p]->in_batch == 2)
+                                        part_reset(ag, p);
+                        failed = 1;
+                }
         }
         return failed ? -1 : 0;
 }

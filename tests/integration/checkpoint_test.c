@@ -237,9 +237,10 @@ Test(checkpoint, eight_windows_and_a_restart_without_traffic)
         wait_kpi("eight", "clicks", 50, 60000);
         cr_assert_eq(h_stop(pid), 0);
         pid = h_spawn("sg-aggregate", NULL);
-        /* Loaded (its partitions resumed), still running. */
+        /* Loaded (its partitions resumed: the group may wait out the
+         * first member's session, 45 s), still running. */
         {
-                long long deadline = h_now_ms() + 30000;
+                long long deadline = h_now_ms() + 90000;
 
                 while (log_count("sg-aggregate", "event=partition_resume") <
                        8) {
@@ -288,16 +289,29 @@ Test(checkpoint, a_backlog_read_at_different_speeds_loses_nothing_as_late)
         h_config(subst, NULL);
         h_start_infra();
         h_spawn("sg-aggregate", NULL);
-        /* 5 minutes of event time on every input partition of ad-clicks:
-         * 100 clicks a second of hot, 1 of cold. */
+        /* 5 minutes of event time on every input partition of ad-clicks,
+         * in event-time order: 100 clicks a second of hot, 1 of cold. */
         for (int part = 0; part < 4; part++) {
-                bulk("ad-clicks", part, "click", hot, hot, 7500,
-                     t0 + part, 40, ",\"cost_micros\":1000");
-                bulk("ad-clicks", part, "click", cold, cold, 75, t0 + part,
-                     4000, ",\"cost_micros\":1000");
+                char buf[512];
+
+                for (int i = 0; i < 7500; i++) {
+                        const char *ch = i % 100 == 99 ? cold : hot;
+                        int n = snprintf(
+                            buf, sizeof(buf),
+                            "{\"type\":\"click\",\"event_id\":\"%s-%d-%d\","
+                            "\"event_time\":%lld,\"channel\":\"%s\","
+                            "\"campaign_id\":\"c1\",\"cost_micros\":1000}",
+                            ch, part, i, t0 + i * 40, ch);
+
+                        cr_assert_eq(h_produce_async("ad-clicks", part, ch,
+                                                     strlen(ch), buf,
+                                                     (size_t)n),
+                                     0);
+                }
         }
+        cr_assert_eq(h_flush(), 0);
         h_spawn("sg-ingest", NULL);
-        wait_kpi(hot, "clicks", 30000, 180000);
+        wait_kpi(hot, "clicks", 29700, 180000);
         wait_kpi(cold, "clicks", 300, 60000);
         cr_assert_eq(late_dead_letters(), 0);
 }
