@@ -1067,7 +1067,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
         int64_t wm_before = stage_watermark(ag), wm;
         char scope[SCOPE_LEN], detail[256];
         sg_marker_t mk;
-        int failed = 0;
+        int failed = 0, events = 0;
 
         for (int i = 0; i < cnt; i++) {
                 const rd_kafka_message_t *m = ag->msgs[i];
@@ -1080,15 +1080,16 @@ static int batch(sg_aggregate_t *ag, int cnt)
                                  (int)m->partition);
                         return -1;
                 }
-                if (!ps->in_batch) {
-                        ps->in_batch = 1;
-                        ps->batch_max_t = INT64_MIN;
-                }
                 ps->next_offset = m->offset + 1;
                 /* Watermark markers (docs/watermark.md) are not events;
                  * the watermark does not use them yet. */
                 if (sg_marker_parse(m, &mk, detail, sizeof(detail)) != 0)
                         continue;
+                events++;
+                if (!ps->in_batch) {
+                        ps->in_batch = 1;
+                        ps->batch_max_t = INT64_MIN;
+                }
                 if (sg_codec_decode_normalized(ag->codec, m->payload, m->len,
                                                ev) == -1) {
                         snprintf(detail, sizeof(detail), "%s",
@@ -1164,7 +1165,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 if (ag->parts[p])
                         ag->parts[p]->in_batch = 0;
         table_clear(ag);
-        return failed ? -1 : 0;
+        return failed ? -1 : events;
 }
 
 /* Forgets what the failed batch left pending, so it is redone. */
@@ -1233,8 +1234,8 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                 if (cnt) {
                         int64_t t0 = sg_mono_us();
                         long long rt0 = sg_redis_round_trips(ag->redis);
-                        int rc = batch(ag, cnt);
-                        int lost = rc == 0
+                        int rc = batch(ag, cnt); /* events, or -1 */
+                        int lost = rc >= 0
                                        ? sg_producer_flush(ag->producer, 60000)
                                        : 0;
 
@@ -1252,13 +1253,17 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                 ag->batches++;
                                 ag->batch_round_trips +=
                                     sg_redis_round_trips(ag->redis) - rt0;
-                                ag->batch_events += cnt;
+                                ag->batch_events += rc;
                                 /* Kafka's commit only matters if Redis is
                                  * wiped; Redis holds the real offsets. */
                                 sg_consumer_commit(ag->consumer, ag->msgs, cnt);
                                 sg_histogram_observe(
                                     ag->batch_seconds,
                                     (double)(sg_mono_us() - t0) / 1e6);
+                                /* Markers alone: as a batch without
+                                 * input. */
+                                if (rc == 0)
+                                        idle_tick(ag, &last_wm);
                         }
                         sg_consumer_batch_free(ag->msgs, cnt);
                 } else {
