@@ -33,6 +33,9 @@ static const struct {
     {"deadletter_total", "Records sent to the dead-letter topic, by reason."},
     {"decisions_total",
      "Decisions emitted (rules) or delivered (sink), by action and rule."},
+    {"markers_total",
+     "Watermark markers ingest sent to sg.events (one per input partition "
+     "and sg.events partition); not events."},
     {"snapshots_total", "Aggregate snapshots produced, by kind."},
     {"redis_scripts_total", "Batch apply script calls."},
     {"scope_overflow_total",

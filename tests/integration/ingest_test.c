@@ -15,6 +15,7 @@
 
 #include "codec.h"
 #include "harness.h"
+#include "marker.h"
 
 TestSuite(ingest, .init = h_stack_up, .fini = h_stack_down, .timeout = 240);
 
@@ -288,6 +289,29 @@ TestSuite(ingest_retry, .init = ingest_only_up, .fini = h_stack_down,
           .timeout = 240);
 
 #define RETRY_OLD 600  /* committed before the failures */
+#define MAX_CLAIMS 64  /* (sg.events partition, input partition) pairs */
+
+/* The highest progress a watermark marker claimed so far for an input in
+ * an sg.events partition. */
+typedef struct claim {
+        int32_t partition;
+        char source[SG_MARKER_SOURCE_LEN];
+        int64_t t;
+} claim_t;
+
+static claim_t *claim_get(claim_t *c, int *n, int32_t partition,
+                          const char *source)
+{
+        for (int i = 0; i < *n; i++)
+                if (c[i].partition == partition &&
+                    strcmp(c[i].source, source) == 0)
+                        return &c[i];
+        cr_assert_lt(*n, MAX_CLAIMS);
+        c[*n].partition = partition;
+        snprintf(c[*n].source, sizeof(c[*n].source), "%s", source);
+        c[*n].t = INT64_MIN;
+        return &c[(*n)++];
+}
 #define RETRY_NEW 1200 /* consumed while Produce requests fail */
 
 /* Produces JSON clicks <prefix>-<i>, i < n, spread over the partitions. */
@@ -327,7 +351,8 @@ Test(ingest_retry, failed_deliveries_rewind_to_the_first_unacknowledged_batch)
         long long t = now_ms() - 60000;
         rd_kafka_message_t **msgs;
         static int seen_old[RETRY_OLD], seen_new[RETRY_NEW];
-        int n, retries = 0;
+        static claim_t claims[MAX_CLAIMS];
+        int n, retries = 0, claim_cnt = 0;
         sg_codec_t *codec;
         pid_t ingest = h_pid("sg-ingest");
         FILE *f;
@@ -339,21 +364,45 @@ Test(ingest_retry, failed_deliveries_rewind_to_the_first_unacknowledged_batch)
         produce_clicks("old", RETRY_OLD, t);
         h_wait_caught_up("ingest", "ad-clicks", 60000);
         /* With ingest stopped, so that its first Produce requests are the
-         * ones that fail, not the test's. */
+         * ones that fail, not the test's. Its first requests may carry only
+         * the watermark markers it sends at assignment (a failed marker
+         * fails no batch): enough errors for batches to get some too. */
         cr_assert_eq(h_stop(ingest), 0);
         produce_clicks("new", RETRY_NEW, t + RETRY_OLD);
-        h_broker_ctl("error Produce 3 MSG_SIZE_TOO_LARGE");
+        h_broker_ctl("error Produce 12 MSG_SIZE_TOO_LARGE");
         h_spawn("sg-ingest", NULL);
         h_wait_caught_up("ingest", "ad-clicks", 60000);
 
         n = h_consume_all("sg.events", RETRY_OLD + RETRY_NEW, 30000, &msgs);
         for (int i = 0; i < n; i++) {
+                sg_marker_t mk;
                 sg_event_t ev;
                 int k;
 
+                char src[SG_MARKER_SOURCE_LEN];
+                claim_t *c;
+
+                /* Watermark markers are not events; one never comes before
+                 * an event whose time it claims, even across the rewinds
+                 * (each input partition's clicks are in time order). */
+                if (sg_marker_parse(msgs[i], &mk, err, sizeof(err)) == 1) {
+                        c = claim_get(claims, &claim_cnt, msgs[i]->partition,
+                                      mk.source);
+                        if (mk.event_time > c->t)
+                                c->t = mk.event_time;
+                        continue;
+                }
                 cr_assert_eq(sg_codec_decode_normalized(codec, msgs[i]->payload,
                                                         msgs[i]->len, &ev),
                              0);
+                snprintf(src, sizeof(src), "%s/%d", ev.src_topic,
+                         (int)ev.src_partition);
+                c = claim_get(claims, &claim_cnt, msgs[i]->partition, src);
+                cr_assert_lt(c->t, ev.event_time,
+                             "%s on sg.events %d after a marker for %s "
+                             "claiming %lld",
+                             ev.event_id, (int)msgs[i]->partition, src,
+                             (long long)c->t);
                 if (sscanf(ev.event_id, "old-%d", &k) == 1 && k >= 0 &&
                     k < RETRY_OLD)
                         seen_old[k]++;
@@ -364,6 +413,13 @@ Test(ingest_retry, failed_deliveries_rewind_to_the_first_unacknowledged_batch)
                         cr_assert_fail("unexpected event %s", ev.event_id);
         }
         h_msgs_free(msgs, n);
+        {
+                int claimed = 0;
+
+                for (int k = 0; k < claim_cnt; k++)
+                        claimed += claims[k].t != INT64_MIN;
+                cr_assert_gt(claimed, 0, "no marker with progress");
+        }
         for (int k = 0; k < RETRY_OLD; k++)
                 cr_assert_eq(seen_old[k], 1,
                              "old-%d on sg.events %d times: the rewind went "
