@@ -126,7 +126,9 @@ const sg_conf_field_t sg_conf_fields[] = {
     INT("aggregate.kpi_window_s", "60", 1, 86400, aggregate.kpi_window_s,
         "tumbling window of the final KPI rows (multiple of bucket_s)"),
     INT("aggregate.lateness_s", "30", 0, 86400, aggregate.lateness_s,
-        "allowed lateness: watermark = max event time - lateness"),
+        "allowed lateness: an sg.events partition's watermark is the "
+        "least event-time progress its inputs' watermark markers report, "
+        "minus this; events in a KPI window it closed are late"),
     INT("aggregate.retention_s", "172800", 60, 31536000, aggregate.retention_s,
         "TTL of bucket keys in Redis"),
     INT("aggregate.tz_offset_min", "0", -720, 840, aggregate.tz_offset_min,
