@@ -729,8 +729,9 @@ int main(int argc, char **argv)
                 double s = (double)(sg_mono_us() - mono0) / 1e6;
 
                 printf("sent=%" PRId64 " seconds=%.3f eps=%.0f "
-                       "behind_max_ms=%.1f\n",
-                       sent, s, (double)sent / s, (double)behind_max / 1000);
+                       "behind_max_ms=%.1f markers=%" PRId64 "\n",
+                       sent, s, (double)sent / s, (double)behind_max / 1000,
+                       markers);
         }
         rc = 0;
         /* A preload must still be whole: the mock broker evicts. */

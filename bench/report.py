@@ -84,10 +84,22 @@ def g(name, key, default=0):
 
 limit = g("limit_input", "eps")
 limit_ev = g("limit_events", "eps")
+# The producer's limit: the preload of the input topics, the same records.
+limit_prod = g("preload_input", "eps")
+limit_io = min(x for x in (limit, limit_prod) if x) if (limit or limit_prod) \
+    else 0
 stages = {}
-for name, lim in (("ingest", limit), ("aggregate", limit), ("rules", None),
-                  ("sink", None)):
-    x = m.get(name, {})
+for name, lim in (("ingest", limit_io), ("aggregate", limit_ev),
+                  ("rules", None), ("sink", None)):
+    x = dict(m.get(name, {}))
+    # aggregate's input also holds watermark markers: its events/s counts
+    # the events only (the same elapsed time).
+    ev = g(name + "_events", "events")
+    if ev and x.get("events"):
+        x["eps"] = x.get("eps", 0) * ev / x["events"]
+        x["cpu_s_per_m"] = x.get("cpu_s", 0) / ev * 1e6 if x.get("cpu_s") \
+            else x.get("cpu_s_per_m", 0) * x["events"] / ev
+        x["events"] = ev
     stages[name] = {
         "events": int(x.get("events", 0)), "eps": x.get("eps", 0),
         "cpu_s_per_million": x.get("cpu_s_per_m", 0),
@@ -99,12 +111,19 @@ for name, lim in (("ingest", limit), ("aggregate", limit), ("rules", None),
     }
 stages["aggregate"]["ratio_to_events_limit"] = \
     round(stages["aggregate"]["eps"] / limit_ev, 3) if limit_ev else None
+agg_events = stages["aggregate"]["events"]
+redis_cpu_per_m = stages["aggregate"]["redis_cpu_s"] / agg_events * 1e6 \
+    if agg_events else None
 
 scale = []
 for tag in ("s1", "s2", "s3", "p1", "p4"):
     if "scale_" + tag not in m:
         continue
-    a, r = m.get("scale_aggregate_" + tag, {}), m.get("scale_rules_" + tag, {})
+    a, r = dict(m.get("scale_aggregate_" + tag, {})), \
+        m.get("scale_rules_" + tag, {})
+    ev = g("scale_markers_" + tag, "events")
+    if ev and a.get("events"):
+        a["eps"] = a.get("eps", 0) * ev / a["events"]
     scale.append({
         "run": tag, "scopes": int(g("scale_" + tag, "scopes")),
         "partitions": int(g("scale_" + tag, "partitions")),
@@ -127,13 +146,16 @@ redis = {
 
 res = {
     "wall_s": round(wall_ms / 1000.0, 1),
-    "limit": {"input_eps": limit, "input_cpu_s_per_million":
+    "limit": {"input_eps": limit, "producer_eps": limit_prod,
+              "ingest_limit_eps": limit_io,
+              "input_cpu_s_per_million":
               g("limit_input", "cpu_s_per_m"),
               "events_eps": limit_ev, "redis": redis},
     "preload": {"input": m.get("preload_input", {}),
                 "events": m.get("preload_events", {})},
     "stages": stages,
     "aggregate_redis_used_memory": int(g("aggregate_redis", "used_memory")),
+    "aggregate_redis_cpu_s_per_million": redis_cpu_per_m,
     "e2e": {"steps": steps, "generator": gen,
             "fixed_rate": fixed_rate,
             "p50_ms": headline["p50_ms"] if headline else None,
@@ -155,6 +177,8 @@ print()
 print("limits (same broker, same consumer settings)")
 print("  bare consumer, input topics     %12s ev/s  (%s CPU s per M)" %
       (n(limit), n(g("limit_input", "cpu_s_per_m"), "{:.2f}")))
+print("  bare producer, input topics     %12s ev/s  (the preload)" %
+      n(limit_prod))
 print("  bare consumer, sg.events        %12s ev/s" % n(limit_ev))
 print("  redis pipelined (-P 64)  HINCRBY %s  PFADD %s  ZADD %s  ops/s" %
       (n(redis["hincrby_pipelined_rps"]), n(redis["pfadd_pipelined_rps"]),
@@ -172,8 +196,11 @@ for name, s in stages.items():
         n(s["ratio_to_limit"], "{:.2f}"), n(s["cpu_s_per_million"], "{:.2f}"),
         n(s["redis_cpu_s"], "{:.2f}s"), n(s["peak_rss_kb"] / 1024.0),
         n(s["rss_half_kb"] / 1024.0)))
-print("  (rules and sink: records are snapshots and decisions; ratio is "
-      "to the input-topic limit)")
+print("  (ingest: ratio to min(bare consumer, bare producer); aggregate: to "
+      "the bare consumer on sg.events, events only, markers left out;")
+print("   rules and sink: records are snapshots and decisions)")
+print("  redis-server CPU s per million events, aggregate alone: %s" %
+      n(redis_cpu_per_m, "{:.2f}"))
 print()
 print("end to end, paced (event time = scheduled send time); latency = read "
       "on ad-decisions - window end")
@@ -202,10 +229,12 @@ for s in scale:
 print()
 print("wall time %.0f s; results in %s" % (wall_ms / 1000.0, out_path))
 print("bench: limit_eps=%d ingest_eps=%d ingest_ratio=%.2f aggregate_eps=%d "
-      "aggregate_ratio=%.2f e2e_p50_ms=%s e2e_p99_ms=%s" % (
+      "aggregate_ratio=%.2f e2e_p50_ms=%s e2e_p99_ms=%s redis_cpu_s_per_m=%s "
+      "sustained_eps=%d" % (
           limit, stages["ingest"]["eps"],
           stages["ingest"]["ratio_to_limit"] or 0,
           stages["aggregate"]["eps"],
           stages["aggregate"]["ratio_to_limit"] or 0,
           n(res["e2e"]["p50_ms"], "{:.0f}").replace(",", ""),
-          n(res["e2e"]["p99_ms"], "{:.0f}").replace(",", "")))
+          n(res["e2e"]["p99_ms"], "{:.0f}").replace(",", ""),
+          n(redis_cpu_per_m, "{:.2f}"), sustainable))

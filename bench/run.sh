@@ -223,12 +223,16 @@ if want stages; then
         r=$("$BIN/sg-bench-preload" -c "$CA" --what events --events "$AGG_N" \
                 --channels $CHANNELS --campaigns $CAMPAIGNS) || die "preload failed"
         measure "preload_events $r"
+        # sg.events also holds ingest's watermark markers (as preload
+        # writes them): aggregate's group commits past them too.
+        AGG_MARKERS=$(echo "$r" | sed -n 's/.*markers=\([0-9]*\).*/\1/p')
         log "bare consumer on sg.events"
         r=$("$BIN/sg-bench-consume" -c "$CA" --topic ba.events --expect "$AGG_N") ||
                 die "bare consumer failed"
         measure "limit_events $r"
         redis-cli -s "$D/redis.sock" flushall >/dev/null
-        alone aggregate aggregate "$CA" ba.aggregate "$AGG_N" ba.events
+        alone aggregate aggregate "$CA" ba.aggregate $((AGG_N + AGG_MARKERS)) ba.events
+        measure "aggregate_events events=$AGG_N markers=$AGG_MARKERS"
         measure "aggregate_redis used_memory=$(redis_mem)"
 
         CR=$(conf rules br bi.imp bi.clk bi.conv x br.aggs br.rdec br.out br.kpis)
@@ -250,12 +254,14 @@ if want scale; then
                 IFS=: read -r tag camps parts <<<"$run"
                 scopes=$((CHANNELS * camps))
                 cfg=$(conf "agg-$tag" "$tag" bi.imp bi.clk bi.conv "$tag.events" s.aggs x x x)
-                "$BIN/sg-bench-preload" -c "$cfg" --what events --events "$SCALE_N" \
-                        --channels $CHANNELS --campaigns "$camps" >/dev/null ||
+                r=$("$BIN/sg-bench-preload" -c "$cfg" --what events --events "$SCALE_N" \
+                        --channels $CHANNELS --campaigns "$camps") ||
                         die "preload $tag failed"
+                mk=$(echo "$r" | sed -n 's/.*markers=\([0-9]*\).*/\1/p')
                 redis-cli -s "$D/redis.sock" flushall >/dev/null
                 alone "scale_aggregate_$tag" aggregate "$cfg" "$tag.aggregate" \
-                        "$SCALE_N" "$tag.events"
+                        $((SCALE_N + mk)) "$tag.events"
+                measure "scale_markers_$tag events=$SCALE_N markers=$mk"
                 measure "scale_redis_$tag scopes=$scopes partitions=$parts used_memory=$(redis_mem)"
                 rtag=r$tag
                 cfg=$(conf "rules-$tag" "$rtag" bi.imp bi.clk bi.conv x "$rtag.aggs" rs.dec x x)
