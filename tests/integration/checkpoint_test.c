@@ -92,28 +92,11 @@ static void wait_kpi(const char *channel, const char *field, long long want,
         }
 }
 
-/* Lines of the stage's log that hold needle. */
-static int log_count(const char *name, const char *needle)
-{
-        char path[512], line[4096];
-        FILE *fp;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
-        fp = fopen(path, "r");
-        if (!fp)
-                return 0;
-        while (fgets(line, sizeof(line), fp))
-                n += strstr(line, needle) != NULL;
-        fclose(fp);
-        return n;
-}
-
 static void wait_log(const char *name, const char *needle, int ms)
 {
         long long deadline = h_now_ms() + ms;
 
-        while (!log_count(name, needle)) {
+        while (!h_log_count(name, needle)) {
                 cr_assert_lt(h_now_ms(), deadline,
                              "no %s in %s's log within %d ms (logs in %s)",
                              needle, name, ms, H.dir);
@@ -189,7 +172,7 @@ Test(checkpoint, ten_thousand_conversions_naming_unknown_clicks_count)
         h_spawn("sg-aggregate", NULL);
         wait_kpi("unknown-clicks", "conversions", 10000, 120000);
         cr_assert_eq(kpi("unknown-clicks", "revenue_micros"), 1000000);
-        cr_assert_eq(log_count("sg-aggregate", "event=checkpoint_failed"), 0);
+        cr_assert_eq(h_log_count("sg-aggregate", "event=checkpoint_failed"), 0);
 }
 
 /*
@@ -242,7 +225,7 @@ Test(checkpoint, eight_windows_and_a_restart_without_traffic)
         {
                 long long deadline = h_now_ms() + 90000;
 
-                while (log_count("sg-aggregate", "event=partition_resume") <
+                while (h_log_count("sg-aggregate", "event=partition_resume") <
                        8) {
                         cr_assert_lt(h_now_ms(), deadline,
                                      "no second resume (logs in %s)", H.dir);

@@ -443,6 +443,22 @@ void h_start_stages(void)
         h_spawn("sg-sink", NULL);
 }
 
+int h_log_count(const char *name, const char *needle)
+{
+        char path[512], line[4096];
+        FILE *fp;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
+        fp = fopen(path, "r");
+        if (!fp)
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                n += strstr(line, needle) != NULL;
+        fclose(fp);
+        return n;
+}
+
 int h_run(const char *name, const char *const *args, char *out, size_t size)
 {
         char path[512], log[1024];

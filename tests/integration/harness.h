@@ -100,6 +100,8 @@ void h_stack_down(void);
 /* Runs bin/<name> (or an absolute path) to completion, stdout into out
  * (NUL-terminated, truncated to size). Returns the exit code, -1 on error. */
 int h_run(const char *name, const char *const *args, char *out, size_t size);
+/* Lines of the process's log (<dir>/<name>.log) that contain needle. */
+int h_log_count(const char *name, const char *needle);
 
 /* Path of a built program. */
 const char *h_bin(const char *name, char *buf, size_t size);

@@ -42,27 +42,10 @@ static void up(void)
 
 TestSuite(redis_outage, .init = up, .fini = h_stack_down, .timeout = 400);
 
-/* Lines of dir/<name>.log containing needle. */
-static int log_count(const char *name, const char *needle)
-{
-        char path[512], line[4096];
-        FILE *fp;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
-        fp = fopen(path, "r");
-        if (!fp)
-                return 0;
-        while (fgets(line, sizeof(line), fp))
-                n += strstr(line, needle) != NULL;
-        fclose(fp);
-        return n;
-}
-
 /* The event=redis_reconnected lines of a log, each with attempts=N. */
 static int reconnected(const char *name)
 {
-        return log_count(name, "event=redis_reconnected attempts=");
+        return h_log_count(name, "event=redis_reconnected attempts=");
 }
 
 Test(redis_outage, ten_seconds_without_redis_lose_nothing)
@@ -126,8 +109,8 @@ Test(redis_outage, ten_seconds_without_redis_lose_nothing)
         }
         /* The aggregate stage wrote to Redis all along: it saw the outage,
          * retried, and said when it was over. */
-        cr_assert_geq(log_count("sg-aggregate", "event=redis_io_error"), 1);
-        cr_assert_geq(log_count("sg-aggregate", "event=redis_connect_failed"),
+        cr_assert_geq(h_log_count("sg-aggregate", "event=redis_io_error"), 1);
+        cr_assert_geq(h_log_count("sg-aggregate", "event=redis_connect_failed"),
                       1);
         cr_assert_eq(reconnected("sg-aggregate"), 1, "%s",
                      "want exactly one event=redis_reconnected");
@@ -138,7 +121,7 @@ Test(redis_outage, ten_seconds_without_redis_lose_nothing)
 
         /* The password is in no log line. */
         for (const char *const *s = stages; *s; s++)
-                cr_assert_eq(log_count(*s, PASSWORD), 0, "%s logs the password",
+                cr_assert_eq(h_log_count(*s, PASSWORD), 0, "%s logs the password",
                              *s);
-        cr_assert_eq(log_count("sg-ctl", PASSWORD), 0);
+        cr_assert_eq(h_log_count("sg-ctl", PASSWORD), 0);
 }
