@@ -890,6 +890,17 @@ static int add_source(ag_part_t *p, ag_scope_t *s, int64_t bucket,
                 if (!c || ag_srcmap_add(&c->src, src, len, 1) == -1 ||
                     cell_dirty(p, s, c, AG_D_SRC))
                         return -1;
+                /* Bounded within a batch too: at twice the cap, the
+                 * lightest go now (as at the batch's end, below). */
+                if ((int64_t)c->src->cnt >= 2 * (int64_t)p->m->max_sources) {
+                        int64_t d[NF] = {0};
+
+                        d[F_UNTRACKED] =
+                            ag_srcmap_trim(c->src, p->m->max_sources);
+                        if (l == 0 && d[F_UNTRACKED] &&
+                            add_counts(p, s, c->start, d) == -1)
+                                return -1;
+                }
         }
         return 0;
 }

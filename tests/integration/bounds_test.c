@@ -138,11 +138,12 @@ Test(bounds, a_million_distinct_sources_stay_within_the_configured_memory)
          * (docs/redis-layout.md, "The memory bound"): the clicks span one
          * bucket, so each of the 1,024 scopes has a cell per kept level (3
          * for the default windows), each with two HyperLogLogs of at most
-         * 12,312 bytes (dense); each channel cell at most max_sources
-         * (1000) sources of at most 64 bytes (table slot and name); 64
-         * bytes per click time (a 24-byte slot, tables grown by doubling
-         * at 3/4 load). 32 MiB for the rest (code, librdkafka's producer,
-         * the codec).
+         * 12,312 bytes (dense); each channel cell at most 2 x max_sources
+         * (1000) sources of at most 64 + 2 x 24 bytes (a table slot at 3/8
+         * load or more, a name of at most 24 bytes in an arena that at most
+         * doubles); 64 bytes per click time (a 24-byte slot, the same
+         * tables). 32 MiB for the rest (code, librdkafka's producer, the
+         * codec).
          */
         ingest_bound = (32LL + 64) * 1024 * 1024 +
                        INPUTS * (long long)(sg_dedupe_bytes(DEDUPE_MAX) +
@@ -150,7 +151,7 @@ Test(bounds, a_million_distinct_sources_stay_within_the_configured_memory)
         aggregate_bound = (32LL + 64) * 1024 * 1024 +
                           5000LL * (long long)sizeof(sg_event_t) +
                           2LL * CHANNELS * 3 * (232 + 2 * 12312) +
-                          (long long)CHANNELS * 3 * 1000 * 64 +
+                          (long long)CHANNELS * 3 * 2 * 1000 * (64 + 2 * 24) +
                           (long long)EVENTS * 64;
         rss_in = peak_rss(ingest);
         rss_ag = peak_rss(aggregate);
