@@ -4,8 +4,9 @@
  * that lost writes is detected and redone (F4), a batch of 10,000
  * conversions naming unknown clicks is counted (F9), a failed checkpoint is
  * redone without turning its own events late (F11), eight windows and a
- * restart (F17), and a backlog read at different speeds per sg.events
- * partition loses nothing as late (F1).
+ * restart (F17), a backlog read at different speeds per sg.events
+ * partition loses nothing as late (F1), and snapshots whose delivery
+ * failed are sent again, not lost (F8).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 
+#include "codec.h"
 #include "harness.h"
 
 /* A minute boundary two hours ago. */
@@ -297,4 +299,75 @@ Test(checkpoint, a_backlog_read_at_different_speeds_loses_nothing_as_late)
         wait_kpi(hot, "clicks", 29700, 180000);
         wait_kpi(cold, "clicks", 300, 60000);
         cr_assert_eq(late_dead_letters(), 0);
+}
+
+/*
+ * F8: the deliveries of aggregate's first snapshots fail (the broker
+ * refuses 5 Produce requests). The snapshots are recorded as sent only in
+ * the checkpoint after their delivery, so the retried batch sends them
+ * again: the 1m window's series has no hole. Before, the script recorded
+ * them as sent before C produced them and the retry sent none of them.
+ */
+Test(checkpoint, snapshots_whose_delivery_failed_are_sent_again)
+{
+        long long t0 = base_time(), prev = -1;
+        char schemas[512], err[256];
+        rd_kafka_message_t **msgs;
+        sg_codec_t *codec;
+        pid_t ingest;
+        int n, steps = 0;
+
+        h_init();
+        h_start_infra();
+        bulk("ad-clicks", 0, "click", "gap", "gap", 180, t0, 1000,
+             ",\"cost_micros\":1000");
+        ingest = h_spawn("sg-ingest", NULL);
+        h_wait_caught_up("ingest", "ad-clicks", 60000);
+        cr_assert_eq(h_stop(ingest), 0);
+        h_broker_ctl("error Produce 5 MSG_SIZE_TOO_LARGE");
+        h_spawn("sg-aggregate", NULL);
+        wait_kpi("gap", "clicks", 180, 60000);
+        cr_assert_geq(h_log_count("sg-aggregate", "event=batch_retry"), 1);
+        h_wait_caught_up("aggregate", "sg.events", 60000);
+
+        codec = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)), err,
+                             sizeof(err));
+        cr_assert_not_null(codec, "%s", err);
+        /* The watermark ends at t0 + 179 s - 30 s: 1m snapshots every 10 s
+         * from the first bucket's step to t0 + 140 s. */
+        n = h_consume_all("sg.aggregates", 1, 5000, &msgs);
+        {
+                long long ends[4096];
+                int ne = 0;
+
+                for (int i = 0; i < n; i++) {
+                        sg_snapshot_t sn;
+
+                        cr_assert_eq(sg_codec_decode_snapshot(
+                                         codec, msgs[i]->payload, msgs[i]->len,
+                                         &sn),
+                                     0);
+                        if (strcmp(sn.channel, "gap") || sn.campaign_id[0] ||
+                            sn.final || strcmp(sn.window, "1m"))
+                                continue;
+                        cr_assert_lt(ne, 4096);
+                        ends[ne++] = sn.window_end;
+                }
+                for (long long e = t0 + 10000; e <= t0 + 140000; e += 10000) {
+                        int seen = 0;
+
+                        for (int k = 0; k < ne; k++)
+                                seen += ends[k] == e;
+                        cr_assert_geq(seen, 1,
+                                      "no 1m snapshot ending at t0+%lld s "
+                                      "(logs in %s)",
+                                      (e - t0) / 1000, H.dir);
+                        steps++;
+                        prev = e;
+                }
+        }
+        cr_assert_eq(steps, 14);
+        cr_assert_eq(prev, t0 + 140000);
+        h_msgs_free(msgs, n);
+        sg_codec_destroy(codec);
 }

@@ -279,3 +279,33 @@ Test(agg_state, memory_stays_bounded_as_the_watermark_moves)
                      100);
         ag_part_destroy(p);
 }
+
+/* F19e: a scope that gets no events still gets its snapshots at every
+ * step the watermark passes (before, only on idle ticks, which never came
+ * under continuous traffic). */
+Test(agg_state, untouched_scopes_are_snapshotted_at_every_step)
+{
+        ag_part_t *p;
+
+        setup_model(1000, 100);
+        p = ag_part_new(&model, 0);
+        {
+                sg_event_t a = event(SG_EV_CLICK, "a", T0, "quiet", "k");
+                cr_assert_eq(ag_part_apply(p, &a), 0);
+        }
+        for (int sec = 1; sec <= 20; sec++) {
+                sg_event_t b = event(SG_EV_CLICK, "b", T0 + sec * 1000,
+                                     "busy", "k");
+
+                cr_assert_eq(ag_part_apply(p, &b), 0);
+                ngot = 0;
+                ag_part_emit(p, T0 + sec * 1000, collect, NULL);
+                ag_part_clean(p);
+                ag_part_evict(p, T0 + sec * 1000);
+                cr_assert_not_null(find("quiet", "", T0 + sec * 1000, 0),
+                                   "no snapshot of quiet at step %d", sec);
+                cr_assert_eq(find("quiet", "", T0 + sec * 1000, 0)->c.clicks,
+                             sec <= 10 ? 1 : 0);
+        }
+        ag_part_destroy(p);
+}
