@@ -40,6 +40,8 @@ struct sg_aggregate {
         sg_event_t ev;
         ag_pstate_t **parts; /* by sg.events partition */
         int part_cap;
+        ag_pstate_t **todo; /* the partitions of a batch to checkpoint */
+        int *todo_rc;
         ag_inputs_t inputs;  /* every input partition, from the metadata */
         int64_t lateness_ms;
         long long batches, batch_events, batch_round_trips;
@@ -86,6 +88,18 @@ static ag_pstate_t *part_at(sg_aggregate_t *ag, int32_t p)
                 memset(n + ag->part_cap, 0,
                        (cap - ag->part_cap) * sizeof(*n));
                 ag->parts = n;
+                {
+                        ag_pstate_t **t = realloc(ag->todo, cap * sizeof(*t));
+                        int *rc;
+
+                        if (!t)
+                                return NULL;
+                        ag->todo = t;
+                        rc = realloc(ag->todo_rc, cap * sizeof(*rc));
+                        if (!rc)
+                                return NULL;
+                        ag->todo_rc = rc;
+                }
                 ag->part_cap = cap;
         }
         return ag->parts[p];
@@ -325,26 +339,31 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 sg_producer_flush(ag->producer, 60000);
                 sg_consumer_rewind(ag->consumer, ag->msgs, cnt);
         }
-        for (int p = 0; p < ag->part_cap; p++) {
-                ag_pstate_t *ps = ag->parts[p];
-                int rc;
+        if (failed) {
+                for (int p = 0; p < ag->part_cap; p++)
+                        if (ag->parts[p] && ag->parts[p]->in_batch)
+                                part_reset(ag, p);
+        } else {
+                ag_pstate_t **todo = ag->todo;
+                int n = 0, *rc = ag->todo_rc;
 
-                if (!ps || !ps->in_batch)
-                        continue;
-                if (failed) {
-                        part_reset(ag, p);
-                        continue;
+                for (int p = 0; p < ag->part_cap; p++)
+                        if (ag->parts[p] && ag->parts[p]->in_batch)
+                                todo[n++] = ag->parts[p];
+                ag_ckpt_write_all(&ag->ckpt, todo, n, rc);
+                for (int k = 0; k < n; k++) {
+                        ag_pstate_t *ps = todo[k];
+
+                        sg_counter_add(ag->scripts, 1);
+                        if (rc[k] == AG_CKPT_FENCED)
+                                sg_counter_add(ag->fenced, 1);
+                        if (rc[k] != AG_CKPT_OK) {
+                                ps->in_batch = 2; /* to load again, below */
+                                continue;
+                        }
+                        overflow_note(ag, ps);
+                        ag_part_evict(ps->st, ps->wm);
                 }
-                rc = ag_ckpt_write(&ag->ckpt, ps);
-                sg_counter_add(ag->scripts, 1);
-                if (rc == AG_CKPT_FENCED)
-                        sg_counter_add(ag->fenced, 1);
-                if (rc != AG_CKPT_OK) {
-                        ps->in_batch = 2; /* to load again, below */
-                        continue;
-                }
-                overflow_note(ag, ps);
-                ag_part_evict(ps->st, ps->wm);
         }
         if (!failed) {
                 int lost = 0;
@@ -547,6 +566,8 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
         for (int p = 0; p < ag->part_cap; p++)
                 part_drop(ag, p);
         free(ag->parts);
+        free(ag->todo);
+        free(ag->todo_rc);
         ag_ckpt_fini(&ag->ckpt);
         ag_inputs_fini(&ag->inputs);
         sg_redis_destroy(ag->redis);

@@ -470,30 +470,27 @@ static int build(ag_ckpt_t *ck, ag_pstate_t *ps)
         return put_partition(ck, ps);
 }
 
-int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps)
+/* The call's argv from the arena (which may have moved while it grew). */
+static int args_ready(ag_ckpt_t *ck, ag_pstate_t *ps)
 {
-        redisReply *r;
-        int rc = AG_CKPT_ERROR;
+        const char **argv;
 
-        if (build(ck, ps) == -1) {
+        if (build(ck, ps) == -1 || !ck->argc) {
                 sg_error("event=oom what=checkpoint partition=%d", (int)ps->id);
-                return AG_CKPT_ERROR;
+                return -1;
         }
-        if (ck->argc > ck->argcap || !ck->argc)
-                return AG_CKPT_ERROR;
-        {
-                const char **argv = realloc(ck->argv,
-                                            ck->argc * sizeof(*argv));
-                if (!argv)
-                        return AG_CKPT_ERROR;
-                ck->argv = argv;
-                for (int i = 0; i < ck->argc; i++)
-                        argv[i] = ck->arena + ck->off[i];
-        }
-        r = sg_redis_eval(ck->redis, &ck->script, 1, ck->argc, ck->argv,
-                          ck->len);
-        if (!r)
-                return AG_CKPT_ERROR; /* stopping */
+        argv = realloc(ck->argv, ck->argc * sizeof(*argv));
+        if (!argv)
+                return -1;
+        ck->argv = argv;
+        for (int i = 0; i < ck->argc; i++)
+                argv[i] = ck->arena + ck->off[i];
+        return 0;
+}
+
+/* What the script's reply r says of ps's checkpoint. */
+static int outcome(ag_pstate_t *ps, const redisReply *r)
+{
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
             r->element[0]->type == REDIS_REPLY_INTEGER &&
             r->element[1]->type == REDIS_REPLY_STRING) {
@@ -504,23 +501,94 @@ int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps)
                         /* Applied (or applied before a lost reply). */
                         ps->off = ps->next;
                         ag_part_clean(ps->st);
-                        rc = AG_CKPT_OK;
-                } else {
-                        sg_warn("event=checkpoint_fenced partition=%d "
-                                "expected=%" PRId64 " stored=%" PRId64
-                                " msg=\"Redis holds another offset (another "
-                                "owner, or lost writes): reloading\"",
-                                (int)ps->id, ps->off, cur);
-                        rc = AG_CKPT_FENCED;
+                        return AG_CKPT_OK;
                 }
-        } else {
-                sg_error("event=checkpoint_failed partition=%d err=\"%s\"",
-                         (int)ps->id,
-                         r->type == REDIS_REPLY_ERROR ? r->str
-                                                      : "unexpected reply");
+                sg_warn("event=checkpoint_fenced partition=%d "
+                        "expected=%" PRId64 " stored=%" PRId64
+                        " msg=\"Redis holds another offset (another "
+                        "owner, or lost writes): reloading\"",
+                        (int)ps->id, ps->off, cur);
+                return AG_CKPT_FENCED;
         }
+        sg_error("event=checkpoint_failed partition=%d err=\"%s\"",
+                 (int)ps->id,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return AG_CKPT_ERROR;
+}
+
+int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps)
+{
+        redisReply *r;
+        int rc;
+
+        if (args_ready(ck, ps) == -1)
+                return AG_CKPT_ERROR;
+        r = sg_redis_eval(ck->redis, &ck->script, 1, ck->argc, ck->argv,
+                          ck->len);
+        if (!r)
+                return AG_CKPT_ERROR; /* stopping */
+        rc = outcome(ps, r);
         freeReplyObject(r);
         return rc;
+}
+
+void ag_ckpt_write_all(ag_ckpt_t *ck, ag_pstate_t **ps, int n, int *rc)
+{
+        int sent = 0;
+
+        /* One round trip for the batch: the partitions' scripts pipelined
+         * (each is atomic and fenced on its own). Without the script's
+         * SHA, or when Redis lost it, one call at a time. */
+        for (; sent < n && ck->script.sha[0]; sent++) {
+                const char *head[3] = {"EVALSHA", ck->script.sha, "1"};
+                const char **argv;
+                size_t *len;
+
+                rc[sent] = AG_CKPT_ERROR;
+                if (args_ready(ck, ps[sent]) == -1)
+                        break;
+                argv = malloc((ck->argc + 3) * sizeof(*argv));
+                len = malloc((ck->argc + 3) * sizeof(*len));
+                if (!argv || !len) {
+                        free(argv);
+                        free(len);
+                        break;
+                }
+                for (int i = 0; i < 3; i++) {
+                        argv[i] = head[i];
+                        len[i] = strlen(head[i]);
+                }
+                memcpy(argv + 3, ck->argv, ck->argc * sizeof(*argv));
+                memcpy(len + 3, ck->len, ck->argc * sizeof(*len));
+                if (sg_redis_append_argv(ck->redis, ck->argc + 3, argv,
+                                         len) == -1) {
+                        free(argv);
+                        free(len);
+                        break;
+                }
+                free(argv);
+                free(len);
+        }
+        for (int k = 0; k < sent; k++) {
+                redisReply *r = sg_redis_pipeline_get(ck->redis);
+
+                if (!r) {
+                        /* The connection went: what was applied is in
+                         * Redis; the caller reloads these partitions. */
+                        sg_redis_reconnect(ck->redis);
+                        for (; k < sent; k++)
+                                rc[k] = AG_CKPT_ERROR;
+                        return;
+                }
+                if (r->type == REDIS_REPLY_ERROR &&
+                    strncmp(r->str, "NOSCRIPT", 8) == 0)
+                        rc[k] = ag_ckpt_write(ck, ps[k]);
+                else
+                        rc[k] = outcome(ps[k], r);
+                freeReplyObject(r);
+        }
+        for (int k = sent; k < n; k++)
+                rc[k] = ag_ckpt_write(ck, ps[k]);
 }
 
 /* ------------------------------------------------------------- loading */

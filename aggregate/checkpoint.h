@@ -77,6 +77,9 @@ enum { AG_CKPT_OK, AG_CKPT_FENCED, AG_CKPT_ERROR };
  * another offset (logged); AG_CKPT_ERROR: not written (logged). In both,
  * the caller loads the partition again. */
 int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps);
+/* The same for n partitions in one pipelined round trip; rc[k] is
+ * ps[k]'s outcome. */
+void ag_ckpt_write_all(ag_ckpt_t *ck, ag_pstate_t **ps, int n, int *rc);
 
 /* Loads partition p from Redis, retrying while Redis answers with errors
  * (LOADING after a restart, say) until it answers or the stage stops
