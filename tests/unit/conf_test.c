@@ -160,6 +160,49 @@ Test(conf, bad_yaml_reports_the_line)
         cr_assert_not_null(strstr(err, "<string>:"), "%s", err);
 }
 
+Test(conf, bad_yaml_names_the_line_of_the_broken_construct)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        defaults(&conf);
+        /* A key without ':' on line 2: libyaml only notices on line 3. */
+        cr_assert_eq(apply(&conf, "log_level: info\nredis\nbrokers: x\n",
+                           err, sizeof(err)),
+                     -2);
+        cr_assert_str_eq(err, "<string>:2: could not find expected ':' "
+                              "(while scanning a simple key)");
+        /* A '[' never closed on line 1. */
+        cr_assert_eq(apply(&conf, "a: [1, 2\nb: 3\n", err, sizeof(err)), -2);
+        cr_assert_str_eq(err, "<string>:1: did not find expected ',' or ']' "
+                              "(while parsing a flow sequence)");
+}
+
+Test(conf, a_directory_as_config_is_named_a_directory)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        cr_assert_eq(sg_conf_load(&conf, "/tmp", err, sizeof(err)), -1);
+        cr_assert_str_eq(err, "/tmp: is a directory, not a config file");
+}
+
+Test(conf, empty_sg_config_means_the_default_file)
+{
+        sg_conf_t conf;
+        char err[256];
+
+        cr_assert_eq(chdir(getenv("SG_SOURCE_DIR") ? getenv("SG_SOURCE_DIR")
+                                                   : SG_SOURCE_DIR),
+                     0);
+        unsetenv("SG_BROKERS");
+        unsetenv("SG_REDIS");
+        setenv("SG_CONFIG", "", 1);
+        cr_assert_eq(sg_conf_load(&conf, NULL, err, sizeof(err)), 0, "%s", err);
+        cr_assert_str_eq(conf.path, "config/spendguard.yaml");
+        cr_assert_eq(conf.channel_cnt, 5);
+}
+
 Test(conf, shipped_config_loads)
 {
         sg_conf_t conf;
