@@ -627,7 +627,9 @@ static int conf_load(sg_conf_t *conf, const char *path, char *errstr,
                 if (field_set(conf, f, f->def, 0, errstr, errstr_size))
                         return -1;
 
-        if (!path)
+        /* SG_CONFIG= (set but empty) means "not set", as for a shell's
+         * ${SG_CONFIG:-default}. */
+        if (!path && getenv("SG_CONFIG") && *getenv("SG_CONFIG"))
                 path = getenv("SG_CONFIG");
         if (!path && access("config/spendguard.yaml", R_OK) == 0)
                 path = "config/spendguard.yaml";

@@ -205,6 +205,8 @@ static void usage(const sg_stage_desc_t *desc, FILE *fp)
                 "Config keys this stage reads:\n",
                 desc->name, desc->summary, SG_STOP_WATCHDOG_S);
         sg_conf_print_help(fp, desc->sections);
+        /* What sg_stage_init itself serves, in every stage. */
+        sg_conf_print_help(fp, (const char *const[]){"metrics.", NULL});
         fprintf(fp, "  %-28s %s\n", "kafka.<property>",
                 "any librdkafka property, passed through");
 }
@@ -223,7 +225,9 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
 
         sg_log_init(desc->name);
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        /* The leading ':' tells a missing argument (':') from an unknown
+         * option ('?'). */
+        while ((c = getopt_long(argc, argv, ":c:hV", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         path = optarg;
@@ -234,6 +238,12 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
                 case 'V':
                         printf("sg-%s %s\n", desc->name, SG_VERSION);
                         exit(0);
+                case ':':
+                        fprintf(stderr,
+                                "sg-%s: option %s needs an argument (try "
+                                "--help)\n",
+                                desc->name, argv[optind - 1]);
+                        exit(2);
                 default:
                         fprintf(stderr,
                                 "sg-%s: unknown option %s (try --help)\n",
