@@ -197,11 +197,17 @@ static void usage(const sg_stage_desc_t *desc, FILE *fp)
                 "  -h, --help         this help\n"
                 "  -V, --version      print the version\n\n"
                 "Environment: SG_BROKERS, SG_REDIS, SG_GROUP_PREFIX, "
-                "SG_LOG_LEVEL beat the file.\n"
+                "SG_LOG_LEVEL, SG_METRICS_LISTEN\n"
+                "  beat the file; SG_CONFIG names it (empty: the default).\n"
                 "Signals: SIGTERM/SIGINT finish the batch in hand, commit "
                 "and exit 0,\n"
                 "  within %d s whatever is down (else exit 1); a second "
                 "signal exits at once.\n"
+                "  SIGHUP: sg-rules reloads its rules file (rules.file); "
+                "every other key,\n"
+                "  channels[] budgets and target_cpa_micros included, is read "
+                "at start:\n"
+                "  change it and restart the stage.\n\n"
                 "Config keys this stage reads:\n",
                 desc->name, desc->summary, SG_STOP_WATCHDOG_S);
         sg_conf_print_help(fp, desc->sections);
