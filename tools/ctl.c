@@ -1,5 +1,5 @@
 /*
- * sg-ctl: the operator's view of the Redis state (DESIGN 3.6): KPI totals
+ * sg-ctl: the operator's view of the Redis state: KPI totals
  * per scope over an event-time range, recent decisions, circuit breakers, a
  * live per-channel view, and the generated configuration reference.
  * Read-only: it never writes to Redis. Key layout: docs/redis-layout.md.
