@@ -1837,13 +1837,12 @@ static void top_frame(const top_view_t *v, int first)
                 char res[32];
 
                 fprintf(fp,
-                        "legend: BREAKER closed = running, OPEN (red) = "
-                        "paused by a rule, HALF-OPEN (yellow) = on trial\n"
-                        "        BUDGET = current, after reallocations "
-                        "(reserve %s); BUDGET%% yellow from 90, red from "
-                        "100\n"
-                        "        CPA/T = CPA / TARGET, yellow above 1.00x; "
-                        "IVT yellow from %.0f%%\n",
+                        "legend: BREAKER closed runs, OPEN (red) paused by a "
+                        "rule, HALF-OPEN on trial\n"
+                        "  BUDGET current, after reallocations (reserve %s); "
+                        "BUDGET%% yellow >= 90\n"
+                        "  CPA/T = CPA / TARGET, yellow above 1.00x; IVT "
+                        "yellow from %.0f%%\n",
                         fmt_money(d.reserve, res, sizeof(res)),
                         TOP_IVT_WARN * 100);
         }

@@ -4,7 +4,8 @@
 # time — with a live per-channel view (sg-ctl top) and every decision as it
 # happens. It starts the scenario only once every stage answers /readyz, and
 # stops with the failing process's own error line as soon as one dies.
-# Stops everything on Ctrl-C and when the scenario ends. Logs: run/*.log.
+# Stops everything on Ctrl-C and when the scenario ends. Logs: run/*.log,
+# pids: run/*.pid.
 #
 # Environment: SG_RUN_DURATION (scenario length, s; default 150), SG_CONFIG,
 # SG_METRICS_LISTEN (off: no readiness check), BIN, RUN_DIR.
@@ -12,10 +13,11 @@ set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
 RUN=${RUN_DIR:-run}
+case $RUN in /*) ;; *) RUN=$PWD/$RUN ;; esac
 DURATION=${SG_RUN_DURATION:-150}
 READY_S=${SG_RUN_READY_S:-60}
 mkdir -p "$RUN"
-rm -f "$RUN"/*.log "$RUN"/bootstrap "$RUN"/redis.sock "$RUN"/broker.ctl
+rm -f "$RUN"/*.log "$RUN"/*.pid "$RUN"/bootstrap "$RUN"/redis.sock "$RUN"/broker.ctl
 
 # Every process runs in a session of its own (setsid), so that Ctrl-C
 # reaches only this script, which then stops each process once, by pid:
@@ -35,7 +37,7 @@ cleanup() {
                 [ -n "$p" ] && kill -TERM "$p" 2>/dev/null
         done
         reap "$infra"
-        printf '\033[?25h' 2>/dev/null # the cursor, whatever top left
+        [ -t 1 ] && printf '\033[?25h' # the cursor, whatever top left
         echo "run: stopped; logs in $RUN/"
 }
 trap cleanup EXIT
@@ -74,6 +76,7 @@ start() { # name, then the command
         shift
         setsid "$@" >>"$RUN/$name.log" 2>&1 &
         eval "pid_$name=$!"
+        echo $! >"$RUN/$name.pid"
         names="$names $name"
 }
 
@@ -143,16 +146,16 @@ bound_port() { # name
 }
 
 infra="redis broker"
-start redis redis-server --port 0 --unixsocket "$PWD/$RUN/redis.sock" \
-        --save "" --appendonly no --dir "$PWD/$RUN"
+start redis redis-server --port 0 --unixsocket "$RUN/redis.sock" \
+        --save "" --appendonly no --dir "$RUN"
 start broker "$BIN/sg-broker" --bootstrap-file "$RUN/bootstrap" \
         --control "$RUN/broker.ctl"
 names=""
-wait_for redis-server redis redis-cli -s "$RUN/redis.sock" ping
+wait_for redis-server redis sh -c "redis-cli -s '$RUN/redis.sock' ping >/dev/null"
 wait_for sg-broker broker test -s "$RUN/bootstrap"
 
 SG_BROKERS=$(head -n 1 "$RUN/bootstrap")
-SG_REDIS="unix://$PWD/$RUN/redis.sock"
+SG_REDIS="unix://$RUN/redis.sock"
 SG_GROUP_PREFIX="run$$"
 SG_CONFIG=${SG_CONFIG:-config/spendguard.yaml}
 export SG_BROKERS SG_REDIS SG_GROUP_PREFIX SG_CONFIG
@@ -161,6 +164,7 @@ echo "run: broker $SG_BROKERS, redis $SG_REDIS, logs in $RUN/"
 # The stages, each on its default metrics port (9731-9734) unless that is
 # taken; then on a free one, said here.
 metrics=${SG_METRICS_LISTEN:-127.0.0.1}
+moved="" # default ports found taken
 port=9731
 stages="ingest aggregate rules sink"
 for s in $stages; do
@@ -168,8 +172,7 @@ for s in $stages; do
                 start "$s" env SG_METRICS_LISTEN=off "$BIN/sg-$s"
         elif [ "$metrics" = 127.0.0.1 ]; then
                 p=$(port_for $port)
-                [ "$p" = 0 ] && echo "run: port $port is taken: sg-$s serves" \
-                        "/metrics and /readyz on a free port instead"
+                [ "$p" = 0 ] && moved="$moved $port"
                 start "$s" env SG_METRICS_LISTEN="127.0.0.1:$p" "$BIN/sg-$s"
         else
                 start "$s" "$BIN/sg-$s"
@@ -212,15 +215,13 @@ else
                 fi
                 sleep 0.2
         done
-        echo "run: ready: ingest :$port_ingest, aggregate :$port_aggregate," \
-                "rules :$port_rules, sink :$port_sink (/metrics, /readyz)"
+        echo "run: every stage is ready (/readyz)"
 fi
 
 # The status page: the same live picture in a browser.
 serve_at=""
 p=$(port_for 9730)
-[ "$p" = 0 ] && echo "run: port 9730 is taken: the status page is on a free" \
-        "port instead"
+[ "$p" = 0 ] && moved="$moved 9730"
 start serve "$BIN/sg-ctl" serve --listen "127.0.0.1:$p"
 p=$(bound_port serve) || die_with serve
 serve_at="http://127.0.0.1:$p/"
@@ -229,13 +230,29 @@ start gen "$BIN/sg-gen" --realtime --duration "$DURATION" --seed 1
 stack="redis broker ingest aggregate rules sink serve"
 
 note1="status page: $serve_at"
-note2="from another terminal: SG_REDIS=$SG_REDIS $BIN/sg-ctl kpis"
+# Literally $PWD: short enough for an 80-column view, and right from the
+# repository's root, where make run runs.
+if [ "$RUN" = "$PWD/run" ]; then
+        redis_for_user="unix://\$PWD/run/redis.sock"
+else
+        redis_for_user=$SG_REDIS
+fi
+note2="other terminal: SG_REDIS=$redis_for_user $BIN/sg-ctl kpis"
+note3=""
+if [ "$metrics" = off ]; then
+        note3="metrics off (SG_METRICS_LISTEN=off): readiness was not checked"
+elif [ "$metrics" = 127.0.0.1 ]; then
+        note3="metrics: :$port_ingest :$port_aggregate :$port_rules :$port_sink (ingest..sink)"
+fi
+[ -n "$moved" ] && note3="$note3; taken:$moved"
 echo "run: $note1"
 echo "run: $note2"
+[ -n "$note3" ] && echo "run: $note3"
 
 # The live view runs until the scenario ends (or Ctrl-C); it gets SIGTERM
 # and shows the cursor again. Meanwhile every process is watched.
-setsid "$BIN/sg-ctl" top --note "$note1" --note "$note2" 2>>"$RUN/top.log" &
+setsid "$BIN/sg-ctl" top --note "$note1" --note "$note2" \
+        ${note3:+--note "$note3"} 2>>"$RUN/top.log" &
 pid_top=$!
 names="$names top"
 while alive "$pid_gen"; do
