@@ -66,15 +66,24 @@ static void usage(FILE *fp)
             "      configured and current budget per channel (after "
             "reallocations) and the\n"
             "      reserve\n"
-            "  top [--interval MS] [--once] [--window S]   (alias: watch)\n"
-            "      live per-channel view: today's spend (UTC) vs budget, "
-            "CTR, CVR, CPA vs\n"
-            "      target, ROAS and IVT rate over the last S seconds of "
-            "event time (default\n"
-            "      the first of aggregate.windows), breaker state, the last 5 "
-            "decisions; redrawn every\n"
-            "      MS ms (default 1000); plain frames when stdout is not "
-            "a terminal\n"
+            "  top [--interval MS] [--once] [--window S] [--decisions N] "
+            "[--note TEXT]\n"
+            "      (alias: watch) live per-channel view: breaker, today's "
+            "spend (UTC) vs the\n"
+            "      current budget, CPA vs target, IVT, CTR, CVR, ROAS over "
+            "the last S seconds\n"
+            "      of event time (default the first of aggregate.windows), "
+            "a legend, and as\n"
+            "      many decisions as fit (off a terminal: N, default 5); "
+            "money in the\n"
+            "      config's currency; redrawn every MS ms (default 1000), "
+            "cut to the\n"
+            "      terminal's size; plain frames when stdout is not a "
+            "terminal\n"
+            "  serve [--listen HOST:PORT] [--window S] [--decisions N]\n"
+            "      the status page and /api/status over HTTP (default "
+            "127.0.0.1:9730;\n"
+            "      port 0 = a free one), until SIGTERM\n"
             "  config-reference\n"
             "      print the configuration reference (docs/config.md)\n\n"
             "Options:\n"
@@ -2243,8 +2252,7 @@ int main(int argc, char **argv)
         }
         if (optind >= argc)
                 bad_usage("a command is required: kpis, decisions, breakers, "
-                          "budgets, "
-                          "top or config-reference");
+                          "budgets, top, serve or config-reference");
         if (strcmp(argv[optind], "config-reference") == 0) {
                 if (optind + 1 < argc)
                         bad_usage("config-reference: unexpected argument %s",
