@@ -1,9 +1,9 @@
 /*
- * Every stage and tool stops within a bounded time on SIGTERM, whatever
- * has gone away under it: the broker (a consumer cannot leave its group, a
- * producer cannot deliver) or Redis. A second signal ends the process at
- * once. Under systemd or Kubernetes a process that ignores SIGTERM is
- * killed hard on every deploy.
+ * Every stage and tool (sg-gen, sg-ctl top, sg-ctl serve) stops within a
+ * bounded time on SIGTERM, whatever has gone away under it: the broker (a
+ * consumer cannot leave its group, a producer cannot deliver) or Redis. A
+ * second signal ends the process at once. Under systemd or Kubernetes a
+ * process that ignores SIGTERM is killed hard on every deploy.
  */
 #include <errno.h>
 #include <signal.h>
@@ -27,7 +27,8 @@ static void stack_down(void)
 TestSuite(shutdown, .init = h_init, .fini = stack_down, .timeout = 240);
 
 static const char *const procs[] = {"sg-ingest", "sg-aggregate", "sg-rules",
-                                    "sg-sink",   "sg-gen",       "sg-ctl"};
+                                    "sg-sink",   "sg-gen",       "sg-ctl",
+                                    "sg-ctl serve"};
 #define NPROCS (int)(sizeof(procs) / sizeof(procs[0]))
 
 /* The stack with sg-gen in real time (records in flight all along) and
@@ -38,6 +39,8 @@ static void flowing_stack(void)
         const char *gen_args[] = {"--realtime", "--duration", "600", "--seed",
                                   "3",          NULL};
         const char *top_args[] = {"top", NULL};
+        const char *serve_args[] = {"serve", "--listen", "127.0.0.1:0", NULL};
+        pid_t serve;
         long long deadline;
 
         h_start_infra();
@@ -45,6 +48,12 @@ static void flowing_stack(void)
         h_spawn("sg-gen", gen_args);
         h_spawn_env("sg-ctl", top_args, (const char *const[]){"TERM=xterm",
                                                               NULL});
+        /* The status page, under a name of its own for h_pid(). */
+        serve = h_spawn("sg-ctl", serve_args);
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == serve)
+                        snprintf(H.procs[i].name, sizeof(H.procs[i].name),
+                                 "sg-ctl serve");
         deadline = h_now_ms() + 60000;
         for (;;) {
                 json_t *k = h_kpis(NULL);
