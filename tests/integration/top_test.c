@@ -85,6 +85,40 @@ static void wait_for_pipeline(json_t *truth)
         json_decref(d);
 }
 
+/* `sg-ctl breakers` after the run: the campaign scopes (gifts|gifts-c1)
+ * are longer than a channel's name; every column still starts where its
+ * header does. */
+static void breakers_line_up(void)
+{
+        static const char *const cols[] = {"STATE", "RULE", "SINCE",
+                                           "DECISION_ID"};
+        const char *args[] = {"breakers", NULL};
+        static char out[16384];
+        char *text = out, *line, *head;
+        int rows = 0, campaigns = 0;
+
+        cr_assert_eq(h_run("sg-ctl", args, out, sizeof(out)), 0);
+        head = next_line(&text);
+        cr_assert(head && !strncmp(head, "SCOPE", 5), "header: %s",
+                  head ? head : "(none)");
+        while ((line = next_line(&text))) {
+                for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+                        size_t at = (size_t)(strstr(head, cols[c]) - head);
+
+                        cr_assert(strlen(line) > at && line[at] != ' ' &&
+                                      line[at - 1] == ' ' &&
+                                      line[at - 2] == ' ',
+                                  "column %s does not start at %zu:\n%s\n%s",
+                                  cols[c], at, head, line);
+                }
+                campaigns += strchr(line, '|') != NULL;
+                rows++;
+        }
+        /* kol, gifts and gifts' two campaigns (docs/rules.md). */
+        cr_assert_eq(rows, 4, "breaker rows:\n%s", out);
+        cr_assert_eq(campaigns, 2, "campaign rows:\n%s", out);
+}
+
 Test(top, once_on_a_pipe_prints_one_plain_frame_in_config_order)
 {
         static const struct {
@@ -217,6 +251,7 @@ Test(top, once_on_a_pipe_prints_one_plain_frame_in_config_order)
         cr_assert_eq(kol + gifts, 5);
         cr_assert_null(next_line(&text), "output after the frame");
         json_decref(budgets);
+        breakers_line_up();
 }
 
 /* ------------------------------------------------------- under tmux */
