@@ -41,8 +41,8 @@ cleanup() {
         echo "run: stopped; logs in $RUN/"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Ctrl-C is how a run is meant to end: not an error for make.
+trap 'exit 0' INT TERM
 
 # Waits up to 12 s for the processes named in $1 to exit (each stops within
 # 9 s of SIGTERM, docs/operations.md), then SIGKILLs what is left.
