@@ -29,7 +29,8 @@ TestSuite(shutdown, .init = h_init, .fini = stack_down, .timeout = 240);
 static const char *const procs[] = {"sg-ingest", "sg-aggregate", "sg-rules",
                                     "sg-sink",   "sg-gen",       "sg-ctl",
                                     "sg-ctl serve"};
-#define NPROCS (int)(sizeof(procs) / sizeof(procs[0]))
+#define NPROCS    (int)(sizeof(procs) / sizeof(procs[0]))
+#define MAX_PROCS 8
 
 /* The stack with sg-gen in real time (records in flight all along) and
  * the live view, once events have gone all the way to Redis: every
@@ -72,24 +73,25 @@ static void flowing_stack(void)
 /* SIGTERMs every process at once and waits for each with one deadline.
  * Asserts each exited by itself (exit(), not a signal) within the bound;
  * the watchdog's exit code 1 is allowed, a hang is not. */
-static void sigterm_all_and_wait(const char *what)
+static void sigterm_these_and_wait(const char *const *names, int nprocs,
+                                   const char *what)
 {
-        pid_t pid[NPROCS];
-        int done[NPROCS] = {0}, status[NPROCS], left = NPROCS;
+        pid_t pid[MAX_PROCS];
+        int done[MAX_PROCS] = {0}, status[MAX_PROCS], left = nprocs;
         long long deadline;
 
-        for (int i = 0; i < NPROCS; i++) {
-                pid[i] = h_pid(procs[i]);
-                cr_assert_gt(pid[i], 0, "%s is not running", procs[i]);
+        for (int i = 0; i < nprocs; i++) {
+                pid[i] = h_pid(names[i]);
+                cr_assert_gt(pid[i], 0, "%s is not running", names[i]);
                 cr_assert_eq(waitpid(pid[i], &status[i], WNOHANG), 0,
                              "%s died before the SIGTERM (log in %s)",
-                             procs[i], H.dir);
+                             names[i], H.dir);
         }
-        for (int i = 0; i < NPROCS; i++)
+        for (int i = 0; i < nprocs; i++)
                 kill(pid[i], SIGTERM);
         deadline = h_now_ms() + STOP_BOUND_MS;
         while (left > 0 && h_now_ms() < deadline) {
-                for (int i = 0; i < NPROCS; i++) {
+                for (int i = 0; i < nprocs; i++) {
                         if (done[i])
                                 continue;
                         if (waitpid(pid[i], &status[i], WNOHANG) == pid[i]) {
@@ -99,21 +101,26 @@ static void sigterm_all_and_wait(const char *what)
                 }
                 usleep(20 * 1000);
         }
-        for (int i = 0; i < NPROCS; i++) {
+        for (int i = 0; i < nprocs; i++) {
                 cr_expect(done[i],
                           "%s: still running %d ms after SIGTERM with %s "
                           "(log in %s)",
-                          procs[i], STOP_BOUND_MS, what, H.dir);
+                          names[i], STOP_BOUND_MS, what, H.dir);
                 if (!done[i])
                         continue;
                 cr_expect(WIFEXITED(status[i]),
                           "%s: ended by signal %d, not by itself (%s)",
-                          procs[i], WTERMSIG(status[i]), what);
+                          names[i], WTERMSIG(status[i]), what);
                 /* Reaped here: the fixture must not signal a reused pid. */
                 for (int j = 0; j < H.proc_cnt; j++)
                         if (H.procs[j].pid == pid[i])
                                 H.procs[j].pid = 0;
         }
+}
+
+static void sigterm_all_and_wait(const char *what)
+{
+        sigterm_these_and_wait(procs, NPROCS, what);
 }
 
 Test(shutdown, every_process_exits_within_10s_of_sigterm_with_the_broker_gone)
@@ -166,4 +173,22 @@ Test(shutdown, a_second_signal_exits_at_once)
         cr_assert(WIFEXITED(status));
         cr_assert_eq(WEXITSTATUS(status), 130,
                      "a second SIGINT exits 128 + SIGINT");
+}
+
+/* The broker gone before the stages ever reached it: consumers that never
+ * joined their group, producers that never connected. */
+Test(shutdown, stages_that_never_reached_the_broker_exit_within_10s)
+{
+        static const char *const stages[] = {"sg-ingest", "sg-aggregate",
+                                             "sg-rules", "sg-sink"};
+        pid_t broker;
+
+        h_start_infra();
+        broker = h_pid("sg-broker");
+        cr_assert_eq(kill(broker, SIGKILL), 0);
+        cr_assert_eq(h_wait(broker, 5000), -1);
+        h_start_stages();
+        /* Started, connecting: any moment of it will do. */
+        usleep(1500 * 1000);
+        sigterm_these_and_wait(stages, 4, "the broker never reached");
 }
