@@ -242,8 +242,12 @@ Test(status_page, shows_in_chromium_what_sg_ctl_says)
         json_decref(decs);
 }
 
-/* Self-contained: no asset from anywhere else. */
-Test(status_page, loads_nothing_from_elsewhere, .init = h_init, .fini = NULL)
+/* Self-contained: no asset from anywhere else. A suite of its own: no
+ * stack to start (a test's .init runs after its suite's, it does not
+ * replace it). */
+TestSuite(status_html);
+
+Test(status_html, loads_nothing_from_elsewhere)
 {
         char path[512], page[65536];
         size_t n;
