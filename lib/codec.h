@@ -33,8 +33,9 @@ sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
 void sg_codec_destroy(sg_codec_t *codec);
 
 /*
- * Rejection reason codes (DESIGN 5), as returned by the decoders. Stable
- * strings: they are the value of the sg.error dead-letter header.
+ * Rejection reason codes, as returned by the decoders (README,
+ * "Topics"). Stable strings: they are the value of the sg.error dead-letter
+ * header.
  */
 #define SG_ERR_BAD_FRAMING    "bad_framing"
 #define SG_ERR_UNKNOWN_SCHEMA "unknown_schema"

@@ -40,6 +40,9 @@ const sg_conf_field_t sg_conf_fields[] = {
     PATHF("schemas_dir", "schemas", schemas_dir, "folder of the .avsc schemas"),
     STR("log_level", "info", log_level, "SG_LOG_LEVEL",
         "debug, info, warn or error"),
+    STR("currency", "USD", currency, NULL,
+        "the account currency (a code such as USD or EUR) that all money is "
+        "in, as micros; sg-ctl and its status page show amounts in it"),
     INT("batch_linger_ms", "2", -1, 60000, batch_linger_ms,
         "every stage: once a batch holds a record, it ends when no further "
         "record arrives for this long (ms), so that a record waits for "
@@ -635,7 +638,9 @@ static int conf_load(sg_conf_t *conf, const char *path, char *errstr,
                 if (field_set(conf, f, f->def, 0, errstr, errstr_size))
                         return -1;
 
-        if (!path)
+        /* SG_CONFIG= (set but empty) means "not set", as for a shell's
+         * ${SG_CONFIG:-default}. */
+        if (!path && getenv("SG_CONFIG") && *getenv("SG_CONFIG"))
                 path = getenv("SG_CONFIG");
         if (!path && access("config/spendguard.yaml", R_OK) == 0)
                 path = "config/spendguard.yaml";
@@ -734,7 +739,8 @@ void sg_conf_write_reference(FILE *fp)
                 "`sg-ctl config-reference`; a test fails when this file "
                 "drifts from the code.\n\n"
                 "One YAML file for every stage (`-c FILE`, else "
-                "`$SG_CONFIG`, else `config/spendguard.yaml`). A dotted key "
+                "`$SG_CONFIG` if set and not empty, else "
+                "`config/spendguard.yaml`). A dotted key "
                 "`a.b` is key `b` in the section `a:`. Relative paths in the "
                 "file resolve against the file's folder. Environment "
                 "variables beat the file.\n\n"
@@ -775,5 +781,14 @@ void sg_conf_write_reference(FILE *fp)
             "| `floor_micros` | integer | reallocation never takes the "
             "budget below this (default 0) |\n"
             "| `cap_micros` | integer | reallocation never raises the "
-            "budget above this (0 = no cap) |\n");
+            "budget above this (0 = no cap) |\n"
+            "\n## What a reload changes\n\n"
+            "Every key is read once, at start. `SIGHUP` to `sg-rules` "
+            "reloads its rules file (`rules.file`) and nothing else; to "
+            "change anything else (the `channels:` budgets, "
+            "`target_cpa_micros`, floors and caps included) edit the file "
+            "and restart the stage that reads it (for `channels:`: "
+            "`sg-rules`; `sg-ctl` reads it on each run). Once a reallocation has moved a "
+            "channel's budget, the budget in Redis (`sg-ctl budgets`) wins "
+            "over `budget_micros`, also after a restart.\n");
 }

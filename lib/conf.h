@@ -42,6 +42,7 @@ typedef struct sg_conf {
         char group_prefix[64];
         char schemas_dir[PATH_MAX];
         char log_level[16];
+        char currency[16]; /* display only: money is micros of it */
         int batch_linger_ms; /* -1: batches fill to size or batch_ms */
 
         struct {

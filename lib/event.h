@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-/* Confluent schema ids (DESIGN 3.5, contract). */
+/* Confluent schema ids (a contract: docs/schemas.md). */
 enum {
         SG_SCHEMA_IMPRESSION = 1,
         SG_SCHEMA_CLICK = 2,

@@ -19,6 +19,8 @@
 struct sg_http {
         struct MHD_Daemon *d;
         sg_http_ready_fn *ready;
+        sg_http_page_fn *page;
+        void *opaque;
         int port;
 };
 
@@ -136,6 +138,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                 return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, TEXT, body,
                              (size_t)n, MHD_RESPMEM_MUST_COPY);
         }
+        if (h->page) {
+                const char *type = TEXT;
+                char *body = NULL;
+                size_t len = 0;
+                int status = h->page(h->opaque, url, &body, &len, &type);
+
+                if (status > 0 && body)
+                        return reply(conn, (unsigned int)status, type, body,
+                                     len, MHD_RESPMEM_MUST_FREE);
+                free(body);
+        }
         return reply(conn, MHD_HTTP_NOT_FOUND, TEXT, "not found\n", 10,
                      MHD_RESPMEM_PERSISTENT);
 }
@@ -198,6 +211,14 @@ err:
 sg_http_t *sg_http_new(const char *host, int port, sg_http_ready_fn *ready,
                        char *errstr, size_t errstr_size)
 {
+        return sg_http_new_pages(host, port, ready, NULL, NULL, errstr,
+                                 errstr_size);
+}
+
+sg_http_t *sg_http_new_pages(const char *host, int port,
+                             sg_http_ready_fn *ready, sg_http_page_fn *page,
+                             void *opaque, char *errstr, size_t errstr_size)
+{
         sg_http_t *h = calloc(1, sizeof(*h));
         sigset_t block, old;
         int fd;
@@ -207,6 +228,8 @@ sg_http_t *sg_http_new(const char *host, int port, sg_http_ready_fn *ready,
                 return NULL;
         }
         h->ready = ready;
+        h->page = page;
+        h->opaque = opaque;
         fd = listen_on(host, port, &h->port, errstr, errstr_size);
         if (fd == -1)
                 goto err;
@@ -216,6 +239,7 @@ sg_http_t *sg_http_new(const char *host, int port, sg_http_ready_fn *ready,
         sigaddset(&block, SIGTERM);
         sigaddset(&block, SIGINT);
         sigaddset(&block, SIGHUP);
+        sigaddset(&block, SIGALRM);
         pthread_sigmask(SIG_BLOCK, &block, &old);
         h->d = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,

@@ -32,6 +32,20 @@ int sg_http_parse_listen(const char *listen, int default_port, char *host,
  */
 sg_http_t *sg_http_new(const char *host, int port, sg_http_ready_fn *ready,
                        char *errstr, size_t errstr_size);
+
+/*
+ * A program's own pages, asked for every GET the server does not answer
+ * itself (anything but /metrics, /healthz, /readyz), on the server thread,
+ * one request at a time. Returns the HTTP status with *body (malloc'ed;
+ * the server frees it), *len and *type set, or 0 for "no such page" (404).
+ */
+typedef int(sg_http_page_fn)(void *opaque, const char *url, char **body,
+                             size_t *len, const char **type);
+
+/* sg_http_new, with pages (page may be NULL). */
+sg_http_t *sg_http_new_pages(const char *host, int port,
+                             sg_http_ready_fn *ready, sg_http_page_fn *page,
+                             void *opaque, char *errstr, size_t errstr_size);
 /* Stops serving, joins the thread, closes the socket. Accepts NULL. */
 void sg_http_destroy(sg_http_t *h);
 

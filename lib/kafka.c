@@ -1,5 +1,8 @@
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kafka.h"
 #include "log.h"
@@ -32,6 +35,11 @@ struct sg_consumer {
         int64_t last_lag;   /* when the lag gauges were last updated */
         int64_t last_probe; /* when the broker was last probed (down) */
         int linger_ms;      /* conf batch_linger_ms */
+        /* Held while the stage's rebalance callback runs; abandoned is set
+         * when a close that did not return is given up (see
+         * sg_consumer_destroy). */
+        pthread_mutex_t cb_mu;
+        int abandoned;
 };
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
@@ -258,10 +266,17 @@ void sg_producer_destroy(sg_producer_t *p)
 {
         if (!p)
                 return;
-        if (rd_kafka_flush(p->rk, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        /* Within the stop budget: with the broker gone nothing more will
+         * be delivered, and what is still queued is dropped, said so. */
+        if (rd_kafka_flush(p->rk, sg_stop_bound_ms(10000)) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
                 sg_warn("event=producer_close outq=%d msg=\"messages not "
                         "delivered at close\"",
                         rd_kafka_outq_len(p->rk));
+                rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE |
+                                          RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_poll(p->rk, 0);
+        }
         rd_kafka_destroy(p->rk);
         free(p);
 }
@@ -347,7 +362,7 @@ int sg_producer_flush(sg_producer_t *p, int timeout_ms)
         int failed;
 
         while (p->inflight > 0) {
-                int64_t left = deadline - sg_mono_ms();
+                int64_t left = sg_stop_deadline(deadline) - sg_mono_ms();
 
                 if (left <= 0)
                         return -1;
@@ -440,8 +455,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         sg_info("event=%s partitions=%d", assign ? "assigned" : "revoked",
                 parts->cnt);
-        if (c->on_rebalance)
+        pthread_mutex_lock(&c->cb_mu);
+        if (c->on_rebalance && !c->abandoned)
                 c->on_rebalance(c->opaque, assign, parts);
+        pthread_mutex_unlock(&c->cb_mu);
         if (assign) {
                 rd_kafka_assign(rk, parts);
                 /* The group coordinator answered: the broker is there. */
@@ -487,6 +504,7 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
         }
         c->on_rebalance = on_rebalance;
         c->opaque = opaque;
+        pthread_mutex_init(&c->cb_mu, NULL);
         c->linger_ms = conf->batch_linger_ms;
         snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
         snprintf(client, sizeof(client), "sg-%s", stage);
@@ -513,13 +531,94 @@ err:
         return NULL;
 }
 
+/*
+ * rd_kafka_consumer_close() leaves the group and waits for the final
+ * commits; in librdkafka 2.0.2 it waits forever when the broker is gone
+ * (there is no rd_kafka_consumer_close_queue() yet). So it runs on a
+ * thread of its own and is waited for within the stop budget; if it does
+ * not return, the consumer is abandoned (its handle and sg_consumer_t are
+ * leaked, the process is about to exit) and its rebalance callback no
+ * longer reaches the stage, whose state is destroyed next.
+ */
+typedef struct close_job {
+        rd_kafka_t *rk;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int done;
+} close_job_t;
+
+static void *close_thread(void *arg)
+{
+        close_job_t *j = arg;
+
+        rd_kafka_consumer_close(j->rk);
+        pthread_mutex_lock(&j->mu);
+        j->done = 1;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        return NULL;
+}
+
+/* 1 when rd_kafka_consumer_close() returned within timeout_ms. */
+static int close_bounded(sg_consumer_t *c, int timeout_ms)
+{
+        close_job_t *j = calloc(1, sizeof(*j));
+        struct timespec ts;
+        pthread_t t;
+        int done;
+
+        if (!j || timeout_ms <= 0)
+                goto skip;
+        j->rk = c->rk;
+        pthread_mutex_init(&j->mu, NULL);
+        pthread_cond_init(&j->cv, NULL);
+        if (pthread_create(&t, NULL, close_thread, j) != 0)
+                goto skip;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&j->mu);
+        while (!j->done &&
+               pthread_cond_timedwait(&j->cv, &j->mu, &ts) != ETIMEDOUT)
+                ;
+        done = j->done;
+        pthread_mutex_unlock(&j->mu);
+        if (!done) {
+                pthread_detach(t); /* it keeps j */
+                return 0;
+        }
+        pthread_join(t, NULL);
+        pthread_mutex_destroy(&j->mu);
+        pthread_cond_destroy(&j->cv);
+        free(j);
+        return 1;
+skip:
+        free(j);
+        return 0;
+}
+
 void sg_consumer_destroy(sg_consumer_t *c)
 {
         if (!c)
                 return;
-        rd_kafka_consumer_close(c->rk);
-        rd_kafka_destroy(c->rk);
+        if (close_bounded(c, sg_stop_bound_ms(10000))) {
+                rd_kafka_destroy(c->rk);
+        } else {
+                sg_error("event=consumer_close_timeout msg=\"could not leave "
+                         "the group (broker gone?): offsets not committed at "
+                         "close are consumed again by the next owner\"");
+                pthread_mutex_lock(&c->cb_mu);
+                c->abandoned = 1;
+                pthread_mutex_unlock(&c->cb_mu);
+                sg_ready_add(SG_READY_ASSIGNED, -c->assigned);
+                return; /* leaked on purpose: the close thread holds rk */
+        }
         sg_ready_add(SG_READY_ASSIGNED, -c->assigned);
+        pthread_mutex_destroy(&c->cb_mu);
         free(c);
 }
 
@@ -963,7 +1062,8 @@ static int pl_wait_all(sg_pipeline_t *pl, int timeout_ms)
         int64_t deadline = sg_mono_ms() + timeout_ms;
 
         for (;;) {
-                int64_t s = pl->oldest, left = deadline - sg_mono_ms();
+                int64_t s = pl->oldest,
+                        left = sg_stop_deadline(deadline) - sg_mono_ms();
 
                 while (s < pl->seq && pl_done(pl_slot(pl, s)))
                         s++;
@@ -1078,8 +1178,11 @@ int sg_pipeline_drain(sg_pipeline_t *pl, int timeout_ms)
         }
         left = sg_pipeline_inflight(pl);
         if (l->cnt) {
+                /* Stopping, the commit goes out asynchronously: a
+                 * synchronous one waits as long as the coordinator is
+                 * away; the consumer's close waits for it, bounded. */
                 rd_kafka_resp_err_t err =
-                    rd_kafka_commit(pl->c->rk, l, 0 /* sync */);
+                    rd_kafka_commit(pl->c->rk, l, sg_stop ? 1 : 0);
 
                 if (err)
                         sg_warn("event=commit_failed err=%s",

@@ -1,8 +1,10 @@
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -11,6 +13,12 @@
 
 volatile sig_atomic_t sg_stop = 0;
 volatile sig_atomic_t sg_reload = 0;
+
+/* When the first stop signal came (monotonic ms), 0 before. */
+static int64_t stop_at;
+/* The watchdog's last words, written from a signal handler. */
+static char watchdog_msg[160];
+static size_t watchdog_len;
 
 /* Redis starts as "not used": sg_redis_new marks it needed. */
 static int ready[SG_READY__CNT] = {0, 0, -1};
@@ -103,24 +111,79 @@ int sg_stage_serve(const char *stage, const char *listen, char *errstr,
         return 0;
 }
 
+int64_t sg_stop_deadline(int64_t deadline)
+{
+        int64_t at = __atomic_load_n(&stop_at, __ATOMIC_RELAXED);
+
+        if (!sg_stop || at == 0)
+                return deadline;
+        return deadline < at + SG_STOP_GRACE_MS ? deadline
+                                                : at + SG_STOP_GRACE_MS;
+}
+
+int sg_stop_bound_ms(int timeout_ms)
+{
+        int64_t left = sg_stop_deadline(sg_mono_ms() + timeout_ms) -
+                       sg_mono_ms();
+
+        return left < 0 ? 0 : (int)left;
+}
+
+/*
+ * The first SIGTERM / SIGINT asks for a clean stop (finish the batch,
+ * commit) and arms a watchdog: whatever the clean stop waits on (a broker
+ * or a Redis that is gone) may not answer, and a process that ignores
+ * SIGTERM is killed hard by systemd or Kubernetes. A second signal means
+ * "now". Only async-signal-safe calls here.
+ */
 static void on_signal(int sig)
 {
-        if (sig == SIGHUP)
+        struct timespec ts;
+
+        if (sig == SIGHUP) {
                 sg_reload = 1;
-        else
-                sg_stop = 1;
+                return;
+        }
+        if (sig == SIGALRM) {
+                if (write(2, watchdog_msg, watchdog_len) < 0) {
+                        /* nothing left to report it to */
+                }
+                _exit(1);
+        }
+        if (sg_stop) {
+                static const char msg[] = "second stop signal: exiting now\n";
+
+                if (write(2, msg, sizeof(msg) - 1) < 0) {
+                        /* nothing left to report it to */
+                }
+                _exit(128 + sig);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        __atomic_store_n(&stop_at,
+                         (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                         __ATOMIC_RELAXED);
+        sg_stop = 1;
+        alarm(SG_STOP_WATCHDOG_S);
 }
 
 void sg_stage_signals(void)
 {
         struct sigaction sa;
 
+        watchdog_len = (size_t)snprintf(
+            watchdog_msg, sizeof(watchdog_msg),
+            "%s: event=stop_timeout msg=\"not stopped %d s after the stop "
+            "signal: exiting without a clean stop\"\n",
+            program_invocation_short_name, SG_STOP_WATCHDOG_S);
+        if (watchdog_len >= sizeof(watchdog_msg))
+                watchdog_len = sizeof(watchdog_msg) - 1;
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGALRM, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
 }
 
@@ -134,12 +197,22 @@ static void usage(const sg_stage_desc_t *desc, FILE *fp)
                 "  -h, --help         this help\n"
                 "  -V, --version      print the version\n\n"
                 "Environment: SG_BROKERS, SG_REDIS, SG_GROUP_PREFIX, "
-                "SG_LOG_LEVEL beat the file.\n"
+                "SG_LOG_LEVEL, SG_METRICS_LISTEN\n"
+                "  beat the file; SG_CONFIG names it (empty: the default).\n"
                 "Signals: SIGTERM/SIGINT finish the batch in hand, commit "
-                "and exit 0.\n\n"
+                "and exit 0,\n"
+                "  within %d s whatever is down (else exit 1); a second "
+                "signal exits at once.\n"
+                "  SIGHUP: sg-rules reloads its rules file (rules.file); "
+                "every other key,\n"
+                "  channels[] budgets and target_cpa_micros included, is read "
+                "at start:\n"
+                "  change it and restart the stage.\n\n"
                 "Config keys this stage reads:\n",
-                desc->name, desc->summary);
+                desc->name, desc->summary, SG_STOP_WATCHDOG_S);
         sg_conf_print_help(fp, desc->sections);
+        /* What sg_stage_init itself serves, in every stage. */
+        sg_conf_print_help(fp, (const char *const[]){"metrics.", NULL});
         fprintf(fp, "  %-28s %s\n", "kafka.<property>",
                 "any librdkafka property, passed through");
 }
@@ -158,7 +231,9 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
 
         sg_log_init(desc->name);
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        /* The leading ':' tells a missing argument (':') from an unknown
+         * option ('?'). */
+        while ((c = getopt_long(argc, argv, ":c:hV", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         path = optarg;
@@ -169,6 +244,12 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
                 case 'V':
                         printf("sg-%s %s\n", desc->name, SG_VERSION);
                         exit(0);
+                case ':':
+                        fprintf(stderr,
+                                "sg-%s: option %s needs an argument (try "
+                                "--help)\n",
+                                desc->name, argv[optind - 1]);
+                        exit(2);
                 default:
                         fprintf(stderr,
                                 "sg-%s: unknown option %s (try --help)\n",

@@ -18,6 +18,23 @@ extern volatile sig_atomic_t sg_stop;
 /* Set by SIGHUP: reload what can be reloaded. */
 extern volatile sig_atomic_t sg_reload;
 
+/*
+ * The stop budget. After the first stop signal, every wait on the broker
+ * (flushes, drains, the consumer's close) ends by SG_STOP_GRACE_MS; a
+ * watchdog ends the process with exit 1 SG_STOP_WATCHDOG_S after the
+ * signal whatever it is blocked on; a second signal exits 128 + signal at
+ * once.
+ */
+#define SG_STOP_GRACE_MS 6000
+#define SG_STOP_WATCHDOG_S 9
+
+/* deadline (monotonic ms), moved earlier to the end of the stop budget
+ * once a stop signal came. */
+int64_t sg_stop_deadline(int64_t deadline);
+/* timeout_ms, cut to what is left of the stop budget once a stop signal
+ * came (0 when none is left). */
+int sg_stop_bound_ms(int timeout_ms);
+
 typedef struct sg_stage_desc {
         const char *name;            /* "ingest" */
         const char *summary;         /* one line for --help */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <yaml.h>
 
@@ -38,9 +39,20 @@ static int next_event(loader_t *l, yaml_event_t *ev)
 {
         if (yaml_parser_parse(&l->parser, ev))
                 return 0;
-        snprintf(l->errstr, l->errstr_size, "%s:%zu: %s", l->name,
-                 l->parser.problem_mark.line + 1,
-                 l->parser.problem ? l->parser.problem : "parse error");
+        /* libyaml notices a problem where the construct that caused it
+         * cannot go on, often the next line (a key without ':', a '['
+         * never closed); the construct started at the context mark, and
+         * that is the line to fix. */
+        if (l->parser.context)
+                snprintf(l->errstr, l->errstr_size, "%s:%zu: %s (%s)",
+                         l->name, l->parser.context_mark.line + 1,
+                         l->parser.problem ? l->parser.problem : "parse error",
+                         l->parser.context);
+        else
+                snprintf(l->errstr, l->errstr_size, "%s:%zu: %s", l->name,
+                         l->parser.problem_mark.line + 1,
+                         l->parser.problem ? l->parser.problem
+                                           : "parse error");
         return -1;
 }
 
@@ -201,10 +213,18 @@ sg_yaml_node_t *sg_yaml_load_file(const char *path, char *errstr,
         loader_t l = {
             .name = path, .errstr = errstr, .errstr_size = errstr_size};
         sg_yaml_node_t *root;
+        struct stat st;
         FILE *fp = fopen(path, "rb");
 
         if (!fp) {
                 snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+                return NULL;
+        }
+        /* fopen() opens a directory; reading it is a bare "input error". */
+        if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+                fclose(fp);
+                snprintf(errstr, errstr_size,
+                         "%s: is a directory, not a config file", path);
                 return NULL;
         }
         if (!yaml_parser_initialize(&l.parser)) {

@@ -46,7 +46,8 @@
 #define SG_CTL_SEND_MS   10000
 #define SG_CTL_REPLY_MAX 4096
 
-/* The spendguard topics of DESIGN 3.4, created when no -t is given. */
+/* The spendguard topics (docs/config.md, topics.*), created when no -t
+ * is given. */
 static const char *const sg_broker_default_topics[] = {
     "ad-impressions", "ad-clicks",     "ad-conversions",
     "sg.events",      "sg.deadletter", "sg.aggregates",

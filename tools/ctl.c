@@ -1,5 +1,5 @@
 /*
- * sg-ctl: the operator's view of the Redis state (DESIGN 3.6): KPI totals
+ * sg-ctl: the operator's view of the Redis state: KPI totals
  * per scope over an event-time range, recent decisions, circuit breakers, a
  * live per-channel view, and the generated configuration reference.
  * Read-only: it never writes to Redis. Key layout: docs/redis-layout.md.
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -20,6 +21,7 @@
 #include "codec.h"
 #include "conf.h"
 #include "event.h"
+#include "http.h"
 #include "log.h"
 #include "redis.h"
 #include "stage.h"
@@ -64,15 +66,24 @@ static void usage(FILE *fp)
             "      configured and current budget per channel (after "
             "reallocations) and the\n"
             "      reserve\n"
-            "  top [--interval MS] [--once] [--window S]   (alias: watch)\n"
-            "      live per-channel view: today's spend (UTC) vs budget, "
-            "CTR, CVR, CPA vs\n"
-            "      target, ROAS and IVT rate over the last S seconds of "
-            "event time (default\n"
-            "      the first of aggregate.windows), breaker state, the last 5 "
-            "decisions; redrawn every\n"
-            "      MS ms (default 1000); plain frames when stdout is not "
-            "a terminal\n"
+            "  top [--interval MS] [--once] [--window S] [--decisions N] "
+            "[--note TEXT]\n"
+            "      (alias: watch) live per-channel view: breaker, today's "
+            "spend (UTC) vs the\n"
+            "      current budget, CPA vs target, IVT, CTR, CVR, ROAS over "
+            "the last S seconds\n"
+            "      of event time (default the first of aggregate.windows), "
+            "a legend, and as\n"
+            "      many decisions as fit (off a terminal: N, default 5); "
+            "money in the\n"
+            "      config's currency; redrawn every MS ms (default 1000), "
+            "cut to the\n"
+            "      terminal's size; plain frames when stdout is not a "
+            "terminal\n"
+            "  serve [--listen HOST:PORT] [--window S] [--decisions N]\n"
+            "      the status page and /api/status over HTTP (default "
+            "127.0.0.1:9730;\n"
+            "      port 0 = a free one), until SIGTERM\n"
             "  config-reference\n"
             "      print the configuration reference (docs/config.md)\n\n"
             "Options:\n"
@@ -817,12 +828,163 @@ static const char *json_str(json_t *o, const char *key)
 
 /* One readable line: decided_at, action, channel[/campaign], rule, source,
  * reason. A non-JSON entry is printed as it is. */
+/* --------------------------------------------- decisions, in money units */
+
+/* The metrics the rules print as micros (lib/rules.c, metric_is_money). */
+static int is_money_word(const char *w)
+{
+        return !strcmp(w, "cpa") || !strcmp(w, "cpm") || !strcmp(w, "spend") ||
+               !strcmp(w, "spend_micros");
+}
+
+/* A whole number (how the rules print money), maybe followed by "," or
+ * ")": 1 with *v and *rest, else 0. */
+static int money_token(const char *tok, int64_t *v, const char **rest)
+{
+        char *end;
+        long long x;
+
+        if (!isdigit((unsigned char)tok[tok[0] == '-']))
+                return 0;
+        errno = 0;
+        x = strtoll(tok, &end, 10);
+        if (errno || (*end && !strchr(",);", *end)))
+                return 0;
+        *v = x;
+        *rest = end;
+        return 1;
+}
+
+/*
+ * A rule decision's reason with its money in currency units. The reason is
+ * part of the Decision record and writes money as micros; people read
+ * units: a money metric's value and threshold ("cpa 32500000 > 32500000"),
+ * "target N", "spend_micros N" and "spend_micros=N" (shown as "spend").
+ */
+static void money_reason(const char *reason, char *out, size_t size)
+{
+        char *copy = xstrndup(reason, strlen(reason)), *save = NULL;
+        int money_next = 0, money_after_op = 0;
+        size_t n = 0;
+
+        out[0] = '\0';
+        for (char *tok = strtok_r(copy, " ", &save); tok && n < size;
+             tok = strtok_r(NULL, " ", &save)) {
+                char buf[96], num[48], word[64];
+                const char *rest, *text = tok;
+                size_t l = strcspn(tok, ":,=");
+                int64_t v;
+
+                snprintf(word, sizeof(word), "%.*s", (int)l, tok);
+                if (!strcmp(word, "spend_micros") && tok[l] == '=' &&
+                    money_token(tok + l + 1, &v, &rest)) {
+                        snprintf(buf, sizeof(buf), "spend=%s%s",
+                                 fmt_money(v, num, sizeof(num)), rest);
+                        text = buf;
+                        money_next = 0;
+                } else if (money_next && money_token(tok, &v, &rest)) {
+                        snprintf(buf, sizeof(buf), "%s%s",
+                                 fmt_money(v, num, sizeof(num)), rest);
+                        text = buf;
+                        money_next = 0;
+                } else {
+                        money_next = 0;
+                        if (!strcmp(tok, "target")) {
+                                money_next = 1;
+                        } else if (is_money_word(tok)) {
+                                money_next = money_after_op = 1;
+                                if (!strcmp(tok, "spend_micros"))
+                                        text = "spend";
+                        } else if (money_after_op &&
+                                   (!strcmp(tok, ">") || !strcmp(tok, "<") ||
+                                    !strcmp(tok, ">=") || !strcmp(tok, "<="))) {
+                                money_next = 1;
+                                money_after_op = 0;
+                        }
+                }
+                n += (size_t)snprintf(out + n, size - n, "%s%s", n ? " " : "",
+                                      text);
+        }
+        free(copy);
+}
+
+static int64_t json_micros(json_t *v)
+{
+        double d = json_number_value(v);
+
+        return (int64_t)(d < 0 ? d - 0.5 : d + 0.5);
+}
+
+/* A REALLOCATE decision from its fields: what moved, before -> after. */
+static void money_realloc(json_t *o, const char *reason, char *out,
+                          size_t size)
+{
+        json_t *m = json_object_get(o, "metrics"),
+               *b = json_object_get(o, "budgets"), *e;
+        const char *colon = strstr(reason, ": ");
+        char x[32], y[32];
+        size_t n, i;
+
+        if (!json_is_object(m) || !json_is_array(b) || !colon ||
+            !json_is_number(json_object_get(m, "moved_micros")) ||
+            !json_is_number(json_object_get(m, "total_micros"))) {
+                money_reason(reason, out, size);
+                return;
+        }
+        n = (size_t)snprintf(
+            out, size, "%.*s: moved %s of %s", (int)(colon - reason), reason,
+            fmt_money(json_micros(json_object_get(m, "moved_micros")), x,
+                      sizeof(x)),
+            fmt_money(json_micros(json_object_get(m, "total_micros")), y,
+                      sizeof(y)));
+        json_array_foreach(b, i, e)
+        {
+                const char *ch = json_string_value(json_object_get(e, "channel"));
+                int64_t after =
+                    json_micros(json_object_get(e, "budget_micros"));
+                char key[SG_NAME_LEN + 16];
+                json_t *bv;
+
+                if (!ch || n >= size)
+                        continue;
+                if (!strcmp(ch, "(reserve)")) {
+                        bv = json_object_get(m, "reserve_before");
+                } else {
+                        snprintf(key, sizeof(key), "before.%s", ch);
+                        bv = json_object_get(m, key);
+                }
+                if (!json_is_number(bv) || json_micros(bv) == after)
+                        continue;
+                n += (size_t)snprintf(out + n, size - n, "%s %s %s -> %s",
+                                      n && strchr(out, '>') ? "," : ";", ch,
+                                      fmt_money(json_micros(bv), x, sizeof(x)),
+                                      fmt_money(after, y, sizeof(y)));
+        }
+}
+
+/* What a decision says, money in currency units (the config's currency). */
+static void decision_text(json_t *o, char *out, size_t size)
+{
+        const char *reason = json_str(o, "reason"), *action;
+
+        action = json_str(o, "action");
+        if (!action && json_is_integer(json_object_get(o, "action")))
+                action = sg_action_name(
+                    (sg_action_t)json_integer_value(json_object_get(o, "action")));
+        if (!reason)
+                reason = "";
+        if (action && !strcmp(action, "REALLOCATE"))
+                money_realloc(o, reason, out, size);
+        else
+                money_reason(reason, out, size);
+}
+
 static void print_decision(FILE *fp, const char *mark, const char *raw,
                            size_t len)
 {
         json_t *o = json_loadb(raw, len, 0, NULL);
         const char *campaign, *source, *action;
-        char when[40], scope[2 * SG_NAME_LEN + 2];
+        char when[40], scope[2 * SG_NAME_LEN + 2], text[2048];
         int64_t at;
 
         if (!o || !json_is_object(o)) {
@@ -840,13 +1002,13 @@ static void print_decision(FILE *fp, const char *mark, const char *raw,
         snprintf(scope, sizeof(scope), "%s%s%s",
                  json_str(o, "channel") ? json_str(o, "channel") : "?",
                  campaign ? "/" : "", campaign ? campaign : "");
+        decision_text(o, text, sizeof(text));
         fprintf(fp, "%s%-24s  %-12s  %-16s  %-22s  %s%s%s%s\n", mark,
                 at == INT64_MIN ? "-" : iso_time(at, when, sizeof(when)),
                 action ? action : "?", scope,
                 json_str(o, "rule_id") ? json_str(o, "rule_id") : "?",
                 source ? "source=" : "", source ? source : "",
-                source ? "  " : "",
-                json_str(o, "reason") ? json_str(o, "reason") : "");
+                source ? "  " : "", text);
         json_decref(o);
 }
 
@@ -995,7 +1157,7 @@ static int cmd_breakers(int argc, char **argv)
             {"json", no_argument, NULL, 'j'},
             {"config", required_argument, NULL, 'c'},
             {NULL, 0, NULL, 0}};
-        int json = 0, c;
+        int json = 0, c, wscope = 7, wstate = 6, wrule = 4;
         breaker_t *b;
         size_t n;
 
@@ -1012,15 +1174,26 @@ static int cmd_breakers(int argc, char **argv)
                 bad_usage("breakers: unexpected argument %s", argv[optind]);
         connect_redis();
         b = load_breakers(&n);
+        /* Columns as wide as their longest value: a campaign scope
+         * ("gifts|gifts_c2") or a long rule id must not shift the rest. */
+        for (size_t i = 0; i < n; i++) {
+                if ((int)strlen(b[i].channel) > wscope)
+                        wscope = (int)strlen(b[i].channel);
+                if ((int)strlen(or_dash(b[i].state)) > wstate)
+                        wstate = (int)strlen(or_dash(b[i].state));
+                if ((int)strlen(or_dash(b[i].rule)) > wrule)
+                        wrule = (int)strlen(or_dash(b[i].rule));
+        }
         if (n && !json)
-                printf("%-12s  %-9s  %-24s  %-24s  %s\n", "CHANNEL", "STATE",
-                       "RULE", "SINCE", "DECISION_ID");
+                printf("%-*s  %-*s  %-*s  %-24s  %s\n", wscope, "SCOPE", wstate,
+                       "STATE", wrule, "RULE", "SINCE", "DECISION_ID");
         for (size_t i = 0; i < n; i++) {
                 char when[40];
 
                 if (!json) {
-                        printf("%-12s  %-9s  %-24s  %-24s  %s\n", b[i].channel,
-                               or_dash(b[i].state), or_dash(b[i].rule),
+                        printf("%-*s  %-*s  %-*s  %-24s  %s\n", wscope,
+                               b[i].channel, wstate, or_dash(b[i].state),
+                               wrule, or_dash(b[i].rule),
                                fmt_since(b[i].since, when, sizeof(when)),
                                or_dash(b[i].decision_id));
                         continue;
@@ -1128,22 +1301,39 @@ static int cmd_budgets(int argc, char **argv)
  * (a pipe, a log, TERM=dumb) it writes plain frames, a blank line apart.
  */
 
-#define TOP_DECISIONS 5
+#define TOP_DECISIONS 5 /* off a terminal; on one, as many as fit */
 #define DAY_MS        86400000LL
+#define TOP_MAX_NOTES 4
 
 typedef struct top_row {
         char channel[SG_NAME_LEN];
         totals_t day;    /* buckets of the current UTC day */
         totals_t window; /* the last window of event time */
+        totals_t all;    /* every retained bucket (as sg-ctl kpis), if asked */
         int64_t newest;  /* newest bucket start, INT64_MIN = no data */
-        char state[16];  /* OPEN, closed, HALF-OPEN, or as stored */
+        char state[16];  /* as stored: closed, open, half_open */
+        int64_t budget;     /* current: after reallocations (sg:budgets) */
+        int64_t configured; /* channels[].budget_micros, 0 = none */
+        int64_t target_cpa; /* channels[].target_cpa_micros, 0 = none */
 } top_row_t;
 
 typedef struct top_view {
         int64_t window_ms;
         int ansi;  /* cursor control and in-place redraw */
         int color; /* SGR colours (ansi, and NO_COLOR unset) */
+        int cols, rows; /* the terminal's size each frame; 0 = no limit */
+        long decisions; /* how many, when the height does not say */
+        const char *notes[TOP_MAX_NOTES];
+        int nnotes;
 } top_view_t;
+
+/* One picture of the state, for the terminal and the status page. */
+typedef struct top_data {
+        top_row_t *rows;
+        size_t n;
+        int64_t now, day_from;
+        int64_t reserve; /* current reserve (sg:budgets) */
+} top_data_t;
 
 /* Whether the cursor is hidden, so that every way out shows it again. */
 static int cursor_hidden;
@@ -1160,6 +1350,7 @@ static void top_show_cursor(void)
 static void top_add_channel(top_row_t **rows, size_t *n, size_t *cap,
                             const char *channel)
 {
+        const sg_channel_conf_t *cc = sg_conf_channel(&conf, channel);
         top_row_t *r;
 
         for (size_t i = 0; i < *n; i++)
@@ -1174,8 +1365,13 @@ static void top_add_channel(top_row_t **rows, size_t *n, size_t *cap,
         snprintf(r->channel, sizeof(r->channel), "%s", channel);
         totals_init(&r->day);
         totals_init(&r->window);
+        totals_init(&r->all);
         r->newest = INT64_MIN;
         snprintf(r->state, sizeof(r->state), "closed");
+        if (cc) {
+                r->configured = r->budget = cc->budget_micros;
+                r->target_cpa = cc->target_cpa_micros;
+        }
 }
 
 /* The newest bucket start of a channel-level scope in one partition. */
@@ -1285,6 +1481,128 @@ static void top_sum_scope(const scope_ref_t *sc, top_sum_t *s)
         free(starts);
 }
 
+/*
+ * Reads the picture: a row per configured channel (config order), then
+ * any other channel with data; today's spend, the window's counters, the
+ * breaker, the current budget; with all, also every retained bucket of the
+ * channel-level scope (what `sg-ctl kpis` sums).
+ */
+static void top_collect(const top_view_t *v, int all, top_data_t *d)
+{
+        int64_t bucket_ms = (int64_t)conf.aggregate.bucket_s * 1000;
+        scope_list_t scopes = {0};
+        size_t cap = 0, nb;
+        breaker_t *b;
+        redisReply *r;
+
+        memset(d, 0, sizeof(*d));
+        d->now = sg_now_ms();
+        d->day_from = d->now - d->now % DAY_MS;
+        d->reserve = conf.rules.reserve_micros;
+        for (int i = 0; i < conf.channel_cnt; i++)
+                top_add_channel(&d->rows, &d->n, &cap, conf.channels[i].name);
+        load_scopes(NULL, "", &scopes);
+        for (size_t i = 0; i < scopes.n; i++)
+                top_add_channel(&d->rows, &d->n, &cap, scopes.v[i].channel);
+        for (size_t k = 0; k < d->n; k++) {
+                top_row_t *row = &d->rows[k];
+                top_sum_t s;
+
+                for (size_t i = 0; i < scopes.n; i++) {
+                        int64_t t;
+
+                        if (strcmp(scopes.v[i].channel, row->channel))
+                                continue;
+                        t = newest_bucket(&scopes.v[i]);
+                        if (t > row->newest)
+                                row->newest = t;
+                        if (all)
+                                sum_scope(&scopes.v[i], "-inf", "+inf", 1,
+                                          &row->all);
+                }
+                if (row->newest == INT64_MIN)
+                        continue;
+                /* The window ends with the channel's newest bucket, so an
+                 * idle or lagging channel still shows its last rates. */
+                s.day_from = d->day_from;
+                s.day_to = d->day_from + DAY_MS;
+                s.win_from = row->newest + bucket_ms - v->window_ms;
+                s.win_to = row->newest;
+                s.day = &row->day;
+                s.win = &row->window;
+                for (size_t i = 0; i < scopes.n; i++)
+                        if (!strcmp(scopes.v[i].channel, row->channel))
+                                top_sum_scope(&scopes.v[i], &s);
+        }
+        b = load_breakers(&nb);
+        for (size_t k = 0; k < d->n; k++)
+                for (size_t i = 0; i < nb; i++)
+                        if (!strcmp(b[i].channel, d->rows[k].channel) &&
+                            b[i].state)
+                                snprintf(d->rows[k].state,
+                                         sizeof(d->rows[k].state), "%s",
+                                         b[i].state);
+        breakers_free(b, nb);
+        /* What reallocations left (sg-ctl budgets). */
+        r = sg_redis_command(redis, "HGETALL sg:budgets");
+        for (size_t j = 0; r && r->type == REDIS_REPLY_ARRAY &&
+                           j + 1 < r->elements;
+             j += 2) {
+                int64_t val = strtoll(r->element[j + 1]->str, NULL, 10);
+
+                if (strcmp(r->element[j]->str, "(reserve)") == 0)
+                        d->reserve = val;
+                for (size_t k = 0; k < d->n; k++)
+                        if (!strcmp(d->rows[k].channel, r->element[j]->str))
+                                d->rows[k].budget = val;
+        }
+        if (r)
+                freeReplyObject(r);
+        scope_list_free(&scopes);
+}
+
+static void top_data_free(top_data_t *d)
+{
+        free(d->rows);
+        memset(d, 0, sizeof(*d));
+}
+
+static int state_is(const char *stored, const char *what)
+{
+        if (!strcmp(what, "half_open"))
+                return !strcmp(stored, "half_open") ||
+                       !strcmp(stored, "half-open") ||
+                       !strcmp(stored, "halfopen");
+        return !strcmp(stored, what);
+}
+
+/* The IVT rate from which a channel shows yellow: the shipped IVT breaker
+ * resumes below 10% (config/rules.yaml). */
+#define TOP_IVT_WARN 0.10
+
+/*
+ * A channel's colour, the same on the terminal and the status page:
+ * red = paused (breaker open) or spend at 100% of the budget;
+ * yellow = on trial (half-open), spend at 90%, CPA over target or IVT at
+ * 10% and more; green = none of these.
+ */
+static const char *top_health(const top_row_t *r)
+{
+        double pct = r->budget > 0 ? 100.0 * (double)r->day.c.spend_micros /
+                                         (double)r->budget
+                                   : 0,
+               x;
+
+        if (state_is(r->state, "open") || pct >= 100)
+                return "red";
+        if (state_is(r->state, "half_open") || pct >= 90 ||
+            (r->target_cpa && sg_counters_cpa(&r->window.c, &x) &&
+             x > (double)r->target_cpa) ||
+            (sg_counters_ivt_rate(&r->window.c, &x) && x >= TOP_IVT_WARN))
+                return "yellow";
+        return "green";
+}
+
 /* The breaker column and its colour (SGR parameter, or NULL). */
 static const char *top_state(const char *stored, char *buf, size_t size,
                              const char **sgr)
@@ -1296,9 +1614,7 @@ static const char *top_state(const char *stored, char *buf, size_t size,
         } else if (strcmp(stored, "open") == 0) {
                 *sgr = "31";
                 snprintf(buf, size, "OPEN");
-        } else if (strcmp(stored, "half_open") == 0 ||
-                   strcmp(stored, "half-open") == 0 ||
-                   strcmp(stored, "halfopen") == 0) {
+        } else if (state_is(stored, "half_open")) {
                 *sgr = "33";
                 snprintf(buf, size, "HALF-OPEN");
         } else {
@@ -1309,117 +1625,166 @@ static const char *top_state(const char *stored, char *buf, size_t size,
 
 /* One cell, right- or left-aligned in width, coloured when sgr is set:
  * the padding stays outside the escape codes, so columns line up. */
-static void top_cell(const top_view_t *v, const char *text, int width, int left,
-                     const char *sgr)
+static void top_cell(FILE *fp, const top_view_t *v, const char *text,
+                     int width, int left, const char *sgr)
 {
         int pad = width - (int)strlen(text);
 
-        fputs("  ", stdout);
+        fputs("  ", fp);
         if (!left)
-                printf("%*s", pad > 0 ? pad : 0, "");
+                fprintf(fp, "%*s", pad > 0 ? pad : 0, "");
         if (v->color && sgr)
-                printf("\033[%sm%s\033[0m", sgr, text);
+                fprintf(fp, "\033[%sm%s\033[0m", sgr, text);
         else
-                fputs(text, stdout);
+                fputs(text, fp);
         if (left)
-                printf("%*s", pad > 0 ? pad : 0, "");
+                fprintf(fp, "%*s", pad > 0 ? pad : 0, "");
 }
 
-/* End of a line; in place, also erases what the last frame left there. */
-static void top_eol(const top_view_t *v)
+/* Lines in buf so far. */
+static int count_lines(const char *buf, size_t len)
 {
-        fputs(v->ansi ? "\033[K\n" : "\n", stdout);
+        int n = 0;
+
+        for (size_t i = 0; i < len; i++)
+                n += buf[i] == '\n';
+        return n;
+}
+
+/*
+ * Writes a frame to stdout. On a terminal every line is cut to its width
+ * (a line that wraps would leave the previous frame's leftovers on the
+ * next row), erased to its end, and no more lines than its height are
+ * written (a scroll would shift the frame); then the rest of the screen is
+ * erased.
+ */
+static void top_emit(const top_view_t *v, const char *frame, size_t len)
+{
+        int line = 0;
+
+        if (v->ansi)
+                fputs("\033[H", stdout);
+        for (size_t i = 0; i < len;) {
+                size_t end = i;
+                int visible = 0, cut = 0;
+
+                while (end < len && frame[end] != '\n')
+                        end++;
+                for (size_t j = i; j < end;) {
+                        if (frame[j] == '\033') { /* CSI ... final byte */
+                                size_t k = j + 1;
+
+                                if (k < end && frame[k] == '[')
+                                        k++;
+                                while (k < end && !isalpha((unsigned char)frame[k]))
+                                        k++;
+                                fwrite(frame + j, 1, k + 1 - j, stdout);
+                                j = k + 1;
+                                continue;
+                        }
+                        if (v->ansi && v->cols > 0 && visible >= v->cols) {
+                                cut = 1;
+                                break;
+                        }
+                        if (((unsigned char)frame[j] & 0xc0) != 0x80)
+                                visible++;
+                        fputc(frame[j], stdout);
+                        j++;
+                }
+                if (cut && v->color)
+                        fputs("\033[0m", stdout);
+                line++;
+                if (v->ansi)
+                        fputs("\033[K", stdout);
+                i = end + 1;
+                /* The last row of the terminal: no newline, no scroll. */
+                if (v->ansi && v->rows > 0 && line >= v->rows)
+                        break;
+                fputc('\n', stdout);
+        }
+        if (v->ansi)
+                fputs("\033[J", stdout); /* what a longer frame left below */
+}
+
+/* One decision as a line of the view: time of day (UTC), action, scope,
+ * what it says in currency units. */
+static void top_decision(FILE *fp, const char *raw, size_t len)
+{
+        json_t *o = json_loadb(raw, len, 0, NULL);
+        const char *campaign, *source, *action;
+        char when[40], scope[2 * SG_NAME_LEN + 2], text[2048];
+        int64_t at;
+
+        if (!o || !json_is_object(o)) {
+                fprintf(fp, "%.*s\n", (int)len, raw);
+                json_decref(o);
+                return;
+        }
+        at = json_ms(json_object_get(o, "decided_at"));
+        action = json_str(o, "action");
+        if (!action && json_is_integer(json_object_get(o, "action")))
+                action = sg_action_name((sg_action_t)json_integer_value(
+                    json_object_get(o, "action")));
+        campaign = json_str(o, "campaign_id");
+        source = json_str(o, "source");
+        snprintf(scope, sizeof(scope), "%s%s%s",
+                 json_str(o, "channel") ? json_str(o, "channel") : "?",
+                 campaign ? "/" : "", campaign ? campaign : "");
+        if (at == INT64_MIN)
+                snprintf(when, sizeof(when), "-");
+        else
+                snprintf(when, sizeof(when), "%.8s",
+                         iso_time(at, text, sizeof(text)) + 11);
+        decision_text(o, text, sizeof(text));
+        fprintf(fp, "%s  %-12s  %-14s  %s%s%s\n", when, action ? action : "?",
+                scope, source ? source : "", source ? "  " : "", text);
+        json_decref(o);
 }
 
 static void top_frame(const top_view_t *v, int first)
 {
-        int64_t bucket_ms = (int64_t)conf.aggregate.bucket_s * 1000;
-        int64_t now = sg_now_ms();
-        int64_t day_from = now - now % DAY_MS;
-        scope_list_t scopes = {0};
-        top_row_t *rows = NULL;
-        size_t n = 0, cap = 0, nb;
+        static const char *const head[] = {
+            "BREAKER", "SPEND", "BUDGET", "BUDGET%", "CPA", "TARGET",
+            "CPA/T",   "IVT",   "CTR",    "CVR",     "ROAS"};
+        static const int width[] = {9, 12, 12, 7, 10, 10, 6, 7, 7, 7, 6};
+        top_data_t d;
+        char *frame = NULL, when[40], day[40];
+        size_t len = 0;
+        long ndec;
         int wch = 7;
-        breaker_t *b;
-        redisReply *d;
-        char when[40], day[40];
+        redisReply *r;
+        FILE *fp;
 
-        for (int i = 0; i < conf.channel_cnt; i++)
-                top_add_channel(&rows, &n, &cap, conf.channels[i].name);
-        load_scopes(NULL, "", &scopes);
-        for (size_t i = 0; i < scopes.n; i++)
-                top_add_channel(&rows, &n, &cap, scopes.v[i].channel);
-        for (size_t k = 0; k < n; k++) {
-                top_row_t *r = &rows[k];
-                top_sum_t s;
-
-                for (size_t i = 0; i < scopes.n; i++) {
-                        int64_t t;
-
-                        if (strcmp(scopes.v[i].channel, r->channel))
-                                continue;
-                        t = newest_bucket(&scopes.v[i]);
-                        if (t > r->newest)
-                                r->newest = t;
-                }
-                if (r->newest == INT64_MIN)
-                        continue;
-                /* The window ends with the channel's newest bucket, so an
-                 * idle or lagging channel still shows its last rates. */
-                s.day_from = day_from;
-                s.day_to = day_from + DAY_MS;
-                s.win_from = r->newest + bucket_ms - v->window_ms;
-                s.win_to = r->newest;
-                s.day = &r->day;
-                s.win = &r->window;
-                for (size_t i = 0; i < scopes.n; i++)
-                        if (!strcmp(scopes.v[i].channel, r->channel))
-                                top_sum_scope(&scopes.v[i], &s);
-        }
-        b = load_breakers(&nb);
-        for (size_t k = 0; k < n; k++) {
-                for (size_t i = 0; i < nb; i++)
-                        if (!strcmp(b[i].channel, rows[k].channel) &&
-                            b[i].state)
-                                snprintf(rows[k].state, sizeof(rows[k].state),
-                                         "%s", b[i].state);
-                if ((int)strlen(rows[k].channel) > wch)
-                        wch = (int)strlen(rows[k].channel);
-        }
-        breakers_free(b, nb);
-        d = lrange_decisions(TOP_DECISIONS);
-
-        if (v->ansi)
-                fputs("\033[H", stdout);
-        else if (!first)
+        top_collect(v, 0, &d);
+        for (size_t k = 0; k < d.n; k++)
+                if ((int)strlen(d.rows[k].channel) > wch)
+                        wch = (int)strlen(d.rows[k].channel);
+        fp = open_memstream(&frame, &len);
+        if (!fp)
+                die("out of memory");
+        if (!v->ansi && !first)
                 fputc('\n', stdout);
-        iso_time(day_from, day, sizeof(day));
+        iso_time(d.day_from, day, sizeof(day));
         day[10] = '\0';
-        printf("spendguard top  %s  spend: UTC day %s vs daily budget; "
-               "rates: last %" PRId64 " s of event time",
-               iso_time(now, when, sizeof(when)), day, v->window_ms / 1000);
-        top_eol(v);
-        top_eol(v);
-        printf("%-*s", wch, "CHANNEL");
-        {
-                static const char *const head[] = {
-                    "SPEND", "BUDGET", "BUDGET%", "CTR",  "CVR",
-                    "CPA",   "TARGET", "CPA/T",   "ROAS", "IVT"};
-                static const int width[] = {12, 12, 7, 7, 7, 10, 10, 6, 6, 7};
-
-                for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
-                        top_cell(v, head[i], width[i], 0, NULL);
-                top_cell(v, "BREAKER", 0, 1, NULL);
-        }
-        top_eol(v);
-        for (size_t k = 0; k < n; k++) {
-                const top_row_t *r = &rows[k];
-                const sg_channel_conf_t *cc =
-                    sg_conf_channel(&conf, r->channel);
-                const sg_counters_t *c = &r->window.c;
+        fprintf(fp,
+                "spendguard top  %s  money in %s; spend: UTC day %s vs "
+                "current budget; rates: last %" PRId64 " s of event time\n",
+                iso_time(d.now, when, sizeof(when)), conf.currency, day,
+                v->window_ms / 1000);
+        for (int i = 0; i < v->nnotes; i++)
+                fprintf(fp, "%s\n", v->notes[i]);
+        fputc('\n', fp);
+        fprintf(fp, "%-*s", wch, "CHANNEL");
+        for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+                top_cell(fp, v, head[i], width[i], i == 0, NULL);
+        fputc('\n', fp);
+        for (size_t k = 0; k < d.n; k++) {
+                const top_row_t *row = &d.rows[k];
+                const sg_counters_t *c = &row->window.c;
                 char spend[32], budget[32], pct[32], ctr[32], cvr[32], cpa[32],
                     target[32], ratio[32], roas[32], ivt[32], state[32];
-                const char *pct_sgr = NULL, *state_sgr;
+                const char *pct_sgr = NULL, *state_sgr, *ratio_sgr = NULL,
+                           *ivt_sgr = NULL;
                 double x;
 
                 snprintf(budget, sizeof(budget), "-");
@@ -1427,72 +1792,111 @@ static void top_frame(const top_view_t *v, int first)
                 snprintf(cpa, sizeof(cpa), "-");
                 snprintf(target, sizeof(target), "-");
                 snprintf(ratio, sizeof(ratio), "-");
-                fmt_money(r->day.c.spend_micros, spend, sizeof(spend));
-                if (cc && cc->budget_micros > 0) {
-                        x = 100.0 * (double)r->day.c.spend_micros /
-                            (double)cc->budget_micros;
-                        fmt_money(cc->budget_micros, budget, sizeof(budget));
+                fmt_money(row->day.c.spend_micros, spend, sizeof(spend));
+                if (row->budget > 0) {
+                        x = 100.0 * (double)row->day.c.spend_micros /
+                            (double)row->budget;
+                        fmt_money(row->budget, budget, sizeof(budget));
                         snprintf(pct, sizeof(pct), "%.1f%%", x);
                         /* The playbook: warn at 90% of a cap, pause at
                          * 100%. */
                         pct_sgr = x >= 100 ? "31" : x >= 90 ? "33" : NULL;
                 }
-                if (cc && cc->target_cpa_micros)
-                        fmt_money(cc->target_cpa_micros, target,
-                                  sizeof(target));
+                if (row->target_cpa)
+                        fmt_money(row->target_cpa, target, sizeof(target));
                 if (sg_counters_cpa(c, &x)) {
                         fmt_money((int64_t)(x + 0.5), cpa, sizeof(cpa));
-                        if (cc && cc->target_cpa_micros)
+                        if (row->target_cpa) {
                                 snprintf(ratio, sizeof(ratio), "%.2fx",
-                                         x / (double)cc->target_cpa_micros);
+                                         x / (double)row->target_cpa);
+                                if (x > (double)row->target_cpa)
+                                        ratio_sgr = "33";
+                        }
                 }
-                printf("%-*s", wch, r->channel);
-                top_cell(v, spend, 12, 0, NULL);
-                top_cell(v, budget, 12, 0, NULL);
-                top_cell(v, pct, 7, 0, pct_sgr);
-                top_cell(
-                    v,
-                    fmt_ratio(sg_counters_ctr, c, 100, "%", ctr, sizeof(ctr)),
-                    7, 0, NULL);
-                top_cell(
-                    v,
-                    fmt_ratio(sg_counters_cvr, c, 100, "%", cvr, sizeof(cvr)),
-                    7, 0, NULL);
-                top_cell(v, cpa, 10, 0, NULL);
-                top_cell(v, target, 10, 0, NULL);
-                top_cell(v, ratio, 6, 0, NULL);
-                top_cell(
-                    v,
-                    fmt_ratio(sg_counters_roas, c, 1, "", roas, sizeof(roas)),
-                    6, 0, NULL);
-                top_cell(v,
+                if (sg_counters_ivt_rate(c, &x) && x >= TOP_IVT_WARN)
+                        ivt_sgr = "33";
+                top_state(row->state, state, sizeof(state), &state_sgr);
+                fprintf(fp, "%-*s", wch, row->channel);
+                top_cell(fp, v, state, width[0], 1, state_sgr);
+                top_cell(fp, v, spend, width[1], 0, NULL);
+                top_cell(fp, v, budget, width[2], 0, NULL);
+                top_cell(fp, v, pct, width[3], 0, pct_sgr);
+                top_cell(fp, v, cpa, width[4], 0, NULL);
+                top_cell(fp, v, target, width[5], 0, NULL);
+                top_cell(fp, v, ratio, width[6], 0, ratio_sgr);
+                top_cell(fp, v,
                          fmt_ratio(sg_counters_ivt_rate, c, 100, "%", ivt,
                                    sizeof(ivt)),
-                         7, 0, NULL);
-                top_state(r->state, state, sizeof(state), &state_sgr);
-                top_cell(v, state, 0, 1, state_sgr);
-                top_eol(v);
+                         width[7], 0, ivt_sgr);
+                top_cell(
+                    fp, v,
+                    fmt_ratio(sg_counters_ctr, c, 100, "%", ctr, sizeof(ctr)),
+                    width[8], 0, NULL);
+                top_cell(
+                    fp, v,
+                    fmt_ratio(sg_counters_cvr, c, 100, "%", cvr, sizeof(cvr)),
+                    width[9], 0, NULL);
+                top_cell(
+                    fp, v,
+                    fmt_ratio(sg_counters_roas, c, 1, "", roas, sizeof(roas)),
+                    width[10], 0, NULL);
+                fputc('\n', fp);
         }
-        top_eol(v);
-        printf("last %d decisions (newest first)", TOP_DECISIONS);
-        top_eol(v);
-        if (d->type != REDIS_REPLY_ARRAY || d->elements == 0) {
-                fputs("(none)", stdout);
-                top_eol(v);
+        {
+                char res[32];
+
+                fprintf(fp,
+                        "legend: BREAKER closed runs, OPEN (red) paused by a "
+                        "rule, HALF-OPEN on trial\n"
+                        "  BUDGET current, after reallocations (reserve %s); "
+                        "BUDGET%% yellow >= 90\n"
+                        "  CPA/T = CPA / TARGET, yellow above 1.00x; IVT "
+                        "yellow from %.0f%%\n",
+                        fmt_money(d.reserve, res, sizeof(res)),
+                        TOP_IVT_WARN * 100);
         }
-        for (size_t i = 0; d->type == REDIS_REPLY_ARRAY && i < d->elements;
-             i++) {
-                /* print_decision ends the line itself: erase first. */
-                if (v->ansi)
-                        fputs("\033[K", stdout);
-                print_decision(stdout, "", d->element[i]->str,
-                               d->element[i]->len);
+        fputc('\n', fp);
+        /* As many decisions as the terminal has rows left. */
+        ndec = v->decisions;
+        if (v->ansi && v->rows > 0) {
+                fflush(fp);
+                ndec = v->rows - count_lines(frame, len) - 1;
+                if (ndec > 200)
+                        ndec = 200;
         }
-        if (v->ansi)
-                fputs("\033[J", stdout); /* what a longer frame left below */
-        freeReplyObject(d);
-        free(rows);
-        scope_list_free(&scopes);
+        if (ndec > 0) {
+                r = lrange_decisions(ndec);
+                fprintf(fp, "last %ld decisions (newest first; money in %s)\n",
+                        ndec, conf.currency);
+                if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+                        fputs("(none)\n", fp);
+                for (size_t i = 0; r->type == REDIS_REPLY_ARRAY &&
+                                   i < r->elements;
+                     i++)
+                        top_decision(fp, r->element[i]->str,
+                                     r->element[i]->len);
+                freeReplyObject(r);
+        }
+        fclose(fp);
+        top_emit(v, frame, len);
+        free(frame);
+        top_data_free(&d);
+}
+
+/* The rate window: --window S, else the first of aggregate.windows
+ * unless it is "today", else 60 s. */
+static int64_t top_window_ms(int window_s)
+{
+        sg_window_def_t w[SG_MAX_WINDOWS];
+        char err[160];
+
+        if (window_s)
+                return (int64_t)window_s * 1000;
+        if (sg_window_parse_list(conf.aggregate.windows, w, SG_MAX_WINDOWS, 0,
+                                 err, sizeof(err)) > 0 &&
+            w[0].len_ms > 0)
+                return w[0].len_ms;
+        return 60000;
 }
 
 /* `top`, and `watch`, its old name. */
@@ -1502,12 +1906,16 @@ static int cmd_top(int argc, char **argv)
             {"interval", required_argument, NULL, 'i'},
             {"once", no_argument, NULL, '1'},
             {"window", required_argument, NULL, 'w'},
+            {"decisions", required_argument, NULL, 'd'},
+            {"note", required_argument, NULL, 'n'},
             {"config", required_argument, NULL, 'c'},
             {NULL, 0, NULL, 0}};
         const char *term = getenv("TERM"), *no_color = getenv("NO_COLOR");
         int interval = 1000, once = 0, window_s = 0, c;
         top_view_t v;
 
+        memset(&v, 0, sizeof(v));
+        v.decisions = TOP_DECISIONS;
         while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'i':
@@ -1521,6 +1929,16 @@ static int cmd_top(int argc, char **argv)
                         window_s = (int)parse_int_arg("--window", optarg, 1,
                                                       31 * 86400);
                         break;
+                case 'd':
+                        v.decisions =
+                            (long)parse_int_arg("--decisions", optarg, 0, 1000);
+                        break;
+                case 'n':
+                        if (v.nnotes == TOP_MAX_NOTES)
+                                bad_usage("%s: at most %d --note", argv[0],
+                                          TOP_MAX_NOTES);
+                        v.notes[v.nnotes++] = optarg;
+                        break;
                 case 'c':
                         conf_path = optarg;
                         break;
@@ -1532,20 +1950,7 @@ static int cmd_top(int argc, char **argv)
         if (optind < argc)
                 bad_usage("%s: unexpected argument %s", argv[0], argv[optind]);
         connect_redis();
-        memset(&v, 0, sizeof(v));
-        v.window_ms = (int64_t)window_s * 1000;
-        if (!window_s) {
-                /* The first of aggregate.windows, unless it is "today". */
-                sg_window_def_t w[SG_MAX_WINDOWS];
-                char err[160];
-
-                v.window_ms = 60000;
-                if (sg_window_parse_list(conf.aggregate.windows, w,
-                                         SG_MAX_WINDOWS, 0, err,
-                                         sizeof(err)) > 0 &&
-                    w[0].len_ms > 0)
-                        v.window_ms = w[0].len_ms;
-        }
+        v.window_ms = top_window_ms(window_s);
         /* Over SSH, in tmux or a console: anything that says it is a
          * terminal and not a dumb one understands these few sequences. */
         v.ansi =
@@ -1557,6 +1962,15 @@ static int cmd_top(int argc, char **argv)
                 fputs("\033[?25l\033[H\033[2J", stdout);
         }
         for (int first = 1; !sg_stop; first = 0) {
+                struct winsize ws;
+
+                /* Read every frame: no SIGWINCH needed (make run starts
+                 * the view in a session of its own). */
+                if (v.ansi && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 &&
+                    ws.ws_col > 0 && ws.ws_row > 0) {
+                        v.cols = ws.ws_col;
+                        v.rows = ws.ws_row;
+                }
                 top_frame(&v, first);
                 /* A reader that went away (`| head`) ends the view. */
                 if (fflush(stdout) == EOF || once)
@@ -1564,6 +1978,225 @@ static int cmd_top(int argc, char **argv)
                 sg_sleep_ms(interval);
         }
         top_show_cursor();
+        return 0;
+}
+
+/* ----------------------------------------------------------------- serve */
+
+/*
+ * `sg-ctl serve`: the status page. One self-contained HTML page (no
+ * external assets) that polls /api/status, a JSON picture built like
+ * top's: per channel its colour, today's spend against the current
+ * budget, CPA against target, IVT, the breaker, the totals `sg-ctl kpis`
+ * prints; the breakers; the last decisions with what they say in currency
+ * units. Served over lib/http.c on its one thread, which alone talks to
+ * Redis while the main thread waits for SIGTERM.
+ */
+typedef struct serve_ctx {
+        top_view_t v;
+        long decisions;
+} serve_ctx_t;
+
+/* tools/status.html, embedded at build time (CMakeLists.txt). */
+extern const char sg_status_html[];
+
+static json_t *json_ratio(int (*fn)(const sg_counters_t *, double *),
+                          const sg_counters_t *c)
+{
+        double v;
+
+        return fn(c, &v) ? json_real(v) : json_null();
+}
+
+/* The ChannelKpi counters of t; unique_devices only where it was
+ * counted (the totals, as sg-ctl kpis). */
+static json_t *json_counters(const totals_t *t, int devices)
+{
+        json_t *o = json_object();
+
+        for (int f = 0; f < NCOUNTERS; f++)
+                json_object_set_new(
+                    o, counter_fields[f],
+                    json_integer(*counter_slot((sg_counters_t *)&t->c, f)));
+        if (devices)
+                json_object_set_new(o, "unique_devices",
+                                    json_integer(t->c.unique_devices));
+        return o;
+}
+
+static json_t *serve_status(serve_ctx_t *ctx)
+{
+        json_t *o = json_object(), *chs = json_array(), *brs = json_array(),
+               *decs = json_array();
+        top_data_t d;
+        breaker_t *b;
+        redisReply *r;
+        size_t nb;
+
+        top_collect(&ctx->v, 1, &d);
+        json_object_set_new(o, "generated_at", json_integer(d.now));
+        json_object_set_new(o, "currency", json_string(conf.currency));
+        json_object_set_new(o, "window_s",
+                            json_integer(ctx->v.window_ms / 1000));
+        json_object_set_new(o, "day_from", json_integer(d.day_from));
+        json_object_set_new(o, "reserve_micros", json_integer(d.reserve));
+        for (size_t k = 0; k < d.n; k++) {
+                const top_row_t *row = &d.rows[k];
+                json_t *c = json_object();
+                double x;
+
+                json_object_set_new(c, "channel", json_string(row->channel));
+                json_object_set_new(c, "health",
+                                    json_string(top_health(row)));
+                json_object_set_new(c, "state", json_string(row->state));
+                json_object_set_new(c, "budget_micros",
+                                    json_integer(row->budget));
+                json_object_set_new(c, "configured_budget_micros",
+                                    json_integer(row->configured));
+                json_object_set_new(c, "day_spend_micros",
+                                    json_integer(row->day.c.spend_micros));
+                json_object_set_new(c, "target_cpa_micros",
+                                    json_integer(row->target_cpa));
+                json_object_set_new(c, "cpa_micros",
+                                    sg_counters_cpa(&row->window.c, &x)
+                                        ? json_integer((int64_t)(x + 0.5))
+                                        : json_null());
+                json_object_set_new(
+                    c, "ivt_rate",
+                    json_ratio(sg_counters_ivt_rate, &row->window.c));
+                json_object_set_new(c, "ctr",
+                                    json_ratio(sg_counters_ctr, &row->window.c));
+                json_object_set_new(
+                    c, "roas", json_ratio(sg_counters_roas, &row->window.c));
+                json_object_set_new(c, "window", json_counters(&row->window, 0));
+                json_object_set_new(c, "totals", json_counters(&row->all, 1));
+                json_array_append_new(chs, c);
+        }
+        json_object_set_new(o, "channels", chs);
+        b = load_breakers(&nb);
+        for (size_t i = 0; i < nb; i++) {
+                json_t *e = json_object();
+
+                json_object_set_new(e, "scope", json_string(b[i].channel));
+                json_object_set_new(e, "state", b[i].state
+                                                    ? json_string(b[i].state)
+                                                    : json_null());
+                json_object_set_new(e, "rule", b[i].rule
+                                                   ? json_string(b[i].rule)
+                                                   : json_null());
+                json_object_set_new(
+                    e, "since",
+                    b[i].since ? json_integer(strtoll(b[i].since, NULL, 10))
+                               : json_null());
+                json_array_append_new(brs, e);
+        }
+        breakers_free(b, nb);
+        json_object_set_new(o, "breakers", brs);
+        r = lrange_decisions(ctx->decisions);
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements;
+             i++) {
+                json_t *e = json_loadb(r->element[i]->str, r->element[i]->len,
+                                       0, NULL);
+                char text[2048];
+
+                if (!json_is_object(e)) {
+                        json_decref(e);
+                        continue;
+                }
+                decision_text(e, text, sizeof(text));
+                json_object_set_new(e, "text", json_string(text));
+                json_array_append_new(decs, e);
+        }
+        freeReplyObject(r);
+        json_object_set_new(o, "decisions", decs);
+        top_data_free(&d);
+        return o;
+}
+
+static int serve_page(void *opaque, const char *url, char **body, size_t *len,
+                      const char **type)
+{
+        serve_ctx_t *ctx = opaque;
+
+        if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
+                *len = strlen(sg_status_html);
+                *body = xstrndup(sg_status_html, *len);
+                *type = "text/html; charset=utf-8";
+                return 200;
+        }
+        if (!strcmp(url, "/api/status")) {
+                json_t *o = serve_status(ctx);
+
+                *body = json_dumps(o, JSON_COMPACT);
+                json_decref(o);
+                if (!*body)
+                        return 0;
+                *len = strlen(*body);
+                *type = "application/json";
+                return 200;
+        }
+        return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"listen", required_argument, NULL, 'l'},
+            {"window", required_argument, NULL, 'w'},
+            {"decisions", required_argument, NULL, 'd'},
+            {"config", required_argument, NULL, 'c'},
+            {NULL, 0, NULL, 0}};
+        const char *listen = "127.0.0.1:9730";
+        char host[256], why[300];
+        int window_s = 0, port, c;
+        serve_ctx_t ctx;
+        sg_http_t *http;
+
+        memset(&ctx, 0, sizeof(ctx));
+        ctx.decisions = 50;
+        while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'l':
+                        listen = optarg;
+                        break;
+                case 'w':
+                        window_s = (int)parse_int_arg("--window", optarg, 1,
+                                                      31 * 86400);
+                        break;
+                case 'd':
+                        ctx.decisions =
+                            (long)parse_int_arg("--decisions", optarg, 1, 1000);
+                        break;
+                case 'c':
+                        conf_path = optarg;
+                        break;
+                default:
+                        bad_usage("serve: unknown option or missing argument "
+                                  "%s",
+                                  argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                bad_usage("serve: unexpected argument %s", argv[optind]);
+        if (sg_http_parse_listen(listen, 9730, host, sizeof(host), &port, why,
+                                 sizeof(why)) != 0)
+                bad_usage("serve: --listen: %s", strcmp(listen, "off") == 0
+                                                     ? "off is not an address"
+                                                     : why);
+        connect_redis();
+        ctx.v.window_ms = top_window_ms(window_s);
+        http = sg_http_new_pages(host, port, NULL, serve_page, &ctx, why,
+                                 sizeof(why));
+        if (!http)
+                die("serve: %s", why);
+        printf("event=http_listen addr=%s%s%s:%d url=http://%s%s%s:%d/\n",
+               strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+               sg_http_port(http), strchr(host, ':') ? "[" : "", host,
+               strchr(host, ':') ? "]" : "", sg_http_port(http));
+        fflush(stdout);
+        while (!sg_stop)
+                sg_sleep_ms(200);
+        sg_http_destroy(http);
         return 0;
 }
 
@@ -1580,6 +2213,7 @@ static const command_t commands[] = {{"kpis", cmd_kpis},
                                      {"budgets", cmd_budgets},
                                      {"top", cmd_top},
                                      {"watch", cmd_top},
+                                     {"serve", cmd_serve},
                                      {NULL, NULL}};
 
 int main(int argc, char **argv)
@@ -1618,8 +2252,7 @@ int main(int argc, char **argv)
         }
         if (optind >= argc)
                 bad_usage("a command is required: kpis, decisions, breakers, "
-                          "budgets, "
-                          "top or config-reference");
+                          "budgets, top, serve or config-reference");
         if (strcmp(argv[optind], "config-reference") == 0) {
                 if (optind + 1 < argc)
                         bad_usage("config-reference: unexpected argument %s",

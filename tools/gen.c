@@ -544,6 +544,7 @@ int main(int argc, char **argv)
         if (sg_stop)
                 sg_info("event=stopping sent=%" PRId64, sent);
 
+        /* Stopped by a signal, the flush ends with the stop budget. */
         failed = sg_producer_flush(producer, FLUSH_TIMEOUT_MS);
         if (o.truth && write_truth(sc, o.truth) != 0)
                 failed = failed ? failed : -1;
@@ -555,7 +556,7 @@ int main(int argc, char **argv)
         if (failed == -1)
                 sg_error("event=flush_timeout msg=\"records still in flight "
                          "after %d ms\"",
-                         FLUSH_TIMEOUT_MS);
+                         sg_stop ? SG_STOP_GRACE_MS : FLUSH_TIMEOUT_MS);
         rc = failed == 0 && !broken ? 0 : 1;
 out:
         sg_producer_destroy(producer);

@@ -92,7 +92,7 @@ pid_t h_spawn_env(const char *name, const char *const *args,
         char path[512], log[1024];
         const char *argv[64];
         int argc = 0, slot;
-        pid_t pid;
+        pid_t pid, parent;
 
         /* A slot of a process already reaped is reused (restarts). */
         for (slot = 0; slot < H.proc_cnt && H.procs[slot].pid > 0; slot++)
@@ -110,12 +110,16 @@ pid_t h_spawn_env(const char *name, const char *const *args,
         for (; args && *args && argc < 62; args++)
                 argv[argc++] = *args;
         argv[argc] = NULL;
+        parent = getpid();
         pid = fork();
         cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
         if (pid == 0) {
                 int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-                /* Die with the test process, whatever happens to it. */
+                /* Die with the test process, whatever happens to it; also
+                 * if it died before the line above took effect. */
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(127);
                 if (fd >= 0) {
                         dup2(fd, 1);
                         dup2(fd, 2);

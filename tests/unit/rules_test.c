@@ -381,7 +381,8 @@ REJECT(rejects_rules_that_is_not_a_list, "rules: 3\n",
 REJECT(rejects_rule_that_is_not_a_map, "rules:\n  - ivt\n",
        "t.yaml:2: rule #1: must be a map (id, metric, op, threshold, ...)")
 REJECT(names_the_buffer_in_yaml_syntax_errors, "rules: [\n",
-       "t.yaml:2: did not find expected node content")
+       "t.yaml:2: did not find expected node content (while parsing a flow "
+       "node)")
 
 /* -------------------------------------------------------------- decisions */
 
