@@ -12,7 +12,8 @@
 volatile sig_atomic_t sg_stop = 0;
 volatile sig_atomic_t sg_reload = 0;
 
-/* Redis starts as "not used": sg_redis_new marks it needed. */
+/* Redis starts as "not used" (sg-ctl, tests); sg_stage_init marks it
+ * needed for every stage but ingest, before /readyz is served. */
 static int ready[SG_READY__CNT] = {0, 0, -1};
 static sg_http_t *http;
 
@@ -186,6 +187,7 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
                 exit(2);
         }
         sg_log_set_level(conf->log_level);
+        sg_ready_set(SG_READY_REDIS, desc->without_redis ? -1 : 0);
         sg_metrics_init(desc->name);
         sg_stage_signals();
         /* A port in use is a config problem like any other: exit 2. */

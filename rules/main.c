@@ -18,7 +18,8 @@ static const sg_stage_desc_t desc = {
     "Evaluates the rules file (docs/rules.md) against the aggregate "
     "snapshots, emits PAUSE/ALERT decisions and keeps one circuit breaker "
     "per channel in Redis. SIGHUP reloads the rules file.",
-    sections};
+    sections,
+    0 /* without_redis */};
 
 int main(int argc, char **argv)
 {

@@ -16,7 +16,8 @@ static const sg_stage_desc_t desc = {
     "sink",
     "Delivers decisions to the bidders' topic once per decision id, and one "
     "KPI row per scope and closed window to the BI topic.",
-    sections};
+    sections,
+    0 /* without_redis */};
 
 int main(int argc, char **argv)
 {

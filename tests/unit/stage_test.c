@@ -26,7 +26,7 @@ static void init_stage(const sg_stage_desc_t *desc)
 Test(stage, a_stage_that_uses_redis_is_not_ready_before_it_connects)
 {
         static const char *const sections[] = {"", "rules.", NULL};
-        static const sg_stage_desc_t desc = {"rules", "test", sections};
+        static const sg_stage_desc_t desc = {"rules", "test", sections, 0};
         char why[300];
 
         init_stage(&desc);
@@ -35,3 +35,13 @@ Test(stage, a_stage_that_uses_redis_is_not_ready_before_it_connects)
                               "redis not connected");
 }
 
+Test(stage, a_stage_without_redis_never_waits_for_it)
+{
+        static const char *const sections[] = {"", "ingest.", NULL};
+        static const sg_stage_desc_t desc = {"ingest", "test", sections, 1};
+        char why[300];
+
+        init_stage(&desc);
+        cr_assert_eq(sg_stage_ready(why, sizeof(why)), 0);
+        cr_assert_str_eq(why, "broker not reachable; no partitions assigned");
+}
