@@ -14,7 +14,7 @@ volatile sig_atomic_t sg_reload = 0;
 
 /* Redis starts as "not used" (sg-ctl, tests); sg_stage_init marks it
  * needed for every stage but ingest, before /readyz is served. */
-static int ready[SG_READY__CNT] = {0, 0, -1};
+static int ready[SG_READY__CNT] = {0, 0, -1, 1};
 static sg_http_t *http;
 
 void sg_ready_set(sg_ready_t what, int value)
@@ -46,6 +46,7 @@ int sg_stage_ready(char *why, size_t size)
         MISSING(!sg_ready_get(SG_READY_BROKER), "broker not reachable");
         MISSING(sg_ready_get(SG_READY_ASSIGNED) <= 0, "no partitions assigned");
         MISSING(sg_ready_get(SG_READY_REDIS) == 0, "redis not connected");
+        MISSING(sg_ready_get(SG_READY_REDIS_DATA) == 0, "redis data lost");
 #undef MISSING
         return n == 0;
 }

@@ -60,6 +60,7 @@ typedef enum {
         SG_READY_BROKER = 0,
         SG_READY_ASSIGNED,
         SG_READY_REDIS,
+        SG_READY_REDIS_DATA, /* 0: the data-loss guard tripped (redis.h) */
         SG_READY__CNT
 } sg_ready_t;
 

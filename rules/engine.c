@@ -38,6 +38,7 @@ struct sg_rules_engine {
 
         sg_rstate_t *st;
         int state_stale; /* reload before the next batch */
+        int halted;      /* refused a batch: Redis lost its data */
         int assigned_once;
         int64_t max_e;   /* newest window end seen */
         size_t sweep_at; /* state size that triggers the next sweep */
@@ -838,11 +839,42 @@ static void commit_state(sg_rules_engine_t *e)
                 gauges_from_state(e);
 }
 
+/*
+ * Redis lost the data this stage decides on (sg_redis_epoch_ok): the batch
+ * is neither decided nor committed, only consumed again a second later.
+ * 1 refused, 0 go on, -1 the stage must stop.
+ */
+static int refuse_on_lost_data(sg_rules_engine_t *e, sg_consumer_t *consumer,
+                               int n)
+{
+        int ok = sg_redis_epoch_ok(e->redis);
+
+        if (ok == -1)
+                return -1;
+        if (ok == 1) {
+                /* The data is back (restored) or the loss accepted: what
+                 * Redis holds now is the state. */
+                if (e->halted)
+                        e->state_stale = 1;
+                e->halted = 0;
+                return 0;
+        }
+        e->halted = 1;
+        sg_warn("event=batch_refused reason=redis_data_lost messages=%d", n);
+        if (sg_consumer_rewind(consumer, e->msgs, n) == -1)
+                return -1;
+        sg_sleep_ms(1000);
+        return 1;
+}
+
 /* 0 done (committed or rewound), -1 the stage must stop. */
 static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
 {
         int rc;
 
+        rc = refuse_on_lost_data(e, consumer, n);
+        if (rc != 0)
+                return rc == -1 ? -1 : 0;
         if (e->state_stale) {
                 if (state_load(e) == -1)
                         return -1;
@@ -875,7 +907,7 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
 
 int sg_rules_engine_run(sg_rules_engine_t *e, sg_consumer_t *consumer)
 {
-        int64_t last_stats = sg_mono_ms();
+        int64_t last_stats = sg_mono_ms(), last_epoch = last_stats;
         int rc = 0;
 
         while (!sg_stop) {
@@ -892,8 +924,14 @@ int sg_rules_engine_run(sg_rules_engine_t *e, sg_consumer_t *consumer)
                 }
                 n = sg_consumer_batch(consumer, e->msgs, BATCH_MAX,
                                       e->conf->rules.batch_ms);
-                if (n == 0)
+                if (n == 0) {
+                        /* A flush without traffic is noticed too. */
+                        if (sg_mono_ms() - last_epoch >= 1000) {
+                                sg_redis_epoch_ok(e->redis);
+                                last_epoch = sg_mono_ms();
+                        }
                         continue;
+                }
                 t0 = sg_mono_us();
                 rc = batch(e, consumer, n);
                 sg_consumer_batch_free(e->msgs, n);

@@ -46,7 +46,9 @@ int main(int argc, char **argv)
                 sg_rules_destroy(rules);
                 goto out;
         }
-        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err)))) {
+        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err))) ||
+            sg_redis_epoch_start(redis, "rules") == -1) {
+                /* The guard fails only when stopped: no message. */
                 what = "redis";
                 sg_rules_destroy(rules);
                 goto out;

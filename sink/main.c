@@ -37,7 +37,9 @@ int main(int argc, char **argv)
                 what = "schemas";
                 goto out;
         }
-        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err)))) {
+        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err))) ||
+            sg_redis_epoch_start(redis, "sink") == -1) {
+                /* The guard fails only when stopped: no message. */
                 what = "redis";
                 goto out;
         }

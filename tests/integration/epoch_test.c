@@ -7,18 +7,36 @@
  * until the data is restored or an operator accepts the loss
  * (docs/reliability.md, "Redis data loss").
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
+#include "metrics.h"
+#include "redis.h"
+#include "stage.h"
 
-TestSuite(epoch, .init = h_stack_up, .fini = h_stack_down, .timeout = 300);
+/* The whole stack; a restarted stage rejoins within the session timeout. */
+static void stack_up(void)
+{
+        const char *subst[] = {"  fetch.wait.max.ms: 10",
+                               "fetch.wait.max.ms: 10\n  session.timeout.ms: 6000",
+                               NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+        h_start_stages();
+}
+
+TestSuite(epoch, .init = stack_up, .fini = h_stack_down, .timeout = 300);
 
 /* One command on a fresh connection; the reply as a string ("" for nil,
  * the number for an integer). */
@@ -91,6 +109,23 @@ static const char *wait_key(const char *key, char *out, size_t size, int ms)
         return out;
 }
 
+/* SIGTERM (it must exit 0, also while stopped deciding), start again: a
+ * clean leave hands its partitions over at once. */
+static void restart(const char *name)
+{
+        pid_t pid = h_pid(name);
+        int status;
+
+        cr_assert_gt(pid, 0);
+        status = h_stop(pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "%s did not exit 0 (status %d)", name, status);
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == pid)
+                        H.procs[i].pid = 0;
+        h_spawn(name, NULL);
+}
+
 Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
 {
         char epoch[256], now[256], buf[256];
@@ -116,7 +151,7 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
         cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:rstate"), "0");
 
         /* A rules started now stays stopped too: the mark says why. */
-        h_kill_restart(h_pid("sg-rules"), "sg-rules");
+        restart("sg-rules");
         wait_log("sg-rules", "event=redis_data_lost", 2, 30000);
 
         /* The backup comes back (here: its epoch, without the mark): the
@@ -137,12 +172,71 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
         wait_log("sg-sink", "event=redis_data_lost", 2, 30000);
         wait_key("sg:epoch:lost", buf, sizeof(buf), 30000);
         redis(buf, sizeof(buf), "DEL sg:epoch:lost");
-        h_kill_restart(h_pid("sg-sink"), "sg-sink");
-        h_kill_restart(h_pid("sg-rules"), "sg-rules");
+        restart("sg-sink");
+        restart("sg-rules");
         wait_key("sg:epoch", now, sizeof(now), 30000);
         cr_assert_str_neq(now, epoch);
         cr_assert_eq(h_produce("sg.aggregates", "x", 1, "garbage", 7), 0);
         h_wait_caught_up("sink", "sg.aggregates", 30000);
         h_wait_caught_up("rules", "sg.aggregates", 30000);
         cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:epoch:lost"), "0");
+}
+
+/* ---------------------------------------- the guard in lib/redis.c alone */
+
+static void infra_up(void)
+{
+        /* As in a stage: a write to the closed socket is an error. */
+        signal(SIGPIPE, SIG_IGN);
+        h_init();
+        h_start_infra();
+}
+
+TestSuite(epoch_guard, .init = infra_up, .fini = h_stack_down,
+          .timeout = 120);
+
+/*
+ * A Redis restarted without persistence is found out on the reconnect
+ * itself, before any stage code runs a command on it: counted once,
+ * marked in Redis with the epoch that was lost, /readyz names it.
+ */
+Test(epoch_guard, a_redis_restarted_empty_is_found_out_on_the_reconnect)
+{
+        char err[256], epoch[256], mark[512], want[600], why[300];
+        sg_redis_t *r = sg_redis_new(H.redis_url, 10000, err, sizeof(err));
+        redisReply *reply;
+
+        cr_assert_not_null(r, "%s", err);
+        cr_assert_eq(sg_redis_epoch_start(r, "test"), 0);
+        redis(epoch, sizeof(epoch), "GET sg:epoch");
+        cr_assert_neq(epoch[0], '\0');
+        cr_assert_eq(sg_redis_epoch_ok(r), 1);
+        cr_assert_eq(sg_counter_value("redis_data_lost_total"), 0);
+
+        h_redis_restart(); /* --save "" --appendonly no: empty */
+        reply = sg_redis_command(r, "PING");
+        cr_assert_not_null(reply);
+        cr_assert_str_eq(reply->str, "PONG");
+        freeReplyObject(reply);
+        cr_assert_eq(sg_counter_value("redis_data_lost_total"), 1);
+        sg_stage_ready(why, sizeof(why));
+        cr_assert_str_eq(why, "broker not reachable; no partitions assigned; "
+                              "redis data lost");
+        redis(mark, sizeof(mark), "GET sg:epoch:lost");
+        snprintf(want, sizeof(want), "epoch=%s found=none by=test at_ms=",
+                 epoch);
+        cr_assert_eq(strncmp(mark, want, strlen(want)), 0, "mark %s", mark);
+
+        /* Stays lost, counted once, while the data is not back. */
+        cr_assert_eq(sg_redis_epoch_ok(r), 0);
+        cr_assert_eq(sg_redis_epoch_ok(r), 0);
+        cr_assert_eq(sg_counter_value("redis_data_lost_total"), 1);
+
+        /* Restored: the epoch back, the mark gone (a backup has none). */
+        redis(err, sizeof(err), "SET sg:epoch %s", epoch);
+        redis(err, sizeof(err), "DEL sg:epoch:lost");
+        cr_assert_eq(sg_redis_epoch_ok(r), 1);
+        sg_stage_ready(why, sizeof(why));
+        cr_assert_str_eq(why, "broker not reachable; no partitions assigned");
+        sg_redis_destroy(r);
 }
