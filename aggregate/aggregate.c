@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "redis.h"
 #include "stage.h"
+#include "tz.h"
 #include "validate.h"
 #include "window.h"
 
@@ -126,6 +127,7 @@ typedef struct argbuf {
 
 struct sg_aggregate {
         sg_conf_t conf;
+        sg_tz_t *tz; /* aggregate.tz, NULL: tz_offset_min */
         sg_codec_t *codec;
         sg_redis_t *redis;
         sg_consumer_t *consumer;
@@ -931,7 +933,13 @@ static int apply_partition(sg_aggregate_t *ag, int32_t p, part_t *ps,
         args_int(a, ag->snapshot_ms);
         args_int(a, ag->kpi_ms);
         args_str(a, ag->kpi_name, 0);
-        args_int(a, (int64_t)ag->conf.aggregate.tz_offset_min * 60000);
+        /* The script takes one offset: the one in effect at the start of
+         * the local day of the batch's newest event (exact for that day;
+         * see docs/known-issues.md for a batch across a DST day's end). */
+        args_int(a, ag->tz ? sg_tz_offset_ms(ag->tz,
+                                             sg_tz_day_start(ag->tz,
+                                                             ps->batch_max_t))
+                           : (int64_t)ag->conf.aggregate.tz_offset_min * 60000);
         args_int(a, ag->conf.aggregate.freq_cap);
         args_int(a, ag->conf.aggregate.click_ttl_s);
         args_int(a, ag->conf.aggregate.max_sources);
@@ -1355,6 +1363,9 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                                  SG_MAX_WINDOWS, 0, errstr, errstr_size);
         if (ag->win_cnt < 0)
                 goto err;
+        if (conf->aggregate.tz[0] &&
+            !(ag->tz = sg_tz_new(conf->aggregate.tz, errstr, errstr_size)))
+                goto err;
         sg_window_name(conf->aggregate.kpi_window_s * 1000LL, ag->kpi_name,
                        sizeof(ag->kpi_name));
         ag->kpi_ms = (int64_t)conf->aggregate.kpi_window_s * 1000;
@@ -1435,6 +1446,7 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
         sg_producer_destroy(ag->producer);
         sg_redis_destroy(ag->redis);
         sg_codec_destroy(ag->codec);
+        sg_tz_destroy(ag->tz);
         for (int p = 0; p < MAX_PARTITIONS; p++)
                 free(ag->parts[p]);
         free(ag->table);
