@@ -40,7 +40,9 @@ struct sg_rules_engine {
         int state_stale; /* reload before the next batch */
         int halted;      /* refused a batch: Redis lost its data */
         int assigned_once;
-        int64_t max_e;   /* newest window end seen */
+        /* Per channel, the newest window end seen ("%lld"): the event
+         * time that the sweep measures the channel's entries against. */
+        sg_rstate_t *ends;
         size_t sweep_at; /* state size that triggers the next sweep */
 
         done_t *done;
@@ -290,7 +292,8 @@ static int append(writer_t *w, int argc, const char **argv)
 }
 
 /* One overlay entry: sg:rstate, and the operator-facing mirrors. */
-static int write_one(void *opaque, const char *key, const char *val)
+static int write_one(void *opaque, const char *key, const char *val,
+                     int64_t exp)
 {
         writer_t *w = opaque;
         char field[VAL_LEN + 32], mirror[KEY_LEN + 16];
@@ -301,17 +304,11 @@ static int write_one(void *opaque, const char *key, const char *val)
                 return append(w, 3, argv);
         }
         {
-                const char *v = val;
-                int64_t exp = 0;
                 char hv[VAL_LEN + 32];
                 const char *argv[4] = {"HSET", "sg:rstate", key, hv};
 
-                if (key[0] == 'h') {
-                        /* History carries its expiry in event time. */
-                        const char *bar = strrchr(key, '|');
-                        exp = bar ? strtoll(bar + 1, NULL, 10) : 0;
-                }
-                snprintf(hv, sizeof(hv), "%" PRId64 " %s", exp, v);
+                /* The expiry the cache has: a load then sweeps the same. */
+                snprintf(hv, sizeof(hv), "%" PRId64 " %s", exp, val);
                 if (append(w, 4, argv))
                         return -1;
         }
@@ -444,6 +441,18 @@ restart:
                         exp = strtoll(v->str, &rest, 10);
                         if (*rest == ' ')
                                 rest++;
+                        /* Written with exp 0 before blocks and latches
+                         * expired: a block at its end, a latch a day after
+                         * it was set. */
+                        if (exp == 0 && k->str[0] == 'b') {
+                                exp = strtoll(rest, NULL, 10);
+                        } else if (exp == 0 && k->str[0] == 'l') {
+                                long long on, since;
+
+                                if (sscanf(rest, "%lld %lld", &on, &since) ==
+                                    2)
+                                        exp = since + 86400000LL;
+                        }
                         if (sg_rstate_put_committed(e->st, k->str, rest, exp) ==
                             -1) {
                                 freeReplyObject(r);
@@ -586,6 +595,16 @@ static void rule_ctx(sg_rules_engine_t *e, const sg_rule_t *r,
         ctx->budget_micros = budget_of(e, s->channel);
 }
 
+/*
+ * How long an alert latch outlives the last window that evaluated it, in
+ * event time: a scope that stops being evaluated (a campaign gone, a rule
+ * removed) is forgotten then, and alerts again if it comes back.
+ */
+static int64_t latch_hold(const sg_rule_t *r)
+{
+        return 2 * r->window_ms;
+}
+
 /* ALERT: once when the condition starts, again only after it cleared. */
 static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
                   const sg_snapshot_t *s, const char *scope,
@@ -607,10 +626,16 @@ static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
                 sg_rule_decision(r, SG_ACT_ALERT, s, ev, &e->decision);
                 emit(e, &e->decision);
                 snprintf(val, sizeof(val), "1 %" PRId64, s->window_end);
-                put(e, key, val, 0);
+                put(e, key, val, s->window_end + latch_hold(r));
         } else if (ev->outcome == SG_RULE_HEALTHY && !ev->held && on) {
                 snprintf(val, sizeof(val), "0 %" PRId64, s->window_end);
-                put(e, key, val, 0);
+                put(e, key, val, s->window_end + latch_hold(r));
+        } else if (ev->outcome == SG_RULE_TRIPPED && on &&
+                   sg_rstate_exp(e->st, key) - s->window_end < r->window_ms) {
+                /* Still tripped: kept while it holds (one write a window
+                 * at most), dropped two windows after it was last seen. */
+                snprintf(val, sizeof(val), "%s", v);
+                put(e, key, val, s->window_end + latch_hold(r));
         }
 }
 
@@ -630,7 +655,8 @@ static void block(sg_rules_engine_t *e, const sg_rule_t *r,
         sg_rule_decision(r, SG_ACT_BLOCK_SOURCE, s, ev, &e->decision);
         snprintf(val, sizeof(val), "%" PRId64 " %" PRId64 " %s",
                  s->window_end + r->ttl_ms, r->ttl_ms, e->decision.decision_id);
-        put(e, key, val, 0);
+        /* Swept once the block has ended in its channel's event time. */
+        put(e, key, val, s->window_end + r->ttl_ms);
         emit(e, &e->decision);
 }
 
@@ -722,6 +748,8 @@ static void periodic(sg_rules_engine_t *e, const sg_snapshot_t *s)
         reallocate(e, "*", s->window_end);
 }
 
+static void channel_end(sg_rules_engine_t *e, const sg_snapshot_t *s);
+
 static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
 {
         sg_snapshot_t *s = &e->snap;
@@ -741,8 +769,7 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
                 return;
         }
         sg_counter_add(e->c_evaluated, 1);
-        if (s->window_end > e->max_e)
-                e->max_e = s->window_end;
+        channel_end(e, s);
         scope_of(s, scope, sizeof(scope));
         realloc_window =
             p->enabled && s->campaign_id[0] == '\0' &&
@@ -811,14 +838,55 @@ static int flush(sg_rules_engine_t *e)
         return rc;
 }
 
-/* Drops history older than any rule can look back, now and then. */
+/* Notes the newest window end of the snapshot's channel. */
+static void channel_end(sg_rules_engine_t *e, const sg_snapshot_t *s)
+{
+        const char *v = sg_rstate_get(e->ends, s->channel);
+        char buf[24];
+
+        if (v && strtoll(v, NULL, 10) >= s->window_end)
+                return;
+        snprintf(buf, sizeof(buf), "%" PRId64, s->window_end);
+        if (sg_rstate_put_committed(e->ends, s->channel, buf, 0) == -1)
+                sg_error("event=out_of_memory what=rules_channel_ends");
+}
+
+/*
+ * The event time a key's expiry is measured against: its channel's newest
+ * window end (h|rule|channel|..., l|rule|channel|..., b|channel|...). A
+ * channel that lags behind another keeps what it still needs; one not seen
+ * since the start sweeps nothing (INT64_MIN).
+ */
+static int64_t sweep_before(void *opaque, const char *key)
+{
+        sg_rules_engine_t *e = opaque;
+        const char *p = key, *q, *v;
+        char channel[SG_NAME_LEN];
+        int bars = key[0] == 'b' ? 1 : 2;
+
+        for (int i = 0; i < bars; i++) {
+                if (!(p = strchr(p, '|')))
+                        return INT64_MIN;
+                p++;
+        }
+        q = strchr(p, '|');
+        if (!q || (size_t)(q - p) >= sizeof(channel))
+                return INT64_MIN;
+        memcpy(channel, p, (size_t)(q - p));
+        channel[q - p] = '\0';
+        v = sg_rstate_get(e->ends, channel);
+        return v ? strtoll(v, NULL, 10) : INT64_MIN;
+}
+
+/* Drops what no rule needs any more (history older than any rule looks
+ * back, ended blocks, latches not evaluated for two windows), now and then. */
 static void sweep(sg_rules_engine_t *e)
 {
         size_t n;
 
         if (sg_rstate_size(e->st) < e->sweep_at)
                 return;
-        n = sg_rstate_sweep(e->st, e->max_e);
+        n = sg_rstate_sweep(e->st, sweep_before, e);
         e->sweep_at = (sg_rstate_size(e->st) - n) * 2 + SWEEP_MIN;
         sg_debug("event=state_sweep dropped=%zu", n);
 }
@@ -977,9 +1045,10 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
         e->redis = redis;
         e->producer = producer;
         e->st = sg_rstate_new();
+        e->ends = sg_rstate_new();
         e->done_cap = 64;
         e->done = calloc((size_t)e->done_cap, sizeof(*e->done));
-        if (!e->st || !e->done)
+        if (!e->st || !e->ends || !e->done)
                 goto oom;
         e->c_evaluated =
             sg_counter("events_total{type=\"snapshot\",result=\"evaluated\"}");
@@ -1012,6 +1081,7 @@ void sg_rules_engine_destroy(sg_rules_engine_t *e)
                 return;
         sg_rules_destroy(e->rules);
         sg_rstate_destroy(e->st);
+        sg_rstate_destroy(e->ends);
         free(e->done);
         free(e);
 }
