@@ -597,12 +597,17 @@ static void rule_ctx(sg_rules_engine_t *e, const sg_rule_t *r,
 
 /*
  * How long an alert latch outlives the last window that evaluated it, in
- * event time: a scope that stops being evaluated (a campaign gone, a rule
- * removed) is forgotten then, and alerts again if it comes back.
+ * event time: two rule windows, at least an hour (aggregate sends
+ * snapshots of changed scopes only, so a quiet scope is not evaluated). A
+ * scope not evaluated that long (a campaign gone, a rule removed) is
+ * forgotten, and alerts again if it comes back still tripped.
  */
+#define LATCH_HOLD_MIN_MS 3600000
+
 static int64_t latch_hold(const sg_rule_t *r)
 {
-        return 2 * r->window_ms;
+        return 2 * r->window_ms > LATCH_HOLD_MIN_MS ? 2 * r->window_ms
+                                                     : LATCH_HOLD_MIN_MS;
 }
 
 /* ALERT: once when the condition starts, again only after it cleared. */
@@ -633,7 +638,7 @@ static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
         } else if (ev->outcome == SG_RULE_TRIPPED && on &&
                    sg_rstate_exp(e->st, key) - s->window_end < r->window_ms) {
                 /* Still tripped: kept while it holds (one write a window
-                 * at most), dropped two windows after it was last seen. */
+                 * at most), dropped latch_hold after it was last seen. */
                 snprintf(val, sizeof(val), "%s", v);
                 put(e, key, val, s->window_end + latch_hold(r));
         }

@@ -162,7 +162,8 @@ Test(rstate, flooding_sources_are_swept_per_channel_and_history_keeps_its_expiry
         }
 
         /* The busy channel's first source, blocked until +60 s of event
-         * time, and its first campaign, alerted once: swept long since. */
+         * time, and its first campaign, alerted once (its latch kept an
+         * hour of event time): swept long since. */
         cr_assert_str_eq(rstate("b|busy|ip:10.0.1.0", v, sizeof(v)), "",
                          "block of a source 479 windows ago still kept: %s",
                          v);
@@ -171,7 +172,7 @@ Test(rstate, flooding_sources_are_swept_per_channel_and_history_keeps_its_expiry
                          "kept: %s",
                          v);
         /* Its last sources are kept, with their event-time expiry: the
-         * block's end, two windows after the latch's window. */
+         * block's end, an hour after the latch's window. */
         snprintf(field, sizeof(field), "b|busy|ip:10.%d.%d.9", WINDOWS / 256,
                  WINDOWS % 256);
         rstate(field, v, sizeof(v));
@@ -180,7 +181,7 @@ Test(rstate, flooding_sources_are_swept_per_channel_and_history_keeps_its_expiry
         cr_assert_eq(strncmp(v, want, strlen(want)), 0, "%s: \"%s\"", field,
                      v);
         snprintf(field, sizeof(field), "l|camp_alert|busy|c%d|", WINDOWS);
-        snprintf(want, sizeof(want), "%lld 1 %lld", last + 120000, last);
+        snprintf(want, sizeof(want), "%lld 1 %lld", last + 3600000, last);
         cr_assert_str_eq(rstate(field, v, sizeof(v)), want, "%s", field);
 
         /* History: in Redis the expiry it has in memory, the window end
