@@ -1,9 +1,22 @@
 /*
  * The sg-rules batch loop: decode snapshots, evaluate the rules, step the
- * breakers, produce decisions, and only once Kafka has acknowledged them
- * write the state to Redis and commit the input. A crash anywhere in
- * between redoes the batch and re-emits the same decision ids, which the
- * sink dedupes.
+ * breakers, then write the state and the batch's decisions (the outbox,
+ * sg:rules:outbox) to Redis in one MULTI/EXEC, then produce the decisions,
+ * and once Kafka has acknowledged them empty the outbox and commit the
+ * input.
+ *
+ * Why state first (the transactional outbox): a decision that depends on
+ * budgets is not reproducible on replay (another channel's reallocation,
+ * read in another order, changes the budget; review F13). Had the
+ * decisions gone out first, a crash before the state write could be
+ * followed by a replay that decides otherwise, and the delivered PAUSE
+ * would never be matched by a breaker, nor ever RESUMEd. Now a crash
+ * before the EXEC leaves nothing written and nothing sent (the replay
+ * decides afresh); a crash after it leaves the decisions in the outbox,
+ * which the next start sends before anything else (same ids and bytes; the
+ * sink dedupes what was sent twice); and the replayed batch meets the
+ * state it produced (breaker since, latch since, block until), so it
+ * decides nothing twice.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +35,7 @@
 #define KEY_LEN          512
 #define VAL_LEN          256
 #define SWEEP_MIN        4096 /* entries before history is swept */
+#define OUTBOX_KEY       "sg:rules:outbox"
 
 /* A decision of the batch in hand, counted once committed. */
 typedef struct done {
@@ -47,7 +61,13 @@ struct sg_rules_engine {
 
         done_t *done;
         int done_cnt, done_cap;
-        int batch_failed; /* a produce failed: redo the batch */
+        int batch_failed; /* out of memory: redo the batch */
+
+        /* The batch's decisions: per decision <u32 key len><key><u32 len>
+         * <Avro>, big-endian; the value of sg:rules:outbox. */
+        unsigned char *out;
+        size_t out_len, out_cap;
+        int out_cnt;
 
         rd_kafka_message_t *msgs[BATCH_MAX];
         sg_snapshot_t snap;
@@ -359,13 +379,35 @@ static int write_one(void *opaque, const char *key, const char *val,
 }
 
 /* The overlay to Redis, pipelined: one round trip. */
+static int append_outbox(writer_t *w)
+{
+        const char *argv[3] = {"SET", OUTBOX_KEY, (const char *)w->e->out};
+        size_t len[3] = {3, strlen(OUTBOX_KEY), w->e->out_len};
+
+        if (sg_redis_append_argv(w->e->redis, 3, argv, len))
+                return -1;
+        w->sent++;
+        return 0;
+}
+
+/*
+ * The overlay and the outbox to Redis in one MULTI/EXEC, pipelined: one
+ * round trip, all or nothing. 0, or -1 when stopped. An EXEC that Redis
+ * refuses (a command it rejected while queueing) is retried, loudly: going
+ * on would send decisions whose state is not stored.
+ */
 static int state_write(sg_rules_engine_t *e)
 {
-        if (!sg_rstate_pending(e->st))
+        if (!sg_rstate_pending(e->st) && e->out_cnt == 0)
                 return 0;
         for (;;) {
                 writer_t w = {e, 0};
-                int ok = sg_rstate_each_pending(e->st, write_one, &w) == 0;
+                const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
+                int ok = append(&w, 1, multi) == 0 &&
+                         sg_rstate_each_pending(e->st, write_one, &w) == 0 &&
+                         (e->out_cnt == 0 || append_outbox(&w) == 0) &&
+                         append(&w, 1, exec) == 0;
+                int aborted = 0;
 
                 for (int i = 0; ok && i < w.sent; i++) {
                         redisReply *r = sg_redis_pipeline_get(e->redis);
@@ -374,13 +416,36 @@ static int state_write(sg_rules_engine_t *e)
                                 ok = 0;
                                 break;
                         }
-                        if (r->type == REDIS_REPLY_ERROR)
-                                sg_error("event=state_write_failed err=%s",
-                                         r->str);
+                        if (i < w.sent - 1) {
+                                if (r->type == REDIS_REPLY_ERROR)
+                                        sg_error("event=state_write_failed "
+                                                 "err=%s",
+                                                 r->str);
+                        } else if (r->type != REDIS_REPLY_ARRAY) {
+                                aborted = 1;
+                                sg_error("event=state_write_failed err=%s "
+                                         "msg=\"nothing written, retrying\"",
+                                         r->type == REDIS_REPLY_ERROR
+                                             ? r->str
+                                             : "EXEC aborted");
+                        } else {
+                                for (size_t k = 0; k < r->elements; k++)
+                                        if (r->element[k]->type ==
+                                            REDIS_REPLY_ERROR)
+                                                sg_error("event=state_write_"
+                                                         "failed err=%s",
+                                                         r->element[k]->str);
+                        }
                         freeReplyObject(r);
                 }
-                if (ok)
+                if (ok && !aborted)
                         return 0;
+                if (ok) {
+                        sg_sleep_ms(RETRY_PAUSE_MS);
+                        if (sg_stop)
+                                return -1;
+                        continue;
+                }
                 if (sg_redis_reconnect(e->redis) == -1)
                         return -1;
         }
@@ -482,6 +547,149 @@ static void deadletter(sg_rules_engine_t *e, const rd_kafka_message_t *m,
                 e->batch_failed = 1;
 }
 
+/* ---------------------------------------------------------- the outbox */
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+        p[0] = (unsigned char)(v >> 24);
+        p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8);
+        p[3] = (unsigned char)v;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+               (uint32_t)p[2] << 8 | p[3];
+}
+
+static int outbox_add(sg_rules_engine_t *e, const char *key, const void *val,
+                      size_t len)
+{
+        size_t klen = strlen(key), need = e->out_len + 8 + klen + len;
+
+        if (need > e->out_cap) {
+                size_t cap = e->out_cap ? e->out_cap : 4096;
+                unsigned char *n;
+
+                while (cap < need)
+                        cap *= 2;
+                if (!(n = realloc(e->out, cap)))
+                        return -1;
+                e->out = n;
+                e->out_cap = cap;
+        }
+        put_u32(e->out + e->out_len, (uint32_t)klen);
+        memcpy(e->out + e->out_len + 4, key, klen);
+        put_u32(e->out + e->out_len + 4 + klen, (uint32_t)len);
+        memcpy(e->out + e->out_len + 8 + klen, val, len);
+        e->out_len = need;
+        e->out_cnt++;
+        return 0;
+}
+
+/* Waits for the acknowledgements: 0 all delivered, -1 stopped, else how
+ * many failed. */
+static int flush(sg_rules_engine_t *e);
+
+/*
+ * Sends the outbox to topics.decisions until all of it is acknowledged
+ * (the state that goes with it is in Redis already: there is no going
+ * back). 0, or -1 when stopped (the outbox stays in Redis for the next
+ * start).
+ */
+static int outbox_deliver(sg_rules_engine_t *e)
+{
+        for (;;) {
+                int rc, sent = 0;
+
+                for (size_t at = 0; at + 8 <= e->out_len;) {
+                        uint32_t klen = get_u32(e->out + at), len;
+
+                        if (at + 8 + klen > e->out_len)
+                                break;
+                        len = get_u32(e->out + at + 4 + klen);
+                        if (at + 8 + klen + len > e->out_len)
+                                break;
+                        if (sg_producer_send(e->producer,
+                                             e->conf->topics.decisions,
+                                             RD_KAFKA_PARTITION_UA,
+                                             e->out + at + 4, klen,
+                                             e->out + at + 8 + klen, len,
+                                             NULL) == 0)
+                                sent++;
+                        at += 8 + klen + len;
+                }
+                rc = flush(e);
+                if (rc == -1)
+                        return -1;
+                if (rc == 0 && sent == e->out_cnt)
+                        return 0;
+                sg_warn("event=outbox_retry decisions=%d failed=%d", e->out_cnt,
+                        rc > 0 ? rc : e->out_cnt - sent);
+                sg_sleep_ms(RETRY_PAUSE_MS);
+                if (sg_stop)
+                        return -1;
+        }
+}
+
+/* DEL sg:rules:outbox once delivered. 0, or -1 when stopped. */
+static int outbox_clear(sg_rules_engine_t *e)
+{
+        redisReply *r = sg_redis_command(e->redis, "DEL %s", OUTBOX_KEY);
+
+        if (!r)
+                return -1;
+        freeReplyObject(r);
+        e->out_len = 0;
+        e->out_cnt = 0;
+        return 0;
+}
+
+/*
+ * At start: decisions a crashed predecessor stored with their state but
+ * may not have delivered are sent first. 0, or -1 when stopped.
+ */
+static int outbox_recover(sg_rules_engine_t *e)
+{
+        redisReply *r = sg_redis_command(e->redis, "GET %s", OUTBOX_KEY);
+        int rc = 0;
+
+        if (!r)
+                return -1;
+        e->out_len = 0;
+        e->out_cnt = 0;
+        if (r->type == REDIS_REPLY_STRING && r->len > 0) {
+                for (size_t at = 0; at + 8 <= r->len;) {
+                        const unsigned char *p = (const unsigned char *)r->str;
+                        uint32_t klen = get_u32(p + at), len;
+                        char key[SG_NAME_LEN];
+
+                        if (at + 8 + klen > r->len || klen >= sizeof(key))
+                                break;
+                        len = get_u32(p + at + 4 + klen);
+                        if (at + 8 + klen + len > r->len)
+                                break;
+                        memcpy(key, p + at + 4, klen);
+                        key[klen] = '\0';
+                        if (outbox_add(e, key, p + at + 8 + klen, len) == -1) {
+                                rc = -1;
+                                break;
+                        }
+                        at += 8 + klen + len;
+                }
+        }
+        freeReplyObject(r);
+        if (rc == -1 || e->out_cnt == 0)
+                return rc;
+        sg_info("event=outbox_redeliver decisions=%d msg=\"stored with their "
+                "state before the last stop, maybe not delivered\"",
+                e->out_cnt);
+        if (outbox_deliver(e) == -1)
+                return -1;
+        return outbox_clear(e);
+}
+
 static void emit(sg_rules_engine_t *e, const sg_decision_t *d)
 {
         int n = sg_codec_encode_decision(e->codec, SG_FMT_AVRO, d, e->buf,
@@ -507,9 +715,8 @@ static void emit(sg_rules_engine_t *e, const sg_decision_t *d)
                 e->done = nd;
                 e->done_cap = cap;
         }
-        if (sg_producer_send(e->producer, e->conf->topics.decisions,
-                             RD_KAFKA_PARTITION_UA, d->channel,
-                             strlen(d->channel), e->buf, (size_t)n, NULL)) {
+        if (outbox_add(e, d->channel, e->buf, (size_t)n) == -1) {
+                sg_error("event=out_of_memory what=rules_outbox");
                 e->batch_failed = 1;
                 return;
         }
@@ -956,10 +1163,13 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
         sg_rstate_rollback(e->st);
         e->done_cnt = 0;
         e->batch_failed = 0;
+        e->out_len = 0;
+        e->out_cnt = 0;
         for (int i = 0; i < n; i++)
                 process(e, e->msgs[i]);
         sweep(e);
 
+        /* Dead letters (undecodable snapshots) went out already. */
         rc = flush(e);
         if (rc == -1)
                 return -1; /* stopped, unacknowledged: redo on restart */
@@ -971,8 +1181,12 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
                 sg_sleep_ms(RETRY_PAUSE_MS);
                 return 0;
         }
+        /* State and decisions stored together, then the decisions sent. */
         if (state_write(e) == -1)
                 return -1; /* stopped while Redis is down: no commit */
+        if (e->out_cnt &&
+            (outbox_deliver(e) == -1 || outbox_clear(e) == -1))
+                return -1; /* stopped: the next start sends the outbox */
         commit_state(e);
         sg_consumer_commit(consumer, e->msgs, n);
         return 0;
@@ -1067,7 +1281,7 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
         /* Every configured channel starts closed unless Redis says open. */
         for (int i = 0; i < conf->channel_cnt; i++)
                 breaker_gauge(conf->channels[i].name, 0);
-        if (state_load(e) == -1) {
+        if (state_load(e) == -1 || outbox_recover(e) == -1) {
                 snprintf(errstr, errstr_size,
                          "stopped while loading the rules state from Redis");
                 sg_rules_engine_destroy(e);
@@ -1088,5 +1302,6 @@ void sg_rules_engine_destroy(sg_rules_engine_t *e)
         sg_rstate_destroy(e->st);
         sg_rstate_destroy(e->ends);
         free(e->done);
+        free(e->out);
         free(e);
 }

@@ -158,6 +158,11 @@ static int decided(void)
         return log_has("sg-rules", "rule=budget_exhausted") > 0;
 }
 
+static int decided_search(void)
+{
+        return log_has("sg-rules", "channel=search") > 0;
+}
+
 /*
  * Every PAUSE of channel on sg.decisions is what Redis holds: the breaker
  * open with that decision id. Returns how many distinct PAUSE ids there
@@ -243,8 +248,14 @@ Test(outbox, a_delivered_pause_agrees_with_the_stored_breaker_at_any_kill)
 
         /* 2. Killed after the state write, while the broker refuses the
          * decision: the restarted rules delivers what it stored. */
-        h_broker_ctl("error Produce 100000 NOT_ENOUGH_REPLICAS");
+        r = redis("CLIENT PAUSE 60000 WRITE", NULL);
+        freeReplyObject(r);
         spent_all("search", 30000000000LL, end);
+        wait_for(decided_search, "the PAUSE of search", 30000);
+        wait_for(a_client_is_blocked, "rules blocked on a write", 30000);
+        h_broker_ctl("error Produce 100000 NOT_ENOUGH_REPLICAS");
+        r = redis("CLIENT UNPAUSE", NULL);
+        freeReplyObject(r);
         {
                 long long deadline = h_now_ms() + 30000;
 
@@ -275,5 +286,9 @@ Test(outbox, a_delivered_pause_agrees_with_the_stored_breaker_at_any_kill)
                                      "delivered (%s)",
                                      H.dir);
         }
+        cr_assert_eq(log_has("sg-rules", "event=outbox_redeliver decisions=1"),
+                     1, "the restarted rules did not send the stored outbox "
+                        "(%s)",
+                     H.dir);
         cr_assert_eq(pauses_agree_with_the_breaker("social"), 1);
 }
