@@ -454,3 +454,84 @@ Test(ingest_retry, a_record_above_the_producer_limit_is_dead_lettered_truncated)
         h_msgs_free(msgs, n);
         free(big);
 }
+
+/* ------------------------------------- dead letters refused for good */
+
+/* sg-ingest alone, with the smallest message.max.bytes librdkafka takes. */
+static void ingest_small_up(void)
+{
+        const char *subst[] = {"  fetch.wait.max.ms: 10",
+                               "fetch.wait.max.ms: 10\n"
+                               "  message.max.bytes: 1000",
+                               NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+        h_spawn("sg-ingest", NULL);
+}
+
+TestSuite(ingest_small, .init = ingest_small_up, .fini = h_stack_down,
+          .timeout = 240);
+
+static int log_lines(const char *name, const char *needle)
+{
+        char path[512], line[4096];
+        int n = 0;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
+        fp = fopen(path, "r");
+        if (!fp)
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                n += strstr(line, needle) != NULL;
+        fclose(fp);
+        return n;
+}
+
+/*
+ * A bad record whose dead letter the producer refuses even cut down (a
+ * 2,000-byte key, cut to 1,024, above message.max.bytes 1,000): counted
+ * and logged as refused, never retried, and the records after it on the
+ * same partition go through.
+ */
+Test(ingest_small, a_dead_letter_refused_for_good_does_not_stall_the_partition)
+{
+        char extra[256], buf[512], id[32], key[2000];
+        long long t = now_ms() - 60000;
+        rd_kafka_message_t **msgs;
+        int n;
+
+        memset(key, 'k', sizeof(key));
+        cr_assert_eq(h_produce_to("ad-clicks", 0, key, sizeof(key),
+                                  "not json", 8),
+                     0);
+        for (int i = 0; i < 5; i++) {
+                int len;
+
+                snprintf(id, sizeof(id), "after-refused-%d", i);
+                snprintf(extra, sizeof(extra),
+                         "\"cost_micros\":1000,\"device_id\":\"dev-%d\","
+                         "\"user_agent\":\"%s\"",
+                         i, BROWSER);
+                len = json_click(buf, sizeof(buf), id, t + i, extra);
+                cr_assert_eq(h_produce_async("ad-clicks", 0, "k", 1, buf,
+                                             (size_t)len),
+                             0);
+        }
+        cr_assert_eq(h_flush(), 0);
+
+        h_wait_caught_up("ingest", "ad-clicks", 30000);
+        n = h_consume_all("sg.events", 5, 30000, &msgs);
+        cr_assert_eq(n, 5);
+        h_msgs_free(msgs, n);
+        n = h_consume_all("sg.deadletter", 0, 3000, &msgs);
+        cr_assert_eq(n, 0);
+        h_msgs_free(msgs, n);
+        cr_assert_eq(log_lines("sg-ingest", "event=deadletter_failed "
+                                            "topic=sg.deadletter "
+                                            "err=MSG_SIZE_TOO_LARGE"),
+                     1);
+        cr_assert_eq(log_lines("sg-ingest", "event=batch_retry"), 0);
+}
