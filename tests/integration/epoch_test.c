@@ -169,7 +169,10 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
         /* Lost again; the operator accepts the loss: removes the mark and
          * restarts the stages, which start a new epoch. */
         redis(buf, sizeof(buf), "FLUSHALL");
+        /* Both have noticed before the mark goes: one noticing later would
+         * mark the loss again. */
         wait_log("sg-sink", "event=redis_data_lost", 2, 30000);
+        wait_log("sg-rules", "event=redis_data_lost", 3, 30000);
         wait_key("sg:epoch:lost", buf, sizeof(buf), 30000);
         redis(buf, sizeof(buf), "DEL sg:epoch:lost");
         restart("sg-sink");
