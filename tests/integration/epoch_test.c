@@ -130,7 +130,10 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
 {
         char epoch[256], now[256], buf[256];
 
-        /* Rules and sink wrote the epoch at first start. */
+        /* Rules and sink took the epoch at start (the first wrote it). A
+         * flush before both have would be a first start for the other. */
+        wait_log("sg-rules", "event=redis_epoch ", 1, 30000);
+        wait_log("sg-sink", "event=redis_epoch ", 1, 30000);
         wait_key("sg:epoch", epoch, sizeof(epoch), 30000);
 
         /* The data goes: both notice, mark it, and refuse their next
@@ -163,7 +166,7 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
 
         /* The restarted rules had no epoch of its own: with the mark gone
          * it takes the one Redis holds and resumes. */
-        wait_log("sg-rules", "event=redis_epoch", 2, 30000);
+        wait_log("sg-rules", "event=redis_epoch ", 2, 30000);
         h_wait_caught_up("rules", "sg.aggregates", 30000);
 
         /* Lost again; the operator accepts the loss: removes the mark and
