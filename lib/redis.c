@@ -540,16 +540,21 @@ static int epoch_adopt(sg_redis_t *r)
         redisReply *reply;
         int created;
 
-        snprintf(id, sizeof(id), "%llx-%x", (long long)sg_mono_us() ^
-                                                (long long)sg_now_ms() << 20,
-                 (unsigned)getpid());
-        reply = sg_redis_command(r, "SET %s %s NX", EPOCH_KEY, id);
-        if (!reply)
-                return -1;
-        created = reply->type == REDIS_REPLY_STATUS;
-        freeReplyObject(reply);
-        if (epoch_fetch(r, 0, epoch, sizeof(epoch), mark, sizeof(mark)) == -1)
-                return -1;
+        /* Until it reads one back: a flush between the SET and the MGET
+         * would leave it remembering none. */
+        do {
+                snprintf(id, sizeof(id), "%llx-%x",
+                         (long long)sg_mono_us() ^ (long long)sg_now_ms() << 20,
+                         (unsigned)getpid());
+                reply = sg_redis_command(r, "SET %s %s NX", EPOCH_KEY, id);
+                if (!reply)
+                        return -1;
+                created = reply->type == REDIS_REPLY_STATUS;
+                freeReplyObject(reply);
+                if (epoch_fetch(r, 0, epoch, sizeof(epoch), mark,
+                                sizeof(mark)) == -1)
+                        return -1;
+        } while (!epoch[0] && !sg_stop);
         snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
         sg_info("event=redis_epoch epoch=%s created=%d", r->epoch, created);
         return 0;
