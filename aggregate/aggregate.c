@@ -34,6 +34,7 @@ struct sg_aggregate {
         sg_consumer_t *consumer;
         sg_producer_t *producer;
         ag_model_t model;
+        sg_tz_t *tz; /* aggregate.tz, NULL: aggregate.tz_offset_min */
         ag_ckpt_t ckpt;
 
         rd_kafka_message_t **msgs;
@@ -449,13 +450,17 @@ static void inputs_load(sg_aggregate_t *ag)
                                  ag->conf.topics.conversions};
         rd_kafka_t *rk = sg_consumer_handle(ag->consumer);
 
-        for (int t = 0; t < 3; t++) {
+        for (int t = 0; t < 3 && !sg_stop; t++) {
                 const struct rd_kafka_metadata *md;
                 rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topics[t], NULL);
-                rd_kafka_resp_err_t err =
-                    rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+                rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
                 char name[SG_TOPIC_LEN + 16];
 
+                /* 10 s at most, in steps that notice a stop signal. */
+                for (int k = 0; k < 10 && !sg_stop &&
+                                err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+                     k++)
+                        err = rd_kafka_metadata(rk, 0, rkt, &md, 1000);
                 rd_kafka_topic_destroy(rkt);
                 if (err || md->topic_cnt != 1 || md->topics[0].err) {
                         sg_warn(
@@ -506,6 +511,9 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                           a->max_scopes, a->max_clicks, errstr,
                           errstr_size) == -1)
                 goto err;
+        if (a->tz[0] && !(ag->tz = sg_tz_new(a->tz, errstr, errstr_size)))
+                goto err;
+        ag->model.tz = ag->tz;
         ag->lateness_ms = (int64_t)a->lateness_s * 1000;
         ag->msgs = calloc(a->batch_size, sizeof(*ag->msgs));
         if (!ag->msgs) {
@@ -572,6 +580,7 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
         ag_inputs_fini(&ag->inputs);
         sg_redis_destroy(ag->redis);
         sg_codec_destroy(ag->codec);
+        sg_tz_destroy(ag->tz);
         free(ag->msgs);
         free(ag);
 }

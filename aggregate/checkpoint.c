@@ -929,9 +929,12 @@ static int load_logs(loader_t *ld, int64_t base)
         const ag_model_t *m = ld->ck->m;
         ag_part_t *st = ld->ps->st;
         char key[96];
-        int64_t day = sg_window_floor(base + m->tz_ms, DAY);
+        int64_t day = ag_day_start(m, base);
+        int64_t days[3] = {ag_day_start(m, day - 1), day,
+                           ag_day_start(m, day + DAY + 2 * HOUR)};
 
-        for (int64_t d = day - DAY; d <= day + DAY; d += DAY) {
+        for (int k0 = 0; k0 < 3; k0++) {
+                int64_t d = days[k0];
                 redisReply *r;
 
                 keyf(key, sizeof(key), ld->ps->id, "fcl:%" PRId64, d);
@@ -1010,9 +1013,7 @@ static ag_pstate_t *load_once(ag_ckpt_t *ck, int32_t p, int *failed)
 
                 for (int w = 0; w < m->win_cnt; w++)
                         if (m->wins[w].len_ms == 0) {
-                                int64_t d = sg_window_floor(from + m->tz_ms,
-                                                            DAY) -
-                                            m->tz_ms;
+                                int64_t d = ag_day_start(m, from);
                                 if (d < day_from)
                                         day_from = d;
                         }

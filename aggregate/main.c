@@ -13,7 +13,8 @@ int main(int argc, char **argv)
             "campaign) in Redis,\napplied exactly once per batch; writes "
             "rolling-window snapshots and final\nKPI windows to "
             "sg.aggregates.",
-            sections};
+            sections,
+            0 /* without_redis */};
         static sg_conf_t conf;
         char errstr[512];
         sg_aggregate_t *ag;

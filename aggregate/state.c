@@ -147,18 +147,20 @@ static int level_of_range(const ag_model_t *m, int64_t from, int64_t to)
         return m->level_cnt - 1;
 }
 
+int64_t ag_day_start(const ag_model_t *m, int64_t t)
+{
+        if (m->tz)
+                return sg_tz_day_start(m->tz, t);
+        return sg_window_floor(t + m->tz_ms, DAY) - m->tz_ms;
+}
+
 /* [start, end) of window w ending at e. */
 static int64_t win_start(const ag_model_t *m, const sg_window_def_t *w,
                          int64_t e)
 {
-        int64_t last = e - 1, r;
-
         if (w->len_ms > 0)
                 return e - w->len_ms;
-        r = (last + m->tz_ms) % DAY;
-        if (r < 0)
-                r += DAY;
-        return last - r;
+        return ag_day_start(m, e - 1);
 }
 
 /* ------------------------------------------------------------- arrays */
@@ -948,7 +950,7 @@ static void event_deltas(const sg_event_t *ev, int64_t *d)
 static int freq_over(ag_part_t *p, const ag_scope_t *s, int64_t bucket,
                      const char *dev)
 {
-        int64_t day = floor_to(bucket + p->m->tz_ms, DAY);
+        int64_t day = ag_day_start(p->m, bucket);
         uint64_t h = ag_hash(s->name, strlen(s->name), dev, strlen(dev));
         uint64_t key = mix64(h ^ (uint64_t)day) | 1;
         int64_t *cnt = ag_htab_get(&p->fc, key), now;
@@ -1464,7 +1466,7 @@ void ag_part_evict(ag_part_t *p, int64_t wm)
         if (p->maxt != INT64_MIN && p->clicks.cnt)
                 clicks_evict(p, wm - m->click_ttl_ms - HOUR);
         if (p->fc_day != INT64_MIN && p->fc.cnt)
-                htab_sweep(&p->fc, p->fc_day - DAY);
+                htab_sweep(&p->fc, ag_day_start(p->m, p->fc_day - 1));
 }
 
 /* -------------------------------------------------------------- memory */

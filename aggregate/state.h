@@ -19,6 +19,7 @@
 
 #include "event.h"
 #include "hll.h"
+#include "tz.h"
 #include "window.h"
 
 #define AG_SCOPE_LEN (2 * SG_NAME_LEN)
@@ -113,7 +114,11 @@ typedef struct ag_model {
         const char *level_tag[AG_LEVELS];
         int level_cnt; /* levels kept (bucket first), as the windows read */
         int64_t max_len; /* the longest fixed window, or the KPI window */
+        const sg_tz_t *tz; /* aggregate.tz (NULL: the fixed tz_ms) */
 } ag_model_t;
+
+/* The first instant of the account-time-zone day holding t (ms). */
+int64_t ag_day_start(const ag_model_t *m, int64_t t);
 
 /* Fills m from the config values; -1 with errstr on a bad window list. */
 int ag_model_init(ag_model_t *m, int bucket_s, const char *windows,

@@ -15,7 +15,8 @@ int main(int argc, char **argv)
             "list-based invalid traffic, writes them to\nsg.events keyed by "
             "channel; every rejected record goes to sg.deadletter with a "
             "reason.",
-            sections};
+            sections,
+            1 /* without_redis */};
         static sg_conf_t conf;
         char errstr[512];
         sg_ingest_t *in;

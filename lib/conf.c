@@ -8,6 +8,7 @@
 #include "conf.h"
 #include "log.h"
 #include "redis.h"
+#include "tz.h"
 #include "window.h"
 
 #define F(name, type, def, min, max, member, env, desc)                        \
@@ -136,7 +137,13 @@ const sg_conf_field_t sg_conf_fields[] = {
         "TTL of bucket keys in Redis"),
     INT("aggregate.tz_offset_min", "0", -720, 840, aggregate.tz_offset_min,
         "the account time zone as a fixed offset from UTC, minutes: where "
-        "the today window and the frequency-cap day start"),
+        "the today window and the frequency-cap day start (ignored when "
+        "aggregate.tz is set)"),
+    STR("aggregate.tz", "", aggregate.tz, NULL,
+        "the account time zone by IANA name (e.g. America/New_York, from "
+        "the system tz database, daylight saving time included): where the "
+        "today window and the frequency-cap day start; empty = "
+        "tz_offset_min"),
     INT("aggregate.freq_cap", "3", 0, 250, aggregate.freq_cap,
         "impressions per device per day and scope; those beyond count as "
         "freq_cap_impressions (0 = off)"),
@@ -484,6 +491,23 @@ static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
                 snprintf(errstr, errstr_size, "%s: aggregate.windows: %s", name,
                          why);
                 return -1;
+        }
+        if (conf->aggregate.tz[0]) {
+                sg_tz_t *tz = sg_tz_new(conf->aggregate.tz, why, sizeof(why));
+
+                if (!tz) {
+                        snprintf(errstr, errstr_size, "%s: aggregate.tz: %s",
+                                 name, why);
+                        return -1;
+                }
+                sg_tz_destroy(tz);
+                if (conf->aggregate.tz_offset_min) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: aggregate.tz and aggregate.tz_offset_min "
+                                 "are both set: keep one",
+                                 name);
+                        return -1;
+                }
         }
         if (strcmp(conf->sink.format, "avro") &&
             strcmp(conf->sink.format, "json")) {

@@ -86,6 +86,7 @@ typedef struct sg_conf {
                 int lateness_s;
                 int retention_s;
                 int tz_offset_min;
+                char tz[64]; /* IANA zone name; "" = tz_offset_min */
                 int freq_cap;
                 int click_ttl_s;
                 int max_sources;

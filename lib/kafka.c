@@ -19,6 +19,10 @@ struct sg_producer {
          * (sg_pipeline_begin/end), and that batch's sequence number. */
         sg_pipeline_t *pl;
         int64_t track; /* -1: none */
+        /* message.max.bytes: the largest record producev accepts. */
+        int64_t max_bytes;
+        /* Dead letters refused for good (deadletter_failed_total). */
+        sg_counter_t *dl_failed;
 };
 
 static void pipeline_sent(sg_pipeline_t *pl, int64_t seq, int ok);
@@ -204,18 +208,55 @@ static rd_kafka_t *client_new(rd_kafka_type_t type, const sg_conf_t *conf,
 
 /* ---------------------------------------------------------------- producer */
 
+/*
+ * Errors that the same record gets again however often it is sent: the
+ * record itself is refused (too large, malformed for the broker).
+ */
+static int permanent_error(rd_kafka_resp_err_t err)
+{
+        return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+               err == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE ||
+               err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+               err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+               err == RD_KAFKA_RESP_ERR__INVALID_ARG;
+}
+
+/*
+ * A dead letter refused for good is counted and logged, and its record
+ * counts as handled: retrying it would rewind its partition for ever, and
+ * a record that cannot even be dead-lettered must not stop the ones after
+ * it (F5 of the 2026-12 review).
+ */
+static void deadletter_failed(sg_producer_t *p, const char *topic,
+                              rd_kafka_resp_err_t err)
+{
+        sg_counter_add(p->dl_failed, 1);
+        sg_error("event=deadletter_failed topic=%s err=%s msg=\"record "
+                 "refused for good, not retried\"",
+                 topic, rd_kafka_err2name(err));
+}
+
+/* A message's opaque: its pipelined batch's sequence number + 1 (0 for
+ * none) times two, plus 1 for a dead letter. */
+#define OPAQUE(seq1, dl) ((void *)(intptr_t)((seq1) * 2 + ((dl) ? 1 : 0)))
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
         sg_producer_t *p = opaque;
-        /* A pipelined batch's sequence number + 1, 0 for none. */
-        intptr_t seq = (intptr_t)m->_private;
+        intptr_t priv = (intptr_t)m->_private;
+        intptr_t seq = priv / 2;
+        int ok = !m->err;
 
         p->inflight--;
+        if (m->err && (priv & 1) && permanent_error(m->err)) {
+                deadletter_failed(p, rd_kafka_topic_name(m->rkt), m->err);
+                ok = 1;
+        }
         if (seq && p->pl)
-                pipeline_delivered(p->pl, (int64_t)seq - 1, !m->err);
+                pipeline_delivered(p->pl, (int64_t)seq - 1, ok);
         if (!m->err)
                 sg_ready_set(SG_READY_BROKER, 1);
-        if (m->err) {
+        if (!ok) {
                 static int64_t last_log;
                 static long suppressed;
                 int64_t now = sg_mono_ms();
@@ -259,6 +300,17 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
                 free(p);
                 return NULL;
         }
+        {
+                char v[32];
+                size_t size = sizeof(v);
+
+                p->max_bytes = 1000000; /* librdkafka's default */
+                if (rd_kafka_conf_get(rd_kafka_conf(p->rk),
+                                      "message.max.bytes", v,
+                                      &size) == RD_KAFKA_CONF_OK)
+                        p->max_bytes = atoll(v);
+        }
+        p->dl_failed = sg_counter("deadletter_failed_total");
         return p;
 }
 
@@ -286,11 +338,12 @@ rd_kafka_t *sg_producer_handle(sg_producer_t *p)
         return p->rk;
 }
 
-int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
-                     const void *key, size_t key_len, const void *value,
-                     size_t value_len, rd_kafka_headers_t *hdrs)
+static int producer_send(sg_producer_t *p, const char *topic,
+                         int32_t partition, const void *key, size_t key_len,
+                         const void *value, size_t value_len,
+                         rd_kafka_headers_t *hdrs, int deadletter)
 {
-        void *opaque = (void *)(intptr_t)(p->track + 1);
+        void *opaque = OPAQUE(p->track + 1, deadletter);
 
         for (;;) {
                 rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -315,6 +368,10 @@ int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
                 }
                 if (hdrs)
                         rd_kafka_headers_destroy(hdrs);
+                if (deadletter && permanent_error(err)) {
+                        deadletter_failed(p, topic, err);
+                        return 0;
+                }
                 sg_error("event=produce_failed topic=%s err=%s", topic,
                          rd_kafka_err2name(err));
                 if (p->track >= 0)
@@ -323,10 +380,24 @@ int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
         }
 }
 
+int sg_producer_send(sg_producer_t *p, const char *topic, int32_t partition,
+                     const void *key, size_t key_len, const void *value,
+                     size_t value_len, rd_kafka_headers_t *hdrs)
+{
+        return producer_send(p, topic, partition, key, key_len, value,
+                             value_len, hdrs, 0);
+}
+
+/* Room for the record framing and the sg.* headers besides their values. */
+#define DL_OVERHEAD 1024
+/* A longer key is cut to this in a dead letter that does not fit. */
+#define DL_MAX_KEY 1024
+
 int sg_producer_deadletter(sg_producer_t *p, const char *topic,
                            const rd_kafka_message_t *m, const char *reason,
                            const char *detail)
 {
+        size_t key_len = m->key_len, len = m->len, room;
         static int64_t last_log;
         static long suppressed;
         rd_kafka_headers_t *h = rd_kafka_headers_new(3);
@@ -338,6 +409,27 @@ int sg_producer_deadletter(sg_producer_t *p, const char *topic,
         rd_kafka_header_add(h, "sg.error", -1, reason, -1);
         rd_kafka_header_add(h, "sg.detail", -1, detail, -1);
         rd_kafka_header_add(h, "sg.src", -1, src, -1);
+        /*
+         * A record the producer would refuse (message.max.bytes) goes out
+         * cut to what fits, with its original size in sg.size: the whole
+         * record would be refused on every retry and stall its partition.
+         */
+        room = (size_t)p->max_bytes > DL_OVERHEAD + strlen(reason) +
+                                          strlen(detail) + strlen(src)
+                   ? (size_t)p->max_bytes - DL_OVERHEAD - strlen(reason) -
+                         strlen(detail) - strlen(src)
+                   : 0;
+        if (key_len + len > room) {
+                char size[32];
+
+                snprintf(size, sizeof(size), "%zu", m->len);
+                rd_kafka_header_add(h, "sg.size", -1, size, -1);
+                if (key_len > DL_MAX_KEY)
+                        key_len = DL_MAX_KEY;
+                len = room > key_len + strlen(size) + 16
+                          ? room - key_len - strlen(size) - 16
+                          : 0;
+        }
         if (sg_metrics_name(name, sizeof(name), "deadletter_total", "reason",
                             reason, NULL) == 0)
                 sg_counter_add(sg_counter(name), 1);
@@ -352,8 +444,8 @@ int sg_producer_deadletter(sg_producer_t *p, const char *topic,
         } else {
                 suppressed++;
         }
-        return sg_producer_send(p, topic, -1, m->key, m->key_len, m->payload,
-                                m->len, h);
+        return producer_send(p, topic, -1, m->key, key_len, m->payload, len,
+                             h, 1);
 }
 
 int sg_producer_flush(sg_producer_t *p, int timeout_ms)

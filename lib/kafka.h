@@ -49,7 +49,12 @@ int sg_producer_flush(sg_producer_t *p, int timeout_ms);
  * bytes, with headers sg.error (the reason code), sg.detail and sg.src
  * (topic/partition/offset). Counts it in deadletter_total{reason} and logs
  * it (at most one line a second; the rest are counted in the next line).
- * 0, or -1 if it could not be enqueued.
+ * A record that would not fit the producer's message.max.bytes goes out
+ * cut to its first bytes (a key to its first 1024), with header sg.size
+ * (the original value's size in bytes). A dead letter refused for good
+ * (too large for the broker, invalid) counts as sent: it is logged
+ * (event=deadletter_failed), counted in deadletter_failed_total, and
+ * never fails the batch. 0, or -1 if it could not be enqueued.
  */
 int sg_producer_deadletter(sg_producer_t *p, const char *topic,
                            const rd_kafka_message_t *m, const char *reason,

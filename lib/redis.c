@@ -1,6 +1,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -19,7 +20,16 @@ struct sg_redis {
         int connected_once;       /* a connect after that is a reconnect */
         sg_counter_t *io_errors;  /* redis_io_errors_total */
         sg_counter_t *reconnects; /* redis_reconnects_total */
+        /* The data-loss guard (sg_redis_epoch_start). */
+        int guard;
+        char stage[32];
+        char epoch[64];          /* remembered; "" = started while marked */
+        int lost;                /* deciding stopped */
+        sg_counter_t *data_lost; /* redis_data_lost_total */
 };
+
+static void epoch_reconnected(sg_redis_t *r);
+static int epoch_mark(sg_redis_t *r, int raw, const char *found);
 
 static char default_password[256];
 
@@ -145,6 +155,15 @@ static int connect_once(sg_redis_t *r, char *errstr, size_t errstr_size)
                         goto err;
                 }
                 freeReplyObject(reply);
+        }
+        /* The data may have gone with the server: look before anyone
+         * sends a command on this connection. */
+        if (r->guard && r->connected_once) {
+                epoch_reconnected(r);
+                if (!r->c) {
+                        snprintf(errstr, errstr_size, "epoch check failed");
+                        goto err;
+                }
         }
         sg_ready_set(SG_READY_REDIS, 1);
         return 0;
@@ -274,20 +293,27 @@ redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
         return reply;
 }
 
-redisReply *sg_redis_command(sg_redis_t *r, const char *fmt, ...)
+static redisReply *vcommand(sg_redis_t *r, const char *fmt, va_list ap)
 {
         char *cmd = NULL;
         redisReply *reply;
-        va_list ap;
-        int len;
+        int len = redisvFormatCommand(&cmd, fmt, ap);
 
-        va_start(ap, fmt);
-        len = redisvFormatCommand(&cmd, fmt, ap);
-        va_end(ap);
         if (len < 0)
                 return NULL; /* out of memory or a bad format */
         reply = roundtrip(r, cmd, (size_t)len);
         redisFreeCommand(cmd);
+        return reply;
+}
+
+redisReply *sg_redis_command(sg_redis_t *r, const char *fmt, ...)
+{
+        redisReply *reply;
+        va_list ap;
+
+        va_start(ap, fmt);
+        reply = vcommand(r, fmt, ap);
+        va_end(ap);
         return reply;
 }
 
@@ -411,4 +437,195 @@ long long sg_redis_commands(const sg_redis_t *r)
 long long sg_redis_round_trips(const sg_redis_t *r)
 {
         return r->round_trips;
+}
+
+/* ------------------------------------------------------ data-loss guard */
+
+/*
+ * Why an epoch: a Redis that restarts without persistence, fails over to an
+ * empty replica or is flushed answers like any other; only the data is
+ * gone (breakers, budgets, blocks, delivered ids). A random id written once
+ * (sg:epoch, SET NX) and remembered by every guarded client tells them
+ * apart: the same id is the same data. A client that finds another id, or
+ * none, has lost its data; it marks that in Redis (sg:epoch:lost), so that
+ * a stage started later does not take the empty Redis for a first start,
+ * and stops deciding until the id it knows comes back (a restore) or an
+ * operator removes the mark and restarts it (the loss accepted).
+ */
+
+#define EPOCH_KEY "sg:epoch"
+#define LOST_KEY "sg:epoch:lost"
+
+/*
+ * A command for the guard: raw sends it once on the current connection
+ * (from inside a connect: an I/O error then drops the connection and
+ * returns NULL), else it is sg_redis_command (retried; NULL when stopped).
+ */
+static redisReply *guard_cmd(sg_redis_t *r, int raw, const char *fmt, ...)
+{
+        redisReply *reply;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (!raw) {
+                reply = vcommand(r, fmt, ap);
+        } else {
+                reply = redisvCommand(r->c, fmt, ap);
+                if (!reply) {
+                        redisFree(r->c);
+                        r->c = NULL;
+                }
+        }
+        va_end(ap);
+        return reply;
+}
+
+/* MGET sg:epoch sg:epoch:lost into epoch and mark ("" when absent). 0, or
+ * -1 (I/O error when raw, else stopped; or an unexpected reply). */
+static int epoch_fetch(sg_redis_t *r, int raw, char *epoch, size_t esize,
+                       char *mark, size_t msize)
+{
+        redisReply *reply = guard_cmd(r, raw, "MGET %s %s", EPOCH_KEY, LOST_KEY);
+        int rc = -1;
+
+        if (!reply)
+                return -1;
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+                const redisReply *e = reply->element[0], *m = reply->element[1];
+
+                snprintf(epoch, esize, "%s",
+                         e->type == REDIS_REPLY_STRING ? e->str : "");
+                snprintf(mark, msize, "%s",
+                         m->type == REDIS_REPLY_STRING ? m->str : "");
+                rc = 0;
+        } else {
+                sg_error("event=redis_epoch_failed err=\"%s\"",
+                         reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                          : "unexpected reply");
+        }
+        freeReplyObject(reply);
+        return rc;
+}
+
+/* Stops deciding: counted, logged, /readyz, and marked in Redis (NX: the
+ * first client to notice names the epoch that was lost). */
+static int epoch_mark(sg_redis_t *r, int raw, const char *found)
+{
+        char mark[256];
+        redisReply *reply;
+
+        r->lost = 1;
+        sg_counter_add(r->data_lost, 1);
+        sg_ready_set(SG_READY_REDIS_DATA, 0);
+        sg_error("event=redis_data_lost epoch=%s found=%s msg=\"Redis no "
+                 "longer holds the data this stage decided on (restart "
+                 "without persistence, failover or flush): deciding stops "
+                 "until it is restored or the loss accepted, see "
+                 "docs/reliability.md\"",
+                 r->epoch, found[0] ? found : "none");
+        snprintf(mark, sizeof(mark), "epoch=%s found=%s by=%s at_ms=%lld",
+                 r->epoch, found[0] ? found : "none", r->stage,
+                 (long long)sg_now_ms());
+        reply = guard_cmd(r, raw, "SET %s %s NX", LOST_KEY, mark);
+        if (!reply)
+                return -1;
+        freeReplyObject(reply);
+        return 0;
+}
+
+/* After a reconnect (inside connect_once): only the step to "lost". */
+static void epoch_reconnected(sg_redis_t *r)
+{
+        char epoch[64], mark[256];
+
+        if (r->lost || epoch_fetch(r, 1, epoch, sizeof(epoch), mark,
+                                   sizeof(mark)) == -1)
+                return;
+        if (strcmp(epoch, r->epoch) != 0 || mark[0])
+                epoch_mark(r, 1, epoch);
+}
+
+/* Takes the epoch Redis holds, writing a new one if there is none. */
+static int epoch_adopt(sg_redis_t *r)
+{
+        char id[64], epoch[64], mark[256];
+        redisReply *reply;
+        int created;
+
+        /* Until it reads one back: a flush between the SET and the MGET
+         * would leave it remembering none. */
+        do {
+                snprintf(id, sizeof(id), "%llx-%x",
+                         (long long)sg_mono_us() ^ (long long)sg_now_ms() << 20,
+                         (unsigned)getpid());
+                reply = sg_redis_command(r, "SET %s %s NX", EPOCH_KEY, id);
+                if (!reply)
+                        return -1;
+                created = reply->type == REDIS_REPLY_STATUS;
+                freeReplyObject(reply);
+                if (epoch_fetch(r, 0, epoch, sizeof(epoch), mark,
+                                sizeof(mark)) == -1)
+                        return -1;
+        } while (!epoch[0] && !sg_stop);
+        snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
+        sg_info("event=redis_epoch epoch=%s created=%d", r->epoch, created);
+        return 0;
+}
+
+int sg_redis_epoch_start(sg_redis_t *r, const char *stage)
+{
+        char epoch[64], mark[256], q[512];
+
+        snprintf(r->stage, sizeof(r->stage), "%s", stage);
+        r->data_lost = sg_counter("redis_data_lost_total");
+        r->guard = 1;
+        r->epoch[0] = '\0';
+        /* An error reply (-LOADING while Redis reads its AOF) passes. */
+        while (epoch_fetch(r, 0, epoch, sizeof(epoch), mark, sizeof(mark)) ==
+               -1) {
+                if (sg_stop)
+                        return -1;
+                sg_sleep_ms(1000);
+        }
+        if (mark[0]) {
+                r->lost = 1;
+                sg_counter_add(r->data_lost, 1);
+                sg_ready_set(SG_READY_REDIS_DATA, 0);
+                sg_error("event=redis_data_lost mark=%s msg=\"a stage found "
+                         "Redis' data gone (%s): deciding waits until it is "
+                         "restored or the mark removed, see "
+                         "docs/reliability.md\"",
+                         sg_log_quote(q, sizeof(q), mark), LOST_KEY);
+                return 0;
+        }
+        return epoch_adopt(r);
+}
+
+int sg_redis_epoch_ok(sg_redis_t *r)
+{
+        char epoch[64], mark[256];
+
+        if (!r->guard)
+                return 1;
+        if (epoch_fetch(r, 0, epoch, sizeof(epoch), mark, sizeof(mark)) == -1)
+                return sg_stop ? -1 : 0;
+        if (!r->lost) {
+                if (strcmp(epoch, r->epoch) == 0 && !mark[0])
+                        return 1;
+                return epoch_mark(r, 0, epoch) == -1 ? -1 : 0;
+        }
+        if (mark[0])
+                return 0;
+        if (!r->epoch[0]) {
+                /* Started while marked; the mark is gone: accepted. */
+                if (epoch_adopt(r) == -1)
+                        return -1;
+        } else if (strcmp(epoch, r->epoch) != 0) {
+                return 0; /* still not our data */
+        } else {
+                sg_info("event=redis_data_restored epoch=%s", r->epoch);
+        }
+        r->lost = 0;
+        sg_ready_set(SG_READY_REDIS_DATA, 1);
+        return 1;
 }

@@ -78,6 +78,23 @@ redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
  * event=redis_reconnected (with the attempts and the time it took).
  */
 
+/*
+ * The data-loss guard of a stage that decides on what Redis holds (rules,
+ * sink; see the essay in redis.c). sg_redis_epoch_start() at start: takes
+ * the epoch Redis holds in sg:epoch, writing a new one at the first start,
+ * unless sg:epoch:lost says a stage found the data gone (then deciding is
+ * stopped from the start). From then on every reconnect checks the epoch,
+ * and so does sg_redis_epoch_ok(): 1 while Redis holds the remembered
+ * epoch; 0 once it does not (lost: logged event=redis_data_lost, counted in
+ * redis_data_lost_total, /readyz "redis data lost", sg:epoch:lost set);
+ * back to 1 when the remembered epoch returns without the mark (a restore,
+ * event=redis_data_restored), or, for a stage started while marked, when
+ * the mark is removed (the loss accepted). -1 when stopped meanwhile.
+ * A stage must not decide nor commit while it is 0.
+ */
+int sg_redis_epoch_start(sg_redis_t *r, const char *stage);
+int sg_redis_epoch_ok(sg_redis_t *r);
+
 /* Counters for metrics: commands sent and round trips made. */
 long long sg_redis_commands(const sg_redis_t *r);
 long long sg_redis_round_trips(const sg_redis_t *r);

@@ -20,8 +20,9 @@ static int64_t stop_at;
 static char watchdog_msg[160];
 static size_t watchdog_len;
 
-/* Redis starts as "not used": sg_redis_new marks it needed. */
-static int ready[SG_READY__CNT] = {0, 0, -1};
+/* Redis starts as "not used" (sg-ctl, tests); sg_stage_init marks it
+ * needed for every stage but ingest, before /readyz is served. */
+static int ready[SG_READY__CNT] = {0, 0, -1, 1};
 static sg_http_t *http;
 
 void sg_ready_set(sg_ready_t what, int value)
@@ -53,6 +54,7 @@ int sg_stage_ready(char *why, size_t size)
         MISSING(!sg_ready_get(SG_READY_BROKER), "broker not reachable");
         MISSING(sg_ready_get(SG_READY_ASSIGNED) <= 0, "no partitions assigned");
         MISSING(sg_ready_get(SG_READY_REDIS) == 0, "redis not connected");
+        MISSING(sg_ready_get(SG_READY_REDIS_DATA) == 0, "redis data lost");
 #undef MISSING
         return n == 0;
 }
@@ -267,6 +269,7 @@ void sg_stage_init(const sg_stage_desc_t *desc, int argc, char **argv,
                 exit(2);
         }
         sg_log_set_level(conf->log_level);
+        sg_ready_set(SG_READY_REDIS, desc->without_redis ? -1 : 0);
         sg_metrics_init(desc->name);
         sg_stage_signals();
         /* A port in use is a config problem like any other: exit 2. */

@@ -39,6 +39,10 @@ typedef struct sg_stage_desc {
         const char *name;            /* "ingest" */
         const char *summary;         /* one line for --help */
         const char *const *sections; /* config prefixes for --help */
+        /* 1 for a stage that never connects to Redis (ingest). A stage that
+         * does is "redis not connected" on /readyz from sg_stage_init on,
+         * not only from sg_redis_new on: the endpoint is up before it. */
+        int without_redis;
 } sg_stage_desc_t;
 
 /*
@@ -66,12 +70,14 @@ int sg_stage_default_port(const char *stage);
  * Readiness inputs, set by lib/kafka.c and lib/redis.c from their threads,
  * read by /readyz: the broker reachable (no "all brokers down" since the
  * last sign of life), partitions assigned to the consumer, and Redis (-1 =
- * the stage does not use it, 0 down, 1 connected).
+ * the stage does not use it, 0 down, 1 connected; sg_stage_init sets 0 or
+ * -1 from sg_stage_desc_t.without_redis).
  */
 typedef enum {
         SG_READY_BROKER = 0,
         SG_READY_ASSIGNED,
         SG_READY_REDIS,
+        SG_READY_REDIS_DATA, /* 0: the data-loss guard tripped (redis.h) */
         SG_READY__CNT
 } sg_ready_t;
 

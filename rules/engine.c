@@ -1,9 +1,22 @@
 /*
  * The sg-rules batch loop: decode snapshots, evaluate the rules, step the
- * breakers, produce decisions, and only once Kafka has acknowledged them
- * write the state to Redis and commit the input. A crash anywhere in
- * between redoes the batch and re-emits the same decision ids, which the
- * sink dedupes.
+ * breakers, then write the state and the batch's decisions (the outbox,
+ * sg:rules:outbox) to Redis in one MULTI/EXEC, then produce the decisions,
+ * and once Kafka has acknowledged them empty the outbox and commit the
+ * input.
+ *
+ * Why state first (the transactional outbox): a decision that depends on
+ * budgets is not reproducible on replay (another channel's reallocation,
+ * read in another order, changes the budget; review F13). Had the
+ * decisions gone out first, a crash before the state write could be
+ * followed by a replay that decides otherwise, and the delivered PAUSE
+ * would never be matched by a breaker, nor ever RESUMEd. Now a crash
+ * before the EXEC leaves nothing written and nothing sent (the replay
+ * decides afresh); a crash after it leaves the decisions in the outbox,
+ * which the next start sends before anything else (same ids and bytes; the
+ * sink dedupes what was sent twice); and the replayed batch meets the
+ * state it produced (breaker since, latch since, block until), so it
+ * decides nothing twice.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +35,7 @@
 #define KEY_LEN          512
 #define VAL_LEN          256
 #define SWEEP_MIN        4096 /* entries before history is swept */
+#define OUTBOX_KEY       "sg:rules:outbox"
 
 /* A decision of the batch in hand, counted once committed. */
 typedef struct done {
@@ -38,13 +52,22 @@ struct sg_rules_engine {
 
         sg_rstate_t *st;
         int state_stale; /* reload before the next batch */
+        int halted;      /* refused a batch: Redis lost its data */
         int assigned_once;
-        int64_t max_e;   /* newest window end seen */
+        /* Per channel, the newest window end seen ("%lld"): the event
+         * time that the sweep measures the channel's entries against. */
+        sg_rstate_t *ends;
         size_t sweep_at; /* state size that triggers the next sweep */
 
         done_t *done;
         int done_cnt, done_cap;
-        int batch_failed; /* a produce failed: redo the batch */
+        int batch_failed; /* out of memory: redo the batch */
+
+        /* The batch's decisions: per decision <u32 key len><key><u32 len>
+         * <Avro>, big-endian; the value of sg:rules:outbox. */
+        unsigned char *out;
+        size_t out_len, out_cap;
+        int out_cnt;
 
         rd_kafka_message_t *msgs[BATCH_MAX];
         sg_snapshot_t snap;
@@ -289,7 +312,8 @@ static int append(writer_t *w, int argc, const char **argv)
 }
 
 /* One overlay entry: sg:rstate, and the operator-facing mirrors. */
-static int write_one(void *opaque, const char *key, const char *val)
+static int write_one(void *opaque, const char *key, const char *val,
+                     int64_t exp)
 {
         writer_t *w = opaque;
         char field[VAL_LEN + 32], mirror[KEY_LEN + 16];
@@ -300,17 +324,11 @@ static int write_one(void *opaque, const char *key, const char *val)
                 return append(w, 3, argv);
         }
         {
-                const char *v = val;
-                int64_t exp = 0;
                 char hv[VAL_LEN + 32];
                 const char *argv[4] = {"HSET", "sg:rstate", key, hv};
 
-                if (key[0] == 'h') {
-                        /* History carries its expiry in event time. */
-                        const char *bar = strrchr(key, '|');
-                        exp = bar ? strtoll(bar + 1, NULL, 10) : 0;
-                }
-                snprintf(hv, sizeof(hv), "%" PRId64 " %s", exp, v);
+                /* The expiry the cache has: a load then sweeps the same. */
+                snprintf(hv, sizeof(hv), "%" PRId64 " %s", exp, val);
                 if (append(w, 4, argv))
                         return -1;
         }
@@ -361,13 +379,35 @@ static int write_one(void *opaque, const char *key, const char *val)
 }
 
 /* The overlay to Redis, pipelined: one round trip. */
+static int append_outbox(writer_t *w)
+{
+        const char *argv[3] = {"SET", OUTBOX_KEY, (const char *)w->e->out};
+        size_t len[3] = {3, strlen(OUTBOX_KEY), w->e->out_len};
+
+        if (sg_redis_append_argv(w->e->redis, 3, argv, len))
+                return -1;
+        w->sent++;
+        return 0;
+}
+
+/*
+ * The overlay and the outbox to Redis in one MULTI/EXEC, pipelined: one
+ * round trip, all or nothing. 0, or -1 when stopped. An EXEC that Redis
+ * refuses (a command it rejected while queueing) is retried, loudly: going
+ * on would send decisions whose state is not stored.
+ */
 static int state_write(sg_rules_engine_t *e)
 {
-        if (!sg_rstate_pending(e->st))
+        if (!sg_rstate_pending(e->st) && e->out_cnt == 0)
                 return 0;
         for (;;) {
                 writer_t w = {e, 0};
-                int ok = sg_rstate_each_pending(e->st, write_one, &w) == 0;
+                const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
+                int ok = append(&w, 1, multi) == 0 &&
+                         sg_rstate_each_pending(e->st, write_one, &w) == 0 &&
+                         (e->out_cnt == 0 || append_outbox(&w) == 0) &&
+                         append(&w, 1, exec) == 0;
+                int aborted = 0;
 
                 for (int i = 0; ok && i < w.sent; i++) {
                         redisReply *r = sg_redis_pipeline_get(e->redis);
@@ -376,13 +416,36 @@ static int state_write(sg_rules_engine_t *e)
                                 ok = 0;
                                 break;
                         }
-                        if (r->type == REDIS_REPLY_ERROR)
-                                sg_error("event=state_write_failed err=%s",
-                                         r->str);
+                        if (i < w.sent - 1) {
+                                if (r->type == REDIS_REPLY_ERROR)
+                                        sg_error("event=state_write_failed "
+                                                 "err=%s",
+                                                 r->str);
+                        } else if (r->type != REDIS_REPLY_ARRAY) {
+                                aborted = 1;
+                                sg_error("event=state_write_failed err=%s "
+                                         "msg=\"nothing written, retrying\"",
+                                         r->type == REDIS_REPLY_ERROR
+                                             ? r->str
+                                             : "EXEC aborted");
+                        } else {
+                                for (size_t k = 0; k < r->elements; k++)
+                                        if (r->element[k]->type ==
+                                            REDIS_REPLY_ERROR)
+                                                sg_error("event=state_write_"
+                                                         "failed err=%s",
+                                                         r->element[k]->str);
+                        }
                         freeReplyObject(r);
                 }
-                if (ok)
+                if (ok && !aborted)
                         return 0;
+                if (ok) {
+                        sg_sleep_ms(RETRY_PAUSE_MS);
+                        if (sg_stop)
+                                return -1;
+                        continue;
+                }
                 if (sg_redis_reconnect(e->redis) == -1)
                         return -1;
         }
@@ -443,6 +506,18 @@ restart:
                         exp = strtoll(v->str, &rest, 10);
                         if (*rest == ' ')
                                 rest++;
+                        /* Written with exp 0 before blocks and latches
+                         * expired: a block at its end, a latch a day after
+                         * it was set. */
+                        if (exp == 0 && k->str[0] == 'b') {
+                                exp = strtoll(rest, NULL, 10);
+                        } else if (exp == 0 && k->str[0] == 'l') {
+                                long long on, since;
+
+                                if (sscanf(rest, "%lld %lld", &on, &since) ==
+                                    2)
+                                        exp = since + 86400000LL;
+                        }
                         if (sg_rstate_put_committed(e->st, k->str, rest, exp) ==
                             -1) {
                                 freeReplyObject(r);
@@ -472,6 +547,149 @@ static void deadletter(sg_rules_engine_t *e, const rd_kafka_message_t *m,
                 e->batch_failed = 1;
 }
 
+/* ---------------------------------------------------------- the outbox */
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+        p[0] = (unsigned char)(v >> 24);
+        p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8);
+        p[3] = (unsigned char)v;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+               (uint32_t)p[2] << 8 | p[3];
+}
+
+static int outbox_add(sg_rules_engine_t *e, const char *key, const void *val,
+                      size_t len)
+{
+        size_t klen = strlen(key), need = e->out_len + 8 + klen + len;
+
+        if (need > e->out_cap) {
+                size_t cap = e->out_cap ? e->out_cap : 4096;
+                unsigned char *n;
+
+                while (cap < need)
+                        cap *= 2;
+                if (!(n = realloc(e->out, cap)))
+                        return -1;
+                e->out = n;
+                e->out_cap = cap;
+        }
+        put_u32(e->out + e->out_len, (uint32_t)klen);
+        memcpy(e->out + e->out_len + 4, key, klen);
+        put_u32(e->out + e->out_len + 4 + klen, (uint32_t)len);
+        memcpy(e->out + e->out_len + 8 + klen, val, len);
+        e->out_len = need;
+        e->out_cnt++;
+        return 0;
+}
+
+/* Waits for the acknowledgements: 0 all delivered, -1 stopped, else how
+ * many failed. */
+static int flush(sg_rules_engine_t *e);
+
+/*
+ * Sends the outbox to topics.decisions until all of it is acknowledged
+ * (the state that goes with it is in Redis already: there is no going
+ * back). 0, or -1 when stopped (the outbox stays in Redis for the next
+ * start).
+ */
+static int outbox_deliver(sg_rules_engine_t *e)
+{
+        for (;;) {
+                int rc, sent = 0;
+
+                for (size_t at = 0; at + 8 <= e->out_len;) {
+                        uint32_t klen = get_u32(e->out + at), len;
+
+                        if (at + 8 + klen > e->out_len)
+                                break;
+                        len = get_u32(e->out + at + 4 + klen);
+                        if (at + 8 + klen + len > e->out_len)
+                                break;
+                        if (sg_producer_send(e->producer,
+                                             e->conf->topics.decisions,
+                                             RD_KAFKA_PARTITION_UA,
+                                             e->out + at + 4, klen,
+                                             e->out + at + 8 + klen, len,
+                                             NULL) == 0)
+                                sent++;
+                        at += 8 + klen + len;
+                }
+                rc = flush(e);
+                if (rc == -1)
+                        return -1;
+                if (rc == 0 && sent == e->out_cnt)
+                        return 0;
+                sg_warn("event=outbox_retry decisions=%d failed=%d", e->out_cnt,
+                        rc > 0 ? rc : e->out_cnt - sent);
+                sg_sleep_ms(RETRY_PAUSE_MS);
+                if (sg_stop)
+                        return -1;
+        }
+}
+
+/* DEL sg:rules:outbox once delivered. 0, or -1 when stopped. */
+static int outbox_clear(sg_rules_engine_t *e)
+{
+        redisReply *r = sg_redis_command(e->redis, "DEL %s", OUTBOX_KEY);
+
+        if (!r)
+                return -1;
+        freeReplyObject(r);
+        e->out_len = 0;
+        e->out_cnt = 0;
+        return 0;
+}
+
+/*
+ * At start: decisions a crashed predecessor stored with their state but
+ * may not have delivered are sent first. 0, or -1 when stopped.
+ */
+static int outbox_recover(sg_rules_engine_t *e)
+{
+        redisReply *r = sg_redis_command(e->redis, "GET %s", OUTBOX_KEY);
+        int rc = 0;
+
+        if (!r)
+                return -1;
+        e->out_len = 0;
+        e->out_cnt = 0;
+        if (r->type == REDIS_REPLY_STRING && r->len > 0) {
+                for (size_t at = 0; at + 8 <= r->len;) {
+                        const unsigned char *p = (const unsigned char *)r->str;
+                        uint32_t klen = get_u32(p + at), len;
+                        char key[SG_NAME_LEN];
+
+                        if (at + 8 + klen > r->len || klen >= sizeof(key))
+                                break;
+                        len = get_u32(p + at + 4 + klen);
+                        if (at + 8 + klen + len > r->len)
+                                break;
+                        memcpy(key, p + at + 4, klen);
+                        key[klen] = '\0';
+                        if (outbox_add(e, key, p + at + 8 + klen, len) == -1) {
+                                rc = -1;
+                                break;
+                        }
+                        at += 8 + klen + len;
+                }
+        }
+        freeReplyObject(r);
+        if (rc == -1 || e->out_cnt == 0)
+                return rc;
+        sg_info("event=outbox_redeliver decisions=%d msg=\"stored with their "
+                "state before the last stop, maybe not delivered\"",
+                e->out_cnt);
+        if (outbox_deliver(e) == -1)
+                return -1;
+        return outbox_clear(e);
+}
+
 static void emit(sg_rules_engine_t *e, const sg_decision_t *d)
 {
         int n = sg_codec_encode_decision(e->codec, SG_FMT_AVRO, d, e->buf,
@@ -497,9 +715,8 @@ static void emit(sg_rules_engine_t *e, const sg_decision_t *d)
                 e->done = nd;
                 e->done_cap = cap;
         }
-        if (sg_producer_send(e->producer, e->conf->topics.decisions,
-                             RD_KAFKA_PARTITION_UA, d->channel,
-                             strlen(d->channel), e->buf, (size_t)n, NULL)) {
+        if (outbox_add(e, d->channel, e->buf, (size_t)n) == -1) {
+                sg_error("event=out_of_memory what=rules_outbox");
                 e->batch_failed = 1;
                 return;
         }
@@ -585,6 +802,21 @@ static void rule_ctx(sg_rules_engine_t *e, const sg_rule_t *r,
         ctx->budget_micros = budget_of(e, s->channel);
 }
 
+/*
+ * How long an alert latch outlives the last window that evaluated it, in
+ * event time: two rule windows, at least an hour (aggregate sends
+ * snapshots of changed scopes only, so a quiet scope is not evaluated). A
+ * scope not evaluated that long (a campaign gone, a rule removed) is
+ * forgotten, and alerts again if it comes back still tripped.
+ */
+#define LATCH_HOLD_MIN_MS 3600000
+
+static int64_t latch_hold(const sg_rule_t *r)
+{
+        return 2 * r->window_ms > LATCH_HOLD_MIN_MS ? 2 * r->window_ms
+                                                     : LATCH_HOLD_MIN_MS;
+}
+
 /* ALERT: once when the condition starts, again only after it cleared. */
 static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
                   const sg_snapshot_t *s, const char *scope,
@@ -606,10 +838,16 @@ static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
                 sg_rule_decision(r, SG_ACT_ALERT, s, ev, &e->decision);
                 emit(e, &e->decision);
                 snprintf(val, sizeof(val), "1 %" PRId64, s->window_end);
-                put(e, key, val, 0);
+                put(e, key, val, s->window_end + latch_hold(r));
         } else if (ev->outcome == SG_RULE_HEALTHY && !ev->held && on) {
                 snprintf(val, sizeof(val), "0 %" PRId64, s->window_end);
-                put(e, key, val, 0);
+                put(e, key, val, s->window_end + latch_hold(r));
+        } else if (ev->outcome == SG_RULE_TRIPPED && on &&
+                   sg_rstate_exp(e->st, key) - s->window_end < r->window_ms) {
+                /* Still tripped: kept while it holds (one write a window
+                 * at most), dropped latch_hold after it was last seen. */
+                snprintf(val, sizeof(val), "%s", v);
+                put(e, key, val, s->window_end + latch_hold(r));
         }
 }
 
@@ -629,7 +867,8 @@ static void block(sg_rules_engine_t *e, const sg_rule_t *r,
         sg_rule_decision(r, SG_ACT_BLOCK_SOURCE, s, ev, &e->decision);
         snprintf(val, sizeof(val), "%" PRId64 " %" PRId64 " %s",
                  s->window_end + r->ttl_ms, r->ttl_ms, e->decision.decision_id);
-        put(e, key, val, 0);
+        /* Swept once the block has ended in its channel's event time. */
+        put(e, key, val, s->window_end + r->ttl_ms);
         emit(e, &e->decision);
 }
 
@@ -721,6 +960,8 @@ static void periodic(sg_rules_engine_t *e, const sg_snapshot_t *s)
         reallocate(e, "*", s->window_end);
 }
 
+static void channel_end(sg_rules_engine_t *e, const sg_snapshot_t *s);
+
 static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
 {
         sg_snapshot_t *s = &e->snap;
@@ -740,8 +981,7 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
                 return;
         }
         sg_counter_add(e->c_evaluated, 1);
-        if (s->window_end > e->max_e)
-                e->max_e = s->window_end;
+        channel_end(e, s);
         scope_of(s, scope, sizeof(scope));
         realloc_window =
             p->enabled && s->campaign_id[0] == '\0' &&
@@ -810,14 +1050,55 @@ static int flush(sg_rules_engine_t *e)
         return rc;
 }
 
-/* Drops history older than any rule can look back, now and then. */
+/* Notes the newest window end of the snapshot's channel. */
+static void channel_end(sg_rules_engine_t *e, const sg_snapshot_t *s)
+{
+        const char *v = sg_rstate_get(e->ends, s->channel);
+        char buf[24];
+
+        if (v && strtoll(v, NULL, 10) >= s->window_end)
+                return;
+        snprintf(buf, sizeof(buf), "%" PRId64, s->window_end);
+        if (sg_rstate_put_committed(e->ends, s->channel, buf, 0) == -1)
+                sg_error("event=out_of_memory what=rules_channel_ends");
+}
+
+/*
+ * The event time a key's expiry is measured against: its channel's newest
+ * window end (h|rule|channel|..., l|rule|channel|..., b|channel|...). A
+ * channel that lags behind another keeps what it still needs; one not seen
+ * since the start sweeps nothing (INT64_MIN).
+ */
+static int64_t sweep_before(void *opaque, const char *key)
+{
+        sg_rules_engine_t *e = opaque;
+        const char *p = key, *q, *v;
+        char channel[SG_NAME_LEN];
+        int bars = key[0] == 'b' ? 1 : 2;
+
+        for (int i = 0; i < bars; i++) {
+                if (!(p = strchr(p, '|')))
+                        return INT64_MIN;
+                p++;
+        }
+        q = strchr(p, '|');
+        if (!q || (size_t)(q - p) >= sizeof(channel))
+                return INT64_MIN;
+        memcpy(channel, p, (size_t)(q - p));
+        channel[q - p] = '\0';
+        v = sg_rstate_get(e->ends, channel);
+        return v ? strtoll(v, NULL, 10) : INT64_MIN;
+}
+
+/* Drops what no rule needs any more (history older than any rule looks
+ * back, ended blocks, latches not evaluated for two windows), now and then. */
 static void sweep(sg_rules_engine_t *e)
 {
         size_t n;
 
         if (sg_rstate_size(e->st) < e->sweep_at)
                 return;
-        n = sg_rstate_sweep(e->st, e->max_e);
+        n = sg_rstate_sweep(e->st, sweep_before, e);
         e->sweep_at = (sg_rstate_size(e->st) - n) * 2 + SWEEP_MIN;
         sg_debug("event=state_sweep dropped=%zu", n);
 }
@@ -838,11 +1119,42 @@ static void commit_state(sg_rules_engine_t *e)
                 gauges_from_state(e);
 }
 
+/*
+ * Redis lost the data this stage decides on (sg_redis_epoch_ok): the batch
+ * is neither decided nor committed, only consumed again a second later.
+ * 1 refused, 0 go on, -1 the stage must stop.
+ */
+static int refuse_on_lost_data(sg_rules_engine_t *e, sg_consumer_t *consumer,
+                               int n)
+{
+        int ok = sg_redis_epoch_ok(e->redis);
+
+        if (ok == -1)
+                return -1;
+        if (ok == 1) {
+                /* The data is back (restored) or the loss accepted: what
+                 * Redis holds now is the state. */
+                if (e->halted)
+                        e->state_stale = 1;
+                e->halted = 0;
+                return 0;
+        }
+        e->halted = 1;
+        sg_warn("event=batch_refused reason=redis_data_lost messages=%d", n);
+        if (sg_consumer_rewind(consumer, e->msgs, n) == -1)
+                return -1;
+        sg_sleep_ms(1000);
+        return 1;
+}
+
 /* 0 done (committed or rewound), -1 the stage must stop. */
 static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
 {
         int rc;
 
+        rc = refuse_on_lost_data(e, consumer, n);
+        if (rc != 0)
+                return rc == -1 ? -1 : 0;
         if (e->state_stale) {
                 if (state_load(e) == -1)
                         return -1;
@@ -851,10 +1163,13 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
         sg_rstate_rollback(e->st);
         e->done_cnt = 0;
         e->batch_failed = 0;
+        e->out_len = 0;
+        e->out_cnt = 0;
         for (int i = 0; i < n; i++)
                 process(e, e->msgs[i]);
         sweep(e);
 
+        /* Dead letters (undecodable snapshots) went out already. */
         rc = flush(e);
         if (rc == -1)
                 return -1; /* stopped, unacknowledged: redo on restart */
@@ -866,8 +1181,12 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
                 sg_sleep_ms(RETRY_PAUSE_MS);
                 return 0;
         }
+        /* State and decisions stored together, then the decisions sent. */
         if (state_write(e) == -1)
                 return -1; /* stopped while Redis is down: no commit */
+        if (e->out_cnt &&
+            (outbox_deliver(e) == -1 || outbox_clear(e) == -1))
+                return -1; /* stopped: the next start sends the outbox */
         commit_state(e);
         sg_consumer_commit(consumer, e->msgs, n);
         return 0;
@@ -875,7 +1194,7 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
 
 int sg_rules_engine_run(sg_rules_engine_t *e, sg_consumer_t *consumer)
 {
-        int64_t last_stats = sg_mono_ms();
+        int64_t last_stats = sg_mono_ms(), last_epoch = last_stats;
         int rc = 0;
 
         while (!sg_stop) {
@@ -892,8 +1211,14 @@ int sg_rules_engine_run(sg_rules_engine_t *e, sg_consumer_t *consumer)
                 }
                 n = sg_consumer_batch(consumer, e->msgs, BATCH_MAX,
                                       e->conf->rules.batch_ms);
-                if (n == 0)
+                if (n == 0) {
+                        /* A flush without traffic is noticed too. */
+                        if (sg_mono_ms() - last_epoch >= 1000) {
+                                sg_redis_epoch_ok(e->redis);
+                                last_epoch = sg_mono_ms();
+                        }
                         continue;
+                }
                 t0 = sg_mono_us();
                 rc = batch(e, consumer, n);
                 sg_consumer_batch_free(e->msgs, n);
@@ -939,9 +1264,10 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
         e->redis = redis;
         e->producer = producer;
         e->st = sg_rstate_new();
+        e->ends = sg_rstate_new();
         e->done_cap = 64;
         e->done = calloc((size_t)e->done_cap, sizeof(*e->done));
-        if (!e->st || !e->done)
+        if (!e->st || !e->ends || !e->done)
                 goto oom;
         e->c_evaluated =
             sg_counter("events_total{type=\"snapshot\",result=\"evaluated\"}");
@@ -955,7 +1281,7 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
         /* Every configured channel starts closed unless Redis says open. */
         for (int i = 0; i < conf->channel_cnt; i++)
                 breaker_gauge(conf->channels[i].name, 0);
-        if (state_load(e) == -1) {
+        if (state_load(e) == -1 || outbox_recover(e) == -1) {
                 snprintf(errstr, errstr_size,
                          "stopped while loading the rules state from Redis");
                 sg_rules_engine_destroy(e);
@@ -974,6 +1300,8 @@ void sg_rules_engine_destroy(sg_rules_engine_t *e)
                 return;
         sg_rules_destroy(e->rules);
         sg_rstate_destroy(e->st);
+        sg_rstate_destroy(e->ends);
         free(e->done);
+        free(e->out);
         free(e);
 }

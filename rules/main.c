@@ -18,7 +18,8 @@ static const sg_stage_desc_t desc = {
     "Evaluates the rules file (docs/rules.md) against the aggregate "
     "snapshots, emits PAUSE/ALERT decisions and keeps one circuit breaker "
     "per channel in Redis. SIGHUP reloads the rules file.",
-    sections};
+    sections,
+    0 /* without_redis */};
 
 int main(int argc, char **argv)
 {
@@ -45,7 +46,9 @@ int main(int argc, char **argv)
                 sg_rules_destroy(rules);
                 goto out;
         }
-        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err)))) {
+        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err))) ||
+            sg_redis_epoch_start(redis, "rules") == -1) {
+                /* The guard fails only when stopped: no message. */
                 what = "redis";
                 sg_rules_destroy(rules);
                 goto out;

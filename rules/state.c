@@ -181,13 +181,24 @@ int sg_rstate_put(sg_rstate_t *st, const char *key, const char *val,
         return map_set(&st->overlay, key, v, exp);
 }
 
+int64_t sg_rstate_exp(const sg_rstate_t *st, const char *key)
+{
+        const ent_t *e = map_find(&st->overlay, key);
+
+        if (!e)
+                e = map_find(&st->committed, key);
+        return e && e->val ? e->exp : 0;
+}
+
 int sg_rstate_each_pending(const sg_rstate_t *st,
-                           int (*fn)(void *, const char *, const char *),
+                           int (*fn)(void *, const char *, const char *,
+                                     int64_t),
                            void *opaque)
 {
         for (size_t i = 0; i < st->overlay.cap; i++)
                 if (st->overlay.e[i].key &&
-                    fn(opaque, st->overlay.e[i].key, st->overlay.e[i].val))
+                    fn(opaque, st->overlay.e[i].key, st->overlay.e[i].val,
+                       st->overlay.e[i].exp))
                         return -1;
         return 0;
 }
@@ -237,14 +248,16 @@ int sg_rstate_put_committed(sg_rstate_t *st, const char *key, const char *val,
         return map_set(&st->committed, key, v, exp);
 }
 
-size_t sg_rstate_sweep(sg_rstate_t *st, int64_t before)
+size_t sg_rstate_sweep(sg_rstate_t *st,
+                       int64_t (*before)(void *opaque, const char *key),
+                       void *opaque)
 {
         size_t n = 0;
 
         for (size_t i = 0; i < st->committed.cap; i++) {
                 const ent_t *e = &st->committed.e[i];
 
-                if (e->key && e->exp && e->exp < before &&
+                if (e->key && e->exp && e->exp < before(opaque, e->key) &&
                     !map_find(&st->overlay, e->key)) {
                         if (map_set(&st->overlay, e->key, NULL, 0) == 0)
                                 n++;

@@ -24,10 +24,14 @@ const char *sg_rstate_get(const sg_rstate_t *st, const char *key);
 int sg_rstate_put(sg_rstate_t *st, const char *key, const char *val,
                   int64_t exp);
 
-/* Walks the overlay: fn(opaque, key, val or NULL for a delete). Stops and
- * returns -1 when fn does. */
+/* The exp of key as sg_rstate_get finds it; 0 when absent. */
+int64_t sg_rstate_exp(const sg_rstate_t *st, const char *key);
+
+/* Walks the overlay: fn(opaque, key, val or NULL for a delete, exp).
+ * Stops and returns -1 when fn does. */
 int sg_rstate_each_pending(const sg_rstate_t *st,
-                           int (*fn)(void *, const char *, const char *),
+                           int (*fn)(void *, const char *, const char *,
+                                     int64_t),
                            void *opaque);
 size_t sg_rstate_pending(const sg_rstate_t *st);
 /* Applies the overlay to the committed map, or drops it. */
@@ -39,8 +43,11 @@ void sg_rstate_clear(sg_rstate_t *st);
 int sg_rstate_put_committed(sg_rstate_t *st, const char *key, const char *val,
                             int64_t exp);
 /* Deletes (in the overlay) every committed entry whose exp is below
- * before; returns how many. */
-size_t sg_rstate_sweep(sg_rstate_t *st, int64_t before);
+ * before(opaque, its key) (each key's own event time: its channel's);
+ * returns how many. */
+size_t sg_rstate_sweep(sg_rstate_t *st,
+                       int64_t (*before)(void *opaque, const char *key),
+                       void *opaque);
 size_t sg_rstate_size(const sg_rstate_t *st);
 
 #endif

@@ -16,7 +16,8 @@ static const sg_stage_desc_t desc = {
     "sink",
     "Delivers decisions to the bidders' topic once per decision id, and one "
     "KPI row per scope and closed window to the BI topic.",
-    sections};
+    sections,
+    0 /* without_redis */};
 
 int main(int argc, char **argv)
 {
@@ -36,7 +37,9 @@ int main(int argc, char **argv)
                 what = "schemas";
                 goto out;
         }
-        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err)))) {
+        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err))) ||
+            sg_redis_epoch_start(redis, "sink") == -1) {
+                /* The guard fails only when stopped: no message. */
                 what = "redis";
                 goto out;
         }

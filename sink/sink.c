@@ -380,6 +380,22 @@ static int batch(sg_sink_t *s, sg_consumer_t *consumer, int n)
         const char *aggregates = s->conf->topics.aggregates;
         int rc;
 
+        /* Redis lost the delivered ids (sg_redis_epoch_ok): delivering now
+         * would repeat decisions. Neither delivered nor committed; consumed
+         * again a second later. */
+        rc = sg_redis_epoch_ok(s->redis);
+        if (rc == -1)
+                return -1;
+        if (rc == 0) {
+                sg_warn("event=batch_refused reason=redis_data_lost "
+                        "messages=%d",
+                        n);
+                if (sg_consumer_rewind(consumer, s->msgs, n) == -1)
+                        return -1;
+                sg_sleep_ms(1000);
+                return 0;
+        }
+
         s->ndec = s->nkpi = s->nrolling = 0;
         s->batch_failed = 0;
         for (int i = 0; i < n; i++) {
@@ -414,7 +430,7 @@ static int batch(sg_sink_t *s, sg_consumer_t *consumer, int n)
 
 int sg_sink_run(sg_sink_t *s, sg_consumer_t *consumer)
 {
-        int64_t last_stats = sg_mono_ms();
+        int64_t last_stats = sg_mono_ms(), last_epoch = last_stats;
         int rc = 0;
 
         while (!sg_stop) {
@@ -425,8 +441,14 @@ int sg_sink_run(sg_sink_t *s, sg_consumer_t *consumer)
                         sg_metrics_log();
                         last_stats = sg_mono_ms();
                 }
-                if (n == 0)
+                if (n == 0) {
+                        /* A flush without traffic is noticed too. */
+                        if (sg_mono_ms() - last_epoch >= 1000) {
+                                sg_redis_epoch_ok(s->redis);
+                                last_epoch = sg_mono_ms();
+                        }
                         continue;
+                }
                 rc = batch(s, consumer, n);
                 sg_consumer_batch_free(s->msgs, n);
                 if (rc == -1)

@@ -551,3 +551,62 @@ Test(aggregate_rt, redis_round_trips_per_batch_do_not_grow_with_events)
         cr_assert_eq(small[2], 1, "%lld round trips", small[2]);
         cr_assert_eq(big[2], 1, "%lld round trips", big[2]);
 }
+
+/* ------------------------------------------------- account time zone */
+
+static void setup_tz(void)
+{
+        const char *subst[] = {"  idle_s: 10", "idle_s: 2", "  tz_offset_min: 0",
+                               "tz_offset_min: 0\n  tz: America/New_York",
+                               NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+        h_start_stages();
+        codec_open();
+}
+
+TestSuite(aggregate_tz, .init = setup_tz, .fini = teardown_stack,
+          .timeout = 300);
+
+/* Local midnight of the day holding t (ms) in zone, by glibc's own tz
+ * code: an oracle independent of lib/tz.c. */
+static long long glibc_day_start(const char *zone, long long t)
+{
+        time_t s = (time_t)(t / 1000);
+        struct tm tm;
+
+        setenv("TZ", zone, 1);
+        tzset();
+        localtime_r(&s, &tm);
+        tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+        tm.tm_isdst = -1;
+        s = mktime(&tm);
+        unsetenv("TZ");
+        tzset();
+        return (long long)s * 1000;
+}
+
+/*
+ * aggregate.tz: America/New_York: the today window starts at midnight in
+ * New York (05:00Z in winter, 04:00Z in summer), not at UTC midnight.
+ */
+Test(aggregate_tz, today_starts_at_midnight_in_the_account_time_zone)
+{
+        long long t0 = base_time(), end = t0 + 170000;
+        sg_snapshot_t s;
+
+        click(0, "tz-1", "tzc", t0 + 1000);
+        /* Moves the watermark to t0+170 s once the rest is idle. */
+        produce("ad-impressions", 0, "impression", "tz-tick", "tzc",
+                t0 + 200000, "\"cost_micros\":0");
+        s = wait_snapshot("tzc", "today", end);
+        cr_assert_eq(s.window_start,
+                     glibc_day_start("America/New_York", end - 1),
+                     "today starts at %lld, not at New York's midnight %lld "
+                     "(UTC midnight: %lld)",
+                     (long long)s.window_start,
+                     glibc_day_start("America/New_York", end - 1),
+                     (end - 1) - (end - 1) % 86400000);
+}

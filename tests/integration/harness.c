@@ -551,8 +551,13 @@ int h_produce_async(const char *topic, int32_t partition, const void *key,
         rd_kafka_resp_err_t e;
 
         if (!producer) {
-                producer =
-                    rd_kafka_new(RD_KAFKA_PRODUCER, kconf(), err, sizeof(err));
+                rd_kafka_conf_t *c = kconf();
+
+                /* Tests produce records above the stages' producer limit
+                 * (1,000,000), as a real Kafka topic accepts them. */
+                rd_kafka_conf_set(c, "message.max.bytes", "16777216", err,
+                                  sizeof(err));
+                producer = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
                 cr_assert_not_null(producer, "producer: %s", err);
         }
         e = rd_kafka_producev(

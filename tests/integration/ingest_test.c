@@ -445,3 +445,149 @@ Test(ingest_retry, failed_deliveries_rewind_to_the_first_unacknowledged_batch)
         h_msgs_free(msgs, n);
         sg_codec_destroy(codec);
 }
+
+/* ------------------------------------------------- oversize records */
+
+#define BIG_LEN 1000500 /* above librdkafka's message.max.bytes, 1,000,000 */
+#define AFTER_BIG 20
+
+/*
+ * A record just above the producer's message.max.bytes (Kafka's default
+ * topic limit, 1,048,588, accepts it): ingest dead-letters it truncated,
+ * with its original size in sg.size, and the records after it on the same
+ * partition reach sg.events. Before, the dead letter was refused, the
+ * batch rewound, and the partition never advanced.
+ */
+Test(ingest_retry, a_record_above_the_producer_limit_is_dead_lettered_truncated)
+{
+        char extra[256], buf[512], id[32], hbuf[256];
+        long long t = now_ms() - 60000;
+        rd_kafka_message_t **msgs;
+        char *big = malloc(BIG_LEN);
+        int n;
+
+        cr_assert_not_null(big);
+        /* JSON-looking: an opening brace, then a long string. */
+        memset(big, 'x', BIG_LEN);
+        memcpy(big, "{\"type\":\"click\",\"pad\":\"", 24);
+        cr_assert_eq(h_produce_to("ad-clicks", 0, "big", 3, big, BIG_LEN), 0);
+        for (int i = 0; i < AFTER_BIG; i++) {
+                int len;
+
+                snprintf(id, sizeof(id), "after-big-%d", i);
+                snprintf(extra, sizeof(extra),
+                         "\"cost_micros\":1000,\"device_id\":\"dev-%d\","
+                         "\"user_agent\":\"%s\"",
+                         i, BROWSER);
+                len = json_click(buf, sizeof(buf), id, t + i, extra);
+                cr_assert_eq(h_produce_async("ad-clicks", 0, "k", 1, buf,
+                                             (size_t)len),
+                             0);
+        }
+        cr_assert_eq(h_flush(), 0);
+
+        /* Fails the test when ingest never commits past the big record. */
+        h_wait_caught_up("ingest", "ad-clicks", 30000);
+        n = h_consume_all("sg.events", AFTER_BIG, 30000, &msgs);
+        cr_assert_eq(n, AFTER_BIG,
+                     "%d of %d records after the big one on sg.events: "
+                     "the partition is stalled behind it",
+                     n, AFTER_BIG);
+        h_msgs_free(msgs, n);
+
+        n = h_consume_all("sg.deadletter", 1, 10000, &msgs);
+        cr_assert_eq(n, 1);
+        cr_assert_str_eq(h_header(msgs[0], "sg.error", hbuf, sizeof(hbuf)),
+                         "oversize");
+        cr_assert_str_eq(h_header(msgs[0], "sg.size", hbuf, sizeof(hbuf)),
+                         "1000500");
+        cr_assert_str_eq(h_header(msgs[0], "sg.src", hbuf, sizeof(hbuf)),
+                         "ad-clicks/0/0");
+        cr_assert_lt(msgs[0]->len, 1000000);
+        cr_assert_gt(msgs[0]->len, 900000);
+        cr_assert_eq(memcmp(msgs[0]->payload, big, msgs[0]->len), 0,
+                     "the dead letter is not the record's first bytes");
+        h_msgs_free(msgs, n);
+        free(big);
+}
+
+/* ------------------------------------- dead letters refused for good */
+
+/* sg-ingest alone, with the smallest message.max.bytes librdkafka takes. */
+static void ingest_small_up(void)
+{
+        const char *subst[] = {"  fetch.wait.max.ms: 10",
+                               "fetch.wait.max.ms: 10\n"
+                               "  message.max.bytes: 1000",
+                               NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+        h_spawn("sg-ingest", NULL);
+}
+
+TestSuite(ingest_small, .init = ingest_small_up, .fini = h_stack_down,
+          .timeout = 240);
+
+static int log_lines(const char *name, const char *needle)
+{
+        char path[512], line[4096];
+        int n = 0;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
+        fp = fopen(path, "r");
+        if (!fp)
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                n += strstr(line, needle) != NULL;
+        fclose(fp);
+        return n;
+}
+
+/*
+ * A bad record whose dead letter the producer refuses even cut down (a
+ * 2,000-byte key, cut to 1,024, above message.max.bytes 1,000): counted
+ * and logged as refused, never retried, and the records after it on the
+ * same partition go through.
+ */
+Test(ingest_small, a_dead_letter_refused_for_good_does_not_stall_the_partition)
+{
+        char extra[256], buf[512], id[32], key[2000];
+        long long t = now_ms() - 60000;
+        rd_kafka_message_t **msgs;
+        int n;
+
+        memset(key, 'k', sizeof(key));
+        cr_assert_eq(h_produce_to("ad-clicks", 0, key, sizeof(key),
+                                  "not json", 8),
+                     0);
+        for (int i = 0; i < 5; i++) {
+                int len;
+
+                snprintf(id, sizeof(id), "after-refused-%d", i);
+                snprintf(extra, sizeof(extra),
+                         "\"cost_micros\":1000,\"device_id\":\"dev-%d\","
+                         "\"user_agent\":\"%s\"",
+                         i, BROWSER);
+                len = json_click(buf, sizeof(buf), id, t + i, extra);
+                cr_assert_eq(h_produce_async("ad-clicks", 0, "k", 1, buf,
+                                             (size_t)len),
+                             0);
+        }
+        cr_assert_eq(h_flush(), 0);
+
+        h_wait_caught_up("ingest", "ad-clicks", 30000);
+        n = h_consume_all("sg.events", 5, 30000, &msgs);
+        cr_assert_eq(n, 5);
+        h_msgs_free(msgs, n);
+        n = h_consume_all("sg.deadletter", 0, 3000, &msgs);
+        cr_assert_eq(n, 0);
+        h_msgs_free(msgs, n);
+        cr_assert_eq(log_lines("sg-ingest", "event=deadletter_failed "
+                                            "topic=sg.deadletter "
+                                            "err=MSG_SIZE_TOO_LARGE"),
+                     1);
+        cr_assert_eq(log_lines("sg-ingest", "event=batch_retry"), 0);
+}

@@ -339,3 +339,43 @@ Test(conf, every_key_a_document_names_exists)
         globfree(&g);
         cr_assert_gt(checked, 50, "only %d key mentions found", checked);
 }
+
+static int load_text(sg_conf_t *conf, const char *yaml, char *err, size_t size)
+{
+        char path[] = "/tmp/sg-conf-XXXXXX";
+        int fd = mkstemp(path), rc;
+
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+        close(fd);
+        unsetenv("SG_CONFIG");
+        rc = sg_conf_load(conf, path, err, size);
+        unlink(path);
+        return rc;
+}
+
+Test(conf, account_time_zone_by_iana_name_is_checked_at_load)
+{
+        static sg_conf_t conf;
+        char err[512];
+
+        cr_assert_eq(load_text(&conf, "aggregate:\n  tz: America/New_York\n",
+                               err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_str_eq(conf.aggregate.tz, "America/New_York");
+        cr_assert_eq(load_text(&conf, "aggregate:\n  tz: America/Nowhere\n",
+                               err, sizeof(err)),
+                     -1);
+        cr_assert(strstr(err, ": aggregate.tz: unknown time zone "
+                              "\"America/Nowhere\" (no "
+                              "/usr/share/zoneinfo/America/Nowhere)") != NULL,
+                  "%s", err);
+        cr_assert_eq(load_text(&conf,
+                               "aggregate:\n  tz: Europe/Berlin\n"
+                               "  tz_offset_min: 60\n",
+                               err, sizeof(err)),
+                     -1);
+        cr_assert(strstr(err, ": aggregate.tz and aggregate.tz_offset_min "
+                              "are both set: keep one") != NULL,
+                  "%s", err);
+}

@@ -1,0 +1,248 @@
+/*
+ * Losing Redis' data (a restart without persistence, a failover to an empty
+ * replica, a FLUSHALL) must not go unnoticed: rules and sink would decide on
+ * empty state (breakers closed, budgets back to the config, delivered
+ * decision ids forgotten). They write an epoch key at first start, check it
+ * on every reconnect and every batch, and stop deciding once it is gone,
+ * until the data is restored or an operator accepts the loss
+ * (docs/reliability.md, "Redis data loss").
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+#include "metrics.h"
+#include "redis.h"
+#include "stage.h"
+
+/* The whole stack; a restarted stage rejoins within the session timeout. */
+static void stack_up(void)
+{
+        const char *subst[] = {"  fetch.wait.max.ms: 10",
+                               "fetch.wait.max.ms: 10\n  session.timeout.ms: 6000",
+                               NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+        h_start_stages();
+}
+
+TestSuite(epoch, .init = stack_up, .fini = h_stack_down, .timeout = 300);
+
+/* One command on a fresh connection; the reply as a string ("" for nil,
+ * the number for an integer). */
+static const char *redis(char *out, size_t size, const char *fmt, ...)
+{
+        redisContext *c = redisConnectUnix(H.redis_sock);
+        redisReply *r;
+        va_list ap;
+
+        cr_assert(c && !c->err, "redis: %s", c ? c->errstr : "oom");
+        va_start(ap, fmt);
+        r = redisvCommand(c, fmt, ap);
+        va_end(ap);
+        cr_assert_not_null(r, "redis: %s", c->errstr);
+        cr_assert_neq(r->type, REDIS_REPLY_ERROR, "redis: %s", r->str);
+        if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+                snprintf(out, size, "%s", r->str);
+        else if (r->type == REDIS_REPLY_INTEGER)
+                snprintf(out, size, "%lld", r->integer);
+        else
+                snprintf(out, size, "%s", "");
+        freeReplyObject(r);
+        redisFree(c);
+        return out;
+}
+
+/* How many lines of dir/<name>.log hold needle. */
+static int log_count(const char *name, const char *needle)
+{
+        char path[512], line[4096];
+        int n = 0;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
+        fp = fopen(path, "r");
+        if (!fp)
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                n += strstr(line, needle) != NULL;
+        fclose(fp);
+        return n;
+}
+
+/* Polls until dir/<name>.log holds needle at least min times. */
+static void wait_log(const char *name, const char *needle, int min, int ms)
+{
+        long long deadline = h_now_ms() + ms;
+
+        while (log_count(name, needle) < min) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "%s logged \"%s\" %d times, not %d, in %d ms "
+                             "(logs in %s)",
+                             name, needle, log_count(name, needle), min, ms,
+                             H.dir);
+                usleep(100 * 1000);
+        }
+}
+
+/* Polls until key has a value; returns it in out. */
+static const char *wait_key(const char *key, char *out, size_t size, int ms)
+{
+        long long deadline = h_now_ms() + ms;
+
+        while (!redis(out, size, "GET %s", key)[0]) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "%s never written in %d ms (logs in %s)", key,
+                             ms, H.dir);
+                usleep(100 * 1000);
+        }
+        return out;
+}
+
+/* SIGTERM (it must exit 0, also while stopped deciding), start again: a
+ * clean leave hands its partitions over at once. */
+static void restart(const char *name)
+{
+        pid_t pid = h_pid(name);
+        int status;
+
+        cr_assert_gt(pid, 0);
+        status = h_stop(pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "%s did not exit 0 (status %d)", name, status);
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == pid)
+                        H.procs[i].pid = 0;
+        h_spawn(name, NULL);
+}
+
+Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
+{
+        char epoch[256], now[256], buf[256];
+
+        /* Rules and sink took the epoch at start (the first wrote it). A
+         * flush before both have would be a first start for the other. */
+        wait_log("sg-rules", "event=redis_epoch ", 1, 30000);
+        wait_log("sg-sink", "event=redis_epoch ", 1, 30000);
+        wait_key("sg:epoch", epoch, sizeof(epoch), 30000);
+
+        /* The data goes: both notice, mark it, and refuse their next
+         * batch (a record on sg.aggregates, which both consume). */
+        redis(buf, sizeof(buf), "FLUSHALL");
+        cr_assert_eq(h_produce("sg.aggregates", "x", 1, "garbage", 7), 0);
+        wait_log("sg-rules", "event=redis_data_lost", 1, 30000);
+        wait_log("sg-sink", "event=redis_data_lost", 1, 30000);
+        wait_key("sg:epoch:lost", buf, sizeof(buf), 5000);
+        wait_log("sg-rules", "event=batch_refused reason=redis_data_lost", 1,
+                 30000);
+        wait_log("sg-sink", "event=batch_refused reason=redis_data_lost", 1,
+                 30000);
+        /* A batch refused is not committed. */
+        cr_assert_eq(h_group_caught_up("rules", "sg.aggregates"), 0);
+        cr_assert_eq(h_group_caught_up("sink", "sg.aggregates"), 0);
+        /* Nor written: rules put nothing into the empty Redis. */
+        cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:rstate"), "0");
+
+        /* A rules started now stays stopped too: the mark says why. */
+        restart("sg-rules");
+        wait_log("sg-rules", "event=redis_data_lost", 2, 30000);
+
+        /* The backup comes back (here: its epoch, without the mark): the
+         * running sink resumes and consumes what it refused. */
+        redis(buf, sizeof(buf), "SET sg:epoch %s", epoch);
+        redis(buf, sizeof(buf), "DEL sg:epoch:lost");
+        wait_log("sg-sink", "event=redis_data_restored", 1, 30000);
+        h_wait_caught_up("sink", "sg.aggregates", 30000);
+
+        /* The restarted rules had no epoch of its own: with the mark gone
+         * it takes the one Redis holds and resumes. */
+        wait_log("sg-rules", "event=redis_epoch ", 2, 30000);
+        h_wait_caught_up("rules", "sg.aggregates", 30000);
+
+        /* Lost again; the operator accepts the loss: removes the mark and
+         * restarts the stages, which start a new epoch. */
+        redis(buf, sizeof(buf), "FLUSHALL");
+        /* Both have noticed before the mark goes: one noticing later would
+         * mark the loss again. */
+        wait_log("sg-sink", "event=redis_data_lost", 2, 30000);
+        wait_log("sg-rules", "event=redis_data_lost", 3, 30000);
+        wait_key("sg:epoch:lost", buf, sizeof(buf), 30000);
+        redis(buf, sizeof(buf), "DEL sg:epoch:lost");
+        restart("sg-sink");
+        restart("sg-rules");
+        wait_key("sg:epoch", now, sizeof(now), 30000);
+        cr_assert_str_neq(now, epoch);
+        cr_assert_eq(h_produce("sg.aggregates", "x", 1, "garbage", 7), 0);
+        h_wait_caught_up("sink", "sg.aggregates", 30000);
+        h_wait_caught_up("rules", "sg.aggregates", 30000);
+        cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:epoch:lost"), "0");
+}
+
+/* ---------------------------------------- the guard in lib/redis.c alone */
+
+static void infra_up(void)
+{
+        /* As in a stage: a write to the closed socket is an error. */
+        signal(SIGPIPE, SIG_IGN);
+        h_init();
+        h_start_infra();
+}
+
+TestSuite(epoch_guard, .init = infra_up, .fini = h_stack_down,
+          .timeout = 120);
+
+/*
+ * A Redis restarted without persistence is found out on the reconnect
+ * itself, before any stage code runs a command on it: counted once,
+ * marked in Redis with the epoch that was lost, /readyz names it.
+ */
+Test(epoch_guard, a_redis_restarted_empty_is_found_out_on_the_reconnect)
+{
+        char err[256], epoch[256], mark[512], want[600], why[300];
+        sg_redis_t *r = sg_redis_new(H.redis_url, 10000, err, sizeof(err));
+        redisReply *reply;
+
+        cr_assert_not_null(r, "%s", err);
+        cr_assert_eq(sg_redis_epoch_start(r, "test"), 0);
+        redis(epoch, sizeof(epoch), "GET sg:epoch");
+        cr_assert_neq(epoch[0], '\0');
+        cr_assert_eq(sg_redis_epoch_ok(r), 1);
+        cr_assert_eq(sg_counter_value("redis_data_lost_total"), 0);
+
+        h_redis_restart(); /* --save "" --appendonly no: empty */
+        reply = sg_redis_command(r, "PING");
+        cr_assert_not_null(reply);
+        cr_assert_str_eq(reply->str, "PONG");
+        freeReplyObject(reply);
+        cr_assert_eq(sg_counter_value("redis_data_lost_total"), 1);
+        sg_stage_ready(why, sizeof(why));
+        cr_assert_str_eq(why, "broker not reachable; no partitions assigned; "
+                              "redis data lost");
+        redis(mark, sizeof(mark), "GET sg:epoch:lost");
+        snprintf(want, sizeof(want), "epoch=%s found=none by=test at_ms=",
+                 epoch);
+        cr_assert_eq(strncmp(mark, want, strlen(want)), 0, "mark %s", mark);
+
+        /* Stays lost, counted once, while the data is not back. */
+        cr_assert_eq(sg_redis_epoch_ok(r), 0);
+        cr_assert_eq(sg_redis_epoch_ok(r), 0);
+        cr_assert_eq(sg_counter_value("redis_data_lost_total"), 1);
+
+        /* Restored: the epoch back, the mark gone (a backup has none). */
+        redis(err, sizeof(err), "SET sg:epoch %s", epoch);
+        redis(err, sizeof(err), "DEL sg:epoch:lost");
+        cr_assert_eq(sg_redis_epoch_ok(r), 1);
+        sg_stage_ready(why, sizeof(why));
+        cr_assert_str_eq(why, "broker not reachable; no partitions assigned");
+        sg_redis_destroy(r);
+}
