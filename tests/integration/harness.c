@@ -215,6 +215,12 @@ int h_stop_all(void)
                 if (H.procs[i].pid <= 0)
                         continue;
                 status = h_stop(H.procs[i].pid);
+                /* The JVM runs its shutdown hooks on SIGTERM (Kafka's
+                 * controlled shutdown), then exits 128 + 15. */
+                if (status != -1 && WIFEXITED(status) &&
+                    WEXITSTATUS(status) == 143 &&
+                    !strcmp(H.procs[i].name, "kafka"))
+                        continue;
                 if (status == -1 || !WIFEXITED(status) ||
                     WEXITSTATUS(status) != 0) {
                         fprintf(stderr,
@@ -317,6 +323,92 @@ void h_redis_restart(void)
         redis_wait();
 }
 
+int h_real_kafka(void)
+{
+        return strcmp(env_or("SG_KAFKA", "mock"), "real") == 0;
+}
+
+/* Waits for path to exist; fails the test after ms or once pid exits. */
+static void wait_file(const char *path, pid_t pid, const char *what, int ms)
+{
+        long long deadline = h_now_ms() + ms;
+
+        while (access(path, R_OK) != 0) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "%s wrote no %s within %d s (logs in %s)", what,
+                             path, ms / 1000, H.dir);
+                cr_assert_eq(h_wait(pid, 0), -1,
+                             "%s exited before writing %s (logs in %s)", what,
+                             path, H.dir);
+                nap(50);
+        }
+}
+
+/*
+ * The real broker: tools/kafka.sh run execs the JVM, so the pid we spawn
+ * is the broker's own (h_stop and PR_SET_PDEATHSIG reach it). The first
+ * run of a machine fetches the jars from Maven Central: minutes, once.
+ * Then sg-broker --create-on makes the topics (with the sg-broker
+ * arguments -t/-p of the caller) and waits until every partition is led.
+ */
+static void kafka_start(const char *const *extra)
+{
+        char script[512], bfile[600], out[512];
+        const char *args[] = {"run", H.kafka_dir, NULL};
+        const char *create[40] = {"--create-on", H.bootstrap};
+        pid_t pid;
+        FILE *fp;
+        int n = 2;
+
+        snprintf(H.kafka_dir, sizeof(H.kafka_dir), "%s/kafka", H.dir);
+        snprintf(bfile, sizeof(bfile), "%s/bootstrap", H.kafka_dir);
+        h_src("tools/kafka.sh", script, sizeof(script));
+        pid = h_spawn(script, args);
+        /* Its log is kafka.sh.log; its name in the table "kafka". */
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == pid)
+                        snprintf(H.procs[i].name, sizeof(H.procs[0].name),
+                                 "kafka");
+        wait_file(bfile, pid, "tools/kafka.sh", 600000);
+        fp = fopen(bfile, "r");
+        cr_assert_not_null(fp);
+        cr_assert_not_null(fgets(H.bootstrap, sizeof(H.bootstrap), fp));
+        fclose(fp);
+        H.bootstrap[strcspn(H.bootstrap, "\r\n")] = '\0';
+        /* Of sg-broker's options only the topic layout means something
+         * to a real cluster. */
+        for (; extra && *extra && extra[1] && n < 37; extra += 2) {
+                if (strcmp(*extra, "--partitions") &&
+                    strcmp(*extra, "-p") && strcmp(*extra, "-t"))
+                        continue;
+                create[n++] = extra[0];
+                create[n++] = extra[1];
+        }
+        create[n] = NULL;
+        cr_assert_eq(h_run("sg-broker", create, out, sizeof(out)), 0,
+                     "sg-broker --create-on %s failed (logs in %s)",
+                     H.bootstrap, H.dir);
+}
+
+void h_kafka_restart(int down_ms)
+{
+        pid_t pid = h_pid("kafka");
+        const char *args[] = {"run", H.kafka_dir, NULL};
+        char script[512];
+
+        cr_assert(h_real_kafka(), "h_kafka_restart needs SG_KAFKA=real");
+        cr_assert_gt(pid, 0, "the Kafka broker is not running");
+        kill(pid, SIGKILL);
+        cr_assert_eq(h_wait(pid, 30000), -1); /* reaped, killed */
+        nap(down_ms);
+        h_src("tools/kafka.sh", script, sizeof(script));
+        pid = h_spawn(script, args);
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == pid)
+                        snprintf(H.procs[i].name, sizeof(H.procs[0].name),
+                                 "kafka");
+}
+
 void h_start_infra_args(const char *const *extra)
 {
         const char *redis_args_[16];
@@ -326,10 +418,16 @@ void h_start_infra_args(const char *const *extra)
         long long deadline;
         FILE *fp;
 
-        for (int i = 4; extra && *extra && i < 39; i++)
-                broker_args[i] = *extra++;
         redis_args(redis_args_);
         h_spawn("redis-server", redis_args_);
+        if (h_real_kafka()) {
+                kafka_start(extra);
+                redis_wait();
+                setenv("SG_BROKERS", H.bootstrap, 1);
+                return;
+        }
+        for (int i = 4; extra && *extra && i < 39; i++)
+                broker_args[i] = *extra++;
         snprintf(bfile, sizeof(bfile), "%s/bootstrap", H.dir);
         h_spawn("sg-broker", broker_args);
 
