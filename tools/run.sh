@@ -1,5 +1,6 @@
 #!/bin/sh
-# `make run`: the local stack — sg-broker, a private redis-server, the four
+# `make run`: the local stack — sg-broker (SG_KAFKA=real: Apache Kafka,
+# tools/kafka.sh), a private redis-server, the four
 # stages and the sg-gen scenario in real time — with a live per-channel view
 # and every decision as it happens. Stops everything on Ctrl-C and when the
 # scenario ends. Logs: run/*.log.
@@ -16,6 +17,7 @@ cleanup() {
         trap - EXIT INT TERM
         for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
         for p in $pids; do wait "$p" 2>/dev/null || true; done
+        if [ -f "$RUN/kafka/kafka.pid" ]; then tools/kafka.sh stop "$RUN/kafka"; fi
         echo "run: stopped; logs in $RUN/"
 }
 trap cleanup EXIT
@@ -44,8 +46,18 @@ wait_for() { # what, test command...
 
 start redis redis-server --port 0 --unixsocket "$PWD/$RUN/redis.sock" \
         --save "" --appendonly no --dir "$PWD/$RUN"
-start broker "$BIN/sg-broker" --bootstrap-file "$RUN/bootstrap" \
-        --control "$RUN/broker.ctl"
+if [ "${SG_KAFKA:-mock}" = real ]; then
+        # SG_KAFKA=real: Apache Kafka (tools/kafka.sh, docs/broker.md) with
+        # the spendguard topics, instead of sg-broker.
+        rm -rf "$RUN/kafka"
+        tools/kafka.sh start "$PWD/$RUN/kafka" >"$RUN/bootstrap.tmp"
+        "$BIN/sg-broker" --create-on "$(cat "$RUN/bootstrap.tmp")" \
+                2>>"$RUN/broker.log"
+        mv "$RUN/bootstrap.tmp" "$RUN/bootstrap"
+else
+        start broker "$BIN/sg-broker" --bootstrap-file "$RUN/bootstrap" \
+                --control "$RUN/broker.ctl"
+fi
 wait_for redis-server redis-cli -s "$RUN/redis.sock" ping
 wait_for sg-broker test -s "$RUN/bootstrap"
 
