@@ -160,8 +160,10 @@ start)
                 if ! kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; then
                         die "the broker exited; see $dir/kafka.log"
                 fi
-                [ "$(date +%s)" -lt "$deadline" ] ||
+                if [ "$(date +%s)" -ge "$deadline" ]; then
+                        "$0" stop "$dir"
                         die "no metadata from $bs in ${SG_KAFKA_WAIT_S:-120} s; see $dir/kafka.log"
+                fi
                 sleep 0.2
         done
         echo "$bs"

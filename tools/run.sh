@@ -17,7 +17,7 @@ cleanup() {
         trap - EXIT INT TERM
         for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
         for p in $pids; do wait "$p" 2>/dev/null || true; done
-        if [ -f "$RUN/kafka/kafka.pid" ]; then tools/kafka.sh stop "$RUN/kafka"; fi
+        if [ -f "$PWD/$RUN/kafka/kafka.pid" ]; then tools/kafka.sh stop "$PWD/$RUN/kafka"; fi
         echo "run: stopped; logs in $RUN/"
 }
 trap cleanup EXIT
