@@ -37,6 +37,12 @@ const sg_conf_field_t sg_conf_fields[] = {
       "$SG_REDIS_PASSWORD beats it; never logged"),
     STR("group_prefix", "spendguard", group_prefix, "SG_GROUP_PREFIX",
         "consumer group prefix; a stage's group is <prefix>.<stage>"),
+    STR("instance_id", "", instance_id, "SG_INSTANCE_ID",
+        "this instance's name in its consumer group (static membership: "
+        "group.instance.id = <instance_id>.<stage>, so a restarted "
+        "instance gets its partitions back at once); empty: the host "
+        "name; off: dynamic membership. Instances of one stage in one "
+        "group need different names"),
     PATHF("schemas_dir", "schemas", schemas_dir, "folder of the .avsc schemas"),
     STR("log_level", "info", log_level, "SG_LOG_LEVEL",
         "debug, info, warn or error"),

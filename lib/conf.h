@@ -40,6 +40,9 @@ typedef struct sg_conf {
          * and hands it to sg_redis_set_password. */
         char redis_password[256];
         char group_prefix[64];
+        /* Static group membership: group.instance.id is
+         * <instance_id>.<stage>; "" = the host name, "off" = none. */
+        char instance_id[128];
         char schemas_dir[PATH_MAX];
         char log_level[16];
         int batch_linger_ms; /* -1: batches fill to size or batch_ms */

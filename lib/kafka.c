@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "kafka.h"
@@ -54,12 +55,43 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         sg_warn("event=kafka_error client=%s err=%s reason=%s",
                 rd_kafka_name(rk), rd_kafka_err2name(err),
                 sg_log_quote(q, sizeof(q), reason));
+        /* A fatal error ends the client for good: for a consumer, another
+         * instance with the same group.instance.id has fenced this one
+         * (FENCED_INSTANCE_ID). Carrying on would only stall; exit so the
+         * supervisor sees it. */
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char why[512];
+                rd_kafka_resp_err_t ferr =
+                    rd_kafka_fatal_error(rk, why, sizeof(why));
+
+                sg_error("event=kafka_fatal client=%s err=%s reason=%s",
+                         rd_kafka_name(rk), rd_kafka_err2name(ferr),
+                         sg_log_quote(q, sizeof(q), why));
+                _exit(1);
+        }
         /* Not on a lone __TRANSPORT: one broker of several going away
          * does not make the stage unready. Any later sign of life (a
          * message, an acknowledgement, an assignment, a metadata reply)
          * sets it back. */
         if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
                 sg_ready_set(SG_READY_BROKER, 0);
+}
+
+int sg_kafka_instance_id(const sg_conf_t *conf, const char *stage, char *buf,
+                         size_t size)
+{
+        char host[256] = "";
+
+        if (strcmp(conf->instance_id, "off") == 0)
+                return 0;
+        if (conf->instance_id[0]) {
+                snprintf(buf, size, "%s.%s", conf->instance_id, stage);
+                return 1;
+        }
+        if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+                snprintf(host, sizeof(host), "localhost");
+        snprintf(buf, size, "%s.%s", host, stage);
+        return 1;
 }
 
 /* The common part of both clients' configs. */
@@ -469,13 +501,22 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                                sg_rebalance_fn *on_rebalance, void *opaque,
                                char *errstr, size_t errstr_size)
 {
-        static const char *const defaults[] = {"enable.auto.commit",
-                                               "false",
-                                               "auto.offset.reset",
-                                               "earliest",
-                                               "enable.partition.eof",
-                                               "false",
-                                               NULL};
+        /* A session of 10 s, not librdkafka's 45: with static membership
+         * a restarted instance needs no session expiry to get its
+         * partitions back, so the session only bounds how long a dead
+         * instance's partitions stay unread (docs/reliability.md). */
+        const char *defaults[] = {"enable.auto.commit",
+                                  "false",
+                                  "auto.offset.reset",
+                                  "earliest",
+                                  "enable.partition.eof",
+                                  "false",
+                                  "session.timeout.ms",
+                                  "10000",
+                                  NULL,
+                                  NULL,
+                                  NULL};
+        char instance[320];
         sg_consumer_t *c = calloc(1, sizeof(*c));
         rd_kafka_topic_partition_list_t *subs;
         rd_kafka_resp_err_t err;
@@ -488,6 +529,10 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
         c->on_rebalance = on_rebalance;
         c->opaque = opaque;
         c->linger_ms = conf->batch_linger_ms;
+        if (sg_kafka_instance_id(conf, stage, instance, sizeof(instance))) {
+                defaults[8] = "group.instance.id";
+                defaults[9] = instance;
+        }
         snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
         snprintf(client, sizeof(client), "sg-%s", stage);
         c->rk = client_new(RD_KAFKA_CONSUMER, conf, client, group, defaults,

@@ -70,6 +70,14 @@ typedef void(sg_rebalance_fn)(void *opaque, int assign,
                               rd_kafka_topic_partition_list_t *parts);
 
 /*
+ * This instance's group.instance.id for stage into buf: conf instance_id
+ * (else the host name) + "." + stage. Returns 0 when instance_id is "off"
+ * (dynamic membership), else 1.
+ */
+int sg_kafka_instance_id(const sg_conf_t *conf, const char *stage, char *buf,
+                         size_t size);
+
+/*
  * A consumer in group <group_prefix>.<stage>, subscribed to topics, with
  * auto commit off and auto.offset.reset=earliest. on_rebalance may be NULL.
  */
