@@ -1168,6 +1168,38 @@ pid_t h_kill_restart(pid_t pid, const char *name)
         return h_spawn(name, NULL);
 }
 
+long h_log_size(const char *name)
+{
+        char path[600];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
+        return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+long long h_wait_log(const char *name, long from, const char *pattern, int ms)
+{
+        long long t0 = h_now_ms();
+        char path[600];
+
+        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
+        do {
+                FILE *fp = fopen(path, "r");
+                char line[4096];
+
+                if (fp && fseek(fp, from, SEEK_SET) == 0)
+                        while (fgets(line, sizeof(line), fp))
+                                if (strstr(line, pattern)) {
+                                        fclose(fp);
+                                        return h_now_ms() - t0;
+                                }
+                if (fp)
+                        fclose(fp);
+                nap(50);
+        } while (h_now_ms() - t0 < ms);
+        return -1;
+}
+
 long long h_truth_sent(json_t *truth)
 {
         long long sent = -1;

@@ -150,6 +150,12 @@ int h_group_caught_up(const char *group_suffix, const char *topic);
 /* Polls h_group_caught_up() until it holds; fails the test after ms. */
 void h_wait_caught_up(const char *group_suffix, const char *topic, int ms);
 
+/* The size of dir/<name>.log now (0 if none): a start for h_wait_log. */
+long h_log_size(const char *name);
+/* Polls dir/<name>.log from byte from on until a line contains pattern;
+ * returns the ms it took, or -1 after ms. */
+long long h_wait_log(const char *name, long from, const char *pattern, int ms);
+
 /* Monotonic ms. */
 long long h_now_ms(void);
 

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,44 +39,19 @@ static void setup(void)
 
 TestSuite(recovery, .init = setup, .fini = h_stack_down, .timeout = 600);
 
-static long file_size(const char *path)
+/* Waits for "event=assigned partitions=<want>" in sg-ingest.log after
+ * byte from: the ms it took, or -1 after deadline_ms. */
+static long long wait_assigned(long from, int want, int deadline_ms)
 {
-        struct stat st;
-
-        return stat(path, &st) == 0 ? (long)st.st_size : 0;
-}
-
-/*
- * Polls log (from byte from on) until a line "event=assigned
- * partitions=<want>" appears; returns the ms it took, or -1 at the deadline.
- */
-static long long wait_assigned(const char *log, long from, int want,
-                               int deadline_ms)
-{
-        long long t0 = h_now_ms();
         char pat[64];
 
         snprintf(pat, sizeof(pat), "event=assigned partitions=%d\n", want);
-        while (h_now_ms() - t0 < deadline_ms) {
-                FILE *fp = fopen(log, "r");
-                char line[4096];
-
-                if (fp && fseek(fp, from, SEEK_SET) == 0)
-                        while (fgets(line, sizeof(line), fp))
-                                if (strstr(line, pat)) {
-                                        fclose(fp);
-                                        return h_now_ms() - t0;
-                                }
-                if (fp)
-                        fclose(fp);
-                usleep(50 * 1000);
-        }
-        return -1;
+        return h_wait_log("sg-ingest", from, pat, deadline_ms);
 }
 
 Test(recovery, restarted_ingest_resumes_at_once_and_a_dead_one_is_replaced)
 {
-        char truth_path[512], log[600], shipped[512], cfg_b[600], why[512];
+        char truth_path[512], shipped[512], cfg_b[600], why[512];
         const char *gen_args[] = {"--seed",  "41",       "--duration",
                                   "150",     "--rate",   "4000",
                                   "--truth", truth_path, NULL};
@@ -89,24 +63,23 @@ Test(recovery, restarted_ingest_resumes_at_once_and_a_dead_one_is_replaced)
         long from;
 
         snprintf(truth_path, sizeof(truth_path), "%s/truth.jsonl", H.dir);
-        snprintf(log, sizeof(log), "%s/sg-ingest.log", H.dir);
         snprintf(cfg_b, sizeof(cfg_b), "SG_CONFIG=%s",
                  h_src("config/spendguard.yaml", shipped, sizeof(shipped)));
         a = h_spawn_env("sg-ingest", NULL, env_a);
         h_spawn("sg-aggregate", NULL);
         h_spawn("sg-rules", NULL);
         h_spawn("sg-sink", NULL);
-        cr_assert_geq(wait_assigned(log, 0, INGEST_PARTITIONS, 60000), 0,
+        cr_assert_geq(wait_assigned(0, INGEST_PARTITIONS, 60000), 0,
                       "ingest never got its partitions (logs in %s)", H.dir);
         gen = h_spawn("sg-gen", gen_args);
         sleep(3);
 
         /* 1. SIGKILL and restart under the same group.instance.id. */
-        from = file_size(log);
+        from = h_log_size("sg-ingest");
         kill(a, SIGKILL);
         cr_assert_eq(h_wait(a, 10000), -1);
         a = h_spawn_env("sg-ingest", NULL, env_a);
-        restart_ms = wait_assigned(log, from, INGEST_PARTITIONS, 30000);
+        restart_ms = wait_assigned(from, INGEST_PARTITIONS, 30000);
         cr_assert_geq(restart_ms, 0,
                       "the restarted ingest had not got its partitions back "
                       "after 30 s (static membership; logs in %s)",
@@ -117,17 +90,17 @@ Test(recovery, restarted_ingest_resumes_at_once_and_a_dead_one_is_replaced)
                 INGEST_PARTITIONS, restart_ms);
 
         /* 2. A second instance with the shipped session, killed for good. */
-        from = file_size(log);
+        from = h_log_size("sg-ingest");
         b = h_spawn_env("sg-ingest", NULL, env_b);
-        cr_assert_geq(wait_assigned(log, from, INGEST_PARTITIONS / 2, 60000),
+        cr_assert_geq(wait_assigned(from, INGEST_PARTITIONS / 2, 60000),
                       0, "instance b never got half of the partitions "
                          "(logs in %s)",
                       H.dir);
         sleep(2);
-        from = file_size(log);
+        from = h_log_size("sg-ingest");
         kill(b, SIGKILL);
         cr_assert_eq(h_wait(b, 10000), -1);
-        replace_ms = wait_assigned(log, from, INGEST_PARTITIONS, 120000);
+        replace_ms = wait_assigned(from, INGEST_PARTITIONS, 120000);
         cr_assert_geq(replace_ms, 0,
                       "instance a never took over b's partitions (logs in %s)",
                       H.dir);
