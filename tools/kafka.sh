@@ -69,7 +69,7 @@ java_cmd() {
 }
 
 # Writes DIR/server.properties and DIR/log4j2.properties, formats the log
-# dir (KRaft, --standalone: this node is the whole controller quorum) and
+# dir (KRaft, --standalone: this node is the whole controller quorum), then
 # writes DIR/bootstrap. A DIR prepared before is reused as it is: the
 # broker restarts on its log dir and its ports.
 prepare() {
@@ -119,14 +119,17 @@ logger.server.level = INFO
 logger.raft.name = kafka.server.KafkaRaftServer
 logger.raft.level = INFO
 EOF
-                echo "127.0.0.1:$bport" >"$dir/bootstrap"
         fi
         if [ ! -f "$dir/data/meta.properties" ]; then
                 cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+                # --cluster-id=: a base64 id may begin with '-'.
                 java_cmd run kafka.tools.StorageTool format --standalone \
-                        -t "$cid" -c "$dir/server.properties" >/dev/null ||
-                        die "formatting $dir/data failed"
+                        --cluster-id="$cid" --config="$dir/server.properties" \
+                        >/dev/null || die "formatting $dir/data failed"
         fi
+        # Last: a caller that waits for this file knows the rest is there.
+        sed -n 's|^advertised.listeners=PLAINTEXT://||p' \
+                "$dir/server.properties" >"$dir/bootstrap"
 }
 
 # 0 once the broker answers a metadata request.
