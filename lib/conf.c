@@ -174,6 +174,11 @@ const sg_conf_field_t sg_conf_fields[] = {
         "timeout of one webhook POST"),
     INT("sink.webhook_retries", "5", 0, 100, sink.webhook_retries,
         "retries of a failed webhook POST, with doubling backoff"),
+    INT("sink.transactions", "1", 0, 1, sink.transactions,
+        "1: each batch's output and its input offsets commit in one Kafka "
+        "transaction (transactional.id <group_prefix>.<instance>.sink), so "
+        "a crash after the broker's ack delivers nothing twice to "
+        "read_committed readers; 0: idempotent producer, Redis dedupe only"),
     INT("sink.webhook_backoff_ms", "200", 1, 60000, sink.webhook_backoff_ms,
         "the first retry's delay; doubles with each retry (at most 30 s)"),
 

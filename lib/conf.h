@@ -109,6 +109,7 @@ typedef struct sg_conf {
                 int webhook_timeout_ms;
                 int webhook_retries;
                 int webhook_backoff_ms;
+                int transactions; /* 1: Kafka transactions per batch */
         } sink;
 
         struct {

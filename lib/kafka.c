@@ -81,17 +81,16 @@ int sg_kafka_instance_id(const sg_conf_t *conf, const char *stage, char *buf,
                          size_t size)
 {
         char host[256] = "";
+        int off = strcmp(conf->instance_id, "off") == 0;
 
-        if (strcmp(conf->instance_id, "off") == 0)
-                return 0;
-        if (conf->instance_id[0]) {
+        if (conf->instance_id[0] && !off) {
                 snprintf(buf, size, "%s.%s", conf->instance_id, stage);
                 return 1;
         }
         if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
                 snprintf(host, sizeof(host), "localhost");
         snprintf(buf, size, "%s.%s", host, stage);
-        return 1;
+        return !off;
 }
 
 /* The common part of both clients' configs. */
@@ -284,6 +283,79 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
                 return NULL;
         }
         return p;
+}
+
+/* 1 when *e is a retriable transaction error and the stage is not
+ * stopping: logged, destroyed, paused for; the caller calls again. */
+static int txn_again(rd_kafka_error_t **e, const char *op)
+{
+        if (!*e || !rd_kafka_error_is_retriable(*e) || sg_stop)
+                return 0;
+        sg_warn("event=txn_retry op=%s err=%s", op, rd_kafka_error_name(*e));
+        rd_kafka_error_destroy(*e);
+        *e = NULL;
+        sg_sleep_ms(200);
+        return 1;
+}
+
+sg_producer_t *sg_producer_new_transactional(const sg_conf_t *conf,
+                                             const char *client_id,
+                                             const char *transactional_id,
+                                             char *errstr, size_t errstr_size)
+{
+        const char *const defaults[] = {"enable.idempotence",
+                                        "true",
+                                        "acks",
+                                        "all",
+                                        "linger.ms",
+                                        "5",
+                                        "compression.type",
+                                        "lz4",
+                                        "transaction.timeout.ms",
+                                        "30000",
+                                        "transactional.id",
+                                        transactional_id,
+                                        NULL};
+        sg_producer_t *p = calloc(1, sizeof(*p));
+        rd_kafka_error_t *e;
+
+        if (!p) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        p->track = -1;
+        p->rk = client_new(RD_KAFKA_PRODUCER, conf, client_id, NULL, defaults,
+                           producer_callbacks, p, errstr, errstr_size);
+        if (!p->rk) {
+                free(p);
+                return NULL;
+        }
+        do
+                e = rd_kafka_init_transactions(p->rk, 30000);
+        while (txn_again(&e, "init"));
+        if (e || sg_stop) {
+                snprintf(errstr, errstr_size, "init_transactions: %s",
+                         e ? rd_kafka_error_string(e) : "stopped");
+                if (e)
+                        rd_kafka_error_destroy(e);
+                rd_kafka_destroy(p->rk);
+                free(p);
+                return NULL;
+        }
+        sg_info("event=txn_init transactional_id=%s", transactional_id);
+        return p;
+}
+
+int sg_producer_txn_begin(sg_producer_t *p)
+{
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
+
+        if (!e)
+                return 0;
+        sg_error("event=txn_begin_failed err=%s reason=\"%s\"",
+                 rd_kafka_error_name(e), rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
 }
 
 void sg_producer_destroy(sg_producer_t *p)
@@ -766,6 +838,59 @@ static int seek_list(sg_consumer_t *c, rd_kafka_topic_partition_list_t *l)
                 }
         }
         return rc;
+}
+
+int sg_producer_txn_commit(sg_producer_t *p, sg_consumer_t *c,
+                           rd_kafka_message_t **msgs, int cnt)
+{
+        rd_kafka_consumer_group_metadata_t *md =
+            rd_kafka_consumer_group_metadata(c->rk);
+        rd_kafka_topic_partition_list_t *l = batch_offsets(msgs, cnt, 1);
+        rd_kafka_error_t *e;
+        const char *op = "send_offsets";
+
+        do
+                e = rd_kafka_send_offsets_to_transaction(p->rk, l, md, 30000);
+        while (txn_again(&e, op));
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_consumer_group_metadata_destroy(md);
+        if (!e) {
+                op = "commit";
+                do
+                        e = rd_kafka_commit_transaction(p->rk, 30000);
+                while (txn_again(&e, op));
+        }
+        if (!e)
+                return 0;
+        sg_warn("event=txn_failed op=%s err=%s abort=%d fatal=%d reason=\"%s\"",
+                op, rd_kafka_error_name(e),
+                rd_kafka_error_txn_requires_abort(e),
+                rd_kafka_error_is_fatal(e), rd_kafka_error_string(e));
+        if (rd_kafka_error_is_fatal(e) || sg_stop) {
+                rd_kafka_error_destroy(e);
+                return -1;
+        }
+        rd_kafka_error_destroy(e);
+        return sg_producer_txn_abort(p) == 0 ? 1 : -1;
+}
+
+int sg_producer_txn_abort(sg_producer_t *p)
+{
+        rd_kafka_error_t *e;
+
+        do
+                e = rd_kafka_abort_transaction(p->rk, 30000);
+        while (txn_again(&e, "abort"));
+        /* What the aborted transaction had in flight is reported failed;
+         * it is redone, so the accounting starts again. */
+        p->inflight = 0;
+        p->failed = 0;
+        if (!e)
+                return 0;
+        sg_error("event=txn_abort_failed err=%s reason=\"%s\"",
+                 rd_kafka_error_name(e), rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
 }
 
 int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)

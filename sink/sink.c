@@ -1,9 +1,15 @@
 /*
  * The sg-sink batch loop. Per batch: decode, drop what this batch or Redis
- * says was delivered already (one pipelined round trip), produce the rest,
- * wait for the acknowledgements, remember them in Redis (one round trip),
- * then commit. A crash before the remembering redelivers; one after it
- * cannot, since the input is committed last.
+ * says was delivered already (one pipelined round trip), produce the rest
+ * in a Kafka transaction, wait for the acknowledgements, commit the
+ * transaction with the input offsets, remember the deliveries in Redis
+ * (one MULTI/EXEC round trip), then commit the offsets again the plain
+ * way (for brokers that do not store transactional offsets: the mock).
+ * On a real broker a crash after the transaction's commit cannot
+ * redeliver (the offsets moved with it), and one before it redelivers
+ * only what read_committed readers never saw. With sink.transactions 0,
+ * or on the mock, the Redis keys are the dedupe: a crash between the ack
+ * and the Redis write delivers twice (docs/reliability.md).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -382,6 +388,9 @@ static int batch(sg_sink_t *s, sg_consumer_t *consumer, int n)
 
         s->ndec = s->nkpi = s->nrolling = 0;
         s->batch_failed = 0;
+        /* Dead letters and deliveries alike belong to the transaction. */
+        if (s->conf->sink.transactions && sg_producer_txn_begin(s->producer))
+                return -1;
         for (int i = 0; i < n; i++) {
                 const rd_kafka_message_t *m = s->msgs[i];
                 const char *topic = rd_kafka_topic_name(m->rkt);
@@ -398,6 +407,17 @@ static int batch(sg_sink_t *s, sg_consumer_t *consumer, int n)
         rc = flush(s);
         if (rc == -1)
                 return -1; /* stopped, unacknowledged: redo on restart */
+        if (rc == 0 && !s->batch_failed && s->conf->sink.transactions) {
+                /* The output and the input offsets become visible together
+                 * (to read_committed readers), or not at all: a crash from
+                 * here on delivers nothing twice. */
+                rc = sg_producer_txn_commit(s->producer, consumer, s->msgs, n);
+                if (rc == -1)
+                        return -1;
+        } else if (s->conf->sink.transactions &&
+                   sg_producer_txn_abort(s->producer) == -1) {
+                return -1;
+        }
         if (rc > 0 || s->batch_failed) {
                 sg_warn("event=batch_retry messages=%d failed=%d", n, rc);
                 if (sg_consumer_rewind(consumer, s->msgs, n) == -1)
