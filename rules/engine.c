@@ -366,8 +366,14 @@ static int state_write(sg_rules_engine_t *e)
         if (!sg_rstate_pending(e->st))
                 return 0;
         for (;;) {
+                /* MULTI/EXEC: a crash or a lost connection mid-write leaves
+                 * all of it or none (F19d); a redo after a lost EXEC reply
+                 * writes the same values again. */
+                const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
                 writer_t w = {e, 0};
-                int ok = sg_rstate_each_pending(e->st, write_one, &w) == 0;
+                int ok = append(&w, 1, multi) == 0 &&
+                         sg_rstate_each_pending(e->st, write_one, &w) == 0 &&
+                         append(&w, 1, exec) == 0;
 
                 for (int i = 0; ok && i < w.sent; i++) {
                         redisReply *r = sg_redis_pipeline_get(e->redis);
@@ -379,6 +385,13 @@ static int state_write(sg_rules_engine_t *e)
                         if (r->type == REDIS_REPLY_ERROR)
                                 sg_error("event=state_write_failed err=%s",
                                          r->str);
+                        for (size_t k = 0; r->type == REDIS_REPLY_ARRAY &&
+                                           k < r->elements;
+                             k++)
+                                if (r->element[k]->type == REDIS_REPLY_ERROR)
+                                        sg_error("event=state_write_failed "
+                                                 "err=%s",
+                                                 r->element[k]->str);
                         freeReplyObject(r);
                 }
                 if (ok)

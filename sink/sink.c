@@ -142,12 +142,18 @@ static void on_exists(sg_sink_t *s, int k, const redisReply *r)
                 sg_error("event=redis_error cmd=EXISTS err=%s", r->str);
 }
 
-/* Remembers what the batch delivered: dedupe keys, the decision log. */
+/* Remembers what the batch delivered: dedupe keys, the decision log, in
+ * one MULTI/EXEC, so that a crash or a lost connection mid-write leaves
+ * all of it or none (F19d). */
 static int append_record(sg_sink_t *s)
 {
         char key[KEY_LEN], ttl[16], len[16];
         const char *argv[5] = {"SET", key, "1", "EX", ttl};
-        int cnt = 0, logged = 0;
+        const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
+        int cnt = 1, logged = 0;
+
+        if (sg_redis_append_argv(s->redis, 1, multi, NULL))
+                return -1;
 
         snprintf(ttl, sizeof(ttl), "%d", s->conf->sink.dedupe_ttl_s);
         for (int i = 0; i < s->ndec; i++) {
@@ -196,13 +202,23 @@ static int append_record(sg_sink_t *s)
                         return -1;
                 cnt++;
         }
-        return cnt;
+        if (sg_redis_append_argv(s->redis, 1, exec, NULL))
+                return -1;
+        return cnt + 1;
 }
 
 static void on_record(sg_sink_t *s, int k, const redisReply *r)
 {
+        (void)s;
+        (void)k;
         if (r->type == REDIS_REPLY_ERROR)
                 sg_error("event=redis_error cmd=record err=%s", r->str);
+        /* EXEC: the replies of the commands it ran. */
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements;
+             i++)
+                if (r->element[i]->type == REDIS_REPLY_ERROR)
+                        sg_error("event=redis_error cmd=record err=%s",
+                                 r->element[i]->str);
 }
 
 /* ------------------------------------------------------------------ input */
