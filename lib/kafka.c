@@ -1,6 +1,6 @@
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kafka.h"
 #include "log.h"
