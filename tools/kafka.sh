@@ -8,13 +8,15 @@
 #   tools/kafka.sh run DIR      prepare DIR (config, formatted storage,
 #                               DIR/bootstrap) and exec the broker in the
 #                               foreground: the caller owns its pid
-#   tools/kafka.sh start DIR    run in the background (pid in DIR/kafka.pid),
-#                               wait until it answers a metadata request,
-#                               print bootstrap.servers
+#   tools/kafka.sh start [DIR]  run in the background (pid in DIR/kafka.pid,
+#                               log in DIR/kafka.log; DIR a new temp dir if
+#                               none), wait until it answers a metadata
+#                               request (kcat -L), print bootstrap.servers
 #   tools/kafka.sh stop DIR     stop the broker of DIR by its pid
 #
 # Environment: SG_KAFKA_CACHE (default ~/.cache/spendguard), SG_KAFKA_HEAP
-# (default 512m), SG_KAFKA_WAIT_S (start's deadline, default 120).
+# (default 512m), SG_KAFKA_LOG_LEVEL (default WARN), SG_KAFKA_WAIT_S
+# (start's deadline, default 120), JAVA (default java).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
