@@ -154,7 +154,10 @@ run)
         java_cmd exec kafka.Kafka "$dir/server.properties"
         ;;
 start)
-        [ -n "$dir" ] || dir=$(mktemp -d /tmp/sg-kafka-XXXXXX)
+        if [ -z "$dir" ]; then
+                dir=$(mktemp -d /tmp/sg-kafka-XXXXXX)
+                echo "kafka.sh: in $dir (stop: tools/kafka.sh stop $dir)" >&2
+        fi
         fetch
         prepare
         "$0" run "$dir" >>"$dir/kafka.log" 2>&1 &
