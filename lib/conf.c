@@ -38,6 +38,12 @@ const sg_conf_field_t sg_conf_fields[] = {
       "$SG_REDIS_PASSWORD beats it; never logged"),
     STR("group_prefix", "spendguard", group_prefix, "SG_GROUP_PREFIX",
         "consumer group prefix; a stage's group is <prefix>.<stage>"),
+    STR("instance_id", "", instance_id, "SG_INSTANCE_ID",
+        "this instance's name in its consumer group (static membership: "
+        "group.instance.id = <instance_id>.<stage>, so a restarted "
+        "instance gets its partitions back at once); empty: the host "
+        "name; off: dynamic membership. Instances of one stage in one "
+        "group need different names"),
     PATHF("schemas_dir", "schemas", schemas_dir, "folder of the .avsc schemas"),
     STR("log_level", "info", log_level, "SG_LOG_LEVEL",
         "debug, info, warn or error"),
@@ -186,6 +192,11 @@ const sg_conf_field_t sg_conf_fields[] = {
         "timeout of one webhook POST"),
     INT("sink.webhook_retries", "5", 0, 100, sink.webhook_retries,
         "retries of a failed webhook POST, with doubling backoff"),
+    INT("sink.transactions", "1", 0, 1, sink.transactions,
+        "1: each batch's output and its input offsets commit in one Kafka "
+        "transaction (transactional.id <group_prefix>.<instance>.sink), so "
+        "a crash after the broker's ack delivers nothing twice to "
+        "read_committed readers; 0: idempotent producer, Redis dedupe only"),
     INT("sink.webhook_backoff_ms", "200", 1, 60000, sink.webhook_backoff_ms,
         "the first retry's delay; doubles with each retry (at most 30 s)"),
 

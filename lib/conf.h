@@ -40,6 +40,9 @@ typedef struct sg_conf {
          * and hands it to sg_redis_set_password. */
         char redis_password[256];
         char group_prefix[64];
+        /* Static group membership: group.instance.id is
+         * <instance_id>.<stage>; "" = the host name, "off" = none. */
+        char instance_id[128];
         char schemas_dir[PATH_MAX];
         char log_level[16];
         char currency[16]; /* display only: money is micros of it */
@@ -109,6 +112,7 @@ typedef struct sg_conf {
                 int webhook_timeout_ms;
                 int webhook_retries;
                 int webhook_backoff_ms;
+                int transactions; /* 1: Kafka transactions per batch */
         } sink;
 
         struct {

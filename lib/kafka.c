@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kafka.h"
 #include "log.h"
@@ -66,12 +67,42 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         sg_warn("event=kafka_error client=%s err=%s reason=%s",
                 rd_kafka_name(rk), rd_kafka_err2name(err),
                 sg_log_quote(q, sizeof(q), reason));
+        /* A fatal error ends the client for good: for a consumer, another
+         * instance with the same group.instance.id has fenced this one
+         * (FENCED_INSTANCE_ID). Carrying on would only stall; exit so the
+         * supervisor sees it. */
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char why[512];
+                rd_kafka_resp_err_t ferr =
+                    rd_kafka_fatal_error(rk, why, sizeof(why));
+
+                sg_error("event=kafka_fatal client=%s err=%s reason=%s",
+                         rd_kafka_name(rk), rd_kafka_err2name(ferr),
+                         sg_log_quote(q, sizeof(q), why));
+                _exit(1);
+        }
         /* Not on a lone __TRANSPORT: one broker of several going away
          * does not make the stage unready. Any later sign of life (a
          * message, an acknowledgement, an assignment, a metadata reply)
          * sets it back. */
         if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
                 sg_ready_set(SG_READY_BROKER, 0);
+}
+
+int sg_kafka_instance_id(const sg_conf_t *conf, const char *stage, char *buf,
+                         size_t size)
+{
+        char host[256] = "";
+        int off = strcmp(conf->instance_id, "off") == 0;
+
+        if (conf->instance_id[0] && !off) {
+                snprintf(buf, size, "%s.%s", conf->instance_id, stage);
+                return 1;
+        }
+        if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+                snprintf(host, sizeof(host), "localhost");
+        snprintf(buf, size, "%s.%s", host, stage);
+        return !off;
 }
 
 /* The common part of both clients' configs. */
@@ -312,6 +343,79 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
         }
         p->dl_failed = sg_counter("deadletter_failed_total");
         return p;
+}
+
+/* 1 when *e is a retriable transaction error and the stage is not
+ * stopping: logged, destroyed, paused for; the caller calls again. */
+static int txn_again(rd_kafka_error_t **e, const char *op)
+{
+        if (!*e || !rd_kafka_error_is_retriable(*e) || sg_stop)
+                return 0;
+        sg_warn("event=txn_retry op=%s err=%s", op, rd_kafka_error_name(*e));
+        rd_kafka_error_destroy(*e);
+        *e = NULL;
+        sg_sleep_ms(200);
+        return 1;
+}
+
+sg_producer_t *sg_producer_new_transactional(const sg_conf_t *conf,
+                                             const char *client_id,
+                                             const char *transactional_id,
+                                             char *errstr, size_t errstr_size)
+{
+        const char *const defaults[] = {"enable.idempotence",
+                                        "true",
+                                        "acks",
+                                        "all",
+                                        "linger.ms",
+                                        "5",
+                                        "compression.type",
+                                        "lz4",
+                                        "transaction.timeout.ms",
+                                        "30000",
+                                        "transactional.id",
+                                        transactional_id,
+                                        NULL};
+        sg_producer_t *p = calloc(1, sizeof(*p));
+        rd_kafka_error_t *e;
+
+        if (!p) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        p->track = -1;
+        p->rk = client_new(RD_KAFKA_PRODUCER, conf, client_id, NULL, defaults,
+                           producer_callbacks, p, errstr, errstr_size);
+        if (!p->rk) {
+                free(p);
+                return NULL;
+        }
+        do
+                e = rd_kafka_init_transactions(p->rk, 30000);
+        while (txn_again(&e, "init"));
+        if (e || sg_stop) {
+                snprintf(errstr, errstr_size, "init_transactions: %s",
+                         e ? rd_kafka_error_string(e) : "stopped");
+                if (e)
+                        rd_kafka_error_destroy(e);
+                rd_kafka_destroy(p->rk);
+                free(p);
+                return NULL;
+        }
+        sg_info("event=txn_init transactional_id=%s", transactional_id);
+        return p;
+}
+
+int sg_producer_txn_begin(sg_producer_t *p)
+{
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
+
+        if (!e)
+                return 0;
+        sg_error("event=txn_begin_failed err=%s reason=\"%s\"",
+                 rd_kafka_error_name(e), rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
 }
 
 void sg_producer_destroy(sg_producer_t *p)
@@ -578,13 +682,22 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                                sg_rebalance_fn *on_rebalance, void *opaque,
                                char *errstr, size_t errstr_size)
 {
-        static const char *const defaults[] = {"enable.auto.commit",
-                                               "false",
-                                               "auto.offset.reset",
-                                               "earliest",
-                                               "enable.partition.eof",
-                                               "false",
-                                               NULL};
+        /* A session of 10 s, not librdkafka's 45: with static membership
+         * a restarted instance needs no session expiry to get its
+         * partitions back, so the session only bounds how long a dead
+         * instance's partitions stay unread (docs/reliability.md). */
+        const char *defaults[] = {"enable.auto.commit",
+                                  "false",
+                                  "auto.offset.reset",
+                                  "earliest",
+                                  "enable.partition.eof",
+                                  "false",
+                                  "session.timeout.ms",
+                                  "10000",
+                                  NULL,
+                                  NULL,
+                                  NULL};
+        char instance[320];
         sg_consumer_t *c = calloc(1, sizeof(*c));
         rd_kafka_topic_partition_list_t *subs;
         rd_kafka_resp_err_t err;
@@ -598,6 +711,10 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
         c->opaque = opaque;
         pthread_mutex_init(&c->cb_mu, NULL);
         c->linger_ms = conf->batch_linger_ms;
+        if (sg_kafka_instance_id(conf, stage, instance, sizeof(instance))) {
+                defaults[8] = "group.instance.id";
+                defaults[9] = instance;
+        }
         snprintf(group, sizeof(group), "%s.%s", conf->group_prefix, stage);
         snprintf(client, sizeof(client), "sg-%s", stage);
         c->rk = client_new(RD_KAFKA_CONSUMER, conf, client, group, defaults,
@@ -912,6 +1029,59 @@ static int seek_list(sg_consumer_t *c, rd_kafka_topic_partition_list_t *l)
                 }
         }
         return rc;
+}
+
+int sg_producer_txn_commit(sg_producer_t *p, sg_consumer_t *c,
+                           rd_kafka_message_t **msgs, int cnt)
+{
+        rd_kafka_consumer_group_metadata_t *md =
+            rd_kafka_consumer_group_metadata(c->rk);
+        rd_kafka_topic_partition_list_t *l = batch_offsets(msgs, cnt, 1);
+        rd_kafka_error_t *e;
+        const char *op = "send_offsets";
+
+        do
+                e = rd_kafka_send_offsets_to_transaction(p->rk, l, md, 30000);
+        while (txn_again(&e, op));
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_consumer_group_metadata_destroy(md);
+        if (!e) {
+                op = "commit";
+                do
+                        e = rd_kafka_commit_transaction(p->rk, 30000);
+                while (txn_again(&e, op));
+        }
+        if (!e)
+                return 0;
+        sg_warn("event=txn_failed op=%s err=%s abort=%d fatal=%d reason=\"%s\"",
+                op, rd_kafka_error_name(e),
+                rd_kafka_error_txn_requires_abort(e),
+                rd_kafka_error_is_fatal(e), rd_kafka_error_string(e));
+        if (rd_kafka_error_is_fatal(e) || sg_stop) {
+                rd_kafka_error_destroy(e);
+                return -1;
+        }
+        rd_kafka_error_destroy(e);
+        return sg_producer_txn_abort(p) == 0 ? 1 : -1;
+}
+
+int sg_producer_txn_abort(sg_producer_t *p)
+{
+        rd_kafka_error_t *e;
+
+        do
+                e = rd_kafka_abort_transaction(p->rk, 30000);
+        while (txn_again(&e, "abort"));
+        /* What the aborted transaction had in flight is reported failed;
+         * it is redone, so the accounting starts again. */
+        p->inflight = 0;
+        p->failed = 0;
+        if (!e)
+                return 0;
+        sg_error("event=txn_abort_failed err=%s reason=\"%s\"",
+                 rd_kafka_error_name(e), rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
 }
 
 int sg_consumer_rewind(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt)

@@ -63,6 +63,22 @@ int sg_producer_deadletter(sg_producer_t *p, const char *topic,
 /* Serves delivery reports without blocking. */
 void sg_producer_poll(sg_producer_t *p);
 
+/*
+ * A transactional producer: sg_producer_new plus transactional.id, its
+ * transactions initialised (which fences an older instance with the same
+ * id and aborts what it left open). Retries while the broker is not
+ * ready; NULL and errstr on error or when stopped.
+ */
+sg_producer_t *sg_producer_new_transactional(const sg_conf_t *conf,
+                                             const char *client_id,
+                                             const char *transactional_id,
+                                             char *errstr, size_t errstr_size);
+/* Begins a transaction. 0, or -1 (logged; the producer is unusable). */
+int sg_producer_txn_begin(sg_producer_t *p);
+/* Aborts the open transaction (its messages are never visible to
+ * read_committed readers). 0, or -1: the producer is unusable. */
+int sg_producer_txn_abort(sg_producer_t *p);
+
 /* ---------------------------------------------------------------- consumer */
 
 typedef struct sg_consumer sg_consumer_t;
@@ -73,6 +89,15 @@ typedef struct sg_consumer sg_consumer_t;
  */
 typedef void(sg_rebalance_fn)(void *opaque, int assign,
                               rd_kafka_topic_partition_list_t *parts);
+
+/*
+ * This instance's name for stage into buf: conf instance_id (else, and
+ * when it is "off", the host name) + "." + stage; the group.instance.id
+ * of its consumer and the base of a transactional.id. Returns 0 when
+ * instance_id is "off" (dynamic membership), else 1.
+ */
+int sg_kafka_instance_id(const sg_conf_t *conf, const char *stage, char *buf,
+                         size_t size);
 
 /*
  * A consumer in group <group_prefix>.<stage>, subscribed to topics, with
@@ -102,6 +127,16 @@ void sg_consumer_batch_free(rd_kafka_message_t **msgs, int cnt);
  * (a failure is logged when the consumer is next polled); -1 if the request
  * could not be queued. */
 int sg_consumer_commit(sg_consumer_t *c, rd_kafka_message_t **msgs, int cnt);
+
+/*
+ * Commits p's open transaction together with c's offsets after msgs (the
+ * consumer's group metadata fences a zombie). Call after sg_producer_flush
+ * found everything acknowledged. Retriable errors are retried; an
+ * abortable one aborts the transaction. Returns 0 committed, 1 aborted
+ * (rewind and redo the batch), -1 fatal or stopped.
+ */
+int sg_producer_txn_commit(sg_producer_t *p, sg_consumer_t *c,
+                           rd_kafka_message_t **msgs, int cnt);
 
 /* Rewinds each partition in msgs to its lowest offset there, so the batch
  * is consumed again. */

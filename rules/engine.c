@@ -401,6 +401,10 @@ static int state_write(sg_rules_engine_t *e)
         if (!sg_rstate_pending(e->st) && e->out_cnt == 0)
                 return 0;
         for (;;) {
+                /* MULTI/EXEC: a crash or a lost connection mid-write leaves
+                 * all of it or none (F19d); a redo after a lost EXEC reply
+                 * writes the same values again. */
+                const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
                 writer_t w = {e, 0};
                 const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
                 int ok = append(&w, 1, multi) == 0 &&

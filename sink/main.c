@@ -43,7 +43,20 @@ int main(int argc, char **argv)
                 what = "redis";
                 goto out;
         }
-        if (!(producer = sg_producer_new(&conf, "sg-sink", err, sizeof(err)))) {
+        if (conf.sink.transactions) {
+                char inst[320], txn_id[400];
+
+                /* One id per instance: a restarted sink fences its
+                 * predecessor and aborts what it left open. */
+                sg_kafka_instance_id(&conf, "sink", inst, sizeof(inst));
+                snprintf(txn_id, sizeof(txn_id), "%s.%s", conf.group_prefix,
+                         inst);
+                producer = sg_producer_new_transactional(
+                    &conf, "sg-sink", txn_id, err, sizeof(err));
+        } else {
+                producer = sg_producer_new(&conf, "sg-sink", err, sizeof(err));
+        }
+        if (!producer) {
                 what = "kafka producer";
                 goto out;
         }

@@ -67,7 +67,8 @@ typedef struct sg_broker_opts_s {
         const char *bootstrap_file;
         const char *control_path;
         const char *send_path;
-        char *send_cmd; /* owned */
+        char *send_cmd;        /* owned */
+        const char *create_on; /* a real cluster's bootstrap.servers */
 } sg_broker_opts_t;
 
 typedef struct sg_ctl_client_s {
@@ -1030,6 +1031,140 @@ static int sg_broker_send(const char *path, const char *cmd)
 }
 
 /* ------------------------------------------------------------------ */
+/* Client mode: --create-on BOOTSTRAP (a real Kafka cluster)            */
+/* ------------------------------------------------------------------ */
+
+#define SG_CREATE_WAIT_MS 60000
+
+/* 1 when the cluster's metadata shows every topic of o with all its
+ * partitions led, else 0 (also when the broker does not answer yet). */
+static int sg_broker_real_ready(rd_kafka_t *rk, const sg_broker_opts_t *o)
+{
+        const struct rd_kafka_metadata *md;
+        int ready = 1;
+
+        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000))
+                return 0;
+        for (int i = 0; ready && i < o->topic_cnt; i++) {
+                int found = 0;
+
+                for (int t = 0; t < md->topic_cnt; t++) {
+                        const struct rd_kafka_metadata_topic *mt =
+                            &md->topics[t];
+
+                        if (strcmp(mt->topic, o->topics[i].name))
+                                continue;
+                        found = !mt->err &&
+                                mt->partition_cnt == o->topics[i].partitions;
+                        for (int p = 0; found && p < mt->partition_cnt; p++)
+                                found = mt->partitions[p].leader >= 0;
+                }
+                ready = found;
+        }
+        rd_kafka_metadata_destroy(md);
+        return ready;
+}
+
+/*
+ * Creates the topics of o (-t / -p, the spendguard topics by default) on a
+ * real Kafka cluster and waits until every partition has a leader. A topic
+ * that already exists is left as it is. The broker may still be starting:
+ * requests are retried until SG_CREATE_WAIT_MS. Returns the exit code.
+ */
+static int sg_broker_create_on(const sg_broker_opts_t *o)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_NewTopic_t **nt = NULL;
+        rd_kafka_queue_t *q = NULL;
+        rd_kafka_t *rk = NULL;
+        struct timespec ts;
+        long long deadline;
+        char errstr[512];
+        int rc = 1, replication = o->brokers < 3 ? o->brokers : 3;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        deadline = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+                   SG_CREATE_WAIT_MS;
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", o->create_on, errstr,
+                              sizeof(errstr)) != RD_KAFKA_CONF_OK)
+                goto err_conf;
+        rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk)
+                goto err_conf;
+        conf = NULL;
+        q = rd_kafka_queue_new(rk);
+        nt = calloc((size_t)o->topic_cnt, sizeof(*nt));
+        if (!nt) {
+                snprintf(errstr, sizeof(errstr), "out of memory");
+                goto err;
+        }
+        for (int i = 0; i < o->topic_cnt; i++) {
+                nt[i] = rd_kafka_NewTopic_new(o->topics[i].name,
+                                              o->topics[i].partitions,
+                                              replication, errstr,
+                                              sizeof(errstr));
+                if (!nt[i])
+                        goto err;
+        }
+        for (;;) {
+                rd_kafka_event_t *ev;
+                const rd_kafka_topic_result_t **res;
+                size_t cnt = 0;
+
+                if (sg_broker_real_ready(rk, o)) {
+                        rc = 0;
+                        break;
+                }
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                if ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 >
+                    deadline) {
+                        snprintf(errstr, sizeof(errstr),
+                                 "topics not ready on %s within %d s",
+                                 o->create_on, SG_CREATE_WAIT_MS / 1000);
+                        goto err;
+                }
+                rd_kafka_CreateTopics(rk, nt, (size_t)o->topic_cnt, NULL, q);
+                ev = rd_kafka_queue_poll(q, 15000);
+                if (!ev)
+                        continue;
+                res = rd_kafka_CreateTopics_result_topics(
+                    rd_kafka_event_CreateTopics_result(ev), &cnt);
+                for (size_t i = 0; i < cnt; i++) {
+                        rd_kafka_resp_err_t e =
+                            rd_kafka_topic_result_error(res[i]);
+
+                        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                                sg_warn("event=create_topic topic=%s err=%s",
+                                        rd_kafka_topic_result_name(res[i]),
+                                        rd_kafka_err2name(e));
+                }
+                rd_kafka_event_destroy(ev);
+                /* Leaders are elected just after creation: look again. */
+                nanosleep(&(struct timespec){0, 200000000L}, NULL);
+        }
+        sg_info("event=topics_ready bootstrap=%s topics=%d", o->create_on,
+                o->topic_cnt);
+err:
+        if (rc)
+                fprintf(stderr, "sg-broker: --create-on: %s\n", errstr);
+        for (int i = 0; nt && i < o->topic_cnt; i++)
+                if (nt[i])
+                        rd_kafka_NewTopic_destroy(nt[i]);
+        free(nt);
+        if (q)
+                rd_kafka_queue_destroy(q);
+        if (rk)
+                rd_kafka_destroy(rk);
+        return rc;
+err_conf:
+        fprintf(stderr, "sg-broker: --create-on: %s\n", errstr);
+        if (conf)
+                rd_kafka_conf_destroy(conf);
+        return 2;
+}
+
+/* ------------------------------------------------------------------ */
 /* Arguments                                                            */
 /* ------------------------------------------------------------------ */
 
@@ -1037,6 +1172,7 @@ enum {
         SG_OPT_BOOTSTRAP_FILE = 256,
         SG_OPT_CONTROL,
         SG_OPT_SEND,
+        SG_OPT_CREATE_ON,
 };
 
 typedef struct sg_broker_optdesc_s {
@@ -1060,6 +1196,9 @@ static const sg_broker_optdesc_t sg_broker_optdescs[] = {
      "serve the fault-injection control socket at PATH"},
     {"send", SG_OPT_SEND, required_argument, "PATH",
      "client mode: send the command (the remaining arguments) to PATH"},
+    {"create-on", SG_OPT_CREATE_ON, required_argument, "BOOTSTRAP",
+     "client mode: create the topics (-t/-p) on a real Kafka cluster, wait "
+     "for their leaders, exit"},
     {"help", 'h', no_argument, NULL, "show this help"},
     {"version", 'V', no_argument, NULL, "show the version"},
 };
@@ -1070,7 +1209,9 @@ static const sg_broker_optdesc_t sg_broker_optdescs[] = {
 static void sg_broker_usage(FILE *fp)
 {
         fprintf(fp, "usage: sg-broker [options]\n"
-                    "       sg-broker --send PATH 'command'\n\n"
+                    "       sg-broker --send PATH 'command'\n"
+                    "       sg-broker --create-on BOOTSTRAP [-t ...] "
+                    "[-p N]\n\n"
                     "A local Kafka-protocol cluster (librdkafka mock) for "
                     "development and tests.\nPrints bootstrap.servers as its "
                     "first line, runs until SIGTERM/SIGINT.\n\n");
@@ -1224,6 +1365,9 @@ static int sg_broker_opts_parse(sg_broker_opts_t *o, int argc, char **argv,
                 case SG_OPT_SEND:
                         o->send_path = optarg;
                         break;
+                case SG_OPT_CREATE_ON:
+                        o->create_on = optarg;
+                        break;
                 case 'h':
                         sg_broker_usage(stdout);
                         return 1;
@@ -1322,6 +1466,11 @@ int main(int argc, char **argv)
         }
         if (opts.send_path) {
                 r = sg_broker_send(opts.send_path, opts.send_cmd);
+                sg_broker_opts_destroy(&opts);
+                return r;
+        }
+        if (opts.create_on) {
+                r = sg_broker_create_on(&opts);
                 sg_broker_opts_destroy(&opts);
                 return r;
         }

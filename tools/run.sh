@@ -1,5 +1,6 @@
 #!/bin/sh
-# `make run`: the local stack — sg-broker, a private redis-server, the four
+# `make run`: the local stack — sg-broker (SG_KAFKA=real: Apache Kafka,
+# tools/kafka.sh), a private redis-server, the four
 # stages, the status page (sg-ctl serve) and the sg-gen scenario in real
 # time — with a live per-channel view (sg-ctl top) and every decision as it
 # happens. It starts the scenario only once every stage answers /readyz, and
@@ -37,6 +38,7 @@ cleanup() {
                 [ -n "$p" ] && kill -TERM "$p" 2>/dev/null
         done
         reap "$infra"
+        if [ -f "$RUN/kafka/kafka.pid" ]; then tools/kafka.sh stop "$RUN/kafka"; fi
         [ -t 1 ] && printf '\033[?25h' # the cursor, whatever top left
         echo "run: stopped; logs in $RUN/"
 }
@@ -148,11 +150,24 @@ bound_port() { # name
 infra="redis broker"
 start redis redis-server --port 0 --unixsocket "$RUN/redis.sock" \
         --save "" --appendonly no --dir "$RUN"
-start broker "$BIN/sg-broker" --bootstrap-file "$RUN/bootstrap" \
-        --control "$RUN/broker.ctl"
+if [ "${SG_KAFKA:-mock}" = real ]; then
+        # SG_KAFKA=real: Apache Kafka (tools/kafka.sh, docs/broker.md) with
+        # the spendguard topics, instead of sg-broker.
+        infra="redis"
+        rm -rf "$RUN/kafka"
+        tools/kafka.sh start "$RUN/kafka" >"$RUN/bootstrap.tmp" ||
+                { echo "run: Kafka did not start (log: $RUN/kafka/)" >&2; exit 1; }
+        "$BIN/sg-broker" --create-on "$(cat "$RUN/bootstrap.tmp")" \
+                2>>"$RUN/broker.log"
+        mv "$RUN/bootstrap.tmp" "$RUN/bootstrap"
+else
+        start broker "$BIN/sg-broker" --bootstrap-file "$RUN/bootstrap" \
+                --control "$RUN/broker.ctl"
+fi
 names=""
 wait_for redis-server redis sh -c "redis-cli -s '$RUN/redis.sock' ping >/dev/null"
-wait_for sg-broker broker test -s "$RUN/bootstrap"
+[ "${SG_KAFKA:-mock}" = real ] ||
+        wait_for sg-broker broker test -s "$RUN/bootstrap"
 
 SG_BROKERS=$(head -n 1 "$RUN/bootstrap")
 SG_REDIS="unix://$RUN/redis.sock"

@@ -181,7 +181,7 @@ def check_stages(c, services, ports, kafka_addr, redis_addr):
                     f"port {port}")
 
 
-def check_kafka(c, services):
+def check_kafka(c, services, src):
     """Returns the bootstrap address the stages must use ('kafka:9092')."""
     svc = services.get("kafka")
     if not c.check(svc is not None, "docker-compose.yml: service kafka is "
@@ -200,6 +200,15 @@ def check_kafka(c, services):
             f"{where}: KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR should be 1 "
             "on a single node")
     c.check(bool(svc.get("healthcheck")), f"{where}: no healthcheck")
+    # The broker the tests run (tools/kafka.sh) is the one compose runs.
+    pom = os.path.join(src, "tools", "kafka", "pom.xml")
+    pm = re.search(r"<kafka.version>([^<]+)</kafka.version>",
+                   open(pom, encoding="utf-8").read())
+    want = f"apache/kafka:{pm.group(1) if pm else '?'}"
+    for name in ("kafka", "kafka-init"):
+        img = (services.get(name) or {}).get("image")
+        c.check(img == want, f"docker-compose.yml: service {name}: image "
+                f"{img!r}, but tools/kafka/pom.xml pins {want!r}")
     adv = env.get("KAFKA_ADVERTISED_LISTENERS") or ""
     m = re.search(r"PLAINTEXT://([^,]+)", adv)
     if not c.check(m is not None, f"{where}: KAFKA_ADVERTISED_LISTENERS "
@@ -454,7 +463,7 @@ def main():
     ports = stage_ports(fields, config_md)
 
     c = Checker()
-    kafka_addr = check_kafka(c, services)
+    kafka_addr = check_kafka(c, services, src)
     redis_addr = check_redis(c, services)
     check_stages(c, services, ports, kafka_addr, redis_addr)
     check_topics(c, services, topics, kafka_addr)

@@ -27,6 +27,7 @@ typedef struct harness {
         h_proc_t procs[H_MAX_PROCS];
         int proc_cnt;
         int redis_persist; /* set before h_start_infra(): an AOF, fsynced */
+        char kafka_dir[300]; /* SG_KAFKA=real: the broker's config, logs */
 } harness_t;
 
 /* The global harness of the running test (one per test process). */
@@ -43,6 +44,17 @@ void h_init(void);
  * append is added at the end (may be NULL). Call after h_init().
  */
 void h_config(const char *const *subst, const char *append);
+/*
+ * 1 when the environment says SG_KAFKA=real: h_start_infra() then starts
+ * a real Apache Kafka broker (tools/kafka.sh run, single-node KRaft, in
+ * dir/kafka; process name "kafka") instead of sg-broker, and creates the
+ * topics on it with `sg-broker --create-on` (of the sg-broker arguments,
+ * only -t and --partitions/-p apply). h_broker_ctl() needs sg-broker.
+ */
+int h_real_kafka(void);
+/* SIGKILLs the real broker, waits down_ms, and starts it again on its log
+ * dir and ports. Returns at once: clients reconnect when it is back. */
+void h_kafka_restart(int down_ms);
 /* Starts redis-server and sg-broker and waits until both answer. */
 void h_start_infra(void);
 /* Starts redis-server alone (tests of a library module against the real
@@ -142,6 +154,12 @@ const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf,
 int h_group_caught_up(const char *group_suffix, const char *topic);
 /* Polls h_group_caught_up() until it holds; fails the test after ms. */
 void h_wait_caught_up(const char *group_suffix, const char *topic, int ms);
+
+/* The size of dir/<name>.log now (0 if none): a start for h_wait_log. */
+long h_log_size(const char *name);
+/* Polls dir/<name>.log from byte from on until a line contains pattern;
+ * returns the ms it took, or -1 after ms. */
+long long h_wait_log(const char *name, long from, const char *pattern, int ms);
 
 /* Monotonic ms. */
 long long h_now_ms(void);
