@@ -406,7 +406,6 @@ static int state_write(sg_rules_engine_t *e)
                  * writes the same values again. */
                 const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
                 writer_t w = {e, 0};
-                const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
                 int ok = append(&w, 1, multi) == 0 &&
                          sg_rstate_each_pending(e->st, write_one, &w) == 0 &&
                          (e->out_cnt == 0 || append_outbox(&w) == 0) &&
