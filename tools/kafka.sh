@@ -129,9 +129,12 @@ EOF
                         --cluster-id="$cid" --config="$dir/server.properties" \
                         >/dev/null || die "formatting $dir/data failed"
         fi
-        # Last: a caller that waits for this file knows the rest is there.
+        # Last, and whole at once (written aside, then renamed): a caller
+        # that waits for this file knows the rest is there, and never reads
+        # it half written.
         sed -n 's|^advertised.listeners=PLAINTEXT://||p' \
-                "$dir/server.properties" >"$dir/bootstrap"
+                "$dir/server.properties" >"$dir/bootstrap.tmp"
+        mv "$dir/bootstrap.tmp" "$dir/bootstrap"
 }
 
 # 0 once the broker answers a metadata request.
