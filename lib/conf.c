@@ -39,11 +39,12 @@ const sg_conf_field_t sg_conf_fields[] = {
     STR("group_prefix", "spendguard", group_prefix, "SG_GROUP_PREFIX",
         "consumer group prefix; a stage's group is <prefix>.<stage>"),
     STR("instance_id", "", instance_id, "SG_INSTANCE_ID",
-        "this instance's name in its consumer group (static membership: "
-        "group.instance.id = <instance_id>.<stage>, so a restarted "
-        "instance gets its partitions back at once); empty: the host "
-        "name; off: dynamic membership. Instances of one stage in one "
-        "group need different names"),
+        "this instance's name: with a value, static group membership "
+        "(group.instance.id = <instance_id>.<stage>: a restarted instance "
+        "gets its partitions back at once; instances of one stage need "
+        "different names; a fenced instance exits 1); empty: dynamic "
+        "membership. Also names the sink's transactional.id (empty: the "
+        "host name)"),
     PATHF("schemas_dir", "schemas", schemas_dir, "folder of the .avsc schemas"),
     STR("log_level", "info", log_level, "SG_LOG_LEVEL",
         "debug, info, warn or error"),

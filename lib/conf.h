@@ -40,8 +40,8 @@ typedef struct sg_conf {
          * and hands it to sg_redis_set_password. */
         char redis_password[256];
         char group_prefix[64];
-        /* Static group membership: group.instance.id is
-         * <instance_id>.<stage>; "" = the host name, "off" = none. */
+        /* Static group membership when set: group.instance.id is
+         * <instance_id>.<stage>; "" = dynamic membership. */
         char instance_id[128];
         char schemas_dir[PATH_MAX];
         char log_level[16];

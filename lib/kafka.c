@@ -60,6 +60,20 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                fac, sg_log_quote(q, sizeof(q), buf));
 }
 
+/* A fatal error ends a client for good (a fenced static consumer, a
+ * fenced transactional producer): carrying on would only stall, so the
+ * stage exits 1 for its supervisor to restart it. */
+static void fatal_exit(rd_kafka_t *rk)
+{
+        char why[512], q[1024];
+        rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, why, sizeof(why));
+
+        sg_error("event=kafka_fatal client=%s err=%s reason=%s",
+                 rd_kafka_name(rk), rd_kafka_err2name(ferr),
+                 sg_log_quote(q, sizeof(q), why));
+        _exit(1);
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
         char q[1024];
@@ -67,20 +81,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         sg_warn("event=kafka_error client=%s err=%s reason=%s",
                 rd_kafka_name(rk), rd_kafka_err2name(err),
                 sg_log_quote(q, sizeof(q), reason));
-        /* A fatal error ends the client for good: for a consumer, another
-         * instance with the same group.instance.id has fenced this one
-         * (FENCED_INSTANCE_ID). Carrying on would only stall; exit so the
-         * supervisor sees it. */
-        if (err == RD_KAFKA_RESP_ERR__FATAL) {
-                char why[512];
-                rd_kafka_resp_err_t ferr =
-                    rd_kafka_fatal_error(rk, why, sizeof(why));
-
-                sg_error("event=kafka_fatal client=%s err=%s reason=%s",
-                         rd_kafka_name(rk), rd_kafka_err2name(ferr),
-                         sg_log_quote(q, sizeof(q), why));
-                _exit(1);
-        }
+        if (err == RD_KAFKA_RESP_ERR__FATAL)
+                fatal_exit(rk);
         /* Not on a lone __TRANSPORT: one broker of several going away
          * does not make the stage unready. Any later sign of life (a
          * message, an acknowledgement, an assignment, a metadata reply)
@@ -93,16 +95,15 @@ int sg_kafka_instance_id(const sg_conf_t *conf, const char *stage, char *buf,
                          size_t size)
 {
         char host[256] = "";
-        int off = strcmp(conf->instance_id, "off") == 0;
 
-        if (conf->instance_id[0] && !off) {
+        if (conf->instance_id[0]) {
                 snprintf(buf, size, "%s.%s", conf->instance_id, stage);
                 return 1;
         }
         if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
                 snprintf(host, sizeof(host), "localhost");
         snprintf(buf, size, "%s.%s", host, stage);
-        return !off;
+        return 0;
 }
 
 /* The common part of both clients' configs. */
@@ -682,10 +683,12 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                                sg_rebalance_fn *on_rebalance, void *opaque,
                                char *errstr, size_t errstr_size)
 {
-        /* A session of 10 s, not librdkafka's 45: with static membership
-         * a restarted instance needs no session expiry to get its
-         * partitions back, so the session only bounds how long a dead
-         * instance's partitions stay unread (docs/reliability.md). */
+        /* A session of 6 s (Kafka's smallest by default), not
+         * librdkafka's 45: a restarted or dead instance's partitions are
+         * handed out again once its session expires, so this bounds the
+         * recovery time (docs/reliability.md "Recovery time"). With
+         * instance_id set the consumer is a static member and a restart
+         * needs no expiry at all. */
         const char *defaults[] = {"enable.auto.commit",
                                   "false",
                                   "auto.offset.reset",
@@ -693,7 +696,7 @@ sg_consumer_t *sg_consumer_new(const sg_conf_t *conf, const char *stage,
                                   "enable.partition.eof",
                                   "false",
                                   "session.timeout.ms",
-                                  "10000",
+                                  "6000",
                                   NULL,
                                   NULL,
                                   NULL};
@@ -940,6 +943,8 @@ int sg_consumer_batch(sg_consumer_t *c, rd_kafka_message_t **msgs, int max,
                                 break;
                         continue;
                 }
+                if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+                        fatal_exit(c->rk);
                 if (m->err) {
                         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                 sg_warn(

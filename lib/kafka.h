@@ -91,10 +91,10 @@ typedef void(sg_rebalance_fn)(void *opaque, int assign,
                               rd_kafka_topic_partition_list_t *parts);
 
 /*
- * This instance's name for stage into buf: conf instance_id (else, and
- * when it is "off", the host name) + "." + stage; the group.instance.id
- * of its consumer and the base of a transactional.id. Returns 0 when
- * instance_id is "off" (dynamic membership), else 1.
+ * This instance's name for stage into buf: conf instance_id (else the
+ * host name) + "." + stage; the base of a transactional.id, and with
+ * instance_id set the group.instance.id of its consumer (static
+ * membership). Returns 1 when instance_id is set, else 0.
  */
 int sg_kafka_instance_id(const sg_conf_t *conf, const char *stage, char *buf,
                          size_t size);

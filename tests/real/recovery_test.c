@@ -2,15 +2,16 @@
  * Recovery in seconds on a real Kafka broker (static group membership,
  * docs/reliability.md "Recovery time"). While sg-gen feeds the stack:
  *
- * 1. sg-ingest instance "a", with a 45 s session (librdkafka's default), is
- *    SIGKILLed and restarted at once under the same instance id. Static
- *    membership gives it its 12 partitions back without waiting for the
- *    dead member's session to expire: the test requires them back within
- *    30 s (dynamic membership needs the 45 s expiry first) and prints the
- *    time it took.
- * 2. A second instance "b" with the shipped session (10 s) joins, takes
- *    half of the partitions, and is SIGKILLed for good: "a" must get all 12
- *    again (after b's session expires) and the test prints when.
+ * 1. sg-ingest instance "a", a static member (SG_INSTANCE_ID=a) with a 45 s
+ *    session (librdkafka's default), is SIGKILLed and restarted at once
+ *    under the same instance id. Static membership gives it its 12
+ *    partitions back without waiting for the dead member's session to
+ *    expire: the test requires them back within 30 s (dynamic membership
+ *    needs the 45 s expiry first) and prints the time it took.
+ * 2. A second instance "b" with the shipped defaults (dynamic membership,
+ *    a 6 s session) joins, takes half of the partitions, and is SIGKILLed
+ *    for good: "a" must get all 12 again (after b's session expires) and
+ *    the test prints when.
  *
  * At the end every KPI equals sg-gen's ground truth: nothing lost or
  * counted twice across the kills and the hand-overs.
@@ -56,7 +57,7 @@ Test(recovery, restarted_ingest_resumes_at_once_and_a_dead_one_is_replaced)
                                   "150",     "--rate",   "4000",
                                   "--truth", truth_path, NULL};
         const char *env_a[] = {"SG_INSTANCE_ID=a", NULL};
-        const char *env_b[] = {"SG_INSTANCE_ID=b", cfg_b, NULL};
+        const char *env_b[] = {cfg_b, NULL};
         long long restart_ms, replace_ms;
         json_t *truth, *kpis;
         pid_t a, b, gen;
@@ -89,7 +90,7 @@ Test(recovery, restarted_ingest_resumes_at_once_and_a_dead_one_is_replaced)
                 "partitions back %lld ms after the restart\n",
                 INGEST_PARTITIONS, restart_ms);
 
-        /* 2. A second instance with the shipped session, killed for good. */
+        /* 2. A second instance with the shipped defaults, killed for good. */
         from = h_log_size("sg-ingest");
         b = h_spawn_env("sg-ingest", NULL, env_b);
         cr_assert_geq(wait_assigned(from, INGEST_PARTITIONS / 2, 60000),
@@ -106,7 +107,7 @@ Test(recovery, restarted_ingest_resumes_at_once_and_a_dead_one_is_replaced)
                       H.dir);
         fprintf(stderr,
                 "recovery: instance a had all %d partitions again %lld ms "
-                "after b was SIGKILLed (b's session: 10 s)\n",
+                "after b was SIGKILLed (b: shipped defaults, 6 s session)\n",
                 INGEST_PARTITIONS, replace_ms);
 
         cr_assert_eq(h_wait(gen, 300000), 0,
