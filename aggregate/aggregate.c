@@ -34,6 +34,7 @@ struct sg_aggregate {
         sg_consumer_t *consumer;
         sg_producer_t *producer;
         ag_model_t model;
+        int64_t now_ms; /* the wall clock at the batch's start */
         sg_tz_t *tz; /* aggregate.tz, NULL: aggregate.tz_offset_min */
         ag_ckpt_t ckpt;
 
@@ -254,7 +255,7 @@ static int record(sg_aggregate_t *ag, ag_pstate_t *ps,
         }
         if (in)
                 ag_input_event(in, ev->src_offset, ev->event_time,
-                               wall_ms());
+                               ag->now_ms);
         if (ps->wm_batch != INT64_MIN &&
             sg_window_is_closed(ev->event_time, ag->model.kpi_ms,
                                 ps->wm_batch)) {
@@ -300,6 +301,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
 {
         int failed = 0;
 
+        ag->now_ms = wall_ms();
         for (int p = 0; p < ag->part_cap; p++)
                 if (ag->parts[p])
                         ag->parts[p]->in_batch = 0;

@@ -201,7 +201,20 @@ static int arg_fmt(ag_ckpt_t *ck, const char *fmt, ...)
 
 static int arg_i64(ag_ckpt_t *ck, int64_t v)
 {
-        return arg_fmt(ck, "%" PRId64, v);
+        char buf[24], *e = buf + sizeof(buf), *d = e;
+        uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+        do
+                *--d = (char)('0' + u % 10);
+        while ((u /= 10));
+        if (v < 0)
+                *--d = '-';
+        return arg_bytes(ck, d, (size_t)(e - d));
+}
+
+static int arg_str(ag_ckpt_t *ck, const char *s)
+{
+        return arg_bytes(ck, s, strlen(s));
 }
 
 /* A command's head: its argument count (the script's framing), its name
@@ -216,9 +229,9 @@ static int cmd(ag_ckpt_t *ck, int argc, const char *name, int32_t p,
         va_start(ap, keyfmt);
         vsnprintf(key + n, sizeof(key) - n, keyfmt, ap);
         va_end(ap);
-        if (arg_i64(ck, argc) == -1 || arg_fmt(ck, "%s", name) == -1)
+        if (arg_i64(ck, argc) == -1 || arg_str(ck, name) == -1)
                 return -1;
-        return arg_fmt(ck, "%s", key);
+        return arg_bytes(ck, key, strlen(key));
 }
 
 /* ------------------------------------------------------------- writing */
@@ -244,7 +257,7 @@ static int put_counts(ag_ckpt_t *ck, int32_t p, const ag_scope_t *s,
                         c->start) == -1)
                         return -1;
                 for (int f = 0; f < NF; f++)
-                        if (c->n[f] && (arg_fmt(ck, "%s", ag_field_names[f]) ||
+                        if (c->n[f] && (arg_str(ck, ag_field_names[f]) ||
                                         arg_i64(ck, c->n[f])))
                                 return -1;
         }
@@ -264,7 +277,7 @@ static int put_blob(ag_ckpt_t *ck, int32_t p, const char *kind,
 {
         return cmd(ck, 5, "SET", p, "%s%s:%s:%" PRId64, kind, tag, s->name,
                    start) ||
-               arg_bytes(ck, blob, len) || arg_fmt(ck, "PXAT") ||
+               arg_bytes(ck, blob, len) || arg_str(ck, "PXAT") ||
                arg_i64(ck, xat);
 }
 
@@ -272,25 +285,14 @@ static int put_hll(ag_ckpt_t *ck, int32_t p, const char *kind,
                    const char *tag, const ag_scope_t *s, const ag_cell_t *c,
                    const sg_hll_t *h, int64_t xat)
 {
-        size_t size = sg_hll_encoded_size(h), n;
+        /* One pass: encoded into the scratch buffer (a dense blob is the
+         * largest any HyperLogLog takes), then framed. */
+        static unsigned char blob[SG_HLL_DENSE_SIZE];
+        size_t n = sg_hll_encode(h, blob, sizeof(blob));
 
-        if (arg_room(ck, size + 1) == -1)
-                return -1;
-        n = sg_hll_encode(h, (unsigned char *)ck->arena + ck->used, size);
         if (!n)
                 return -1;
-        /* Encoded in place: copy it out first, then frame it. */
-        {
-                unsigned char *tmp = malloc(n);
-                int rc;
-
-                if (!tmp)
-                        return -1;
-                memcpy(tmp, ck->arena + ck->used, n);
-                rc = put_blob(ck, p, kind, tag, s, c->start, tmp, n, xat);
-                free(tmp);
-                return rc;
-        }
+        return put_blob(ck, p, kind, tag, s, c->start, blob, n, xat);
 }
 
 static int put_cell(ag_ckpt_t *ck, int32_t p, const ag_scope_t *s,
@@ -339,7 +341,7 @@ static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
         int grew = 0;
 
         if (s->fresh && (cmd(ck, 3, "SADD", p, "scopes") ||
-                         arg_fmt(ck, "%s", s->name)))
+                         arg_str(ck, s->name)))
                 return -1;
         for (int k = 0; k < s->dirty_cnt; k++) {
                 const ag_cell_t *c = s->dirty[k];
@@ -363,7 +365,7 @@ static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
          * grows. */
         if (grew && ps->st->maxt != INT64_MIN &&
             (cmd(ck, 4, "ZREMRANGEBYSCORE", p, "bi:%s", s->name) ||
-             arg_fmt(ck, "-inf") ||
+             arg_str(ck, "-inf") ||
              arg_fmt(ck, "(%" PRId64, ps->st->maxt - m->retention_ms) ||
              cmd(ck, 3, "PEXPIREAT", p, "bi:%s", s->name) ||
              arg_i64(ck, xat)))
@@ -381,11 +383,11 @@ static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
                         continue;
                 if (cmd(ck, 2 + 4 + 2 * NF, "HSET", p, "w:%s:%s", s->name,
                         m->wins[w].name) ||
-                    arg_fmt(ck, "s") || arg_i64(ck, ws->s) ||
-                    arg_fmt(ck, "e") || arg_i64(ck, ws->e))
+                    arg_str(ck, "s") || arg_i64(ck, ws->s) ||
+                    arg_str(ck, "e") || arg_i64(ck, ws->e))
                         return -1;
                 for (int f = 0; f < NF; f++)
-                        if (arg_fmt(ck, "%s", ag_field_names[f]) ||
+                        if (arg_str(ck, ag_field_names[f]) ||
                             arg_i64(ck, ws->n[f]))
                                 return -1;
                 if (cmd(ck, 3, "PEXPIREAT", p, "w:%s:%s", s->name,
@@ -393,7 +395,7 @@ static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
                     arg_i64(ck, xat))
                         return -1;
         }
-        return cmd(ck, 4, "HSET", p, "snap") || arg_fmt(ck, "%s", s->name) ||
+        return cmd(ck, 4, "HSET", p, "snap") || arg_str(ck, s->name) ||
                arg_i64(ck, s->snap_end);
 }
 
@@ -428,14 +430,14 @@ static int put_partition(ag_ckpt_t *ck, ag_pstate_t *ps)
                         return -1;
                 for (int i = 0; i < ps->in_cnt; i++)
                         if ((ps->in[i].offset >= 0 || ps->in[i].w.seen) &&
-                            (arg_fmt(ck, "%s", ck->inputs->name[i]) ||
+                            (arg_str(ck, ck->inputs->name[i]) ||
                              arg_i64(ck, ps->in[i].offset)))
                                 return -1;
                 if (cmd(ck, 2 + 2 * n, "HSET", p, "srct"))
                         return -1;
                 for (int i = 0; i < ps->in_cnt; i++)
                         if ((ps->in[i].offset >= 0 || ps->in[i].w.seen) &&
-                            (arg_fmt(ck, "%s", ck->inputs->name[i]) ||
+                            (arg_str(ck, ck->inputs->name[i]) ||
                              arg_fmt(ck, "%" PRId64 " %d %d",
                                      ps->in[i].w.event_time,
                                      ps->in[i].w.idle, ps->in[i].w.seen)))

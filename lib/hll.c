@@ -353,11 +353,44 @@ uint64_t sg_hll_count(const sg_hll_t *h)
         return estimate(histo);
 }
 
+/* The union of sparse HLLs only: the registers they set, without a pass
+ * over all 16384 (a window's buckets are mostly small). */
+static uint64_t count_union_sparse(const sg_hll_t *const *hs, int n)
+{
+        uint8_t reg[SG_HLL_REGISTERS];
+        uint16_t touched[SG_HLL_REGISTERS];
+        int histo[HLL_MAX + 1] = {0};
+        uint32_t nt = 0;
+
+        memset(reg, 0, sizeof(reg));
+        for (int k = 0; k < n; k++) {
+                const sg_hll_t *h = hs[k];
+
+                for (uint32_t i = 0; h && i < h->used; i++) {
+                        uint32_t e = h->reg[i], idx = E_IDX(e);
+
+                        if (!reg[idx])
+                                touched[nt++] = (uint16_t)idx;
+                        if (E_VAL(e) > reg[idx])
+                                reg[idx] = (uint8_t)E_VAL(e);
+                }
+        }
+        histo[0] = (int)(SG_HLL_REGISTERS - nt);
+        for (uint32_t i = 0; i < nt; i++)
+                histo[reg[touched[i]]]++;
+        return estimate(histo);
+}
+
 uint64_t sg_hll_count_union(const sg_hll_t *const *hs, int n)
 {
         uint8_t reg[SG_HLL_REGISTERS] = {0};
         int histo[HLL_MAX + 1] = {0};
+        int dense = 0;
 
+        for (int k = 0; k < n; k++)
+                dense |= hs[k] && hs[k]->dense != NULL;
+        if (!dense)
+                return count_union_sparse(hs, n);
         for (int k = 0; k < n; k++) {
                 const sg_hll_t *h = hs[k];
 
