@@ -217,25 +217,4 @@ int sg_pipeline_drain(sg_pipeline_t *pl, int timeout_ms);
 /* Batches in flight (open or awaiting acknowledgement or commit). */
 int sg_pipeline_inflight(const sg_pipeline_t *pl);
 
-/*
- * How far another stage's consumer group (<group_prefix>.<stage>) has got:
- * a handle that never joins that group, it only reads its committed
- * offsets (OffsetFetch needs no membership).
- */
-typedef struct sg_progress sg_progress_t;
-
-sg_progress_t *sg_progress_new(const sg_conf_t *conf, const char *stage,
-                               char *errstr, size_t errstr_size);
-void sg_progress_destroy(sg_progress_t *p); /* accepts NULL */
-
-/*
- * For each partition of parts, sets .err to 0 and .offset to 1 if the
- * group has committed past every record the partition holds now (its
- * commit >= the high watermark), .offset 0 if not; .err to the error if
- * unknown. Returns -1 if the broker could not be asked at all.
- */
-int sg_progress_caught_up(sg_progress_t *p,
-                          rd_kafka_topic_partition_list_t *parts,
-                          int timeout_ms);
-
 #endif
