@@ -63,33 +63,16 @@ static const char *redis(char *out, size_t size, const char *fmt, ...)
         return out;
 }
 
-/* How many lines of dir/<name>.log hold needle. */
-static int log_count(const char *name, const char *needle)
-{
-        char path[512], line[4096];
-        int n = 0;
-        FILE *fp;
-
-        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
-        fp = fopen(path, "r");
-        if (!fp)
-                return 0;
-        while (fgets(line, sizeof(line), fp))
-                n += strstr(line, needle) != NULL;
-        fclose(fp);
-        return n;
-}
-
 /* Polls until dir/<name>.log holds needle at least min times. */
 static void wait_log(const char *name, const char *needle, int min, int ms)
 {
         long long deadline = h_now_ms() + ms;
 
-        while (log_count(name, needle) < min) {
+        while (h_log_count(name, needle) < min) {
                 cr_assert_lt(h_now_ms(), deadline,
                              "%s logged \"%s\" %d times, not %d, in %d ms "
                              "(logs in %s)",
-                             name, needle, log_count(name, needle), min, ms,
+                             name, needle, h_log_count(name, needle), min, ms,
                              H.dir);
                 usleep(100 * 1000);
         }

@@ -546,22 +546,6 @@ static void ingest_small_up(void)
 TestSuite(ingest_small, .init = ingest_small_up, .fini = h_stack_down,
           .timeout = 240);
 
-static int log_lines(const char *name, const char *needle)
-{
-        char path[512], line[4096];
-        int n = 0;
-        FILE *fp;
-
-        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
-        fp = fopen(path, "r");
-        if (!fp)
-                return 0;
-        while (fgets(line, sizeof(line), fp))
-                n += strstr(line, needle) != NULL;
-        fclose(fp);
-        return n;
-}
-
 /*
  * A bad record whose dead letter the producer refuses even cut down (a
  * 2,000-byte key, cut to 1,024, above message.max.bytes 1,000): counted
@@ -605,9 +589,9 @@ Test(ingest_small, a_dead_letter_refused_for_good_does_not_stall_the_partition)
         n = h_consume_all("sg.deadletter", 0, 3000, &msgs);
         cr_assert_eq(n, 0);
         h_msgs_free(msgs, n);
-        cr_assert_eq(log_lines("sg-ingest", "event=deadletter_failed "
+        cr_assert_eq(h_log_count("sg-ingest", "event=deadletter_failed "
                                             "topic=sg.deadletter "
                                             "err=MSG_SIZE_TOO_LARGE"),
                      1);
-        cr_assert_eq(log_lines("sg-ingest", "event=batch_retry"), 0);
+        cr_assert_eq(h_log_count("sg-ingest", "event=batch_retry"), 0);
 }

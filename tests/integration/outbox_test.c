@@ -121,22 +121,6 @@ static int a_client_is_blocked(void)
         return blocked;
 }
 
-static int log_has(const char *name, const char *needle)
-{
-        char path[512], line[4096];
-        int n = 0;
-        FILE *fp;
-
-        snprintf(path, sizeof(path), "%s/%s.log", H.dir, name);
-        fp = fopen(path, "r");
-        if (!fp)
-                return 0;
-        while (fgets(line, sizeof(line), fp))
-                n += strstr(line, needle) != NULL;
-        fclose(fp);
-        return n;
-}
-
 static void wait_for(int (*cond)(void), const char *what, int ms)
 {
         long long deadline = h_now_ms() + ms;
@@ -150,17 +134,17 @@ static void wait_for(int (*cond)(void), const char *what, int ms)
 
 static int rules_assigned(void)
 {
-        return log_has("sg-rules", "event=assigned") > 0;
+        return h_log_count("sg-rules", "event=assigned") > 0;
 }
 
 static int decided(void)
 {
-        return log_has("sg-rules", "rule=budget_exhausted") > 0;
+        return h_log_count("sg-rules", "rule=budget_exhausted") > 0;
 }
 
 static int decided_search(void)
 {
-        return log_has("sg-rules", "channel=search") > 0;
+        return h_log_count("sg-rules", "channel=search") > 0;
 }
 
 /*
@@ -286,7 +270,7 @@ Test(outbox, a_delivered_pause_agrees_with_the_stored_breaker_at_any_kill)
                                      "delivered (%s)",
                                      H.dir);
         }
-        cr_assert_eq(log_has("sg-rules", "event=outbox_redeliver decisions=1"),
+        cr_assert_eq(h_log_count("sg-rules", "event=outbox_redeliver decisions=1"),
                      1, "the restarted rules did not send the stored outbox "
                         "(%s)",
                      H.dir);
