@@ -136,6 +136,7 @@ topics:
   out_decisions: $9
   kpis: ${10}
 ingest:
+  idle_ms: 1000
   bot_ua_file: $ROOT/config/bot_ua.txt
   dc_cidr_file: $ROOT/config/dc_cidr.txt
 # Small windows so that decisions come within a second or two of their

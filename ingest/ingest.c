@@ -212,7 +212,8 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
                 goto err;
         }
         in->markers = sg_markers_new(in->producer, in->consumer,
-                                     conf->topics.events, conf->ingest.marker_ms);
+                                     conf->topics.events, conf->ingest.marker_ms,
+                                     conf->ingest.idle_ms);
         if (!in->markers) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto err;

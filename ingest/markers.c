@@ -49,6 +49,7 @@ typedef struct mk_input {
         int64_t sent_t;
         int sent_idle;
         int64_t sent_at; /* mono ms */
+        int64_t busy_at; /* mono ms it was last not caught up (or assigned) */
 } mk_input_t;
 
 struct sg_markers {
@@ -57,6 +58,7 @@ struct sg_markers {
         rd_kafka_topic_t *rkt;
         char topic[SG_TOPIC_LEN];
         int marker_ms;
+        int idle_ms;
         int partitions;     /* of sg.events; 0: not known yet */
         int64_t metadata_at; /* mono ms of the last query */
         int64_t committed_at;
@@ -66,7 +68,7 @@ struct sg_markers {
 };
 
 sg_markers_t *sg_markers_new(sg_producer_t *p, sg_consumer_t *c,
-                             const char *topic, int marker_ms)
+                             const char *topic, int marker_ms, int idle_ms)
 {
         sg_markers_t *mk = calloc(1, sizeof(*mk));
 
@@ -81,6 +83,7 @@ sg_markers_t *sg_markers_new(sg_producer_t *p, sg_consumer_t *c,
                 return NULL;
         }
         mk->marker_ms = marker_ms;
+        mk->idle_ms = idle_ms;
         mk->metadata_at = mk->committed_at = sg_mono_ms() - METADATA_MS;
         mk->total = sg_counter("markers_total");
         return mk;
@@ -145,6 +148,7 @@ void sg_markers_rebalance(sg_markers_t *mk, int assign,
                          (int)e->partition);
                 e->progress = INT64_MIN;
                 e->acked_next = -1;
+                e->busy_at = sg_mono_ms();
         }
         /* Committed offsets of the new set: ask at the next tick. */
         mk->committed_at = sg_mono_ms() - COMMITTED_MS;
@@ -268,7 +272,13 @@ int sg_markers_tick(sg_markers_t *mk, int final)
                 int changed, p;
 
                 m.event_time = e->progress;
-                m.idle = is_idle(mk, e);
+                /* Idle once caught up and quiet for idle_ms (as Flink's
+                 * withIdleness): a partition caught up for a moment, or
+                 * empty when assigned, may still get records older than
+                 * the other inputs' progress; those must not be late. */
+                if (!is_idle(mk, e))
+                        e->busy_at = now;
+                m.idle = now - e->busy_at >= mk->idle_ms;
                 changed = !e->sent || m.event_time != e->sent_t ||
                           m.idle != e->sent_idle;
                 if (!(changed &&

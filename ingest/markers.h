@@ -15,11 +15,12 @@ typedef struct sg_markers sg_markers_t;
 /*
  * Markers to topic (sg.events) through p, about the partitions c is
  * assigned; every changed input is sent within marker_ms, an unchanged one
- * every second. Borrows p and c: they must outlive the result. NULL if out
+ * every second. An input is said idle once it has been caught up for
+ * idle_ms. Borrows p and c: they must outlive the result. NULL if out
  * of memory.
  */
 sg_markers_t *sg_markers_new(sg_producer_t *p, sg_consumer_t *c,
-                             const char *topic, int marker_ms);
+                             const char *topic, int marker_ms, int idle_ms);
 void sg_markers_destroy(sg_markers_t *mk); /* accepts NULL */
 
 /* The consumer's assignment changed (the rebalance callback's arguments:

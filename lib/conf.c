@@ -120,6 +120,12 @@ const sg_conf_field_t sg_conf_fields[] = {
         "watermark markers (docs/watermark.md): an input partition's "
         "changed progress or idleness reaches every sg.events partition "
         "within this long (ms); unchanged, it is repeated every second"),
+    INT("ingest.idle_ms", "5000", 0, 3600000, ingest.idle_ms,
+        "an input partition caught up (read to its end, all acknowledged) "
+        "for this long is marked idle and stops holding the watermark back "
+        "(ms); shorter makes windows close sooner on quiet inputs, but an "
+        "input that was empty for a moment and then gets older records "
+        "sees them dead-lettered as late"),
 
     INT("aggregate.batch_size", "5000", 1, 100000, aggregate.batch_size,
         "events per batch (one Redis script call per batch)"),

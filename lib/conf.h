@@ -77,6 +77,7 @@ typedef struct sg_conf {
                 char dc_cidr_file[PATH_MAX];
                 int tag_missing_ua;
                 int marker_ms;
+                int idle_ms;
         } ingest;
 
         struct {

@@ -317,7 +317,12 @@ Test(checkpoint, snapshots_whose_delivery_failed_are_sent_again)
         pid_t ingest;
         int n, steps = 0;
 
+        /* Inputs idle as soon as ingest has read them: its last markers,
+         * before it stops, say so. */
+        const char *subst[] = {"  idle_ms: 5000", "idle_ms: 0", NULL};
+
         h_init();
+        h_config(subst, NULL);
         h_start_infra();
         bulk("ad-clicks", 0, "click", "gap", "gap", 180, t0, 1000,
              ",\"cost_micros\":1000");
