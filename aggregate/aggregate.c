@@ -9,7 +9,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "aggregate.h"
 #include "checkpoint.h"
@@ -58,14 +57,6 @@ struct sg_aggregate {
         sg_gauge_t *state_bytes;
         sg_histogram_t *batch_seconds;
 };
-
-static int64_t wall_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int type_ix(sg_event_type_t t)
 {
@@ -223,15 +214,15 @@ static int record(sg_aggregate_t *ag, ag_pstate_t *ps,
         sg_event_t *ev = &ag->ev;
         sg_marker_t mk;
         char detail[256];
-        ag_input_t *in;
-        int rc;
+        int in, rc;
 
         rc = sg_marker_parse(m, &mk, detail, sizeof(detail));
         if (rc == 1) {
                 sg_counter_add(ag->markers, 1);
-                in = ag_inputs_get(&ag->inputs, ps, mk.source);
-                if (in)
-                        ag_input_mark(in, mk.event_time, mk.idle);
+                in = ag_input_of(&ag->inputs, ps, mk.source);
+                if (in >= 0)
+                        sg_watermark_observe(&ps->wmi[in], mk.event_time,
+                                             mk.idle);
                 return 0;
         }
         if (rc == -1) {
@@ -247,14 +238,14 @@ static int record(sg_aggregate_t *ag, ag_pstate_t *ps,
         }
         snprintf(detail, sizeof(detail), "%s/%d", ev->src_topic,
                  (int)ev->src_partition);
-        in = ag_inputs_get(&ag->inputs, ps, detail);
-        if (in && ev->src_offset <= in->offset) {
+        in = ag_input_of(&ag->inputs, ps, detail);
+        if (in >= 0 && ev->src_offset <= ps->src_off[in]) {
                 /* Re-produced by ingest after a crash: counted. */
                 sg_counter_add(ag->skipped[type_ix(ev->type)], 1);
                 return 0;
         }
-        if (in)
-                ag_input_event(in, ev->src_offset, ev->event_time,
+        if (in >= 0)
+                ag_input_event(ps, in, ev->src_offset, ev->event_time,
                                ag->now_ms);
         if (ps->wm_batch != INT64_MIN &&
             sg_window_is_closed(ev->event_time, ag->model.kpi_ms,
@@ -301,7 +292,7 @@ static int batch(sg_aggregate_t *ag, int cnt)
 {
         int failed = 0;
 
-        ag->now_ms = wall_ms();
+        ag->now_ms = sg_now_ms();
         for (int p = 0; p < ag->part_cap; p++)
                 if (ag->parts[p])
                         ag->parts[p]->in_batch = 0;
@@ -337,12 +328,10 @@ static int batch(sg_aggregate_t *ag, int cnt)
         if (!failed && sg_producer_flush(ag->producer, 60000) != 0)
                 failed = 1;
         if (failed) {
-                /* Wait out sends in flight, then read the batch again
-                 * (each partition from its checkpoint, below). */
+                /* Wait out sends in flight, then read the batch again,
+                 * each partition from its checkpoint. */
                 sg_producer_flush(ag->producer, 60000);
                 sg_consumer_rewind(ag->consumer, ag->msgs, cnt);
-        }
-        if (failed) {
                 for (int p = 0; p < ag->part_cap; p++)
                         if (ag->parts[p] && ag->parts[p]->in_batch)
                                 part_reset(ag, p);

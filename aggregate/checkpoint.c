@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "checkpoint.h"
 #include "log.h"
@@ -19,96 +18,128 @@ extern const char sg_aggregate_checkpoint_lua[];
 #define MAX_STEPS  60 /* as state.c: rolling snapshots' catch-up */
 #define FC_TTL_S   172800
 #define LOAD_PIPE  512 /* commands per pipelined round trip on load */
+#define HEAD_ARGS  3   /* EVALSHA, its SHA, the key count */
 
 /* -------------------------------------------------------------- inputs */
 
+static uint64_t name_hash(const char *s)
+{
+        uint64_t h = 1469598103934665603ULL;
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h ^ (h >> 29);
+}
+
+/* The index of name's slot: where it is, or the empty one it would go. */
+static int input_slot(const ag_inputs_t *a, const char *name)
+{
+        int k = (int)(name_hash(name) & (uint64_t)a->mask);
+
+        while (a->slot[k] && strcmp(a->name[a->slot[k] - 1], name) != 0)
+                k = (k + 1) & a->mask;
+        return k;
+}
+
+static int inputs_rehash(ag_inputs_t *a, int size)
+{
+        int *slot = calloc((size_t)size, sizeof(*slot));
+
+        if (!slot)
+                return -1;
+        free(a->slot);
+        a->slot = slot;
+        a->mask = size - 1;
+        for (int i = 0; i < a->cnt; i++)
+                a->slot[input_slot(a, a->name[i])] = i + 1;
+        return 0;
+}
+
 int ag_inputs_add(ag_inputs_t *a, const char *name)
 {
-        for (int i = 0; i < a->cnt; i++)
-                if (strcmp(a->name[i], name) == 0)
-                        return i;
+        int k;
+
+        if (a->slot) {
+                k = input_slot(a, name);
+                if (a->slot[k])
+                        return a->slot[k] - 1;
+        }
         if (a->cnt == a->cap) {
                 int cap = a->cap ? 2 * a->cap : 64;
                 void *n = realloc(a->name, cap * sizeof(*a->name));
-                if (!n)
+                if (!n || inputs_rehash(a, 4 * cap) == -1) {
+                        if (n)
+                                a->name = n;
                         return -1;
+                }
                 a->name = n;
                 a->cap = cap;
         }
         snprintf(a->name[a->cnt], sizeof(a->name[0]), "%s", name);
+        a->slot[input_slot(a, name)] = a->cnt + 1;
         return a->cnt++;
 }
 
 void ag_inputs_fini(ag_inputs_t *a)
 {
         free(a->name);
+        free(a->slot);
         memset(a, 0, sizeof(*a));
 }
 
 static int pstate_inputs(ag_pstate_t *ps, int cnt)
 {
-        ag_input_t *n;
+        sg_wm_input_t *w;
+        int64_t *o;
 
         if (cnt <= ps->in_cnt)
                 return 0;
-        n = realloc(ps->in, cnt * sizeof(*n));
-        if (!n)
+        w = realloc(ps->wmi, cnt * sizeof(*w));
+        if (!w)
                 return -1;
+        ps->wmi = w;
+        o = realloc(ps->src_off, cnt * sizeof(*o));
+        if (!o)
+                return -1;
+        ps->src_off = o;
         for (int i = ps->in_cnt; i < cnt; i++) {
-                n[i].w.event_time = INT64_MIN;
-                n[i].w.idle = 0;
-                n[i].w.seen = 0;
-                n[i].offset = -1;
+                w[i].event_time = INT64_MIN;
+                w[i].idle = 0;
+                w[i].seen = 0;
+                o[i] = -1;
         }
-        ps->in = n;
         ps->in_cnt = cnt;
         return 0;
 }
 
-ag_input_t *ag_inputs_get(ag_inputs_t *a, ag_pstate_t *ps, const char *name)
+int ag_input_of(ag_inputs_t *a, ag_pstate_t *ps, const char *name)
 {
         int i = ag_inputs_add(a, name);
 
         if (i < 0 || pstate_inputs(ps, a->cnt) == -1)
-                return NULL;
-        return &ps->in[i];
+                return -1;
+        return i;
 }
 
-void ag_input_mark(ag_input_t *in, int64_t event_time, int idle)
+void ag_input_event(ag_pstate_t *ps, int i, int64_t offset,
+                    int64_t event_time, int64_t now_ms)
 {
-        sg_watermark_observe(&in->w, event_time, idle);
-}
-
-void ag_input_event(ag_input_t *in, int64_t offset, int64_t event_time,
-                    int64_t now_ms)
-{
-        in->offset = offset;
+        ps->src_off[i] = offset;
         /* An event stamped in the future is counted, but does not move
          * the watermark past the clock. */
-        sg_watermark_observe(&in->w, event_time < now_ms ? event_time : now_ms,
-                             0);
+        sg_watermark_observe(&ps->wmi[i],
+                             event_time < now_ms ? event_time : now_ms, 0);
 }
 
 int64_t ag_pstate_watermark(ag_pstate_t *ps, const ag_inputs_t *a,
                             int64_t lateness_ms)
 {
-        int64_t wm;
-
         /* Every input partition the metadata lists holds it back until
          * its first marker. */
         if (pstate_inputs(ps, a->cnt) == -1)
                 return ps->wm;
-        {
-                sg_wm_input_t *w = malloc((ps->in_cnt ? ps->in_cnt : 1) *
-                                          sizeof(*w));
-                if (!w)
-                        return ps->wm;
-                for (int i = 0; i < ps->in_cnt; i++)
-                        w[i] = ps->in[i].w;
-                wm = sg_watermark_compute(w, ps->in_cnt, lateness_ms);
-                free(w);
-        }
-        ps->wm = sg_watermark_advance(ps->wm, wm);
+        ps->wm = sg_watermark_advance(
+            ps->wm, sg_watermark_compute(ps->wmi, ps->in_cnt, lateness_ms));
         return ps->wm;
 }
 
@@ -117,7 +148,8 @@ void ag_pstate_destroy(ag_pstate_t *ps)
         if (!ps)
                 return;
         ag_part_destroy(ps->st);
-        free(ps->in);
+        free(ps->wmi);
+        free(ps->src_off);
         free(ps);
 }
 
@@ -235,14 +267,6 @@ static int cmd(ag_ckpt_t *ck, int argc, const char *name, int32_t p,
 }
 
 /* ------------------------------------------------------------- writing */
-
-static int64_t wall_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The bucket counters: absolute values of the non-zero ones. */
 static int put_counts(ag_ckpt_t *ck, int32_t p, const ag_scope_t *s,
@@ -424,23 +448,23 @@ static int put_partition(ag_ckpt_t *ck, ag_pstate_t *ps)
         int n = 0;
 
         for (int i = 0; i < ps->in_cnt; i++)
-                n += ps->in[i].offset >= 0 || ps->in[i].w.seen;
+                n += ps->src_off[i] >= 0 || ps->wmi[i].seen;
         if (n) {
                 if (cmd(ck, 2 + 2 * n, "HSET", p, "src"))
                         return -1;
                 for (int i = 0; i < ps->in_cnt; i++)
-                        if ((ps->in[i].offset >= 0 || ps->in[i].w.seen) &&
+                        if ((ps->src_off[i] >= 0 || ps->wmi[i].seen) &&
                             (arg_str(ck, ck->inputs->name[i]) ||
-                             arg_i64(ck, ps->in[i].offset)))
+                             arg_i64(ck, ps->src_off[i])))
                                 return -1;
                 if (cmd(ck, 2 + 2 * n, "HSET", p, "srct"))
                         return -1;
                 for (int i = 0; i < ps->in_cnt; i++)
-                        if ((ps->in[i].offset >= 0 || ps->in[i].w.seen) &&
+                        if ((ps->src_off[i] >= 0 || ps->wmi[i].seen) &&
                             (arg_str(ck, ck->inputs->name[i]) ||
                              arg_fmt(ck, "%" PRId64 " %d %d",
-                                     ps->in[i].w.event_time,
-                                     ps->in[i].w.idle, ps->in[i].w.seen)))
+                                     ps->wmi[i].event_time,
+                                     ps->wmi[i].idle, ps->wmi[i].seen)))
                                 return -1;
         }
         if (ps->wm != INT64_MIN &&
@@ -454,12 +478,16 @@ static int put_partition(ag_ckpt_t *ck, ag_pstate_t *ps)
 
 static int build(ag_ckpt_t *ck, ag_pstate_t *ps)
 {
-        int64_t xat = wall_ms() + ck->m->retention_ms;
+        int64_t xat = sg_now_ms() + ck->m->retention_ms;
         ag_part_t *st = ps->st;
 
         ck->argc = 0;
         ck->used = 0;
-        if (arg_fmt(ck, "sg:{p%d}:off", (int)ps->id) ||
+        /* EVALSHA's head first (HEAD_ARGS), so that a pipelined call sends
+         * the arguments as they are; sg_redis_eval() makes its own. */
+        if (arg_str(ck, "EVALSHA") || arg_str(ck, ck->script.sha) ||
+            arg_str(ck, "1") ||
+            arg_fmt(ck, "sg:{p%d}:off", (int)ps->id) ||
             arg_i64(ck, ps->off) || arg_i64(ck, ps->next))
                 return -1;
         for (int i = 0; i < st->dirty_cnt; i++)
@@ -477,7 +505,7 @@ static int args_ready(ag_ckpt_t *ck, ag_pstate_t *ps)
 {
         const char **argv;
 
-        if (build(ck, ps) == -1 || !ck->argc) {
+        if (build(ck, ps) == -1 || ck->argc <= HEAD_ARGS) {
                 sg_error("event=oom what=checkpoint partition=%d", (int)ps->id);
                 return -1;
         }
@@ -525,8 +553,8 @@ int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps)
 
         if (args_ready(ck, ps) == -1)
                 return AG_CKPT_ERROR;
-        r = sg_redis_eval(ck->redis, &ck->script, 1, ck->argc, ck->argv,
-                          ck->len);
+        r = sg_redis_eval(ck->redis, &ck->script, 1, ck->argc - HEAD_ARGS,
+                          ck->argv + HEAD_ARGS, ck->len + HEAD_ARGS);
         if (!r)
                 return AG_CKPT_ERROR; /* stopping */
         rc = outcome(ps, r);
@@ -542,34 +570,11 @@ void ag_ckpt_write_all(ag_ckpt_t *ck, ag_pstate_t **ps, int n, int *rc)
          * (each is atomic and fenced on its own). Without the script's
          * SHA, or when Redis lost it, one call at a time. */
         for (; sent < n && ck->script.sha[0]; sent++) {
-                const char *head[3] = {"EVALSHA", ck->script.sha, "1"};
-                const char **argv;
-                size_t *len;
-
                 rc[sent] = AG_CKPT_ERROR;
-                if (args_ready(ck, ps[sent]) == -1)
+                if (args_ready(ck, ps[sent]) == -1 ||
+                    sg_redis_append_argv(ck->redis, ck->argc, ck->argv,
+                                         ck->len) == -1)
                         break;
-                argv = malloc((ck->argc + 3) * sizeof(*argv));
-                len = malloc((ck->argc + 3) * sizeof(*len));
-                if (!argv || !len) {
-                        free(argv);
-                        free(len);
-                        break;
-                }
-                for (int i = 0; i < 3; i++) {
-                        argv[i] = head[i];
-                        len[i] = strlen(head[i]);
-                }
-                memcpy(argv + 3, ck->argv, ck->argc * sizeof(*argv));
-                memcpy(len + 3, ck->len, ck->argc * sizeof(*len));
-                if (sg_redis_append_argv(ck->redis, ck->argc + 3, argv,
-                                         len) == -1) {
-                        free(argv);
-                        free(len);
-                        break;
-                }
-                free(argv);
-                free(len);
         }
         for (int k = 0; k < sent; k++) {
                 redisReply *r = sg_redis_pipeline_get(ck->redis);
@@ -651,26 +656,26 @@ static int load_partition_keys(loader_t *ld, int64_t *base)
         if (!(r = get2(ld, "HGETALL", key)))
                 return -1;
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
-                ag_input_t *in =
-                    ag_inputs_get(ld->ck->inputs, ps, r->element[i]->str);
-                if (in)
-                        in->offset = strtoll(r->element[i + 1]->str, NULL, 10);
+                int k = ag_input_of(ld->ck->inputs, ps, r->element[i]->str);
+
+                if (k >= 0)
+                        ps->src_off[k] =
+                            strtoll(r->element[i + 1]->str, NULL, 10);
         }
         freeReplyObject(r);
         keyf(key, sizeof(key), ps->id, "srct");
         if (!(r = get2(ld, "HGETALL", key)))
                 return -1;
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
-                ag_input_t *in =
-                    ag_inputs_get(ld->ck->inputs, ps, r->element[i]->str);
+                int k = ag_input_of(ld->ck->inputs, ps, r->element[i]->str);
                 long long t = INT64_MIN;
                 int idle = 0, seen = 0;
 
-                if (in && sscanf(r->element[i + 1]->str, "%lld %d %d", &t,
-                                 &idle, &seen) >= 1) {
-                        in->w.event_time = t;
-                        in->w.idle = idle;
-                        in->w.seen = seen;
+                if (k >= 0 && sscanf(r->element[i + 1]->str, "%lld %d %d", &t,
+                                     &idle, &seen) >= 1) {
+                        ps->wmi[k].event_time = t;
+                        ps->wmi[k].idle = idle;
+                        ps->wmi[k].seen = seen;
                 }
         }
         freeReplyObject(r);

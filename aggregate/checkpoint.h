@@ -18,19 +18,19 @@
 typedef struct ag_inputs {
         char (*name)[AG_INPUT_LEN];
         int cnt, cap;
+        int *slot; /* name hash -> index + 1 (0: empty), open addressing */
+        int mask;
 } ag_inputs_t;
-
-/* What one sg.events partition knows of one input partition. */
-typedef struct ag_input {
-        sg_wm_input_t w; /* its watermark markers */
-        int64_t offset;  /* highest input offset applied; -1 none */
-} ag_input_t;
 
 /* An assigned sg.events partition: its state and where it stands. */
 typedef struct ag_pstate {
         int32_t id;
         ag_part_t *st;
-        ag_input_t *in; /* by index into ag_inputs_t */
+        /* What it knows of each input partition, by index into
+         * ag_inputs_t: its watermark markers, and the highest input offset
+         * applied (-1 none). */
+        sg_wm_input_t *wmi;
+        int64_t *src_off;
         int in_cnt;
         int64_t off;      /* the checkpoint's next offset; -1 none */
         int64_t next;     /* after the last record applied */
@@ -41,13 +41,13 @@ typedef struct ag_pstate {
 
 int ag_inputs_add(ag_inputs_t *a, const char *name); /* index, -1 OOM */
 void ag_inputs_fini(ag_inputs_t *a);
-/* ps's entry for input name (added when new); NULL out of memory. */
-ag_input_t *ag_inputs_get(ag_inputs_t *a, ag_pstate_t *ps, const char *name);
-void ag_input_mark(ag_input_t *in, int64_t event_time, int idle);
-/* An event from the input: its offset, and progress up to its time (never
+/* The index of input name, with ps's entries grown to it (added when
+ * new); -1 out of memory. */
+int ag_input_of(ag_inputs_t *a, ag_pstate_t *ps, const char *name);
+/* An event from input i: its offset, and progress up to its time (never
  * past the wall clock now_ms). */
-void ag_input_event(ag_input_t *in, int64_t offset, int64_t event_time,
-                    int64_t now_ms);
+void ag_input_event(ag_pstate_t *ps, int i, int64_t offset,
+                    int64_t event_time, int64_t now_ms);
 /* The partition's watermark (also raises ps->wm's floor). */
 int64_t ag_pstate_watermark(ag_pstate_t *ps, const ag_inputs_t *a,
                             int64_t lateness_ms);
