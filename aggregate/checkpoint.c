@@ -67,13 +67,12 @@ int ag_inputs_add(ag_inputs_t *a, const char *name)
         if (a->cnt == a->cap) {
                 int cap = a->cap ? 2 * a->cap : 64;
                 void *n = realloc(a->name, cap * sizeof(*a->name));
-                if (!n || inputs_rehash(a, 4 * cap) == -1) {
-                        if (n)
-                                a->name = n;
+                if (!n)
                         return -1;
-                }
-                a->name = n;
+                a->name = n; /* before the rehash, which reads the names */
                 a->cap = cap;
+                if (inputs_rehash(a, 4 * cap) == -1)
+                        return -1;
         }
         snprintf(a->name[a->cnt], sizeof(a->name[0]), "%s", name);
         a->slot[input_slot(a, name)] = a->cnt + 1;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "state.h"
 
 #define T0 1700000000000LL /* a multiple of 10 s */
@@ -308,4 +309,26 @@ Test(agg_state, untouched_scopes_are_snapshotted_at_every_step)
                              sec <= 10 ? 1 : 0);
         }
         ag_part_destroy(p);
+}
+
+/* The table of input partitions (checkpoint.c) grows past its first
+ * capacity of 64: every name keeps its index (ASan caught the rehash
+ * reading the names from the block realloc had freed). */
+Test(agg_inputs, names_keep_their_index_as_the_table_grows)
+{
+        ag_inputs_t a = {0};
+        char name[64];
+
+        for (int i = 0; i < 300; i++) {
+                snprintf(name, sizeof(name), "sg.events-input-%d", i);
+                cr_assert_eq(ag_inputs_add(&a, name), i);
+        }
+        cr_assert_eq(a.cnt, 300);
+        for (int i = 0; i < 300; i++) {
+                snprintf(name, sizeof(name), "sg.events-input-%d", i);
+                cr_assert_eq(ag_inputs_add(&a, name), i);
+                cr_assert_str_eq(a.name[i], name);
+        }
+        cr_assert_eq(a.cnt, 300);
+        ag_inputs_fini(&a);
 }
