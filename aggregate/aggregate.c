@@ -1,7 +1,8 @@
 /*
  * The aggregate stage: the state of the sg.events partitions it is assigned
- * lives in memory (state.c); Redis is its checkpoint, written once per
- * partition per batch (checkpoint.c), and the queryable view for sg-ctl.
+ * lives in memory (state.c); Redis is its checkpoint, written for each
+ * changed partition every aggregate.checkpoint_ms (checkpoint.c), and the
+ * queryable view for sg-ctl.
  * Each sg.events partition carries its own watermark: ingest writes
  * watermark markers into every partition (lib/marker.h), so no partition is
  * ever compared with another read at a different speed.
@@ -47,6 +48,7 @@ struct sg_aggregate {
         int64_t lateness_ms;
         long long batches, batch_events, batch_round_trips;
         int64_t overflow_logged;
+        int64_t ckpt_at; /* sg_mono_ms of the last checkpoint */
 
         unsigned char out[OUT_MAX];
 
@@ -169,13 +171,15 @@ static void part_seek(sg_aggregate_t *ag, int32_t p, int64_t off)
         rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Throws away what a failed batch did to partition p: its state is loaded
- * again from the checkpoint and its consumer seeks there. */
+/* Throws away what partition p did since its checkpoint: its state is
+ * loaded again and its consumer seeks there (to the first record it read,
+ * when no checkpoint is stored yet). */
 static void part_reset(sg_aggregate_t *ag, int32_t p)
 {
+        int64_t first = ag->parts[p] ? ag->parts[p]->first : -1;
         int64_t off = part_load(ag, p);
 
-        part_seek(ag, p, off);
+        part_seek(ag, p, off >= 0 ? off : first);
 }
 
 /* ------------------------------------------------------------- output */
@@ -288,6 +292,86 @@ static void overflow_note(sg_aggregate_t *ag, ag_pstate_t *ps)
         }
 }
 
+/* Throws away what the partitions did since their checkpoint (a failed
+ * batch, send or checkpoint): their state is loaded again and their
+ * consumer seeks there. */
+static void parts_reset_pending(sg_aggregate_t *ag)
+{
+        for (int p = 0; p < ag->part_cap; p++)
+                if (ag->parts[p] && (ag->parts[p]->pending ||
+                                     ag->parts[p]->in_batch))
+                        part_reset(ag, p);
+}
+
+/* Commits the checkpointed offsets to Kafka too: they only matter when
+ * Redis lost everything (a restart then starts from there). */
+static void commit_checkpointed(sg_aggregate_t *ag, ag_pstate_t **done,
+                                int n)
+{
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_resp_err_t err;
+
+        if (!n)
+                return;
+        l = rd_kafka_topic_partition_list_new(n);
+        for (int k = 0; k < n; k++)
+                rd_kafka_topic_partition_list_add(l, ag->conf.topics.events,
+                                                  done[k]->id)
+                    ->offset = done[k]->off;
+        err = rd_kafka_commit(sg_consumer_handle(ag->consumer), l, 1);
+        if (err)
+                sg_warn("event=commit_failed err=%s", rd_kafka_err2name(err));
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Writes every partition changed since its checkpoint: what it sent is
+ * delivered first (a crash in between sends it again, rules and sink drop
+ * repeats; it is never lost), then one pipelined round trip of fenced
+ * scripts. 0, or -1 when partitions were loaded again from Redis. */
+static int checkpoint(sg_aggregate_t *ag, int flush_ms)
+{
+        ag_pstate_t **todo = ag->todo;
+        int n = 0, ok = 0, lost = 0, *rc = ag->todo_rc;
+
+        for (int p = 0; p < ag->part_cap; p++)
+                if (ag->parts[p] && ag->parts[p]->pending)
+                        todo[n++] = ag->parts[p];
+        ag->ckpt_at = sg_mono_ms();
+        if (!n)
+                return 0;
+        if (sg_producer_flush(ag->producer, flush_ms) != 0) {
+                parts_reset_pending(ag);
+                return -1;
+        }
+        ag_ckpt_write_all(&ag->ckpt, todo, n, rc);
+        for (int k = 0; k < n; k++) {
+                ag_pstate_t *ps = todo[k];
+
+                sg_counter_add(ag->scripts, 1);
+                if (rc[k] == AG_CKPT_FENCED)
+                        sg_counter_add(ag->fenced, 1);
+                if (rc[k] != AG_CKPT_OK) {
+                        lost = 1;
+                        continue;
+                }
+                ps->pending = 0;
+                overflow_note(ag, ps);
+                ag_part_evict(ps->st, ps->wm);
+                todo[ok++] = ps;
+        }
+        commit_checkpointed(ag, todo, ok);
+        if (lost)
+                /* Each partition that was not checkpointed reads again from
+                 * where Redis says it stands. */
+                parts_reset_pending(ag);
+        return lost ? -1 : 0;
+}
+
+static int checkpoint_due(const sg_aggregate_t *ag)
+{
+        return sg_mono_ms() - ag->ckpt_at >= ag->conf.aggregate.checkpoint_ms;
+}
+
 static int batch(sg_aggregate_t *ag, int cnt)
 {
         int failed = 0;
@@ -312,6 +396,8 @@ static int batch(sg_aggregate_t *ag, int cnt)
                         continue; /* not ours (revoked meanwhile) */
                 if (m->offset < ps->next)
                         continue; /* read again after a seek */
+                if (ps->first < 0)
+                        ps->first = m->offset;
                 if (record(ag, ps, m) == -1)
                         failed = 1;
                 ps->next = m->offset + 1;
@@ -322,58 +408,20 @@ static int batch(sg_aggregate_t *ag, int cnt)
                 if (ps && ps->in_batch && emit(ag, ps) == -1)
                         failed = 1;
         }
-        /* Snapshots and final windows are delivered before the checkpoint
-         * records them as sent: a crash in between sends them again (rules
-         * and sink drop repeats), it never loses them. */
-        if (!failed && sg_producer_flush(ag->producer, 60000) != 0)
-                failed = 1;
         if (failed) {
-                /* Wait out sends in flight, then read the batch again,
-                 * each partition from its checkpoint. */
+                /* Wait out sends in flight, then read again, each partition
+                 * from its checkpoint. */
                 sg_producer_flush(ag->producer, 60000);
                 sg_consumer_rewind(ag->consumer, ag->msgs, cnt);
-                for (int p = 0; p < ag->part_cap; p++)
-                        if (ag->parts[p] && ag->parts[p]->in_batch)
-                                part_reset(ag, p);
-        } else {
-                ag_pstate_t **todo = ag->todo;
-                int n = 0, *rc = ag->todo_rc;
-
-                for (int p = 0; p < ag->part_cap; p++)
-                        if (ag->parts[p] && ag->parts[p]->in_batch)
-                                todo[n++] = ag->parts[p];
-                ag_ckpt_write_all(&ag->ckpt, todo, n, rc);
-                for (int k = 0; k < n; k++) {
-                        ag_pstate_t *ps = todo[k];
-
-                        sg_counter_add(ag->scripts, 1);
-                        if (rc[k] == AG_CKPT_FENCED)
-                                sg_counter_add(ag->fenced, 1);
-                        if (rc[k] != AG_CKPT_OK) {
-                                ps->in_batch = 2; /* to load again, below */
-                                continue;
-                        }
-                        overflow_note(ag, ps);
-                        ag_part_evict(ps->st, ps->wm);
-                }
+                parts_reset_pending(ag);
+                return -1;
         }
-        if (!failed) {
-                int lost = 0;
-
-                for (int p = 0; p < ag->part_cap; p++)
-                        lost |= ag->parts[p] && ag->parts[p]->in_batch == 2;
-                if (lost) {
-                        /* Read the batch again; each partition that was not
-                         * checkpointed from where Redis says it stands (the
-                         * others skip what they applied). */
-                        sg_consumer_rewind(ag->consumer, ag->msgs, cnt);
-                        for (int p = 0; p < ag->part_cap; p++)
-                                if (ag->parts[p] && ag->parts[p]->in_batch == 2)
-                                        part_reset(ag, p);
-                        failed = 1;
+        for (int p = 0; p < ag->part_cap; p++)
+                if (ag->parts[p] && ag->parts[p]->in_batch) {
+                        ag->parts[p]->pending = 1;
+                        ag->parts[p]->in_batch = 0;
                 }
-        }
-        return failed ? -1 : 0;
+        return checkpoint_due(ag) ? checkpoint(ag, 60000) : 0;
 }
 
 int sg_aggregate_run(sg_aggregate_t *ag)
@@ -397,14 +445,14 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                 ag->batch_round_trips +=
                                     sg_redis_round_trips(ag->redis) - rt0;
                                 ag->batch_events += cnt;
-                                /* Kafka's commit only matters if Redis is
-                                 * wiped; Redis holds the real offsets. */
-                                sg_consumer_commit(ag->consumer, ag->msgs, cnt);
                                 sg_histogram_observe(
                                     ag->batch_seconds,
                                     (double)(sg_mono_us() - t0) / 1e6);
                         }
                         sg_consumer_batch_free(ag->msgs, cnt);
+                } else if (checkpoint(ag, 60000) == -1) {
+                        /* Caught up: what is pending is written now. */
+                        sg_sleep_ms(500);
                 }
                 sg_producer_poll(ag->producer);
                 if (sg_mono_ms() - last_stats >= 10000) {
@@ -419,6 +467,11 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                         last_stats = sg_mono_ms();
                 }
         }
+        /* What changed since the last checkpoint is written on the way
+         * out, so that a restart does not read it again. */
+        if (checkpoint(ag, 5000) == -1)
+                sg_warn("event=stop_checkpoint_failed msg=\"the next owner "
+                        "reads again from the last checkpoint\"");
         sg_metrics_log();
         /* Redis round trips of the batches alone (one checkpoint per
          * partition per batch): they grow with partitions, not with events

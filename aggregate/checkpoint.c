@@ -1004,7 +1004,7 @@ static ag_pstate_t *load_once(ag_ckpt_t *ck, int32_t p, int *failed)
                 return NULL;
         ps->id = p;
         ps->wm = INT64_MIN;
-        ps->off = ps->next = -1;
+        ps->off = ps->next = ps->first = -1;
         ps->st = ag_part_new(m, p);
         ld.ps = ps;
         if (!ps->st || pstate_inputs(ps, ck->inputs->cnt) == -1)

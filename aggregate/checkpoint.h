@@ -1,6 +1,6 @@
 /*
  * aggregate's checkpoint in Redis (docs/redis-layout.md): per sg.events
- * partition, once per batch, what the batch changed in the in-memory state
+ * partition, every aggregate.checkpoint_ms, what changed in the in-memory state
  * (state.h) at (scope, bucket) granularity plus the offsets and watermark
  * inputs that make it exactly once, in one fenced script call
  * (checkpoint.lua); and the state loaded back on assignment.
@@ -34,9 +34,11 @@ typedef struct ag_pstate {
         int in_cnt;
         int64_t off;      /* the checkpoint's next offset; -1 none */
         int64_t next;     /* after the last record applied */
+        int64_t first;    /* the first offset read since loaded; -1 none */
         int64_t wm;       /* watermark (never goes back); INT64_MIN none */
         int64_t wm_batch; /* at the start of the batch in hand */
         int in_batch;
+        int pending; /* changed since its checkpoint */
 } ag_pstate_t;
 
 int ag_inputs_add(ag_inputs_t *a, const char *name); /* index, -1 OOM */

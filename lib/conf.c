@@ -128,7 +128,8 @@ const sg_conf_field_t sg_conf_fields[] = {
         "sees them dead-lettered as late"),
 
     INT("aggregate.batch_size", "5000", 1, 100000, aggregate.batch_size,
-        "events per batch (one Redis script call per batch)"),
+        "events per batch: applied in memory, then the snapshots their "
+        "watermark calls for are sent"),
     INT("aggregate.batch_ms", "100", 1, 60000, aggregate.batch_ms,
         "longest wait to fill a batch, ms"),
     INT("aggregate.bucket_s", "10", 1, 3600, aggregate.bucket_s,
@@ -137,6 +138,13 @@ const sg_conf_field_t sg_conf_fields[] = {
         "rolling windows of the snapshots sent to rules, comma-separated: "
         "<n>s, <n>m, <n>h, <n>d (multiples of snapshot_s) or today (from "
         "the start of the day in tz_offset_min)"),
+    INT("aggregate.checkpoint_ms", "1000", 0, 600000,
+        aggregate.checkpoint_ms,
+        "under load, how often each changed sg.events partition is "
+        "checkpointed to Redis with its offset (ms; 0 = after every batch); "
+        "once caught up, at once: a cell changed by many batches in between "
+        "is written once; a crash reads again at most this much and sends "
+        "its snapshots again (rules and sink drop the repeats)"),
     INT("aggregate.snapshot_s", "10", 1, 86400, aggregate.snapshot_s,
         "snapshot cadence: a changed scope's windows are sent each time "
         "the watermark passes a multiple of this (multiple of bucket_s)"),

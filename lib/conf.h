@@ -83,6 +83,7 @@ typedef struct sg_conf {
         struct {
                 int batch_size;
                 int batch_ms;
+                int checkpoint_ms;
                 int bucket_s;
                 char windows[128];
                 int snapshot_s;

@@ -489,13 +489,14 @@ TestSuite(aggregate_rt, .init = setup_infra, .fini = teardown_stack,
           .timeout = 300);
 
 /* Runs sg-aggregate over what sg.events holds, with batches of exactly
- * batch events (no linger: a batch fills to its size), until channel has
+ * batch events (no linger: a batch fills to its size) and a checkpoint
+ * every ckpt_ms under load, until channel has
  * want clicks; stops it and returns its stop line's batches, batch_events
  * and batch_round_trips. */
-static void aggregate_once(int batch, const char *channel, long long want,
-                           long long out[3])
+static void aggregate_once(int batch, int ckpt_ms, const char *channel,
+                           long long want, long long out[3])
 {
-        char size[64], line[512], path[512];
+        char size[96], line[512], path[512];
         const char *subst[] = {"  batch_size: 5000",
                                size,
                                "  batch_ms: 100",
@@ -506,7 +507,9 @@ static void aggregate_once(int batch, const char *channel, long long want,
         pid_t pid;
         FILE *fp;
 
-        snprintf(size, sizeof(size), "batch_size: %d", batch);
+        /* (aggregate's batch_size is the only 5000) */
+        snprintf(size, sizeof(size), "batch_size: %d\n  checkpoint_ms: %d",
+                 batch, ckpt_ms);
         h_config(subst, NULL);
         pid = h_spawn("sg-aggregate", NULL);
         wait_clicks(channel, want);
@@ -536,10 +539,10 @@ Test(aggregate_rt, redis_round_trips_per_batch_do_not_grow_with_events)
          * watermark markers (not events, and no script call). */
         ingest_clicks("rs", "rt-small", 100, t0);
         before = events_records();
-        aggregate_once((int)before, "rt-small", 100, small);
+        aggregate_once((int)before, 0, "rt-small", 100, small);
 
         ingest_clicks("rb", "rt-big", 10000, t0);
-        aggregate_once((int)(events_records() - before), "rt-big", 10000,
+        aggregate_once((int)(events_records() - before), 0, "rt-big", 10000,
                        big);
 
         /* One batch each (exactly the records written), and one round
@@ -550,6 +553,23 @@ Test(aggregate_rt, redis_round_trips_per_batch_do_not_grow_with_events)
         cr_assert_eq(big[0], 1);
         cr_assert_eq(small[2], 1, "%lld round trips", small[2]);
         cr_assert_eq(big[2], 1, "%lld round trips", big[2]);
+}
+
+/* Under load, a checkpoint every aggregate.checkpoint_ms, not every
+ * batch: batches of 100 records, a checkpoint interval longer than the
+ * test, and the only checkpoint a batch waits for is the first one (the
+ * next is written when aggregate has caught up). Every click counted. */
+Test(aggregate_rt, checkpoints_come_every_checkpoint_ms_not_every_batch)
+{
+        long long t0 = base_time(), out[3], records;
+
+        ingest_clicks("ck", "rt-ckpt", 3000, t0);
+        records = events_records();
+        aggregate_once(100, 600000, "rt-ckpt", 3000, out);
+        cr_assert_eq(out[0], (records + 99) / 100, "%lld batches for %lld",
+                     out[0], records);
+        cr_assert_eq(out[1], records);
+        cr_assert_eq(out[2], 1, "%lld round trips", out[2]);
 }
 
 /* ------------------------------------------------- account time zone */
