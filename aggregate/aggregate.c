@@ -240,9 +240,7 @@ static int record(sg_aggregate_t *ag, ag_pstate_t *ps,
                 sg_counter_add(ag->bad, 1);
                 return deadletter(ag, m, SG_ERR_AVRO_DECODE, detail) ? -1 : 0;
         }
-        snprintf(detail, sizeof(detail), "%s/%d", ev->src_topic,
-                 (int)ev->src_partition);
-        in = ag_input_of(&ag->inputs, ps, detail);
+        in = ag_input_at(&ag->inputs, ps, ev->src_topic, ev->src_partition);
         if (in >= 0 && ev->src_offset <= ps->src_off[in]) {
                 /* Re-produced by ingest after a crash: counted. */
                 sg_counter_add(ag->skipped[type_ix(ev->type)], 1);

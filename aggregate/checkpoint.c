@@ -120,6 +120,27 @@ int ag_input_of(ag_inputs_t *a, ag_pstate_t *ps, const char *name)
         return i;
 }
 
+int ag_input_at(ag_inputs_t *a, ag_pstate_t *ps, const char *topic,
+                int32_t partition)
+{
+        char name[AG_INPUT_LEN], digits[12], *d = digits + sizeof(digits);
+        size_t n = strlen(topic), k;
+        uint32_t u = (uint32_t)partition;
+
+        /* "topic/partition" without snprintf: this runs for every event. */
+        do
+                *--d = (char)('0' + u % 10);
+        while ((u /= 10));
+        k = (size_t)(digits + sizeof(digits) - d);
+        if (partition < 0 || n + 1 + k >= sizeof(name))
+                return -1;
+        memcpy(name, topic, n);
+        name[n] = '/';
+        memcpy(name + n + 1, d, k);
+        name[n + 1 + k] = '\0';
+        return ag_input_of(a, ps, name);
+}
+
 void ag_input_event(ag_pstate_t *ps, int i, int64_t offset,
                     int64_t event_time, int64_t now_ms)
 {

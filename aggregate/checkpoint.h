@@ -46,6 +46,10 @@ void ag_inputs_fini(ag_inputs_t *a);
 /* The index of input name, with ps's entries grown to it (added when
  * new); -1 out of memory. */
 int ag_input_of(ag_inputs_t *a, ag_pstate_t *ps, const char *name);
+/* The same for input partition topic/partition; -1 also when it cannot
+ * be named. */
+int ag_input_at(ag_inputs_t *a, ag_pstate_t *ps, const char *topic,
+                int32_t partition);
 /* An event from input i: its offset, and progress up to its time (never
  * past the wall clock now_ms). */
 void ag_input_event(ag_pstate_t *ps, int i, int64_t offset,

@@ -1019,6 +1019,25 @@ static int click_put(ag_part_t *p, const sg_event_t *ev)
                           sizeof(rec));
 }
 
+/* a, sep and b into dst (size bytes), cut to fit: snprintf's "%s%s%s"
+ * without its cost, for the names every event builds. */
+static void join3(char *dst, size_t size, const char *a, const char *sep,
+                  const char *b)
+{
+        const char *part[3] = {a, sep, b};
+        size_t n = 0;
+
+        for (int i = 0; i < 3; i++) {
+                size_t l = strlen(part[i]);
+
+                if (l > size - 1 - n)
+                        l = size - 1 - n;
+                memcpy(dst + n, part[i], l);
+                n += l;
+        }
+        dst[n] = '\0';
+}
+
 int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
 {
         const ag_model_t *m = p->m;
@@ -1032,18 +1051,19 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
         uint64_t hdev = 0, hip = 0;
         int ctc = -1;
 
-        snprintf(name, sizeof(name), "%s|", ev->channel);
+        join3(name, sizeof(name), ev->channel, "|", "");
         sc[0] = admit(p, name);
         if (!sc[0]) {
                 sc[0] = admit(p, "_other|");
                 sc[1] = admit(p, "_other|_other");
                 p->overflow += 2;
         } else {
-                snprintf(name, sizeof(name), "%s|%s", ev->channel,
-                         ev->campaign_id);
+                join3(name, sizeof(name), ev->channel, "|",
+                      ev->campaign_id);
                 sc[1] = admit(p, name);
                 if (!sc[1]) {
-                        snprintf(name, sizeof(name), "%s|_other", ev->channel);
+                        join3(name, sizeof(name), ev->channel, "|",
+                              "_other");
                         sc[1] = admit(p, name);
                         p->overflow++;
                 }
@@ -1089,13 +1109,13 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
                         return -1;
                 if (k == 0 && ev->type == SG_EV_CLICK && s->channel) {
                         if (ip) {
-                                snprintf(src, sizeof(src), "ip:%s", ev->ip);
+                                join3(src, sizeof(src), "ip:", ev->ip, "");
                                 if (add_source(p, s, bucket, src) == -1)
                                         return -1;
                         }
                         if (dev) {
-                                snprintf(src, sizeof(src), "device:%s",
-                                         ev->device_id);
+                                join3(src, sizeof(src), "device:",
+                                      ev->device_id, "");
                                 if (add_source(p, s, bucket, src) == -1)
                                         return -1;
                         }
