@@ -43,7 +43,6 @@ struct sg_aggregate {
         ag_pstate_t **parts; /* by sg.events partition */
         int part_cap;
         ag_pstate_t **todo; /* the partitions of a batch to checkpoint */
-        int *todo_rc;
         ag_inputs_t inputs;  /* every input partition, from the metadata */
         int64_t lateness_ms;
         long long batches, batch_events, batch_round_trips;
@@ -85,15 +84,10 @@ static ag_pstate_t *part_at(sg_aggregate_t *ag, int32_t p)
                 ag->parts = n;
                 {
                         ag_pstate_t **t = realloc(ag->todo, cap * sizeof(*t));
-                        int *rc;
 
                         if (!t)
                                 return NULL;
                         ag->todo = t;
-                        rc = realloc(ag->todo_rc, cap * sizeof(*rc));
-                        if (!rc)
-                                return NULL;
-                        ag->todo_rc = rc;
                 }
                 ag->part_cap = cap;
         }
@@ -108,12 +102,19 @@ static void part_drop(sg_aggregate_t *ag, int32_t p)
         ag->parts[p] = NULL;
 }
 
+static int collect(sg_aggregate_t *ag);
+
 /* Loads partition p from its checkpoint in Redis (retrying until Redis
  * answers or the stage stops). Returns the offset to consume from, or -1
  * when none is stored (the Kafka commit then decides). */
 static int64_t part_load(sg_aggregate_t *ag, int32_t p)
 {
         ag_pstate_t *ps;
+
+        /* The replies to checkpoints in flight come first on the
+         * connection (and say whether their partitions stand). */
+        if (ag->ckpt.fl_cnt)
+                collect(ag);
 
         part_drop(ag, p);
         if (!part_at(ag, p) && p >= ag->part_cap)
@@ -322,47 +323,78 @@ static void commit_checkpointed(sg_aggregate_t *ag, ag_pstate_t **done,
         rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Writes every partition changed since its checkpoint: what it sent is
- * delivered first (a crash in between sends it again, rules and sink drop
- * repeats; it is never lost), then one pipelined round trip of fenced
- * scripts. 0, or -1 when partitions were loaded again from Redis. */
+/* The outcomes of the checkpoints in flight: a partition checkpointed has
+ * its offset committed to Kafka too; one that was not reads again from
+ * where Redis says it stands. 0, or -1 when partitions were loaded again. */
+static int collect(sg_aggregate_t *ag)
+{
+        ag_pstate_t **done = ag->todo;
+        ag_flight_t *f;
+        int n = ag_ckpt_collect(&ag->ckpt, &f), ok = 0, lost = 0;
+
+        for (int k = 0; k < n; k++) {
+                ag_pstate_t *ps = f[k].id < ag->part_cap ? ag->parts[f[k].id]
+                                                          : NULL;
+
+                sg_counter_add(ag->scripts, 1);
+                if (f[k].rc == AG_CKPT_FENCED)
+                        sg_counter_add(ag->fenced, 1);
+                if (!ps)
+                        continue; /* revoked meanwhile */
+                if (f[k].rc != AG_CKPT_OK) {
+                        lost = 1;
+                        part_reset(ag, f[k].id);
+                        continue;
+                }
+                ps->off = f[k].next;
+                done[ok++] = ps;
+        }
+        commit_checkpointed(ag, done, ok);
+        return lost ? -1 : 0;
+}
+
+/* Sends every partition changed since its checkpoint, after the outcome
+ * of the previous checkpoint: what the partitions sent is delivered first
+ * (a crash in between sends it again, rules and sink drop repeats; it is
+ * never lost), then one pipelined write of fenced scripts, which Redis runs
+ * while the next batches are applied. 0, or -1 when partitions were loaded
+ * again from Redis. */
 static int checkpoint(sg_aggregate_t *ag, int flush_ms)
 {
-        ag_pstate_t **todo = ag->todo;
-        int n = 0, ok = 0, lost = 0, *rc = ag->todo_rc;
+        int sent = 0, failed = 0;
 
-        for (int p = 0; p < ag->part_cap; p++)
-                if (ag->parts[p] && ag->parts[p]->pending)
-                        todo[n++] = ag->parts[p];
         ag->ckpt_at = sg_mono_ms();
-        if (!n)
+        if (collect(ag) == -1)
+                return -1;
+        for (int p = 0; p < ag->part_cap && !sent; p++)
+                sent = ag->parts[p] && ag->parts[p]->pending;
+        if (!sent)
                 return 0;
         if (sg_producer_flush(ag->producer, flush_ms) != 0) {
                 parts_reset_pending(ag);
                 return -1;
         }
-        ag_ckpt_write_all(&ag->ckpt, todo, n, rc);
-        for (int k = 0; k < n; k++) {
-                ag_pstate_t *ps = todo[k];
+        for (int p = 0; p < ag->part_cap; p++) {
+                ag_pstate_t *ps = ag->parts[p];
 
-                sg_counter_add(ag->scripts, 1);
-                if (rc[k] == AG_CKPT_FENCED)
-                        sg_counter_add(ag->fenced, 1);
-                if (rc[k] != AG_CKPT_OK) {
-                        lost = 1;
+                if (!ps || !ps->pending)
+                        continue;
+                if (ag_ckpt_send(&ag->ckpt, ps) == -1) {
+                        sg_error("event=oom what=checkpoint partition=%d", p);
+                        failed = 1; /* still pending: loaded again below */
                         continue;
                 }
                 ps->pending = 0;
                 overflow_note(ag, ps);
                 ag_part_evict(ps->st, ps->wm);
-                todo[ok++] = ps;
         }
-        commit_checkpointed(ag, todo, ok);
-        if (lost)
-                /* Each partition that was not checkpointed reads again from
-                 * where Redis says it stands. */
+        ag_ckpt_flush(&ag->ckpt);
+        if (failed) {
+                collect(ag);
                 parts_reset_pending(ag);
-        return lost ? -1 : 0;
+                return -1;
+        }
+        return 0;
 }
 
 static int checkpoint_due(const sg_aggregate_t *ag)
@@ -467,7 +499,7 @@ int sg_aggregate_run(sg_aggregate_t *ag)
         }
         /* What changed since the last checkpoint is written on the way
          * out, so that a restart does not read it again. */
-        if (checkpoint(ag, 5000) == -1)
+        if (checkpoint(ag, 5000) == -1 || collect(ag) == -1)
                 sg_warn("event=stop_checkpoint_failed msg=\"the next owner "
                         "reads again from the last checkpoint\"");
         sg_metrics_log();
@@ -617,7 +649,6 @@ void sg_aggregate_destroy(sg_aggregate_t *ag)
                 part_drop(ag, p);
         free(ag->parts);
         free(ag->todo);
-        free(ag->todo_rc);
         ag_ckpt_fini(&ag->ckpt);
         ag_inputs_fini(&ag->inputs);
         sg_redis_destroy(ag->redis);

@@ -184,6 +184,7 @@ void ag_ckpt_init(ag_ckpt_t *ck, sg_redis_t *r, const ag_model_t *m,
         ck->inputs = inputs;
         ck->script.source = sg_aggregate_checkpoint_lua;
         sg_redis_script_load(r, &ck->script);
+        ck->script_conn = sg_redis_connects(r);
 }
 
 void ag_ckpt_fini(ag_ckpt_t *ck)
@@ -192,6 +193,7 @@ void ag_ckpt_fini(ag_ckpt_t *ck)
         free(ck->off);
         free(ck->len);
         free(ck->argv);
+        free(ck->fl);
 }
 
 static int arg_room(ag_ckpt_t *ck, size_t bytes)
@@ -508,7 +510,7 @@ static int build(ag_ckpt_t *ck, ag_pstate_t *ps)
         if (arg_str(ck, "EVALSHA") || arg_str(ck, ck->script.sha) ||
             arg_str(ck, "1") ||
             arg_fmt(ck, "sg:{p%d}:off", (int)ps->id) ||
-            arg_i64(ck, ps->off) || arg_i64(ck, ps->next))
+            arg_i64(ck, ps->sent) || arg_i64(ck, ps->next))
                 return -1;
         for (int i = 0; i < st->dirty_cnt; i++)
                 if (put_scope(ck, ps, st->dirty[i], xat) == -1)
@@ -538,38 +540,60 @@ static int args_ready(ag_ckpt_t *ck, ag_pstate_t *ps)
         return 0;
 }
 
-/* What the script's reply r says of ps's checkpoint. */
-static int outcome(ag_pstate_t *ps, const redisReply *r)
+/* What the script's reply r says of a checkpoint of partition f->id
+ * fenced at f->from up to f->next. */
+static int outcome(ag_ckpt_t *ck, const ag_flight_t *f, const redisReply *r)
 {
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
             r->element[0]->type == REDIS_REPLY_INTEGER &&
             r->element[1]->type == REDIS_REPLY_STRING) {
                 int64_t cur = strtoll(r->element[1]->str, NULL, 10);
 
+                /* Applied (or applied before a lost reply). */
                 if (r->element[0]->integer == 1 ||
-                    (cur == ps->next && ps->next != ps->off)) {
-                        /* Applied (or applied before a lost reply). */
-                        ps->off = ps->next;
-                        ag_part_clean(ps->st);
+                    (cur == f->next && f->next != f->from))
                         return AG_CKPT_OK;
-                }
                 sg_warn("event=checkpoint_fenced partition=%d "
                         "expected=%" PRId64 " stored=%" PRId64
                         " msg=\"Redis holds another offset (another "
                         "owner, or lost writes): reloading\"",
-                        (int)ps->id, ps->off, cur);
+                        (int)f->id, f->from, cur);
                 return AG_CKPT_FENCED;
         }
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+                ck->script.sha[0] = '\0'; /* loaded again before the next */
         sg_error("event=checkpoint_failed partition=%d err=\"%s\"",
-                 (int)ps->id,
+                 (int)f->id,
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return AG_CKPT_ERROR;
 }
 
+static ag_flight_t *flight_add(ag_ckpt_t *ck, const ag_pstate_t *ps)
+{
+        ag_flight_t *f;
+
+        if (ck->fl_cnt == ck->fl_cap) {
+                int cap = ck->fl_cap ? 2 * ck->fl_cap : 16;
+
+                f = realloc(ck->fl, cap * sizeof(*f));
+                if (!f)
+                        return NULL;
+                ck->fl = f;
+                ck->fl_cap = cap;
+        }
+        f = &ck->fl[ck->fl_cnt++];
+        f->id = ps->id;
+        f->from = ps->sent;
+        f->next = ps->next;
+        f->rc = AG_CKPT_ERROR;
+        f->replied = 0;
+        return f;
+}
+
 int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps)
 {
+        ag_flight_t f = {ps->id, ps->sent, ps->next, AG_CKPT_ERROR, 1};
         redisReply *r;
-        int rc;
 
         if (args_ready(ck, ps) == -1)
                 return AG_CKPT_ERROR;
@@ -577,45 +601,76 @@ int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps)
                           ck->argv + HEAD_ARGS, ck->len + HEAD_ARGS);
         if (!r)
                 return AG_CKPT_ERROR; /* stopping */
-        rc = outcome(ps, r);
+        f.rc = outcome(ck, &f, r);
         freeReplyObject(r);
-        return rc;
+        if (f.rc == AG_CKPT_OK) {
+                ps->off = ps->sent = ps->next;
+                ag_part_clean(ps->st);
+        }
+        return f.rc;
 }
 
-void ag_ckpt_write_all(ag_ckpt_t *ck, ag_pstate_t **ps, int n, int *rc)
+int ag_ckpt_send(ag_ckpt_t *ck, ag_pstate_t *ps)
 {
-        int sent = 0;
+        ag_flight_t *f;
 
-        /* One round trip for the batch: the partitions' scripts pipelined
-         * (each is atomic and fenced on its own). Without the script's
-         * SHA, or when Redis lost it, one call at a time. */
-        for (; sent < n && ck->script.sha[0]; sent++) {
-                rc[sent] = AG_CKPT_ERROR;
-                if (args_ready(ck, ps[sent]) == -1 ||
-                    sg_redis_append_argv(ck->redis, ck->argc, ck->argv,
-                                         ck->len) == -1)
-                        break;
+        /* A Redis connected to since the script was loaded may have
+         * restarted without it: load it again rather than meet NOSCRIPT
+         * (which would throw the partitions' state away). */
+        if (!ck->script.sha[0] ||
+            ck->script_conn != sg_redis_connects(ck->redis)) {
+                ck->script_conn = sg_redis_connects(ck->redis);
+                sg_redis_script_load(ck->redis, &ck->script);
         }
-        for (int k = 0; k < sent; k++) {
-                redisReply *r = sg_redis_pipeline_get(ck->redis);
+        if (!(f = flight_add(ck, ps)))
+                return -1;
+        if (!ck->script.sha[0]) {
+                /* Redis refused the script's SHA: one EVAL at a time. */
+                f->rc = ag_ckpt_write(ck, ps);
+                f->replied = 1;
+                return 0;
+        }
+        if (args_ready(ck, ps) == -1 ||
+            sg_redis_append_argv(ck->redis, ck->argc, ck->argv, ck->len) ==
+                -1) {
+                ck->fl_cnt--;
+                return -1;
+        }
+        ps->sent = ps->next;
+        ag_part_clean(ps->st);
+        return 0;
+}
 
-                if (!r) {
+int ag_ckpt_flush(ag_ckpt_t *ck)
+{
+        return sg_redis_pipeline_send(ck->redis);
+}
+
+int ag_ckpt_collect(ag_ckpt_t *ck, ag_flight_t **out)
+{
+        int n = ck->fl_cnt, broken = 0;
+
+        for (int k = 0; k < n; k++) {
+                ag_flight_t *f = &ck->fl[k];
+                redisReply *r;
+
+                if (f->replied)
+                        continue;
+                if (broken || !(r = sg_redis_pipeline_get(ck->redis))) {
                         /* The connection went: what was applied is in
-                         * Redis; the caller reloads these partitions. */
-                        sg_redis_reconnect(ck->redis);
-                        for (; k < sent; k++)
-                                rc[k] = AG_CKPT_ERROR;
-                        return;
+                         * Redis; the caller loads these partitions. */
+                        f->rc = AG_CKPT_ERROR;
+                        broken = 1;
+                        continue;
                 }
-                if (r->type == REDIS_REPLY_ERROR &&
-                    strncmp(r->str, "NOSCRIPT", 8) == 0)
-                        rc[k] = ag_ckpt_write(ck, ps[k]);
-                else
-                        rc[k] = outcome(ps[k], r);
+                f->rc = outcome(ck, f, r);
                 freeReplyObject(r);
         }
-        for (int k = sent; k < n; k++)
-                rc[k] = ag_ckpt_write(ck, ps[k]);
+        if (broken)
+                sg_redis_reconnect(ck->redis);
+        ck->fl_cnt = 0;
+        *out = ck->fl;
+        return n;
 }
 
 /* ------------------------------------------------------------- loading */
@@ -670,7 +725,7 @@ static int load_partition_keys(loader_t *ld, int64_t *base)
                 return -1;
         ps->off = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
                                                 : -1;
-        ps->next = ps->off;
+        ps->next = ps->sent = ps->off;
         freeReplyObject(r);
         keyf(key, sizeof(key), ps->id, "src");
         if (!(r = get2(ld, "HGETALL", key)))
@@ -1025,7 +1080,7 @@ static ag_pstate_t *load_once(ag_ckpt_t *ck, int32_t p, int *failed)
                 return NULL;
         ps->id = p;
         ps->wm = INT64_MIN;
-        ps->off = ps->next = ps->first = -1;
+        ps->off = ps->sent = ps->next = ps->first = -1;
         ps->st = ag_part_new(m, p);
         ld.ps = ps;
         if (!ps->st || pstate_inputs(ps, ck->inputs->cnt) == -1)

@@ -33,6 +33,7 @@ typedef struct ag_pstate {
         int64_t *src_off;
         int in_cnt;
         int64_t off;      /* the checkpoint's next offset; -1 none */
+        int64_t sent;     /* the next offset of the last checkpoint sent */
         int64_t next;     /* after the last record applied */
         int64_t first;    /* the first offset read since loaded; -1 none */
         int64_t wm;       /* watermark (never goes back); INT64_MIN none */
@@ -59,17 +60,28 @@ int64_t ag_pstate_watermark(ag_pstate_t *ps, const ag_inputs_t *a,
                             int64_t lateness_ms);
 void ag_pstate_destroy(ag_pstate_t *ps);
 
+/* A checkpoint sent: of partition id, fenced at from, up to next. */
+typedef struct ag_flight {
+        int32_t id;
+        int64_t from, next;
+        int rc;      /* AG_CKPT_*, once replied */
+        int replied; /* written synchronously (no reply to read) */
+} ag_flight_t;
+
 typedef struct ag_ckpt {
         sg_redis_t *redis;
         const ag_model_t *m;
         ag_inputs_t *inputs;
         sg_redis_script_t script;
+        long long script_conn; /* the connection it was loaded on */
         /* the arguments of one call: bytes, then offsets into them */
         char *arena;
         size_t used, cap;
         size_t *off, *len;
         const char **argv;
         int argc, argcap;
+        ag_flight_t *fl; /* the checkpoints sent, their replies not read */
+        int fl_cnt, fl_cap;
 } ag_ckpt_t;
 
 void ag_ckpt_init(ag_ckpt_t *ck, sg_redis_t *r, const ag_model_t *m,
@@ -78,14 +90,21 @@ void ag_ckpt_fini(ag_ckpt_t *ck);
 
 enum { AG_CKPT_OK, AG_CKPT_FENCED, AG_CKPT_ERROR };
 
-/* Writes what ps changed since its last checkpoint; on AG_CKPT_OK its
- * state is clean and ps->off is ps->next. AG_CKPT_FENCED: Redis holds
- * another offset (logged); AG_CKPT_ERROR: not written (logged). In both,
- * the caller loads the partition again. */
+/* Writes what ps changed since its last checkpoint and waits for Redis;
+ * on AG_CKPT_OK its state is clean and ps->off is ps->next.
+ * AG_CKPT_FENCED: Redis holds another offset (logged); AG_CKPT_ERROR: not
+ * written (logged). In both, the caller loads the partition again. */
 int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps);
-/* The same for n partitions in one pipelined round trip; rc[k] is
- * ps[k]'s outcome. */
-void ag_ckpt_write_all(ag_ckpt_t *ck, ag_pstate_t **ps, int n, int *rc);
+/* The same without waiting: the checkpoint is appended to the pipeline,
+ * ps's state is clean at once and ps->sent is ps->next; ag_ckpt_flush
+ * writes what is appended to Redis, which runs it while the caller goes
+ * on; ag_ckpt_collect reads the outcomes of every checkpoint sent (out:
+ * n flights, valid until the next send) and must come before any other
+ * use of the connection. -1 from ag_ckpt_send: not sent (out of memory);
+ * the caller loads the partition again. */
+int ag_ckpt_send(ag_ckpt_t *ck, ag_pstate_t *ps);
+int ag_ckpt_flush(ag_ckpt_t *ck);
+int ag_ckpt_collect(ag_ckpt_t *ck, ag_flight_t **out);
 
 /* Loads partition p from Redis, retrying while Redis answers with errors
  * (LOADING after a restart, say) until it answers or the stage stops

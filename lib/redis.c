@@ -18,6 +18,7 @@ struct sg_redis {
         long long round_trips;
         sg_histogram_t *latency;  /* redis_latency_seconds */
         int connected_once;       /* a connect after that is a reconnect */
+        long long connects;       /* connections made (sg_redis_connects) */
         sg_counter_t *io_errors;  /* redis_io_errors_total */
         sg_counter_t *reconnects; /* redis_reconnects_total */
         /* The data-loss guard (sg_redis_epoch_start). */
@@ -193,6 +194,7 @@ static int connect_backoff(sg_redis_t *r, int timeout_ms, char *errstr,
                                         (long long)(sg_mono_ms() - start));
                         }
                         r->connected_once = 1;
+                        r->connects++;
                         return 0;
                 }
                 sg_warn("event=redis_connect_failed host=%s port=%d "
@@ -353,6 +355,29 @@ redisReply *sg_redis_pipeline_get(sg_redis_t *r)
         return reply;
 }
 
+int sg_redis_pipeline_send(sg_redis_t *r)
+{
+        int done = 0;
+
+        if (!r->c)
+                return -1;
+        if (!r->c->obuf || !r->c->obuf[0])
+                return 0;
+        r->round_trips++;
+        do {
+                if (redisBufferWrite(r->c, &done) != REDIS_OK) {
+                        sg_counter_add(r->io_errors, 1);
+                        sg_warn("event=redis_io_error err=\"%s\"",
+                                r->c->errstr);
+                        redisFree(r->c);
+                        r->c = NULL;
+                        sg_ready_set(SG_READY_REDIS, 0);
+                        return -1;
+                }
+        } while (!done);
+        return 0;
+}
+
 int sg_redis_script_load(sg_redis_t *r, sg_redis_script_t *script)
 {
         redisReply *sha = sg_redis_command(r, "SCRIPT LOAD %s", script->source);
@@ -437,6 +462,11 @@ long long sg_redis_commands(const sg_redis_t *r)
 long long sg_redis_round_trips(const sg_redis_t *r)
 {
         return r->round_trips;
+}
+
+long long sg_redis_connects(const sg_redis_t *r)
+{
+        return r->connects;
 }
 
 /* ------------------------------------------------------ data-loss guard */

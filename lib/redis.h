@@ -50,6 +50,11 @@ redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
 int sg_redis_append_argv(sg_redis_t *r, int argc, const char **argv,
                          const size_t *argvlen);
 redisReply *sg_redis_pipeline_get(sg_redis_t *r);
+/* Writes the commands appended so far to Redis now, so that Redis runs
+ * them while the caller goes on; their replies are read later with
+ * sg_redis_pipeline_get (nothing else may use r in between). 0, or -1
+ * after an I/O error (sg_redis_pipeline_get then returns NULL). */
+int sg_redis_pipeline_send(sg_redis_t *r);
 
 /* Reconnects with backoff; 0 when connected, -1 if stopped meanwhile. */
 int sg_redis_reconnect(sg_redis_t *r);
@@ -98,5 +103,8 @@ int sg_redis_epoch_ok(sg_redis_t *r);
 /* Counters for metrics: commands sent and round trips made. */
 long long sg_redis_commands(const sg_redis_t *r);
 long long sg_redis_round_trips(const sg_redis_t *r);
+/* Connections made so far: a new one may face a Redis that restarted and
+ * lost its script cache. */
+long long sg_redis_connects(const sg_redis_t *r);
 
 #endif

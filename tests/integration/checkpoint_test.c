@@ -132,6 +132,7 @@ TestSuite(checkpoint, .fini = h_stack_down, .timeout = 400);
 Test(checkpoint, a_redis_rolled_back_to_an_older_snapshot_is_redone)
 {
         long long t0 = base_time();
+        int resumed;
 
         h_init();
         h_start_infra();
@@ -143,14 +144,43 @@ Test(checkpoint, a_redis_rolled_back_to_an_older_snapshot_is_redone)
         bulk("ad-clicks", 0, "click", "rb2", "rollback", 100, t0 + 2000, 10,
              ",\"cost_micros\":1000");
         wait_kpi("rollback", "clicks", 200, 60000);
+        resumed = h_log_count("sg-aggregate", "event=partition_resume");
         /* Restarted without its last writes: it loads the SAVE. */
         h_redis_restart();
         cr_assert_eq(kpi("rollback", "clicks"), 100);
         bulk("ad-clicks", 0, "click", "rb3", "rollback", 100, t0 + 4000, 10,
              ",\"cost_micros\":1000");
         wait_kpi("rollback", "clicks", 300, 60000);
-        wait_log("sg-aggregate", "event=checkpoint_fenced", 10000);
+        /* aggregate noticed (the connection that broke, or the fence of
+         * its next checkpoint) and loaded its partitions again from the
+         * older snapshot, then read again from there. */
+        cr_assert_gt(h_log_count("sg-aggregate", "event=partition_resume"),
+                     resumed);
         cr_assert_eq(kpi("rollback", "spend_micros"), 300000);
+}
+
+/*
+ * Redis flushed under a running aggregate, the connection intact: the next
+ * checkpoint's fence finds no offset where it expected its last one, the
+ * partitions are loaded again (empty) and read again from their first
+ * record, and the counts come back whole.
+ */
+Test(checkpoint, a_flushed_redis_is_caught_by_the_fence_and_redone)
+{
+        long long t0 = base_time();
+
+        h_init();
+        h_start_infra();
+        h_start_stages();
+        bulk("ad-clicks", 0, "click", "fl1", "flushed", 100, t0, 10,
+             ",\"cost_micros\":1000");
+        wait_kpi("flushed", "clicks", 100, 60000);
+        redis_do("FLUSHALL");
+        bulk("ad-clicks", 0, "click", "fl2", "flushed", 100, t0 + 2000, 10,
+             ",\"cost_micros\":1000");
+        wait_log("sg-aggregate", "event=checkpoint_fenced", 60000);
+        wait_kpi("flushed", "clicks", 200, 60000);
+        cr_assert_eq(kpi("flushed", "spend_micros"), 200000);
 }
 
 /*
