@@ -13,7 +13,6 @@
 #include "validate.h"
 
 #define NORMALIZED_MAX 4096 /* an encoded NormalizedEvent is well below */
-#define MAX_INPUTS     1024 /* input (topic, partition) pairs tracked */
 
 /*
  * Per input partition: the event ids and (device, ad) clicks seen, in
@@ -45,8 +44,10 @@ struct sg_ingest {
         sg_counter_t *invalid[4]; /* events_invalid_total */
         sg_histogram_t *batch_seconds;
         sg_givt_t *givt;
-        input_t *inputs[MAX_INPUTS];
-        int input_cnt;
+        input_t **inputs; /* every input partition read since assigned */
+        int input_cnt, input_cap;
+        int input_last; /* the last one input_get() found: runs of records
+                           come from one partition */
 };
 
 static void input_destroy(input_t *ip)
@@ -58,18 +59,35 @@ static void input_destroy(input_t *ip)
         free(ip);
 }
 
-/* The state of an input partition, created on first use; NULL if out of
- * memory or slots (then no dedupe for it: logged once). */
+static int input_is(const input_t *ip, const char *topic, int32_t part)
+{
+        return ip->partition == part && strcmp(ip->topic, topic) == 0;
+}
+
+/* The state of an input partition, created on first use, as many as are
+ * assigned (review F10: at most 1,024 once); NULL if out of memory (then
+ * no dedupe for it: logged). */
 static input_t *input_get(sg_ingest_t *in, const char *topic, int32_t part)
 {
         char errstr[256];
         input_t *ip;
 
+        if (in->input_last < in->input_cnt &&
+            input_is(in->inputs[in->input_last], topic, part))
+                return in->inputs[in->input_last];
         for (int i = 0; i < in->input_cnt; i++)
-                if (in->inputs[i]->partition == part &&
-                    strcmp(in->inputs[i]->topic, topic) == 0)
-                        return in->inputs[i];
-        if (in->input_cnt == MAX_INPUTS || !(ip = calloc(1, sizeof(*ip))))
+                if (input_is(in->inputs[i], topic, part))
+                        return in->inputs[(in->input_last = i)];
+        if (in->input_cnt == in->input_cap) {
+                int cap = in->input_cap ? 2 * in->input_cap : 64;
+                input_t **n = realloc(in->inputs, (size_t)cap * sizeof(*n));
+
+                if (!n)
+                        goto fail;
+                in->inputs = n;
+                in->input_cap = cap;
+        }
+        if (!(ip = calloc(1, sizeof(*ip))))
                 goto fail;
         snprintf(ip->topic, sizeof(ip->topic), "%s", topic);
         ip->partition = part;
@@ -85,14 +103,14 @@ static input_t *input_get(sg_ingest_t *in, const char *topic, int32_t part)
                                   (int64_t)in->conf.ingest.dup_click_s * 1000,
                                   errstr, sizeof(errstr))))
                 goto fail_ip;
+        in->input_last = in->input_cnt;
         in->inputs[in->input_cnt++] = ip;
         return ip;
 fail_ip:
         input_destroy(ip);
 fail:
         sg_error("event=dedupe_unavailable topic=%s partition=%d "
-                 "msg=\"out of memory or input slots: no dedupe for this "
-                 "partition\"",
+                 "msg=\"out of memory: no dedupe for this partition\"",
                  topic, (int)part);
         return NULL;
 }
@@ -239,6 +257,7 @@ void sg_ingest_destroy(sg_ingest_t *in)
         sg_codec_destroy(in->codec);
         sg_givt_destroy(in->givt);
         inputs_forget(in, NULL);
+        free(in->inputs);
         free(in->msgs);
         free(in);
 }

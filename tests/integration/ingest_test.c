@@ -595,3 +595,91 @@ Test(ingest_small, a_dead_letter_refused_for_good_does_not_stall_the_partition)
                      1);
         cr_assert_eq(h_log_count("sg-ingest", "event=batch_retry"), 0);
 }
+
+/* ------------------------------------------- more than 1,024 inputs */
+
+#define WIDE_CLICKS 1000 /* ad-clicks partitions: sg-broker's maximum */
+#define WIDE_IMPS   100  /* ad-impressions partitions */
+
+/* sg-ingest alone on 1,100 input partitions, with small dedupe tables
+ * (1,100 of the default size would be 7 GB of address space). */
+static void ingest_wide_up(void)
+{
+        const char *broker_args[] = {
+            "-t", "ad-impressions:100", "-t", "ad-clicks:1000",
+            "-t", "ad-conversions", "-t", "sg.events",
+            "-t", "sg.deadletter", "-t", "sg.aggregates",
+            "-t", "sg.decisions", "-t", "ad-decisions",
+            "-t", "channel-kpis", NULL};
+        const char *subst[] = {"  dedupe_max_entries:",
+                               "dedupe_max_entries: 1024",
+                               "  dup_click_max_entries:",
+                               "dup_click_max_entries: 1024", NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra_args(broker_args);
+        h_spawn("sg-ingest", NULL);
+}
+
+TestSuite(ingest_wide, .init = ingest_wide_up, .fini = h_stack_down,
+          .timeout = 300);
+
+/* Sends event <prefix>-<p> twice to partition p of topic, p < n. */
+static void produce_twice(const char *topic, const char *type, int n,
+                          long long t)
+{
+        char buf[512];
+
+        for (int r = 0; r < 2; r++) {
+                for (int p = 0; p < n; p++) {
+                        int len = snprintf(
+                            buf, sizeof(buf),
+                            "{\"type\":\"%s\",\"event_id\":\"%s-%d\","
+                            "\"event_time\":%lld,\"channel\":\"ingt\","
+                            "\"campaign_id\":\"c1\",\"cost_micros\":1000,"
+                            "\"device_id\":\"dev-%d\",\"user_agent\":\"%s\"}",
+                            type, type, p, t + p, p, BROWSER);
+
+                        cr_assert_eq(h_produce_async(topic, p, "k", 1, buf,
+                                                     (size_t)len),
+                                     0);
+                }
+                cr_assert_eq(h_flush(), 0);
+        }
+}
+
+/*
+ * Review F10: ingest kept the dedupe state of at most 1,024 input
+ * partitions; the others passed a re-sent event twice. Every partition
+ * of 1,100 gets the same event twice: 1,100 reach sg.events, 1,100 are
+ * dead-lettered as duplicates, whatever the order ingest reads them in.
+ */
+Test(ingest_wide, every_input_partition_past_1024_keeps_its_dedupe)
+{
+        long long t = now_ms() - 60000;
+        rd_kafka_message_t **msgs;
+        char hbuf[64];
+        int n, k, dups = 0;
+
+        produce_twice("ad-clicks", "click", WIDE_CLICKS, t);
+        produce_twice("ad-impressions", "impression", WIDE_IMPS, t);
+
+        h_wait_caught_up("ingest", "ad-clicks", 60000);
+        h_wait_caught_up("ingest", "ad-impressions", 60000);
+        n = h_consume_all("sg.events", WIDE_CLICKS + WIDE_IMPS, 60000, &msgs);
+        n = events_in(msgs, (k = n));
+        h_msgs_free(msgs, k);
+        cr_assert_eq(n, WIDE_CLICKS + WIDE_IMPS, "%d events on sg.events", n);
+
+        n = h_consume_all("sg.deadletter", WIDE_CLICKS + WIDE_IMPS, 60000,
+                          &msgs);
+        for (int i = 0; i < n; i++)
+                dups += strcmp(h_header(msgs[i], "sg.error", hbuf,
+                                        sizeof(hbuf)),
+                               "duplicate") == 0;
+        h_msgs_free(msgs, n);
+        cr_assert_eq(n, WIDE_CLICKS + WIDE_IMPS, "%d dead letters", n);
+        cr_assert_eq(dups, WIDE_CLICKS + WIDE_IMPS, "%d duplicates", dups);
+        cr_assert_eq(h_log_count("sg-ingest", "event=dedupe_unavailable"), 0);
+}
