@@ -79,6 +79,8 @@ void h_init(void)
         setenv("SG_METRICS_LISTEN", "off", 1);
         setenv("SG_CONFIG", h_src("config/spendguard.yaml", cfg, sizeof(cfg)),
                1);
+        /* The shipped config as it is, but for where "today" starts. */
+        h_config(NULL, NULL);
 }
 
 pid_t h_spawn(const char *name, const char *const *args)
@@ -1074,6 +1076,18 @@ void h_config(const char *const *subst, const char *append)
                                 continue;
                         fprintf(out, "%.*s%s\n", (int)strspn(line, " "), line,
                                 subst[i + 1]);
+                        done = 1;
+                }
+                /* "today" starts 12 hours before now: the shipped
+                 * overpacing rule judges the scenario's spend against the
+                 * elapsed share of the day, so with UTC days a run just
+                 * after midnight paced channels the same run at noon
+                 * did not (extra ALERTs in CI at 08:02 UTC). */
+                if (!done && strstr(line, "  tz_offset_min: 0")) {
+                        time_t now = time(NULL);
+
+                        fprintf(out, "  tz_offset_min: %d\n",
+                                720 - (int)(now % 86400 / 60));
                         done = 1;
                 }
                 for (size_t i = 0; !done && i < sizeof(rel) / sizeof(rel[0]);
