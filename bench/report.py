@@ -144,6 +144,14 @@ redis = {
     "evalsha_cmds_ps": g("redis_evalsha", "calls_ps") * 900,
 }
 
+# End to end: CPU seconds per million events sent, per process, and the
+# cores they add up to at the headline rate.
+e2e_cpu = {}
+sent = gen.get("sent", 0)
+if "e2e_cpu" in m and sent:
+    e2e_cpu = {k: round(v / sent * 1e6, 2) for k, v in m["e2e_cpu"].items()}
+    e2e_cpu["total"] = round(sum(e2e_cpu.values()), 2)
+
 res = {
     "wall_s": round(wall_ms / 1000.0, 1),
     "limit": {"input_eps": limit, "producer_eps": limit_prod,
@@ -161,7 +169,8 @@ res = {
             "p50_ms": headline["p50_ms"] if headline else None,
             "p99_ms": headline["p99_ms"] if headline else None,
             "max_ms": headline["max_ms"] if headline else None,
-            "sustainable_eps": sustainable},
+            "sustainable_eps": sustainable,
+            "cpu_s_per_million": e2e_cpu},
     "scale": scale,
 }
 with open(out_path, "w") as fp:
@@ -214,6 +223,11 @@ for st in steps:
         n(st["p99_ms"]), n(st["max_ms"]), "yes" if st["sustained"] else "no"))
 print("  generator: most behind schedule %s ms; highest sustained load %s ev/s"
       % (n(gen.get("behind_max_ms"), "{:.1f}"), n(sustainable)))
+if e2e_cpu:
+    print("  CPU s per million events sent: " + ", ".join(
+        "%s %.2f" % (k, v) for k, v in e2e_cpu.items()))
+    print("  i.e. %.2f cores at %s ev/s (the machine has 2)" %
+          (e2e_cpu["total"] * fixed_rate / 1e6, n(fixed_rate)))
 print()
 print("cost growth (aggregate: %s events, rules: %s snapshots per run)" %
       (n(g("scale_aggregate_s1", "events")), n(g("scale_rules_s1", "events"))))

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=${BIN:-build-bench/bin}
 N=${SG_BENCH_EVENTS:-500000}          # input events for the limit and ingest
-AGG_N=${SG_BENCH_AGG_EVENTS:-300000}  # normalized events for aggregate
+AGG_N=${SG_BENCH_AGG_EVENTS:-1000000} # normalized events for aggregate (32 partitions)
 SNAP_N=${SG_BENCH_SNAPSHOTS:-200000}  # snapshots for rules and sink
 DEC_N=${SG_BENCH_DECISIONS:-20000}    # decisions for sink
 SCALE_N=${SG_BENCH_SCALE_EVENTS:-80000} # per cost-growth run (1 partition: ~88k fit)
@@ -39,6 +39,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 now_ms() { date +%s%3N; }
+# cpu_s PID: the CPU seconds (user + system) a running process has used.
+TICK=$(getconf CLK_TCK)
+cpu_s() {
+        awk -v t="$TICK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t }' \
+                "/proc/$1/stat"
+}
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() {
         echo "bench: $*" >&2
@@ -64,7 +70,7 @@ pids="$REDIS_PID $pids"
 # traffic would each see one only every ~300 ms at 10k/s.
 topics=""
 for t in bi.imp:16 bi.clk:16 bi.conv:16 bi.events:16 b.dead:4 \
-        ba.events:4 ba.aggs:4 br.aggs:4 br.rdec:4 br.dec:4 br.out:4 \
+        ba.events:32 ba.aggs:4 br.aggs:4 br.rdec:4 br.dec:4 br.out:4 \
         br.kpis:4 s1.events:4 s2.events:4 s3.events:4 p1.events:1 \
         p4.events:4 s.aggs:4 rs1.aggs:4 rs2.aggs:4 rs3.aggs:4 rp1.aggs:1 \
         rp4.aggs:4 rs.dec:4 be.imp:16 be.clk:16 be.conv:4 be.events:16 \
@@ -74,7 +80,8 @@ done
 # shellcheck disable=SC2086
 "$BIN/sg-broker" $topics --bootstrap-file "$D/bootstrap" \
         >"$D/broker.log" 2>&1 &
-pids="$! $pids"
+BROKER_PID=$!
+pids="$BROKER_PID $pids"
 i=0
 until [ -s "$D/bootstrap" ] && redis-cli -s "$D/redis.sock" ping >/dev/null 2>&1; do
         i=$((i + 1))
@@ -255,6 +262,10 @@ if want scale; then
                 IFS=: read -r tag camps parts <<<"$run"
                 scopes=$((CHANNELS * camps))
                 cfg=$(conf "agg-$tag" "$tag" bi.imp bi.clk bi.conv "$tag.events" s.aggs x x x)
+                # A run of 80,000 events ends before the first checkpoint
+                # (1 s), and sg-bench-watch times from the first commit:
+                # these runs checkpoint every 100 ms.
+                sed -i 's/^  lateness_s: 0$/  lateness_s: 0\n  checkpoint_ms: 100/' "$cfg"
                 r=$("$BIN/sg-bench-preload" -c "$cfg" --what events --events "$SCALE_N" \
                         --channels $CHANNELS --campaigns "$camps") ||
                         die "preload $tag failed"
@@ -300,12 +311,31 @@ if want e2e; then
         # The stages join their groups before the clock starts: a decision
         # waits for every one of them.
         sleep "${SG_BENCH_JOIN_S:-6}"
-        "$BIN/sg-bench-preload" -c "$CE" --what input --channels $CHANNELS \
+        # Where the CPU goes end to end: each process's CPU seconds over
+        # the steps (the broker is sg-broker, librdkafka's mock cluster).
+        cpu_procs="broker:$BROKER_PID redis:$REDIS_PID latency:$lat_pid"
+        set -- $e2e_pids
+        for s in sink rules aggregate ingest; do
+                cpu_procs="$cpu_procs $s:$1"
+                shift
+        done
+        cpu0=""
+        for np in $cpu_procs; do cpu0="$cpu0 $(cpu_s "${np#*:}")"; done
+        /usr/bin/time -f "%U %S" -o "$D/gen.time" \
+                "$BIN/sg-bench-preload" -c "$CE" --what input --channels $CHANNELS \
                 --campaigns $CAMPAIGNS --fraud $E2E_FRAUD \
                 --fraud-period $FRAUD_PERIOD --steps "$STEPS" \
                 >"$D/steps.txt" 2>"$D/e2e-gen.log" || die "paced producer failed"
         # Decisions of the last windows still in flight: give them 5 s.
         sleep 5
+        line="e2e_cpu generator=$(awk '{ printf "%.2f", $1 + $2 }' "$D/gen.time")"
+        set -- $cpu0
+        for np in $cpu_procs; do
+                line="$line ${np%%:*}=$(awk -v a="$(cpu_s "${np#*:}")" -v b="$1" \
+                        'BEGIN { printf "%.2f", a - b }')"
+                shift
+        done
+        measure "$line"
         for p in $lat_pid $e2e_pids; do stop "$p"; done
 fi
 
