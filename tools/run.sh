@@ -26,7 +26,7 @@ rm -f "$RUN"/*.log "$RUN"/*.pid "$RUN"/bootstrap "$RUN"/redis.sock "$RUN"/broker
 names=""
 infra=""
 cleanup() {
-        trap - EXIT INT TERM
+        trap - EXIT INT TERM HUP
         set +e
         for n in $names; do
                 eval "p=\${pid_$n:-}"
@@ -44,7 +44,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # Ctrl-C is how a run is meant to end: not an error for make.
-trap 'exit 0' INT TERM
+trap 'exit 0' INT TERM HUP
 
 # Waits up to 12 s for the processes named in $1 to exit (each stops within
 # 9 s of SIGTERM, docs/operations.md), then SIGKILLs what is left.

@@ -160,3 +160,67 @@ Test(run, taken_default_ports_are_replaced_and_said_so)
         cr_assert_not_null(strstr(run_output(), "run: scenario finished."),
                            "%s", run_output());
 }
+
+/* 1 while pid is a process that has not exited (a zombie has). */
+static int alive(pid_t pid)
+{
+        char path[64], line[256];
+        int live = 0;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        if (!(fp = fopen(path, "r")))
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                if (strncmp(line, "State:", 6) == 0)
+                        live = !strchr(line, 'Z');
+        fclose(fp);
+        return live;
+}
+
+/*
+ * Closing the terminal sends SIGHUP: run.sh stops everything it started,
+ * as on Ctrl-C. (It used to die at once and leave the broker, Redis and
+ * the four stages running on their own, holding the default ports.)
+ */
+Test(run, closing_the_terminal_stops_every_process_it_started)
+{
+        static const char *const names[] = {"redis", "broker", "ingest",
+                                            "aggregate", "rules", "sink",
+                                            "serve", "gen"};
+        const char *env[] = {"SG_RUN_DURATION=600", NULL};
+        pid_t run = start_run(env), pids[8];
+        long long end;
+        int left;
+
+        cr_assert(output_has("run: other terminal: SG_REDIS=", 90000),
+                  "run.sh never got ready:\n%s", run_output());
+        for (int i = 0; i < 8; i++) {
+                char path[400];
+                FILE *fp;
+
+                snprintf(path, sizeof(path), "%s/%s.pid", run_dir, names[i]);
+                fp = fopen(path, "r");
+                cr_assert_not_null(fp, "%s: %s", path, strerror(errno));
+                cr_assert_eq(fscanf(fp, "%d", &pids[i]), 1);
+                fclose(fp);
+        }
+        cr_assert_eq(kill(run, SIGHUP), 0);
+        h_wait(run, 30000);
+        end = h_now_ms() + 30000;
+        do {
+                left = 0;
+                for (int i = 0; i < 8; i++)
+                        left += alive(pids[i]);
+                if (left)
+                        usleep(100 * 1000);
+        } while (left && h_now_ms() < end);
+        for (int i = 0; i < 8; i++) {
+                cr_expect(!alive(pids[i]), "%s (pid %d) still runs",
+                          names[i], (int)pids[i]);
+                if (alive(pids[i]))
+                        kill(pids[i], SIGKILL);
+        }
+        cr_assert_eq(left, 0, "%d processes outlived run.sh:\n%s", left,
+                     run_output());
+}
