@@ -183,6 +183,12 @@ const sg_conf_field_t sg_conf_fields[] = {
         "conversions against (24 bytes each); past it the oldest hours go "
         "first and their conversions count as conversions_no_click (0 = no "
         "bound)"),
+    INT("aggregate.max_devices", "2000000", 0, 1000000000,
+        aggregate.max_devices,
+        "(scope, device) pairs the frequency cap counts per sg.events "
+        "partition over two days (24 bytes each in memory, at most "
+        "9 x (freq_cap + 1) bytes each in Redis); past it a new pair's "
+        "impressions are not capped (0 = no bound)"),
 
     PATHF("rules.file", "config/rules.yaml", rules.file, "the rules file"),
     INT("rules.batch_ms", "100", 1, 60000, rules.batch_ms,

@@ -97,6 +97,7 @@ typedef struct sg_conf {
                 int max_sources;
                 int max_scopes;
                 int max_clicks;
+                int max_devices;
         } aggregate;
 
         struct {
