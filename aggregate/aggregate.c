@@ -585,6 +585,7 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                           a->max_scopes, a->max_clicks, errstr,
                           errstr_size) == -1)
                 goto err;
+        ag->model.max_devices = a->max_devices;
         if (a->tz[0] && !(ag->tz = sg_tz_new(a->tz, errstr, errstr_size)))
                 goto err;
         ag->model.tz = ag->tz;

@@ -379,12 +379,56 @@ static int cell_level(const ag_model_t *m, ag_part_t *st, ag_scope_t *s,
         return -1;
 }
 
+/*
+ * Where Redis' retention of a partition's cells starts: aggregate.retention_s
+ * back from its newest event, down to a multiple of the top level kept, so
+ * that a bucket older than the cut lies in a minute and an hour that end
+ * by it. Event time, not the wall clock: a replay or a flood of old event
+ * times cannot keep more than the retention per scope (F15).
+ */
+static int64_t cells_cut(const ag_model_t *m, int64_t maxt)
+{
+        int64_t top = m->level_ms[m->level_cnt - 1];
+
+        return sg_window_floor(maxt - m->retention_ms, top);
+}
+
+/* SGTRIM (checkpoint.lua): the scope's buckets before cut leave its index
+ * and Redis, each kind at each level kept. */
+static int put_trim(ag_ckpt_t *ck, int32_t p, const ag_scope_t *s,
+                    int64_t cut)
+{
+        const ag_model_t *m = ck->m;
+        static const char *const kinds[] = {"u", "i", "sx"};
+        int pairs = 1, k;
+        char kind[8];
+
+        for (int l = 0; l < m->level_cnt; l++)
+                pairs += s->channel ? 3 : 2;
+        if (cmd(ck, 5 + 2 * pairs, "SGTRIM", p, "bi:%s", s->name) ||
+            arg_i64(ck, cut) || arg_fmt(ck, "sg:{p%d}:", (int)p) ||
+            arg_str(ck, s->name) || arg_str(ck, "b") ||
+            arg_i64(ck, m->level_ms[0]))
+                return -1;
+        for (int l = 0; l < m->level_cnt; l++)
+                for (k = 0; k < (s->channel ? 3 : 2); k++) {
+                        snprintf(kind, sizeof(kind), "%s%s", kinds[k],
+                                 m->level_tag[l]);
+                        if (arg_str(ck, kind) || arg_i64(ck, m->level_ms[l]))
+                                return -1;
+                }
+        return 0;
+}
+
 static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
                      int64_t xat)
 {
         const ag_model_t *m = ck->m;
         int32_t p = ps->id;
-        int grew = 0;
+        int grew = 0, wrote = 0;
+        int64_t cut = ps->st->maxt != INT64_MIN
+                          ? cells_cut(m, ps->st->maxt)
+                          : INT64_MIN;
 
         if (s->fresh && (cmd(ck, 3, "SADD", p, "scopes") ||
                          arg_str(ck, s->name)))
@@ -393,8 +437,11 @@ static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
                 const ag_cell_t *c = s->dirty[k];
                 int l = cell_level(m, ps->st, s, c);
 
-                if (l < 0)
+                /* Past the retention (SGTRIM removed it, or will): not
+                 * written again. */
+                if (l < 0 || c->start < cut)
                         continue;
+                wrote = 1;
                 if (l == 0 && c->fresh) {
                         int64_t ws = sg_window_floor(c->start, m->kpi_ms);
 
@@ -407,14 +454,12 @@ static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
                 if (put_cell(ck, p, s, c, l, xat) == -1)
                         return -1;
         }
-        /* The bucket index forgets buckets past the retention when it
-         * grows. */
-        if (grew && ps->st->maxt != INT64_MIN &&
-            (cmd(ck, 4, "ZREMRANGEBYSCORE", p, "bi:%s", s->name) ||
-             arg_str(ck, "-inf") ||
-             arg_fmt(ck, "(%" PRId64, ps->st->maxt - m->retention_ms) ||
-             cmd(ck, 3, "PEXPIREAT", p, "bi:%s", s->name) ||
-             arg_i64(ck, xat)))
+        /* The scope forgets its buckets past the retention when it
+         * grows; its index outlives every key it lists. */
+        if (grew && cut != INT64_MIN && put_trim(ck, p, s, cut) == -1)
+                return -1;
+        if (wrote && (cmd(ck, 3, "PEXPIREAT", p, "bi:%s", s->name) ||
+                      arg_i64(ck, xat)))
                 return -1;
         for (int k = 0; k < s->closing.cnt; k++)
                 if (cmd(ck, 3, "ZREM", p, "open") ||
@@ -445,18 +490,23 @@ static int put_scope(ag_ckpt_t *ck, ag_pstate_t *ps, ag_scope_t *s,
                arg_i64(ck, s->snap_end);
 }
 
+/* SGLOG (checkpoint.lua): each log's records appended up to cap bytes
+ * (-1: none), the log listed in the partition's index of its kind, and
+ * the logs listed there before cut deleted. */
 static int put_logs(ag_ckpt_t *ck, int32_t p, const ag_logs_t *l,
-                    const char *kind, int64_t ttl_s)
+                    const char *kind, int64_t ttl_s, int64_t cap, int rec,
+                    int64_t cut)
 {
         for (int i = 0; i < l->cnt; i++) {
                 const ag_log_t *g = &l->v[i];
 
                 if (!g->len)
                         continue;
-                if (cmd(ck, 3, "APPEND", p, "%s:%" PRId64, kind, g->key) ||
-                    arg_bytes(ck, g->buf, g->len) ||
-                    cmd(ck, 3, "EXPIRE", p, "%s:%" PRId64, kind, g->key) ||
-                    arg_i64(ck, ttl_s))
+                if (cmd(ck, 9, "SGLOG", p, "%s:%" PRId64, kind, g->key) ||
+                    arg_bytes(ck, g->buf, g->len) || arg_i64(ck, cap) ||
+                    arg_i64(ck, rec) || arg_i64(ck, ttl_s) ||
+                    arg_fmt(ck, "sg:{p%d}:%si", (int)p, kind) ||
+                    arg_i64(ck, g->key) || arg_i64(ck, cut))
                         return -1;
         }
         return 0;
@@ -495,6 +545,14 @@ static int put_partition(ag_ckpt_t *ck, ag_pstate_t *ps)
         if (ps->st->maxt != INT64_MIN &&
             (cmd(ck, 3, "SET", p, "maxt") || arg_i64(ck, ps->st->maxt)))
                 return -1;
+        /* A KPI window that ends past the retention is not kept open for
+         * the next owner (its buckets are gone): the watermark's lag does
+         * not grow the set. */
+        if (ps->st->maxt != INT64_MIN &&
+            (cmd(ck, 4, "ZREMRANGEBYSCORE", p, "open") ||
+             arg_str(ck, "-inf") ||
+             arg_fmt(ck, "(%" PRId64, cells_cut(ck->m, ps->st->maxt))))
+                return -1;
         return 0;
 }
 
@@ -515,9 +573,22 @@ static int build(ag_ckpt_t *ck, ag_pstate_t *ps)
         for (int i = 0; i < st->dirty_cnt; i++)
                 if (put_scope(ck, ps, st->dirty[i], xat) == -1)
                         return -1;
-        if (put_logs(ck, ps->id, &st->fc_log, "fcl", FC_TTL_S) ||
-            put_logs(ck, ps->id, &st->ck_log, "ckl",
-                     ck->m->click_ttl_ms / 1000 + 3600))
+        /* The logs the loader reads (from yesterday; click times from
+         * click_ttl_s and an hour back, an hour of margin more), at most
+         * the records aggregate keeps in memory. */
+        if (st->maxt != INT64_MIN &&
+            (put_logs(ck, ps->id, &st->fc_log, "fcl", FC_TTL_S,
+                      ck->m->max_devices > 0
+                          ? 9 * (ck->m->freq_cap + 1) * ck->m->max_devices
+                          : -1,
+                      9,
+                      ag_day_start(ck->m, ag_day_start(ck->m, st->maxt) - 1)) ||
+             put_logs(ck, ps->id, &st->ck_log, "ckl",
+                      ck->m->click_ttl_ms / 1000 + 3600,
+                      ck->m->max_clicks > 0 ? 16 * ck->m->max_clicks : -1, 16,
+                      sg_window_floor(st->maxt - ck->m->click_ttl_ms -
+                                          2 * HOUR,
+                                      HOUR))))
                 return -1;
         return put_partition(ck, ps);
 }

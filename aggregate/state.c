@@ -962,6 +962,10 @@ static int freq_over(ag_part_t *p, const ag_scope_t *s, int64_t bucket,
         now = cnt ? *cnt : 0;
         if (now > p->m->freq_cap)
                 return 1;
+        /* Bounded (aggregate.max_devices): a pair past it is not capped. */
+        if (!cnt && p->m->max_devices > 0 &&
+            (int64_t)p->fc.cnt >= p->m->max_devices)
+                return 0;
         now++;
         if (cnt)
                 *cnt = now;

@@ -107,6 +107,7 @@ typedef struct ag_model {
         int64_t bucket_ms, snap_ms, kpi_ms, tz_ms, click_ttl_ms, retention_ms;
         int freq_cap, max_sources, max_scopes;
         int64_t max_clicks; /* click times kept per partition */
+        int64_t max_devices; /* frequency-cap pairs per partition */
         sg_window_def_t wins[SG_MAX_WINDOWS];
         int win_cnt;
         char kpi_name[SG_WINDOW_LEN];

@@ -49,6 +49,7 @@ static void setup(void)
                                "  click_ttl_s: 86400", ttl,
                                "  max_sources: 1000", "max_sources: 10",
                                "  snapshot_s: 10", "snapshot_s: 60",
+                               "  idle_ms: 5000", "idle_ms: 0",
                                NULL};
 
         snprintf(ret, sizeof(ret), "retention_s: %d", RETENTION_S);
@@ -160,7 +161,7 @@ static void run_stages(void)
 /* What each partition holds, by kind of key. */
 typedef struct part_keys {
         int seen;
-        long long scopes, snap, fixed, fcl, ckl, w, bi;
+        long long scopes, snap, fixed, fcl, ckl, w, bi, open;
         long long fcl_max, ckl_max; /* longest log, bytes */
         long long cell_max;         /* most cell keys of one kind and scope */
         long long steady_min;       /* fewest b: keys of a steady channel */
@@ -223,6 +224,8 @@ static void survey(redisContext *c, part_keys_t *pk, long long *keys)
                                 pk[p].scopes = card(c, "SCARD", k);
                         else if (!strcmp(rest, "snap"))
                                 pk[p].snap = card(c, "HLEN", k);
+                        else if (!strcmp(rest, "open"))
+                                pk[p].open = card(c, "ZCARD", k);
                         pk[p].fixed++;
                         continue;
                 }
@@ -304,6 +307,8 @@ static void check_bound(const part_keys_t *pk, const char *when)
         long long fcl_keys = 2, ckl_keys = (CLICK_TTL_S * 1000LL + 2 * HOUR_MS) / HOUR_MS + 1;
         long long fcl_bytes = 9LL * (FREQ_CAP + 1) * MAX_DEVICES;
         long long ckl_bytes = 16LL * MAX_CLICKS;
+        /* Open KPI windows: those ending after the retention's start. */
+        long long open = (RETENTION_S * 1000LL + BUCKET_MS + 60000) / 60000 + 1;
         int parts = 0, steady = 0;
 
         for (int p = 0; p < PARTS_MAX; p++) {
@@ -318,6 +323,9 @@ static void check_bound(const part_keys_t *pk, const char *when)
                 cr_assert_leq(q->snap, q->scopes, "%s: p%d", when, p);
                 cr_assert_leq(q->bi, q->scopes, "%s: p%d", when, p);
                 cr_assert_leq(q->w, q->scopes, "%s: p%d (1 window)", when, p);
+                cr_assert_leq(q->open, q->scopes * open,
+                              "%s: p%d has %lld open KPI windows", when, p,
+                              q->open);
                 cr_assert_leq(q->cell_max, cells,
                               "%s: p%d keeps %lld keys of one kind for one "
                               "scope, bound %lld",
