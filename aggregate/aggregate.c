@@ -48,6 +48,8 @@ struct sg_aggregate {
         long long batches, batch_events, batch_round_trips;
         int64_t overflow_logged;
         int64_t ckpt_at; /* sg_mono_ms of the last checkpoint */
+        int64_t epoch_at; /* sg_mono_ms of the last epoch check */
+        int halted;       /* Redis lost its data: nothing applied */
 
         unsigned char out[OUT_MAX];
 
@@ -181,6 +183,37 @@ static void part_reset(sg_aggregate_t *ag, int32_t p)
         int64_t off = part_load(ag, p);
 
         part_seek(ag, p, off >= 0 ? off : first);
+}
+
+/* ----------------------------------------------------- Redis data loss */
+
+/*
+ * Whether Redis still holds the data the partitions stand on (the epoch,
+ * sg_redis_epoch_ok): a Redis that lost it (restart without persistence,
+ * failover to an empty replica, FLUSHALL) would have aggregate count again
+ * from empty state. Once lost, nothing is applied, checkpointed or
+ * committed; when the data comes back (restored), every partition is
+ * loaded again from it and consumed from its checkpoint. 1 lost, 0 not.
+ */
+static int data_lost(sg_aggregate_t *ag)
+{
+        int ok;
+
+        /* The replies to checkpoints in flight come first on the
+         * connection (collect looks again if one was fenced). */
+        if (ag->ckpt.fl_cnt)
+                collect(ag);
+        ok = sg_redis_epoch_ok(ag->redis);
+        ag->epoch_at = sg_mono_ms();
+        if (ok == 1 && ag->halted) {
+                ag->halted = 0;
+                for (int p = 0; p < ag->part_cap; p++)
+                        if (ag->parts[p])
+                                part_reset(ag, p);
+        } else if (ok == 0) {
+                ag->halted = 1;
+        }
+        return ag->halted;
 }
 
 /* ------------------------------------------------------------- output */
@@ -332,6 +365,13 @@ static int collect(sg_aggregate_t *ag)
         ag_flight_t *f;
         int n = ag_ckpt_collect(&ag->ckpt, &f), ok = 0, lost = 0;
 
+        /* A fence is also what a Redis that lost everything looks like:
+         * found out before any partition is loaded from it. */
+        for (int k = 0; k < n; k++)
+                if (f[k].rc == AG_CKPT_FENCED) {
+                        data_lost(ag);
+                        break;
+                }
         for (int k = 0; k < n; k++) {
                 ag_pstate_t *ps = f[k].id < ag->part_cap ? ag->parts[f[k].id]
                                                           : NULL;
@@ -364,7 +404,7 @@ static int checkpoint(sg_aggregate_t *ag, int flush_ms)
         int sent = 0, failed = 0;
 
         ag->ckpt_at = sg_mono_ms();
-        if (collect(ag) == -1)
+        if (collect(ag) == -1 || ag->halted)
                 return -1;
         for (int p = 0; p < ag->part_cap && !sent; p++)
                 sent = ag->parts[p] && ag->parts[p]->pending;
@@ -463,6 +503,20 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                                             ag->conf.aggregate.batch_size,
                                             ag->conf.aggregate.batch_ms);
 
+                /* Once a second, and before anything while stopped. */
+                if ((ag->halted || sg_mono_ms() - ag->epoch_at >= 1000) &&
+                    data_lost(ag)) {
+                        if (cnt) {
+                                sg_warn("event=batch_refused "
+                                        "reason=redis_data_lost records=%d",
+                                        cnt);
+                                sg_consumer_rewind(ag->consumer, ag->msgs,
+                                                   cnt);
+                                sg_consumer_batch_free(ag->msgs, cnt);
+                        }
+                        sg_sleep_ms(1000);
+                        continue;
+                }
                 if (cnt) {
                         int64_t t0 = sg_mono_us();
                         long long rt0 = sg_redis_round_trips(ag->redis);
@@ -628,6 +682,13 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         if (!ag->consumer)
                 goto err;
         inputs_load(ag);
+        /* Before any partition is assigned (and loaded). */
+        sg_redis_epoch_fenced(ag->redis, 0);
+        if (sg_redis_epoch_start(ag->redis, "aggregate") == -1) {
+                snprintf(errstr, errstr_size, "stopped");
+                goto err;
+        }
+        ag->halted = !sg_redis_epoch_ok(ag->redis);
         sg_info("event=start inputs=%d in=%s out=%s bucket_s=%d windows=%s "
                 "snapshot_s=%d kpi_window_s=%d lateness_s=%d",
                 ag->inputs.cnt, conf->topics.events, conf->topics.aggregates,

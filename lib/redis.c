@@ -26,6 +26,7 @@ struct sg_redis {
         char stage[32];
         char epoch[64];          /* remembered; "" = started while marked */
         int lost;                /* deciding stopped */
+        int fenced, expect;      /* sg_redis_epoch_fenced */
         sg_counter_t *data_lost; /* redis_data_lost_total */
 };
 
@@ -552,9 +553,11 @@ static int epoch_mark(sg_redis_t *r, int raw, const char *found)
                  "without persistence, failover or flush): deciding stops "
                  "until it is restored or the loss accepted, see "
                  "docs/reliability.md\"",
-                 r->epoch, found[0] ? found : "none");
+                 r->epoch[0] ? r->epoch : "unknown",
+                 found[0] ? found : "none");
         snprintf(mark, sizeof(mark), "epoch=%s found=%s by=%s at_ms=%lld",
-                 r->epoch, found[0] ? found : "none", r->stage,
+                 r->epoch[0] ? r->epoch : "unknown",
+                 found[0] ? found : "none", r->stage,
                  (long long)sg_now_ms());
         reply = guard_cmd(r, raw, "SET %s %s NX", LOST_KEY, mark);
         if (!reply)
@@ -628,7 +631,18 @@ int sg_redis_epoch_start(sg_redis_t *r, const char *stage)
                          sg_log_quote(q, sizeof(q), mark), LOST_KEY);
                 return 0;
         }
+        /* The stage's data was here and no epoch is (lost while no
+         * guarded stage ran): marked as any loss, with no epoch
+         * remembered (the mark removed, it takes the one Redis holds). */
+        if (r->expect && !epoch[0])
+                return epoch_mark(r, 0, "") == -1 ? -1 : 0;
         return epoch_adopt(r);
+}
+
+void sg_redis_epoch_fenced(sg_redis_t *r, int had_data)
+{
+        r->fenced = 1;
+        r->expect = had_data;
 }
 
 int sg_redis_epoch_ok(sg_redis_t *r)
@@ -646,14 +660,15 @@ int sg_redis_epoch_ok(sg_redis_t *r)
         }
         if (mark[0])
                 return 0;
-        if (!r->epoch[0]) {
-                /* Started while marked; the mark is gone: accepted. */
+        if (r->epoch[0] && strcmp(epoch, r->epoch) == 0) {
+                sg_info("event=redis_data_restored epoch=%s", r->epoch);
+        } else if (!r->epoch[0] || r->fenced) {
+                /* Started while marked, or fenced writes; the mark is
+                 * gone: accepted (or restored from another epoch). */
                 if (epoch_adopt(r) == -1)
                         return -1;
-        } else if (strcmp(epoch, r->epoch) != 0) {
-                return 0; /* still not our data */
         } else {
-                sg_info("event=redis_data_restored epoch=%s", r->epoch);
+                return 0; /* still not our data */
         }
         r->lost = 0;
         sg_ready_set(SG_READY_REDIS_DATA, 1);

@@ -99,6 +99,18 @@ redisReply *sg_redis_eval(sg_redis_t *r, sg_redis_script_t *script, int nkeys,
  */
 int sg_redis_epoch_start(sg_redis_t *r, const char *stage);
 int sg_redis_epoch_ok(sg_redis_t *r);
+/*
+ * Before sg_redis_epoch_start(), for a stage whose writes are fenced by
+ * what Redis holds (aggregate's checkpoints): whatever data Redis holds
+ * once the mark is gone, restored or not, is safe to go on from, so the
+ * stage resumes on it (taking its epoch, or a new one) instead of waiting
+ * for its own epoch. had_data: the stage knows its data was in Redis
+ * (aggregate: its group committed offsets, which it does only once Redis
+ * holds their checkpoint, and no checkpoint is left); a Redis with neither
+ * epoch nor mark lost it while no guarded stage ran, and the start is
+ * stopped and marked as for a loss, not taken for a first start.
+ */
+void sg_redis_epoch_fenced(sg_redis_t *r, int had_data);
 
 /* Counters for metrics: commands sent and round trips made. */
 long long sg_redis_commands(const sg_redis_t *r);

@@ -200,7 +200,7 @@ typedef struct cell_count {
 
 static void survey(redisContext *c, part_keys_t *pk, long long *keys)
 {
-        redisReply *r = redisCommand(c, "KEYS sg:*");
+        redisReply *r = redisCommand(c, "KEYS sg:{p*");
         cell_count_t *cc = calloc(r->elements + 1, sizeof(*cc));
         int ccn = 0;
 
