@@ -221,3 +221,50 @@ Test(aggregate_epoch, lost_redis_data_stops_aggregate_until_restored)
         h_wait_caught_up("aggregate", "sg.events", 30000);
         cr_assert_eq(kpi_clicks("lost"), 300);
 }
+
+/*
+ * The loss while aggregate is down (and no rules or sink runs to have
+ * marked it): a start that finds neither epoch nor mark is a first start
+ * only if aggregate never checkpointed; its group's offsets on sg.events,
+ * committed only after a checkpoint was in Redis, say it did. It starts
+ * stopped, marks the loss for the other stages, and resumes when the
+ * operator accepts it (the mark removed): counting from the Kafka commit.
+ */
+Test(aggregate_epoch, a_loss_while_aggregate_was_down_is_not_a_first_start)
+{
+        long long t = (long long)time(NULL) * 1000 - 2 * 3600 * 1000;
+        long from;
+        pid_t ag;
+
+        h_spawn("sg-ingest", NULL);
+        ag = h_spawn("sg-aggregate", NULL);
+        clicks("a", "down", 200, t);
+        wait_clicks("down", 200, 60000);
+        h_wait_caught_up("aggregate", "sg.events", 30000);
+        cr_assert_eq(h_stop(ag), 0);
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == ag)
+                        H.procs[i].pid = 0;
+
+        redis_ok("FLUSHALL");
+        h_spawn("sg-aggregate", NULL);
+        clicks("b", "down", 50, t + 5000);
+        wait_log("sg-aggregate", "event=redis_data_lost", 30000);
+        wait_log("sg-aggregate", "event=batch_refused reason=redis_data_lost",
+                 30000);
+        cr_assert_eq(count_keys("sg:epoch:lost"), 1);
+        cr_assert_eq(count_keys("sg:{p*}"), 0, "aggregate wrote %lld keys",
+                     count_keys("sg:{p*}"));
+
+        /* Accepted: counts restart from the Kafka commit (the 50 clicks
+         * after it). */
+        from = h_log_size("sg-aggregate");
+        redis_ok("DEL sg:epoch:lost");
+        cr_assert_geq(h_wait_log("sg-aggregate", from, "event=redis_epoch ",
+                                 30000),
+                      0, "no new epoch taken in 30 s (logs in %s)", H.dir);
+        wait_clicks("down", 50, 60000);
+        h_wait_caught_up("aggregate", "sg.events", 30000);
+        cr_assert_eq(kpi_clicks("down"), 50);
+        cr_assert_eq(count_keys("sg:epoch"), 1);
+}
