@@ -610,6 +610,50 @@ static void inputs_load(sg_aggregate_t *ag)
         }
 }
 
+/*
+ * Whether Redis should hold aggregate's checkpoints: its group committed
+ * offsets on sg.events (it commits only what a checkpoint in Redis holds),
+ * yet no partition's sg:{pN}:off is there. Then the Redis it starts on lost
+ * them while no guarded stage ran (sg_redis_epoch_expect). 0 when unsure.
+ */
+static int checkpoints_gone(sg_aggregate_t *ag)
+{
+        rd_kafka_t *rk = sg_consumer_handle(ag->consumer);
+        rd_kafka_topic_t *rkt =
+            rd_kafka_topic_new(rk, ag->conf.topics.events, NULL);
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        int committed = 0, stored = 0;
+
+        rd_kafka_topic_destroy(rkt);
+        if (err)
+                return 0;
+        if (md->topic_cnt != 1 || md->topics[0].err) {
+                rd_kafka_metadata_destroy(md);
+                return 0;
+        }
+        l = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                rd_kafka_topic_partition_list_add(
+                    l, ag->conf.topics.events, md->topics[0].partitions[p].id);
+        rd_kafka_metadata_destroy(md);
+        if (!rd_kafka_committed(rk, l, 10000))
+                for (int i = 0; i < l->cnt; i++)
+                        committed += !l->elems[i].err && l->elems[i].offset >= 0;
+        for (int i = 0; committed && i < l->cnt && !stored; i++) {
+                redisReply *r = sg_redis_command(ag->redis,
+                                                 "EXISTS sg:{p%d}:off",
+                                                 (int)l->elems[i].partition);
+
+                stored = !r || r->type != REDIS_REPLY_INTEGER || r->integer;
+                if (r)
+                        freeReplyObject(r);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        return committed && !stored;
+}
+
 static sg_counter_t *events_counter(sg_event_type_t t, const char *result)
 {
         char name[SG_METRICS_NAME_LEN];
@@ -683,7 +727,7 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                 goto err;
         inputs_load(ag);
         /* Before any partition is assigned (and loaded). */
-        sg_redis_epoch_fenced(ag->redis, 0);
+        sg_redis_epoch_fenced(ag->redis, checkpoints_gone(ag));
         if (sg_redis_epoch_start(ag->redis, "aggregate") == -1) {
                 snprintf(errstr, errstr_size, "stopped");
                 goto err;

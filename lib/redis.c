@@ -631,11 +631,12 @@ int sg_redis_epoch_start(sg_redis_t *r, const char *stage)
                          sg_log_quote(q, sizeof(q), mark), LOST_KEY);
                 return 0;
         }
-        /* The stage's data was here and no epoch is (lost while no
-         * guarded stage ran): marked as any loss, with no epoch
-         * remembered (the mark removed, it takes the one Redis holds). */
-        if (r->expect && !epoch[0])
-                return epoch_mark(r, 0, "") == -1 ? -1 : 0;
+        /* The stage's data was here and is not (lost while it did not
+         * run, and no epoch, or one a stage started since wrote): marked
+         * as any loss, with no epoch remembered (the mark removed, it
+         * takes the one Redis holds). */
+        if (r->expect)
+                return epoch_mark(r, 0, epoch) == -1 ? -1 : 0;
         return epoch_adopt(r);
 }
 

@@ -106,9 +106,10 @@ int sg_redis_epoch_ok(sg_redis_t *r);
  * stage resumes on it (taking its epoch, or a new one) instead of waiting
  * for its own epoch. had_data: the stage knows its data was in Redis
  * (aggregate: its group committed offsets, which it does only once Redis
- * holds their checkpoint, and no checkpoint is left); a Redis with neither
- * epoch nor mark lost it while no guarded stage ran, and the start is
- * stopped and marked as for a loss, not taken for a first start.
+ * holds their checkpoint, and no checkpoint is left): Redis lost it while
+ * the stage did not run, and the start is stopped and marked as for a
+ * loss, not taken for a first start (also when a stage started since wrote
+ * a new epoch: the others find the mark).
  */
 void sg_redis_epoch_fenced(sg_redis_t *r, int had_data);
 
