@@ -1279,3 +1279,63 @@ long long h_truth_sent(json_t *truth)
         cr_assert_neq(sent, -1, "no \"sent\" row in sg-gen's truth");
         return sent;
 }
+
+void h_rules_config(const char *rules_yaml, const char *const *subst)
+{
+        char path[512], line[600];
+        const char *all[64];
+        int n = 0;
+        FILE *out;
+
+        snprintf(path, sizeof(path), "%s/rules.yaml", H.dir);
+        out = fopen(path, "w");
+        cr_assert_not_null(out);
+        fputs(rules_yaml, out);
+        fclose(out);
+        snprintf(line, sizeof(line), "file: %s", path);
+        for (; subst && subst[n] && n < 60; n++)
+                all[n] = subst[n];
+        all[n++] = "file: rules.yaml";
+        all[n++] = line;
+        all[n] = NULL;
+        h_config(all, NULL);
+}
+
+sg_codec_t *h_codec(void)
+{
+        static sg_codec_t *c;
+        char schemas[512], err[256];
+
+        if (!c) {
+                c = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)),
+                                 err, sizeof(err));
+                cr_assert_not_null(c, "%s", err);
+        }
+        return c;
+}
+
+void h_produce_today(const char *topic, const char *channel,
+                     long long spend_micros, long long revenue_micros,
+                     long long end)
+{
+        unsigned char buf[4096];
+        sg_snapshot_t s;
+        int n;
+
+        memset(&s, 0, sizeof(s));
+        snprintf(s.channel, sizeof(s.channel), "%s", channel);
+        snprintf(s.window, sizeof(s.window), "today");
+        s.window_start = end - end % 86400000;
+        s.window_end = end;
+        s.watermark = end;
+        s.c.impressions = 1000000;
+        s.c.clicks = 10000;
+        s.c.conversions = revenue_micros ? 100 : 0;
+        s.c.spend_micros = spend_micros;
+        s.c.revenue_micros = revenue_micros;
+        n = sg_codec_encode_snapshot(h_codec(), &s, buf, sizeof(buf));
+        cr_assert_gt(n, 0);
+        cr_assert_eq(h_produce(topic, channel, strlen(channel), buf,
+                               (size_t)n),
+                     0);
+}

@@ -216,4 +216,19 @@ int h_kpis_wait_held(json_t *held, int timeout_ms, char *why, size_t size);
  */
 json_t *h_python_encode(const char *script, const char *prefix, int *produced);
 
+/* Writes dir/rules.yaml with rules_yaml and the test config pointing
+ * rules.file at it (h_config with subst, which may be NULL, plus that). */
+void h_rules_config(const char *rules_yaml, const char *const *subst);
+
+struct sg_codec;
+/* The codec over the source tree's schemas (opened once; the process
+ * keeps it). */
+struct sg_codec *h_codec(void);
+/* A channel's today snapshot ending at end (1,000,000 impressions, 10,000
+ * clicks, 100 conversions when it has revenue), produced to topic keyed by
+ * the channel and acknowledged. */
+void h_produce_today(const char *topic, const char *channel,
+                     long long spend_micros, long long revenue_micros,
+                     long long end);
+
 #endif

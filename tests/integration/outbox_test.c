@@ -57,41 +57,11 @@ static void setup(void)
 
 TestSuite(outbox, .init = setup, .fini = h_stack_down, .timeout = 300);
 
-static sg_codec_t *codec(void)
-{
-        static sg_codec_t *c;
-        char schemas[512], err[256];
-
-        if (!c) {
-                c = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)),
-                                 err, sizeof(err));
-                cr_assert_not_null(c, "%s", err);
-        }
-        return c;
-}
-
 /* The today snapshot of channel ending at end, spend = its whole budget
  * (config/spendguard.yaml). */
 static void spent_all(const char *channel, long long budget, long long end)
 {
-        unsigned char buf[4096];
-        sg_snapshot_t s;
-        int n;
-
-        memset(&s, 0, sizeof(s));
-        snprintf(s.channel, sizeof(s.channel), "%s", channel);
-        snprintf(s.window, sizeof(s.window), "today");
-        s.window_start = end - end % 86400000;
-        s.window_end = end;
-        s.watermark = end;
-        s.c.impressions = 1000000;
-        s.c.clicks = 10000;
-        s.c.spend_micros = budget;
-        n = sg_codec_encode_snapshot(codec(), &s, buf, sizeof(buf));
-        cr_assert_gt(n, 0);
-        cr_assert_eq(h_produce("sg.aggregates", channel, strlen(channel), buf,
-                               (size_t)n),
-                     0);
+        h_produce_today("sg.aggregates", channel, budget, 0, end);
 }
 
 static redisReply *redis(const char *fmt, const char *arg)
@@ -163,7 +133,7 @@ static int pauses_agree_with_the_breaker(const char *channel)
                 sg_decision_t d;
                 int seen = 0;
 
-                cr_assert_eq(sg_codec_decode_decision(codec(), msgs[i]->payload,
+                cr_assert_eq(sg_codec_decode_decision(h_codec(), msgs[i]->payload,
                                                       msgs[i]->len, &d),
                              0);
                 if (d.action != SG_ACT_PAUSE || strcmp(d.channel, channel))

@@ -66,19 +66,6 @@ static void setup(void)
 
 TestSuite(rstate, .init = setup, .fini = h_stack_down, .timeout = 300);
 
-static sg_codec_t *codec(void)
-{
-        static sg_codec_t *c;
-        char schemas[512], err[256];
-
-        if (!c) {
-                c = sg_codec_new(h_src("schemas", schemas, sizeof(schemas)),
-                                 err, sizeof(err));
-                cr_assert_not_null(c, "%s", err);
-        }
-        return c;
-}
-
 /* A rolling 1m snapshot ending at end, CTR 0.1%: of the channel, with
  * nsrc sources ip:<tag>.<i> of 50 clicks each, or of campaign. */
 static void snapshot(const char *channel, const char *campaign, long long end,
@@ -104,7 +91,7 @@ static void snapshot(const char *channel, const char *campaign, long long end,
                          "ip:%s.%d", tag, i);
                 s.top[i].clicks = 50;
         }
-        n = sg_codec_encode_snapshot(codec(), &s, buf, sizeof(buf));
+        n = sg_codec_encode_snapshot(h_codec(), &s, buf, sizeof(buf));
         cr_assert_gt(n, 0);
         cr_assert_eq(h_produce_async("sg.aggregates", RD_KAFKA_PARTITION_UA,
                                      channel, strlen(channel), buf,
