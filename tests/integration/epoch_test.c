@@ -229,3 +229,29 @@ Test(epoch_guard, a_redis_restarted_empty_is_found_out_on_the_reconnect)
         cr_assert_str_eq(why, "broker not reachable; no partitions assigned");
         sg_redis_destroy(r);
 }
+
+/*
+ * A Redis connection that breaks while a stage starts (chaos/short: Redis
+ * restarted as sg-rules came up) is not a loss: the stage has no epoch yet
+ * to compare with, and takes the one Redis holds. Before, the reconnect
+ * inside sg_redis_epoch_start compared Redis' epoch with none and marked
+ * the data lost, stopping every stage for good.
+ */
+Test(epoch_guard, a_reconnect_while_starting_is_not_a_loss)
+{
+        char err[256], epoch[256], buf[64];
+        sg_redis_t *r = sg_redis_new(H.redis_url, 10000, err, sizeof(err));
+
+        cr_assert_not_null(r, "%s", err);
+        redis(buf, sizeof(buf), "SET sg:epoch other-stage-epoch");
+        /* Every client but the test's own: the guard's next command meets
+         * a closed connection and reconnects. */
+        redis(buf, sizeof(buf), "CLIENT KILL TYPE normal SKIPME yes");
+        cr_assert_eq(sg_redis_epoch_start(r, "test"), 0);
+        cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:epoch:lost"), "0");
+        cr_assert_eq(sg_redis_epoch_ok(r), 1);
+        cr_assert_eq(sg_counter_value("redis_data_lost_total"), 0);
+        cr_assert_str_eq(redis(epoch, sizeof(epoch), "GET sg:epoch"),
+                         "other-stage-epoch");
+        sg_redis_destroy(r);
+}
