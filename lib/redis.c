@@ -566,13 +566,16 @@ static int epoch_mark(sg_redis_t *r, int raw, const char *found)
         return 0;
 }
 
-/* After a reconnect (inside connect_once): only the step to "lost". */
+/* After a reconnect (inside connect_once): only the step to "lost", and
+ * only once an epoch is remembered (a reconnect inside
+ * sg_redis_epoch_start has none to compare with: the start reads what
+ * Redis holds itself). */
 static void epoch_reconnected(sg_redis_t *r)
 {
         char epoch[64], mark[256];
 
-        if (r->lost || epoch_fetch(r, 1, epoch, sizeof(epoch), mark,
-                                   sizeof(mark)) == -1)
+        if (r->lost || !r->epoch[0] ||
+            epoch_fetch(r, 1, epoch, sizeof(epoch), mark, sizeof(mark)) == -1)
                 return;
         if (strcmp(epoch, r->epoch) != 0 || mark[0])
                 epoch_mark(r, 1, epoch);
