@@ -499,13 +499,19 @@ int sg_aggregate_run(sg_aggregate_t *ag)
         int64_t last_stats = sg_mono_ms();
 
         while (!sg_stop) {
-                int cnt = sg_consumer_batch(ag->consumer, ag->msgs,
-                                            ag->conf.aggregate.batch_size,
-                                            ag->conf.aggregate.batch_ms);
+                int cnt;
 
-                /* Once a second, and before anything while stopped. */
-                if ((ag->halted || sg_mono_ms() - ag->epoch_at >= 1000) &&
-                    data_lost(ag)) {
+                /* Once a second, and before anything while stopped; before
+                 * a batch is taken, so that a partition loaded again
+                 * (restored, or its checkpoint in flight failed) is read
+                 * from where it now stands, not from a batch fetched
+                 * before its seek. */
+                if (ag->halted || sg_mono_ms() - ag->epoch_at >= 1000)
+                        data_lost(ag);
+                cnt = sg_consumer_batch(ag->consumer, ag->msgs,
+                                        ag->conf.aggregate.batch_size,
+                                        ag->conf.aggregate.batch_ms);
+                if (ag->halted) {
                         if (cnt) {
                                 sg_warn("event=batch_refused "
                                         "reason=redis_data_lost records=%d",
@@ -614,7 +620,7 @@ static void inputs_load(sg_aggregate_t *ag)
  * Whether Redis should hold aggregate's checkpoints: its group committed
  * offsets on sg.events (it commits only what a checkpoint in Redis holds),
  * yet no partition's sg:{pN}:off is there. Then the Redis it starts on lost
- * them while no guarded stage ran (sg_redis_epoch_expect). 0 when unsure.
+ * them while it did not run (sg_redis_epoch_fenced). 0 when unsure.
  */
 static int checkpoints_gone(sg_aggregate_t *ag)
 {
