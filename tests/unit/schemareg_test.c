@@ -222,3 +222,88 @@ Test(client, new_refuses_a_bad_url_list)
                          "schema_registry.url: URL 1 is not http:// or https://");
         sg_schemareg_destroy(NULL);
 }
+
+/*
+ * What goes on the wire: a loopback listener records the one request the
+ * client sends (no registry behind it: it answers 404 to anything).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int lfd;
+static char request[4096];
+
+static void *record_one(void *arg)
+{
+        static const char reply[] = "HTTP/1.1 404 Not Found\r\n"
+                                    "Content-Type: application/json\r\n"
+                                    "Content-Length: 41\r\n"
+                                    "Connection: close\r\n\r\n"
+                                    "{\"error_code\":40403,\"message\":\"not here\"}";
+        size_t n = 0;
+        int fd = accept(lfd, NULL, NULL);
+
+        (void)arg;
+        if (fd < 0)
+                return NULL;
+        while (n < sizeof(request) - 1 && !strstr(request, "\r\n\r\n")) {
+                ssize_t r = read(fd, request + n, sizeof(request) - 1 - n);
+
+                if (r <= 0)
+                        break;
+                n += (size_t)r;
+                request[n] = '\0';
+        }
+        if (write(fd, reply, sizeof(reply) - 1) < 0)
+                n = 0;
+        close(fd);
+        return NULL;
+}
+
+Test(client, sends_basic_auth_and_the_api_media_type)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        socklen_t alen = sizeof(a);
+        sg_schemareg_conf_t c = {.timeout_ms = 5000, .retries = 0};
+        sg_schemareg_t *r;
+        char *schema = NULL;
+        pthread_t t;
+
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        lfd = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_geq(lfd, 0);
+        cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        cr_assert_eq(listen(lfd, 1), 0);
+        cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+        cr_assert_eq(pthread_create(&t, NULL, record_one, NULL), 0);
+
+        snprintf(c.urls, sizeof(c.urls), "http://127.0.0.1:%d/base/",
+                 ntohs(a.sin_port));
+        snprintf(c.user, sizeof(c.user), "sg");
+        snprintf(c.password, sizeof(c.password), "s3cret");
+        r = sg_schemareg_new(&c, err, sizeof(err));
+        cr_assert_not_null(r, "%s", err);
+        cr_assert_eq(sg_schemareg_get(r, 7, &schema, err, sizeof(err)),
+                     SG_SR_NOT_FOUND, "%s", err);
+        pthread_join(t, NULL);
+        close(lfd);
+        sg_schemareg_destroy(r);
+
+        cr_assert(strncmp(request, "GET /base/schemas/ids/7 HTTP/1.1\r\n",
+                          34) == 0,
+                  "%s", request);
+        /* base64("sg:s3cret") */
+        cr_assert_not_null(strstr(request, "\r\nAuthorization: Basic "
+                                           "c2c6czNjcmV0\r\n"),
+                           "%s", request);
+        cr_assert_not_null(
+            strstr(request, "\r\nAccept: application/vnd.schemaregistry.v1+json, "
+                            "application/json\r\n"),
+            "%s", request);
+        cr_assert_not_null(strstr(err, ": HTTP 404 error_code 40403: not here"),
+                           "%s", err);
+        cr_assert_null(strstr(err, "s3cret"));
+}
