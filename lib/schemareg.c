@@ -158,6 +158,7 @@ int sg_schemareg_parse_schema(const char *body, size_t len, char **schema,
                 snprintf(errstr, errstr_size,
                          "schemaType %.32s, not AVRO",
                          json_is_string(t) ? json_string_value(t) : "?");
+                rc = -2;
         } else if (!(*schema = strdup(json_string_value(s)))) {
                 snprintf(errstr, errstr_size, "out of memory");
         } else {
@@ -223,12 +224,16 @@ int sg_schemareg_parse_error(const char *body, size_t len, int *code,
         return 0;
 }
 
-sg_schemareg_rc_t sg_schemareg_classify(long status)
+sg_schemareg_rc_t sg_schemareg_classify(long status, int error_code)
 {
         if (status >= 200 && status < 300)
                 return SG_SR_OK;
+        /* The API's own 404s carry 404xx (40401 subject, 40402 version,
+         * 40403 schema). A bare 404 is a path the server does not serve:
+         * a wrong base URL, which must not dead-letter records. */
         if (status == 404)
-                return SG_SR_NOT_FOUND;
+                return error_code / 100 == 404 ? SG_SR_NOT_FOUND
+                                               : SG_SR_UNAVAILABLE;
         if (status == 409 || status == 422)
                 return SG_SR_REJECTED;
         /* No answer, 5xx, 401/403 (credentials: an operator's fix, not the
@@ -329,15 +334,18 @@ const char *sg_schemareg_url(const sg_schemareg_t *r)
         return r->urls[r->cur];
 }
 
-/* One attempt at base+path. The status (0: no response) in *status; a
- * transport failure's text in errstr. */
-static void perform(sg_schemareg_t *r, const char *base, const char *path,
-                    const char *post, long *status, char *errstr,
-                    size_t errstr_size)
+/* One attempt at base+path: what its answer means; errstr says why for
+ * anything but SG_SR_OK. */
+static sg_schemareg_rc_t perform(sg_schemareg_t *r, const char *base,
+                                 const char *path, const char *post,
+                                 char *errstr, size_t errstr_size)
 {
-        char url[SG_SCHEMAREG_URL_LEN + 512];
+        char url[SG_SCHEMAREG_URL_LEN + 512], msg[256];
         CURL *c = r->curl;
+        long status = 0;
+        sg_schemareg_rc_t res;
         CURLcode rc;
+        int code;
 
         snprintf(url, sizeof(url), "%s%s", base, path);
         curl_easy_reset(c);
@@ -367,28 +375,31 @@ static void perform(sg_schemareg_t *r, const char *base, const char *path,
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
         }
         rc = curl_easy_perform(c);
-        *status = 0;
         if (rc != CURLE_OK) {
                 snprintf(errstr, errstr_size, "%s: %s", base,
                          r->too_big ? "response larger than 1 MiB"
                                     : curl_easy_strerror(rc));
-                return;
+                return SG_SR_UNAVAILABLE;
         }
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-        if (*status < 200 || *status >= 300) {
-                char msg[256];
-                int code;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300)
+                return SG_SR_OK;
+        sg_schemareg_parse_error(r->body ? r->body : "", r->len, &code, msg,
+                                 sizeof(msg));
+        res = sg_schemareg_classify(status, code);
+        if (code)
+                snprintf(errstr, errstr_size, "%s: HTTP %ld error_code %d%s%s",
+                         base, status, code, msg[0] ? ": " : "", msg);
+        else
+                snprintf(errstr, errstr_size, "%s: HTTP %ld", base, status);
+        if (status == 404 && res == SG_SR_UNAVAILABLE) {
+                size_t n = strlen(errstr);
 
-                sg_schemareg_parse_error(r->body ? r->body : "", r->len, &code,
-                                         msg, sizeof(msg));
-                if (code)
-                        snprintf(errstr, errstr_size,
-                                 "%s: HTTP %ld error_code %d%s%s", base,
-                                 *status, code, msg[0] ? ": " : "", msg);
-                else
-                        snprintf(errstr, errstr_size, "%s: HTTP %ld", base,
-                                 *status);
+                snprintf(errstr + n, errstr_size - n,
+                         " (not the API's answer: is the URL the base of the "
+                         "registry's Confluent API?)");
         }
+        return res;
 }
 
 /*
@@ -401,7 +412,6 @@ static sg_schemareg_rc_t request(sg_schemareg_t *r, const char *path,
                                  size_t errstr_size)
 {
         sg_schemareg_rc_t rc = SG_SR_UNAVAILABLE;
-        long status;
 
         for (int attempt = 0; attempt <= r->conf.retries; attempt++) {
                 int u = (r->cur + attempt) % r->nurl;
@@ -413,9 +423,7 @@ static sg_schemareg_rc_t request(sg_schemareg_t *r, const char *path,
                             attempt - 1, r->conf.backoff_ms,
                             r->conf.backoff_max_ms));
                 }
-                perform(r, r->urls[u], path, post, &status, errstr,
-                        errstr_size);
-                rc = status ? sg_schemareg_classify(status) : SG_SR_UNAVAILABLE;
+                rc = perform(r, r->urls[u], path, post, errstr, errstr_size);
                 if (rc != SG_SR_UNAVAILABLE) {
                         r->cur = u;
                         break;
@@ -443,12 +451,17 @@ sg_schemareg_rc_t sg_schemareg_get(sg_schemareg_t *r, uint32_t id,
         rc = request(r, path, NULL, errstr, errstr_size);
         if (rc != SG_SR_OK)
                 return rc == SG_SR_REJECTED ? SG_SR_UNAVAILABLE : rc;
-        if (sg_schemareg_parse_schema(r->body, r->len, schema, err,
-                                      sizeof(err))) {
+        switch (sg_schemareg_parse_schema(r->body, r->len, schema, err,
+                                          sizeof(err))) {
+        case 0:
+                break;
+        case -2: /* a schema, but not one an Avro record can have */
+                snprintf(errstr, errstr_size, "%s", err);
+                return SG_SR_NOT_FOUND;
+        default: /* not the API's answer: not the records' fault */
                 snprintf(errstr, errstr_size, "%s/schemas/ids/%u: %s",
                          r->urls[r->cur], id, err);
-                /* Not Avro, or not the API: no schema this id can give. */
-                return SG_SR_NOT_FOUND;
+                return SG_SR_UNAVAILABLE;
         }
         return SG_SR_OK;
 }

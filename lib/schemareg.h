@@ -29,9 +29,10 @@ typedef struct sg_schemareg_conf {
 /* Outcomes of a request. */
 typedef enum {
         SG_SR_OK = 0,
-        SG_SR_NOT_FOUND = 1,   /* 404: no such id or subject */
+        SG_SR_NOT_FOUND = 1,   /* 404 404xx: no such id or subject */
         SG_SR_REJECTED = 2,    /* 409/422: incompatible or invalid schema */
-        SG_SR_UNAVAILABLE = -1 /* down, timed out, 5xx, 401/403: retry later */
+        SG_SR_UNAVAILABLE = -1 /* down, timed out, 5xx, 401/403, a bare 404
+                                  or not the API's JSON: retry later */
 } sg_schemareg_rc_t;
 
 /*
@@ -52,7 +53,7 @@ int sg_schemareg_backoff_ms(int attempt, int backoff_ms, int max_ms);
  * Response bodies. Each returns 0, or -1 with errstr when the body is not
  * the JSON the API defines.
  * parse_schema: {"schema": "...", "schemaType"?: "AVRO"} -> *schema
- * (malloc'ed, the caller frees); another schemaType is an error.
+ * (malloc'ed, the caller frees); another schemaType is -2.
  * parse_id: {"id": N}. parse_compat: {"is_compatible": bool}.
  * parse_error: {"error_code": N, "message": "..."} (either may be missing:
  * *code 0, msg "").
@@ -66,8 +67,10 @@ int sg_schemareg_parse_compat(const char *body, size_t len, int *compatible,
 int sg_schemareg_parse_error(const char *body, size_t len, int *code,
                              char *msg, size_t msg_size);
 
-/* What an HTTP status means for a request (0: no response at all). */
-sg_schemareg_rc_t sg_schemareg_classify(long status);
+/* What an HTTP answer means for a request: its status and the error_code
+ * of its body (0 if none). A 404 is SG_SR_NOT_FOUND only with the API's
+ * own 404xx code: a bare one is a wrong URL, SG_SR_UNAVAILABLE. */
+sg_schemareg_rc_t sg_schemareg_classify(long status, int error_code);
 
 /*
  * A client of conf's registries (copied). NULL and errstr when the URL

@@ -371,6 +371,20 @@ Test(registry, client_registers_fetches_and_checks_compatibility)
         free(schema);
         cr_assert_str_eq(sg_schemareg_url(r), reg_url());
         sg_schemareg_destroy(r);
+
+        /* The server without the API's path: its 404 is no answer about
+         * the id, so records would wait, not be dead-lettered. */
+        snprintf(urls, sizeof(urls), "%s", reg_url());
+        *strstr(urls, "/apis/ccompat/v6") = '\0';
+        r = client(urls);
+        cr_assert_eq(sg_schemareg_get(r, id, &schema, err, sizeof(err)),
+                     SG_SR_UNAVAILABLE);
+        cr_assert_null(schema);
+        cr_assert_not_null(strstr(err, " (not the API's answer: is the URL "
+                                       "the base of the registry's "
+                                       "Confluent API?)"),
+                           "%s", err);
+        sg_schemareg_destroy(r);
 }
 
 /* ------------------------------------------------------------- ingest */
@@ -550,7 +564,7 @@ Test(registry, python_confluent_serializers_interoperate_both_ways)
         json_t *truth, *kpis, *rows;
         sg_codec_t *c;
         uint32_t dec_id, kpi_id;
-        int nd, nk, pauses = 0, want_kpis;
+        int nd, nk, pauses = 0, realloc_cnt = 0, want_kpis;
         size_t i;
 
         h_init();
@@ -605,21 +619,31 @@ Test(registry, python_confluent_serializers_interoperate_both_ways)
                               sg_codec_schema_text(c, SG_SCHEMA_KPI));
         sg_codec_set_wire_id(c, SG_SCHEMA_DECISION, dec_id);
         sg_codec_set_wire_id(c, SG_SCHEMA_KPI, kpi_id);
-        nd = h_consume_all("ad-decisions", 1, 60000, &dec);
-        cr_assert_geq(nd, 1, "no decision (logs in %s)", H.dir);
-        /* Once the watermark closes the windows. */
+        /* Once the watermark closes the windows (the last output), and
+         * every stage has read everything, the outputs are complete. */
         nk = h_consume_all("channel-kpis", want_kpis, 150000, &kpi);
         cr_assert_eq(nk, want_kpis, "KPI rows: %d (logs in %s)", nk, H.dir);
+        h_wait_caught_up("aggregate", "sg.events", 60000);
+        h_wait_caught_up("rules", "sg.aggregates", 60000);
+        h_wait_caught_up("sink", "sg.decisions", 60000);
+        /* kol paused for its bots, and its budget reallocated. */
+        nd = h_consume_all("ad-decisions", 2, 30000, &dec);
+        cr_assert_eq(nd, 2, "decisions: %d (logs in %s)", nd, H.dir);
         for (int j = 0; j < nd; j++) {
                 cr_assert_eq(frame_id(dec[j]->payload), dec_id);
                 cr_assert_eq(sg_codec_decode_decision(c, dec[j]->payload,
                                                       dec[j]->len, &d),
                              0, "%s", sg_codec_error(c));
+                cr_assert_str_eq(d.channel, "kol");
                 pauses += d.action == SG_ACT_PAUSE &&
-                          !strcmp(d.rule_id, "ivt_circuit_breaker") &&
-                          !strcmp(d.channel, "kol");
+                          !strcmp(d.rule_id, "ivt_circuit_breaker");
+                realloc_cnt += d.action == SG_ACT_REALLOCATE &&
+                               !strcmp(d.rule_id, "reallocate");
         }
         cr_assert_eq(pauses, 1);
+        cr_assert_eq(realloc_cnt, 1);
+        for (int j = 0; j < nk; j++)
+                cr_assert_eq(frame_id(kpi[j]->payload), kpi_id);
 
         /* 3. Confluent's consumer and deserializer read the same decisions
          * and rows, by the ids in the records. */

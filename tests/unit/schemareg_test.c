@@ -114,7 +114,7 @@ Test(parse, refuses_protobuf_and_bodies_that_are_not_the_api)
 
         cr_assert_eq(sg_schemareg_parse_schema(pb, strlen(pb), &s, err,
                                                sizeof(err)),
-                     -1);
+                     -2);
         cr_assert_null(s);
         cr_assert_str_eq(err, "schemaType PROTOBUF, not AVRO");
         cr_assert_eq(sg_schemareg_parse_schema("[1]", 3, &s, err, sizeof(err)),
@@ -180,15 +180,22 @@ Test(parse, reads_compatibility_and_errors)
 
 Test(classify, only_an_answer_about_the_request_is_final)
 {
-        cr_assert_eq(sg_schemareg_classify(200), SG_SR_OK);
-        cr_assert_eq(sg_schemareg_classify(404), SG_SR_NOT_FOUND);
-        cr_assert_eq(sg_schemareg_classify(409), SG_SR_REJECTED);
-        cr_assert_eq(sg_schemareg_classify(422), SG_SR_REJECTED);
-        cr_assert_eq(sg_schemareg_classify(0), SG_SR_UNAVAILABLE);
-        cr_assert_eq(sg_schemareg_classify(401), SG_SR_UNAVAILABLE);
-        cr_assert_eq(sg_schemareg_classify(403), SG_SR_UNAVAILABLE);
-        cr_assert_eq(sg_schemareg_classify(500), SG_SR_UNAVAILABLE);
-        cr_assert_eq(sg_schemareg_classify(503), SG_SR_UNAVAILABLE);
+        cr_assert_eq(sg_schemareg_classify(200, 0), SG_SR_OK);
+        cr_assert_eq(sg_schemareg_classify(404, 40403), SG_SR_NOT_FOUND);
+        cr_assert_eq(sg_schemareg_classify(404, 40401), SG_SR_NOT_FOUND);
+        cr_assert_eq(sg_schemareg_classify(409, 409), SG_SR_REJECTED);
+        cr_assert_eq(sg_schemareg_classify(422, 42201), SG_SR_REJECTED);
+        cr_assert_eq(sg_schemareg_classify(401, 40101), SG_SR_UNAVAILABLE);
+        cr_assert_eq(sg_schemareg_classify(403, 0), SG_SR_UNAVAILABLE);
+        cr_assert_eq(sg_schemareg_classify(500, 50001), SG_SR_UNAVAILABLE);
+        cr_assert_eq(sg_schemareg_classify(503, 0), SG_SR_UNAVAILABLE);
+}
+
+Test(classify, a_bare_404_is_a_wrong_url_not_a_missing_schema)
+{
+        /* Apicurio's answer for a path outside its API: error_code 404. */
+        cr_assert_eq(sg_schemareg_classify(404, 404), SG_SR_UNAVAILABLE);
+        cr_assert_eq(sg_schemareg_classify(404, 0), SG_SR_UNAVAILABLE);
 }
 
 Test(client, a_registry_that_refuses_connections_is_unavailable_after_retries)
