@@ -110,7 +110,6 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-        (void)stats;
         if (reg_pid <= 0)
                 return;
         kill(reg_pid, SIGCONT); /* in case a test left it stopped */
@@ -120,6 +119,14 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
         if (waitpid(reg_pid, NULL, WNOHANG) == 0) {
                 kill(reg_pid, SIGKILL);
                 waitpid(reg_pid, NULL, 0);
+        }
+        /* Its log is kept only for a failure. */
+        if (stats->tests_failed == 0 && stats->tests_crashed == 0) {
+                char cmd[300];
+
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", reg_dir);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "could not remove %s\n", reg_dir);
         }
 }
 
