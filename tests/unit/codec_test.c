@@ -2511,3 +2511,28 @@ Test(registry_mode, output_schemas_are_framed_with_the_wire_id_and_read_back)
                                   "\"Decision\""));
         cr_assert_null(sg_codec_schema_text(codec, 0));
 }
+
+Test(registry_mode, cached_ids_decode_without_allocating)
+{
+#if SG_COUNT_MALLOC
+        uint8_t raw[4096];
+        size_t n = load_fixture("evolved_click_101_full.bin", raw, sizeof(raw));
+        const char *reason;
+        char detail[256];
+        sg_event_t ev;
+        long before;
+
+        srv_serve_file("schemas/registry/101.avsc");
+        decode_ok(raw, n, SG_EV_NONE); /* the lookup: allocates once */
+        before = allocations;
+        for (int i = 0; i < 1000; i++)
+                cr_assert_eq(sg_codec_decode_input(codec, raw, n, SG_EV_NONE,
+                                                   &ev, &reason, detail,
+                                                   sizeof(detail)),
+                             0);
+        cr_assert_eq(allocations - before, 0);
+        cr_assert_eq(srv.calls, 1);
+#else
+        cr_skip_test("malloc is the sanitizer's in this build");
+#endif
+}
