@@ -9,8 +9,9 @@
 #   tools/registry.sh fetch        build the runnable jar into the cache,
 #                                  print its folder
 #   tools/registry.sh run DIR      write DIR/url (the Confluent API's base
-#                                  URL) and exec the registry in the
-#                                  foreground: the caller owns its pid
+#                                  URL; with TLS also DIR/tls_url) and exec
+#                                  the registry in the foreground: the
+#                                  caller owns its pid
 #   tools/registry.sh start [DIR]  run in the background (pid in
 #                                  DIR/registry.pid, log in
 #                                  DIR/registry.log; DIR a new temp dir if
@@ -21,7 +22,9 @@
 # Environment: SG_KAFKA_CACHE (default ~/.cache/spendguard, shared with
 # kafka.sh), SG_REGISTRY_HEAP (default 256m), SG_REGISTRY_PORT (run: the
 # port; default a free one), SG_REGISTRY_HOST (default 127.0.0.1),
-# SG_REGISTRY_WAIT_S (start's deadline, default 120), JAVA (default java).
+# SG_REGISTRY_WAIT_S (start's deadline, default 120), JAVA (default java),
+# SG_REGISTRY_TLS_CERT and SG_REGISTRY_TLS_KEY (PEM files: run also serves
+# https on another free port).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -87,6 +90,16 @@ run)
         port=${SG_REGISTRY_PORT:-$(free_port)}
         # Written aside, then renamed: a caller waiting for it never reads
         # it half written.
+        set --
+        if [ -n "${SG_REGISTRY_TLS_CERT:-}" ]; then
+                tport=$(free_port)
+                while [ "$tport" = "$port" ]; do tport=$(free_port); done
+                set -- -Dquarkus.http.ssl-port="$tport" \
+                        -Dquarkus.http.ssl.certificate.file="$SG_REGISTRY_TLS_CERT" \
+                        -Dquarkus.http.ssl.certificate.key-file="${SG_REGISTRY_TLS_KEY:?with SG_REGISTRY_TLS_CERT}"
+                echo "https://$host:$tport/apis/ccompat/v6" >"$dir/tls_url.tmp"
+                mv "$dir/tls_url.tmp" "$dir/tls_url"
+        fi
         echo "http://$host:$port/apis/ccompat/v6" >"$dir/url.tmp"
         mv "$dir/url.tmp" "$dir/url"
         # exec: the caller's pid is the JVM's, so it can stop it. Serial
@@ -94,7 +107,7 @@ run)
         exec "${JAVA:-java}" -Xms"${SG_REGISTRY_HEAP:-256m}" \
                 -Xmx"${SG_REGISTRY_HEAP:-256m}" -XX:+UseSerialGC \
                 -Dquarkus.http.host="$host" -Dquarkus.http.port="$port" \
-                -Dquarkus.log.level=WARN \
+                -Dquarkus.log.level=WARN "$@" \
                 -jar "$jar"
         ;;
 start)

@@ -33,8 +33,10 @@ static pid_t reg_pid;
 static char reg_dir[256];
 
 /* Runs in the runner, before any test: builds (first use: Maven Central)
- * and starts the registry, and passes its URL and pid to the tests in
- * the environment. A failure is reported by every test. */
+ * and starts the registry, serving http and https (a self-signed
+ * certificate for 127.0.0.1, made by openssl), and passes its URLs, the
+ * certificate and its pid to the tests in the environment. A failure is
+ * reported by every test. */
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
         char script[512], cmd[1100], path[300], url[256] = "";
@@ -59,6 +61,22 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
                 setenv("SG_TEST_REGISTRY_ERR", cmd, 1);
                 return;
         }
+        snprintf(cmd, sizeof(cmd),
+                 "cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes "
+                 "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                 "-days 2 -keyout key.pem -out cert.pem >openssl.log 2>&1",
+                 reg_dir);
+        if (system(cmd) != 0) {
+                snprintf(cmd, sizeof(cmd), "openssl could not make a "
+                         "certificate: see %s/openssl.log", reg_dir);
+                setenv("SG_TEST_REGISTRY_ERR", cmd, 1);
+                return;
+        }
+        snprintf(path, sizeof(path), "%s/cert.pem", reg_dir);
+        setenv("SG_REGISTRY_TLS_CERT", path, 1);
+        setenv("SG_TEST_REGISTRY_CA", path, 1);
+        snprintf(path, sizeof(path), "%s/key.pem", reg_dir);
+        setenv("SG_REGISTRY_TLS_KEY", path, 1);
         reg_pid = fork();
         if (reg_pid == 0) {
                 /* run execs the JVM: this pid is the registry's, and it
@@ -94,8 +112,18 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
                         free(schema);
                 }
                 if (up) {
-                        char pid[32];
+                        char pid[32], tls[256];
 
+                        /* Written before url. */
+                        snprintf(path, sizeof(path), "%s/tls_url", reg_dir);
+                        if ((fp = fopen(path, "r"))) {
+                                if (fgets(tls, sizeof(tls), fp)) {
+                                        tls[strcspn(tls, "\n")] = '\0';
+                                        setenv("SG_TEST_REGISTRY_TLS_URL", tls,
+                                               1);
+                                }
+                                fclose(fp);
+                        }
                         snprintf(pid, sizeof(pid), "%d", (int)reg_pid);
                         setenv("SG_TEST_REGISTRY_URL", url, 1);
                         setenv("SG_TEST_REGISTRY_PID", pid, 1);
@@ -390,6 +418,45 @@ Test(registry, client_registers_fetches_and_checks_compatibility)
         cr_assert_not_null(strstr(err, " (not the API's answer: is the URL "
                                        "the base of the registry's "
                                        "Confluent API?)"),
+                           "%s", err);
+        sg_schemareg_destroy(r);
+}
+
+/* The registry over https: trusted with schema_registry.ca_file, refused
+ * without it (a self-signed certificate no system CA signed). */
+Test(registry, client_verifies_the_registry_over_tls_with_the_ca_file)
+{
+        const char *v = "{\"type\":\"record\",\"name\":\"SgTestTls\","
+                        "\"fields\":[{\"name\":\"a\",\"type\":\"int\"}]}";
+        const char *tls = getenv("SG_TEST_REGISTRY_TLS_URL");
+        const char *ca = getenv("SG_TEST_REGISTRY_CA");
+        sg_schemareg_conf_t c = {.timeout_ms = 5000};
+        sg_schemareg_t *r;
+        char err[512], *schema = NULL;
+        uint32_t id;
+
+        reg_url();
+        cr_assert(tls && ca, "no https registry");
+        cr_assert_eq(strncmp(tls, "https://", 8), 0, "%s", tls);
+        id = reg_register("sg-test-tls-value", v);
+        snprintf(c.urls, sizeof(c.urls), "%s", tls);
+        snprintf(c.ca_file, sizeof(c.ca_file), "%s", ca);
+        r = sg_schemareg_new(&c, err, sizeof(err));
+        cr_assert_not_null(r, "%s", err);
+        cr_assert_eq(sg_schemareg_get(r, id, &schema, err, sizeof(err)),
+                     SG_SR_OK, "%s", err);
+        cr_assert_not_null(strstr(schema, "SgTestTls"));
+        free(schema);
+        sg_schemareg_destroy(r);
+
+        c.ca_file[0] = '\0';
+        r = sg_schemareg_new(&c, err, sizeof(err));
+        cr_assert_not_null(r, "%s", err);
+        cr_assert_eq(sg_schemareg_get(r, id, &schema, err, sizeof(err)),
+                     SG_SR_UNAVAILABLE);
+        cr_assert_null(schema);
+        cr_assert_not_null(strstr(err, "SSL peer certificate or SSH remote "
+                                       "key was not OK"),
                            "%s", err);
         sg_schemareg_destroy(r);
 }
