@@ -586,6 +586,39 @@ Test(registry, ingest_waits_out_a_hung_registry_and_loses_nothing,
 
 /* --------------------------------------------------------------- sink */
 
+/* A sink that starts while the registry hangs waits for it, then
+ * registers both schemas and runs. */
+Test(registry, sink_waits_for_a_hung_registry_at_start,
+     .fini = resume_registry)
+{
+        long from;
+
+        h_init();
+        config_with_registry("  timeout_ms: 300\n  retries: 0\n"
+                             "  backoff_ms: 100\n  backoff_max_ms: 400\n");
+        h_start_infra();
+        cr_assert_eq(kill(reg_jvm(), SIGSTOP), 0);
+        from = h_log_size("sg-sink");
+        h_spawn("sg-sink", NULL);
+        cr_assert_geq(h_wait_log("sg-sink", from,
+                                 "event=schema_registry_unavailable "
+                                 "what=compatibility attempt=3 ",
+                                 30000),
+                      0, "no wait logged (logs in %s)", H.dir);
+        cr_assert_eq(h_log_count("sg-sink", "event=schema_registered"), 0);
+        cr_assert_eq(kill(reg_jvm(), SIGCONT), 0);
+        cr_assert_geq(h_wait_log("sg-sink", from,
+                                 "event=schema_registered "
+                                 "subject=channel-kpis-value",
+                                 30000),
+                      0, "not registered (logs in %s)", H.dir);
+        cr_assert_geq(h_wait_log("sg-sink", from, "event=start ", 30000), 0);
+        cr_assert_eq(h_log_count("sg-sink", "event=schema_registered "
+                                            "subject=ad-decisions-value"),
+                     1);
+        cr_assert_eq(h_stop_all(), 0);
+}
+
 Test(registry, sink_refuses_a_schema_its_subject_cannot_take)
 {
         const char *old = "{\"type\":\"record\",\"name\":\"ChannelKpi\","
