@@ -8,7 +8,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config \
         librdkafka-dev libavro-dev libhiredis-dev libyaml-dev \
-        libjansson-dev libmicrohttpd-dev \
+        libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -22,7 +22,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         librdkafka1 libavro23 libhiredis0.14 libyaml-0-2 libjansson4 \
-        libmicrohttpd12 ca-certificates \
+        libmicrohttpd12 libcurl4 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/spendguard \
         --create-home --shell /usr/sbin/nologin spendguard

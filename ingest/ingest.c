@@ -1,3 +1,4 @@
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "log.h"
 #include "markers.h"
 #include "metrics.h"
+#include "schemareg.h"
 #include "stage.h"
 #include "validate.h"
 
@@ -29,6 +31,8 @@ typedef struct input {
 struct sg_ingest {
         sg_conf_t conf;
         sg_codec_t *codec;
+        sg_schemareg_t *registry; /* NULL: the file registry */
+        sg_counter_t *registry_waits;
         sg_consumer_t *consumer;
         sg_producer_t *producer;
         sg_pipeline_t *pipeline; /* batches awaiting acknowledgement */
@@ -159,6 +163,22 @@ static void on_rebalance(void *opaque, int assign,
                 sg_markers_rebalance(in->markers, 0, parts);
 }
 
+/* The codec's registry lookups (sg_codec_fetch_fn). */
+static int registry_fetch(void *opaque, uint32_t id, char **schema, char *err,
+                          size_t err_size)
+{
+        sg_ingest_t *in = opaque;
+
+        switch (sg_schemareg_get(in->registry, id, schema, err, err_size)) {
+        case SG_SR_OK:
+                return 0;
+        case SG_SR_NOT_FOUND:
+                return 1;
+        default:
+                return -1;
+        }
+}
+
 sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
                            size_t errstr_size)
 {
@@ -183,6 +203,14 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
         in->codec = sg_codec_new(conf->schemas_dir, errstr, errstr_size);
         if (!in->codec)
                 goto err;
+        if (conf->schema_registry.urls[0]) {
+                in->registry = sg_schemareg_new(&conf->schema_registry, errstr,
+                                                errstr_size);
+                if (!in->registry)
+                        goto err;
+                sg_codec_set_registry(in->codec, registry_fetch, in);
+        }
+        in->registry_waits = sg_counter("schema_registry_waits_total");
         in->producer = sg_producer_new(conf, "sg-ingest", errstr, errstr_size);
         if (!in->producer)
                 goto err;
@@ -237,9 +265,12 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
                 goto err;
         }
         sg_pipeline_on_acked(in->pipeline, sg_markers_acked, in->markers);
-        sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s", topics[0],
-                topics[1], topics[2], conf->topics.events,
-                conf->topics.deadletter);
+        sg_info("event=start topics=%s,%s,%s out=%s deadletter=%s "
+                "schema_registry=%s",
+                topics[0], topics[1], topics[2], conf->topics.events,
+                conf->topics.deadletter,
+                conf->schema_registry.urls[0] ? conf->schema_registry.urls
+                                              : "off");
         return in;
 err:
         sg_ingest_destroy(in);
@@ -255,6 +286,7 @@ void sg_ingest_destroy(sg_ingest_t *in)
         sg_markers_destroy(in->markers);
         sg_producer_destroy(in->producer);
         sg_codec_destroy(in->codec);
+        sg_schemareg_destroy(in->registry);
         sg_givt_destroy(in->givt);
         inputs_forget(in, NULL);
         free(in->inputs);
@@ -285,8 +317,50 @@ static int deadletter(sg_ingest_t *in, const rd_kafka_message_t *m,
                                       m, reason, detail);
 }
 
+/*
+ * sg_codec_decode_input, waiting out a schema registry that cannot be
+ * asked about the record's schema id: the record is not at fault, so it is
+ * neither dead-lettered nor skipped; the stage stalls (no later record is
+ * read either, so order and commits stay right) and tries again with
+ * backoff. -2 when stopped while waiting.
+ */
+static int decode(sg_ingest_t *in, const rd_kafka_message_t *m,
+                  sg_event_type_t topic_type, sg_event_t *ev,
+                  const char **reason, char *detail, size_t detail_size)
+{
+        const sg_schemareg_conf_t *rc = &in->conf.schema_registry;
+        char q[512];
+        int attempt, n, ms;
+
+        for (attempt = 0;; attempt++) {
+                n = sg_codec_decode_input(in->codec, m->payload, m->len,
+                                          topic_type, ev, reason, detail,
+                                          detail_size);
+                if (n != -2)
+                        break;
+                ms = sg_schemareg_backoff_ms(attempt, rc->backoff_ms,
+                                             rc->backoff_max_ms);
+                sg_counter_add(in->registry_waits, 1);
+                sg_warn("event=schema_registry_unavailable topic=%s "
+                        "partition=%" PRId32 " offset=%" PRId64 " attempt=%d "
+                        "retry_in_ms=%d detail=%s",
+                        rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                        attempt + 1, ms, sg_log_quote(q, sizeof(q), detail));
+                sg_sleep_ms(ms);
+                if (sg_stop)
+                        return -2;
+        }
+        if (attempt)
+                sg_info("event=schema_registry_available topic=%s "
+                        "partition=%" PRId32 " offset=%" PRId64 " attempts=%d",
+                        rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                        attempt + 1);
+        return n;
+}
+
 /* Decodes, validates and forwards one record. -1 only if producing failed
- * (the pipeline counts that against the batch). */
+ * (the pipeline counts that against the batch); -2 if stopped while the
+ * schema registry was unavailable (the record was not processed). */
 static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
 {
         const char *topic = rd_kafka_topic_name(m->rkt);
@@ -307,9 +381,13 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
                 return deadletter(in, m, topic_type, SG_ERR_OVERSIZE, detail);
         }
         /* A failed decode leaves ev zeroed: its type is SG_EV_NONE. */
-        if (sg_codec_decode_input(in->codec, m->payload, m->len, topic_type, ev,
-                                  &reason, detail, sizeof(detail)) == -1)
+        switch (decode(in, m, topic_type, ev, &reason, detail,
+                       sizeof(detail))) {
+        case -1:
                 return deadletter(in, m, topic_type, reason, detail);
+        case -2:
+                return -2;
+        }
         /* Normalized first, so that a name of only white space is empty. */
         if (in->conf.ingest.normalize_names)
                 sg_validate_normalize(ev);
@@ -396,8 +474,12 @@ int sg_ingest_run(sg_ingest_t *in)
                         sg_pipeline_begin(in->pipeline);
                         for (int i = 0; i < cnt; i++) {
                                 /* A record that could not be produced
-                                 * fails its batch (in the pipeline). */
-                                process(in, in->msgs[i], now);
+                                 * fails its batch (in the pipeline). One
+                                 * left unprocessed at a stop is not noted,
+                                 * nor is any after it: their offsets are
+                                 * not committed. */
+                                if (process(in, in->msgs[i], now) == -2)
+                                        break;
                                 sg_pipeline_add_time(in->pipeline,
                                                      in->msgs[i],
                                                      in->ev_progress);

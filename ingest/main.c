@@ -7,7 +7,8 @@
 
 int main(int argc, char **argv)
 {
-        static const char *const sections[] = {"", "topics.", "ingest.", NULL};
+        static const char *const sections[] = {"", "topics.", "ingest.",
+                                               "schema_registry.", NULL};
         static const sg_stage_desc_t desc = {
             "ingest",
             "Reads ad impressions, clicks and conversions (Avro in Confluent "

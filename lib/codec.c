@@ -49,6 +49,8 @@ struct reg_entry {
 struct sg_codec {
         struct {
                 avro_schema_t schema;
+                char *text;       /* the .avsc as written, for registries */
+                uint32_t wire_id; /* what encoders frame it with */
                 avro_value_iface_t *iface;
                 avro_value_t value; /* reused: reset before every use */
                 int has_value;
@@ -58,10 +60,13 @@ struct sg_codec {
         char err[256];
         /* The writer-schema registry: ids in reg_ids[i] <-> reg[i]. */
         char reg_dir[4096];
+        sg_codec_fetch_fn *fetch; /* a schema registry; NULL: reg_dir */
+        void *fetch_opaque;
         uint32_t reg_ids[REG_MAX_IDS];
         struct reg_entry reg[REG_MAX_IDS];
         int reg_cnt;
         uint64_t reg_tick;
+        char unavail[REG_DETAIL_LEN]; /* why the registry was not asked */
 };
 
 static const char *const schema_files[SG_SCHEMA_MAX + 1] = {
@@ -825,8 +830,8 @@ static int check_schemas(sg_codec_t *c, char *errstr, size_t errstr_size)
  * or -2 when the file does not exist.
  */
 static int load_schema_path(const char *path, const char *label,
-                            avro_schema_t *out, char *errstr,
-                            size_t errstr_size)
+                            avro_schema_t *out, char **text_out,
+                            char *errstr, size_t errstr_size)
 {
         FILE *fp;
         char *text = NULL;
@@ -854,6 +859,16 @@ static int load_schema_path(const char *path, const char *label,
                 snprintf(errstr, errstr_size, "%s: %s", label, avro_strerror());
                 goto out;
         }
+        if (text_out) {
+                *text_out = strndup(text, n);
+                if (!*text_out) {
+                        snprintf(errstr, errstr_size, "%s: out of memory",
+                                 label);
+                        avro_schema_decref(*out);
+                        *out = NULL;
+                        goto out;
+                }
+        }
         rc = 0;
 out:
         free(text);
@@ -862,12 +877,14 @@ out:
 }
 
 static int load_schema(const char *dir, const char *file, avro_schema_t *out,
-                       char *errstr, size_t errstr_size)
+                       char **text, char *errstr, size_t errstr_size)
 {
         char path[4096];
 
         snprintf(path, sizeof(path), "%s/%s", dir, file);
-        return load_schema_path(path, path, out, errstr, errstr_size) ? -1 : 0;
+        return load_schema_path(path, path, out, text, errstr, errstr_size)
+                   ? -1
+                   : 0;
 }
 
 /*
@@ -1279,7 +1296,7 @@ static void reg_load(sg_codec_t *c, uint32_t id, struct reg_entry *e)
 
         snprintf(label, sizeof(label), "registry/%u.avsc", id);
         snprintf(path, sizeof(path), "%s/%u.avsc", c->reg_dir, id);
-        rc = load_schema_path(path, label, &w, err, sizeof(err));
+        rc = load_schema_path(path, label, &w, NULL, err, sizeof(err));
         if (rc == -2) {
                 snprintf(e->detail, sizeof(e->detail),
                          "schema id %u is not an input event and has no %s", id,
@@ -1302,6 +1319,55 @@ static void reg_load(sg_codec_t *c, uint32_t id, struct reg_entry *e)
                 avro_schema_decref(w);
         if (!e->plan)
                 e->expires_ms = mono_ms() + REG_NEG_TTL_MS;
+}
+
+/*
+ * Asks the schema registry for writer id into e: a plan, or a negative
+ * entry (the registry does not know the id, or its schema does not
+ * resolve against the contract). -1 when the registry could not be asked:
+ * e is left empty and nothing is cached, so the next record asks again.
+ */
+static int reg_fetch(sg_codec_t *c, uint32_t id, struct reg_entry *e)
+{
+        char label[48], err[160], q[200];
+        avro_schema_t w = NULL;
+        char *text = NULL;
+        int rc;
+
+        snprintf(label, sizeof(label), "registry id %u", id);
+        rc = c->fetch(c->fetch_opaque, id, &text, err, sizeof(err));
+        if (rc < 0) {
+                snprintf(e->detail, sizeof(e->detail), "schema id %u: %s", id,
+                         err);
+                return -1;
+        }
+        if (rc > 0) {
+                snprintf(e->detail, sizeof(e->detail),
+                         "schema id %u is not in the schema registry: %.120s", id,
+                         err);
+                sg_warn("event=schema_unknown id=%u detail=%s", id,
+                        sg_log_quote(q, sizeof(q), err));
+        } else if (avro_schema_from_json_length(text, strlen(text), &w)) {
+                snprintf(e->detail, sizeof(e->detail),
+                         "schema id %u: %s: %s", id, label, avro_strerror());
+                sg_warn("event=schema_rejected id=%u detail=%s", id,
+                        sg_log_quote(q, sizeof(q), e->detail));
+        } else if ((e->plan = plan_new(c, w, label, err, sizeof(err)))) {
+                sg_info("event=schema_loaded id=%u source=registry type=%s "
+                        "writer_fields=%d",
+                        id, sg_event_type_name(e->plan->type), e->plan->nstep);
+        } else {
+                snprintf(e->detail, sizeof(e->detail), "schema id %u: %s", id,
+                         err);
+                sg_warn("event=schema_rejected id=%u detail=%s", id,
+                        sg_log_quote(q, sizeof(q), err));
+        }
+        free(text);
+        if (w)
+                avro_schema_decref(w);
+        if (!e->plan)
+                e->expires_ms = mono_ms() + REG_NEG_TTL_MS;
+        return 0;
 }
 
 /*
@@ -1335,7 +1401,21 @@ static struct reg_entry *reg_get(sg_codec_t *c, uint32_t id)
         }
         c->reg_ids[i] = id;
         e = &c->reg[i];
-        reg_load(c, id, e);
+        if (c->fetch) {
+                if (reg_fetch(c, id, e)) {
+                        /* Not cached: the slot is handed back (it is the
+                         * last one, or an evicted one that stays free). */
+                        snprintf(c->unavail, sizeof(c->unavail), "%s",
+                                 e->detail);
+                        memset(e, 0, sizeof(*e));
+                        c->reg_ids[i] = 0;
+                        if (i == c->reg_cnt - 1)
+                                c->reg_cnt--;
+                        return NULL;
+                }
+        } else {
+                reg_load(c, id, e);
+        }
         e->last_use = ++c->reg_tick;
         return e;
 }
@@ -1358,8 +1438,9 @@ sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
         }
         for (id = 1; id <= SG_SCHEMA_MAX; id++) {
                 if (load_schema(schema_dir, schema_files[id], &c->s[id].schema,
-                                errstr, errstr_size))
+                                &c->s[id].text, errstr, errstr_size))
                         goto err;
+                c->s[id].wire_id = (uint32_t)id;
         }
         if (check_schemas(c, errstr, errstr_size))
                 goto err;
@@ -1399,6 +1480,7 @@ void sg_codec_destroy(sg_codec_t *c)
                         avro_value_iface_decref(c->s[id].iface);
                 if (c->s[id].schema)
                         avro_schema_decref(c->s[id].schema);
+                free(c->s[id].text);
         }
         for (id = 0; id < c->reg_cnt; id++)
                 reg_clear(&c->reg[id]);
@@ -1412,6 +1494,30 @@ void sg_codec_destroy(sg_codec_t *c)
 const char *sg_codec_error(const sg_codec_t *c)
 {
         return c->err;
+}
+
+void sg_codec_set_registry(sg_codec_t *c, sg_codec_fetch_fn *fetch,
+                           void *opaque)
+{
+        for (int i = 0; i < c->reg_cnt; i++)
+                reg_clear(&c->reg[i]);
+        c->reg_cnt = 0;
+        c->fetch = fetch;
+        c->fetch_opaque = opaque;
+}
+
+int sg_codec_set_wire_id(sg_codec_t *c, int schema, uint32_t id)
+{
+        if (schema < 1 || schema > SG_SCHEMA_MAX)
+                return fail(c, "no contract schema %d", schema);
+        c->s[schema].wire_id = id;
+        return 0;
+}
+
+const char *sg_codec_schema_text(const sg_codec_t *c, int schema)
+{
+        return schema >= 1 && schema <= SG_SCHEMA_MAX ? c->s[schema].text
+                                                       : NULL;
 }
 
 int sg_format_parse(const char *s, sg_format_t *out)
@@ -1541,7 +1647,7 @@ static int write_value(sg_codec_t *c, int id, void *buf, size_t bufsize)
         bufsize = cap_size(bufsize);
         if (bufsize < FRAME_LEN)
                 return fail(c, "buffer of %zu bytes too small", bufsize);
-        put_frame(buf, (uint32_t)id);
+        put_frame(buf, c->s[id].wire_id);
         avro_writer_memory_set_dest(c->writer, (char *)buf + FRAME_LEN,
                                     (int64_t)(bufsize - FRAME_LEN));
         if (avro_value_write(c->writer, &c->s[id].value))
@@ -1566,7 +1672,7 @@ static int read_value(sg_codec_t *c, int id, const void *buf, size_t len)
         if (len < FRAME_LEN || b[0] != 0)
                 return fail(c, "not Confluent-framed Avro");
         got = get_frame_id(b);
-        if (got != (uint32_t)id)
+        if (got != (uint32_t)id && got != c->s[id].wire_id)
                 return fail(c, "schema id %u, expected %d", got, id);
         rd.p = b + FRAME_LEN;
         rd.end = b + len;
@@ -1836,8 +1942,19 @@ int sg_codec_decode_input(sg_codec_t *c, const void *buf, size_t len,
                         rd.p = b + FRAME_LEN;
                         rd.end = b + len;
                         rd.rej = &r;
-                        if (id >= SG_SCHEMA_IMPRESSION &&
-                            id <= SG_SCHEMA_CONVERSION)
+                        if (c->fetch) {
+                                /* Every id is the registry's, 1-7 too. */
+                                if (!(e = reg_get(c, id))) {
+                                        reject(&r, SG_ERR_REGISTRY_UNAVAILABLE,
+                                               "%s", c->unavail);
+                                        rc = -2;
+                                } else if (!e->plan)
+                                        rc = reject(&r, SG_ERR_UNKNOWN_SCHEMA,
+                                                    "%s", e->detail);
+                                else
+                                        rc = rd_resolved(&rd, e->plan, ev);
+                        } else if (id >= SG_SCHEMA_IMPRESSION &&
+                                   id <= SG_SCHEMA_CONVERSION)
                                 rc = avro_decode_input(&rd, (sg_event_type_t)id,
                                                        ev);
                         else if (id <= SG_SCHEMA_MAX)

@@ -8,6 +8,7 @@
 #define SG_CODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "event.h"
@@ -33,6 +34,37 @@ sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
 void sg_codec_destroy(sg_codec_t *codec);
 
 /*
+ * A schema registry's answer for writer id: 0 with *schema (the Avro
+ * schema's JSON, malloc'ed: the codec frees it), 1 when the registry does
+ * not know the id, -1 when it could not be asked (down, timed out); err
+ * says why for 1 and -1.
+ */
+typedef int(sg_codec_fetch_fn)(void *opaque, uint32_t id, char **schema,
+                               char *err, size_t err_size);
+
+/*
+ * Registry mode: every schema id framed on an input record (1-7 included:
+ * they are the registry's ids now) is resolved through fetch, once per id
+ * (the cache of the file registry: positive answers for good, negative
+ * ones for 30 s). An id fetch could not ask about is not cached, and
+ * sg_codec_decode_input() returns -2 for its records. fetch NULL: back to
+ * the file registry. Drops what the cache held.
+ */
+void sg_codec_set_registry(sg_codec_t *codec, sg_codec_fetch_fn *fetch,
+                           void *opaque);
+
+/*
+ * The id encoders frame contract schema `schema` (SG_SCHEMA_*) with, e.g.
+ * the one a registry gave the sink's Decision schema; its decoder accepts
+ * that id as well as the contract id. -1 if schema is not 1-7.
+ */
+int sg_codec_set_wire_id(sg_codec_t *codec, int schema, uint32_t id);
+
+/* The contract schema's .avsc text as loaded (owned by the codec), or NULL
+ * if schema is not 1-7. */
+const char *sg_codec_schema_text(const sg_codec_t *codec, int schema);
+
+/*
  * Rejection reason codes, as returned by the decoders (README,
  * "Topics"). Stable strings: they are the value of the sg.error dead-letter
  * header.
@@ -44,6 +76,8 @@ void sg_codec_destroy(sg_codec_t *codec);
 #define SG_ERR_MISSING_FIELD  "missing_field"
 #define SG_ERR_BAD_VALUE      "bad_value"
 #define SG_ERR_UNKNOWN_TYPE   "unknown_type"
+/* Not a rejection: the record is to be decoded again later (-2). */
+#define SG_ERR_REGISTRY_UNAVAILABLE "registry_unavailable"
 
 /*
  * Decodes one input event (Impression, Click or Conversion). A payload whose
@@ -57,7 +91,10 @@ void sg_codec_destroy(sg_codec_t *codec);
  * expired).
  * Fills *ev (src_* and ivt_* are left zero). On rejection returns -1, points
  * *reason at one of the SG_ERR_* codes and writes a human-readable detail
- * (naming the field) into detail.
+ * (naming the field) into detail. In registry mode (sg_codec_set_registry)
+ * it returns -2, reason SG_ERR_REGISTRY_UNAVAILABLE, when the registry
+ * could not be asked about the record's id: the record is not bad, it is
+ * to be decoded again later.
  */
 int sg_codec_decode_input(sg_codec_t *codec, const void *buf, size_t len,
                           sg_event_type_t default_type, sg_event_t *ev,

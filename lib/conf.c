@@ -221,6 +221,35 @@ const sg_conf_field_t sg_conf_fields[] = {
     INT("sink.webhook_backoff_ms", "200", 1, 60000, sink.webhook_backoff_ms,
         "the first retry's delay; doubles with each retry (at most 30 s)"),
 
+    STR("schema_registry.url", "", schema_registry.urls,
+        "SG_SCHEMA_REGISTRY_URL",
+        "Confluent Schema Registry base URLs (http(s)://host:port[/path], "
+        "comma-separated: tried in turn) for ingest's writer ids and the "
+        "sink's output schemas; empty = the file registry "
+        "<schemas_dir>/registry and the contract ids (docs/schemas.md)"),
+    STR("schema_registry.user", "", schema_registry.user,
+        "SG_SCHEMA_REGISTRY_USER",
+        "basic-auth user; empty = no authentication"),
+    F("schema_registry.password_file", SG_CONF_PATH, "", 0, 0,
+      schema_registry_password_file, "SG_SCHEMA_REGISTRY_PASSWORD_FILE",
+      "file whose first line is the basic-auth password; "
+      "$SG_SCHEMA_REGISTRY_PASSWORD beats it; never logged"),
+    F("schema_registry.ca_file", SG_CONF_PATH, "", 0, 0,
+      schema_registry.ca_file, "SG_SCHEMA_REGISTRY_CA_FILE",
+      "https: PEM file of the CAs to trust; empty = the system's"),
+    INT("schema_registry.timeout_ms", "5000", 100, 120000,
+        schema_registry.timeout_ms,
+        "deadline of one request, connecting included"),
+    INT("schema_registry.retries", "3", 0, 100, schema_registry.retries,
+        "retries of a failed request (next URL each time) before the "
+        "registry counts as unavailable"),
+    INT("schema_registry.backoff_ms", "200", 1, 60000,
+        schema_registry.backoff_ms,
+        "delay before the first retry; doubles with each retry, and "
+        "between ingest's attempts while the registry is unavailable"),
+    INT("schema_registry.backoff_max_ms", "10000", 1, 600000,
+        schema_registry.backoff_max_ms, "the longest such delay"),
+
     STR("metrics.listen", "127.0.0.1", metrics.listen, "SG_METRICS_LISTEN",
         "HTTP /metrics, /healthz, /readyz: host (port by stage: ingest "
         "9731, aggregate 9732, rules 9733, sink 9734), host:port, or off; "
@@ -620,15 +649,15 @@ static void url_take_password(char *url, char *pw, size_t pwsize)
 }
 
 /* The first line of path into pw. 0, or -1 with errstr naming the key. */
-static int read_password_file(const char *path, char *pw, size_t pwsize,
-                              char *errstr, size_t errstr_size)
+static int read_password_file(const char *key, const char *path, char *pw,
+                              size_t pwsize, char *errstr, size_t errstr_size)
 {
         FILE *fp = fopen(path, "r");
         int ok;
 
         if (!fp) {
-                snprintf(errstr, errstr_size, "redis_password_file: %s: %s",
-                         path, strerror(errno));
+                snprintf(errstr, errstr_size, "%s: %s: %s", key, path,
+                         strerror(errno));
                 return -1;
         }
         ok = fgets(pw, (int)pwsize, fp) != NULL;
@@ -636,11 +665,38 @@ static int read_password_file(const char *path, char *pw, size_t pwsize,
         pw[ok ? strcspn(pw, "\r\n") : 0] = '\0';
         if (pw[0] == '\0') {
                 snprintf(errstr, errstr_size,
-                         "redis_password_file: %s: no password on its first "
-                         "line",
-                         path);
+                         "%s: %s: no password on its first line", key, path);
                 return -1;
         }
+        return 0;
+}
+
+/* The schema registry's password (env > file), and its URLs checked. */
+static int registry_load(sg_conf_t *conf, char *errstr, size_t errstr_size)
+{
+        sg_schemareg_conf_t *r = &conf->schema_registry;
+        const char *env = getenv("SG_SCHEMA_REGISTRY_PASSWORD");
+        char urls[SG_SCHEMAREG_MAX_URLS][SG_SCHEMAREG_URL_LEN];
+
+        if (env && env[0])
+                snprintf(r->password, sizeof(r->password), "%s", env);
+        else if (conf->schema_registry_password_file[0] &&
+                 read_password_file("schema_registry.password_file",
+                                    conf->schema_registry_password_file,
+                                    r->password, sizeof(r->password), errstr,
+                                    errstr_size))
+                return -1;
+        sg_log_secret(r->password);
+        if (r->password[0] && !r->user[0]) {
+                snprintf(errstr, errstr_size,
+                         "schema_registry.user: empty, but a password is "
+                         "set");
+                return -1;
+        }
+        if (r->urls[0] &&
+            sg_schemareg_urls_parse(r->urls, urls, SG_SCHEMAREG_MAX_URLS,
+                                    errstr, errstr_size) < 0)
+                return -1;
         return 0;
 }
 
@@ -657,8 +713,9 @@ static int secrets_load(sg_conf_t *conf, char *errstr, size_t errstr_size)
                          "%s", env);
         else if (conf->redis_password_file[0]) {
                 if (read_password_file(
-                        conf->redis_password_file, conf->redis_password,
-                        sizeof(conf->redis_password), errstr, errstr_size))
+                        "redis_password_file", conf->redis_password_file,
+                        conf->redis_password, sizeof(conf->redis_password),
+                        errstr, errstr_size))
                         return -1;
         } else
                 snprintf(conf->redis_password, sizeof(conf->redis_password),
@@ -669,7 +726,7 @@ static int secrets_load(sg_conf_t *conf, char *errstr, size_t errstr_size)
         for (int i = 0; i < conf->kafka_cnt; i++)
                 if (sg_conf_kafka_secret(conf->kafka[i].name))
                         sg_log_secret(conf->kafka[i].value);
-        return 0;
+        return registry_load(conf, errstr, errstr_size);
 }
 
 int sg_conf_load(sg_conf_t *conf, const char *path, char *errstr,
@@ -826,7 +883,10 @@ void sg_conf_write_reference(FILE *fp)
             "`SG_REDIS_PASSWORD` (environment only) is the Redis AUTH "
             "password; it beats `redis_password_file`, which beats a "
             "password in the `redis` URL. The password is taken out of the "
-            "URL at load and never logged.\n\n"
+            "URL at load and never logged. `SG_SCHEMA_REGISTRY_PASSWORD` "
+            "(environment only) is the schema registry's basic-auth "
+            "password; it beats `schema_registry.password_file`, and is "
+            "never logged either.\n\n"
             "## `channels:` (list)\n\nOne entry per paid-media channel:\n\n"
             "| key | type | description |\n|---|---|---|\n"
             "| `name` | string | channel name as it appears in events |\n"

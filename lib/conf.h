@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "schemareg.h"
 #include "yaml_tree.h"
 
 #define SG_CONF_MAX_CHANNELS 64
@@ -117,6 +118,12 @@ typedef struct sg_conf {
                 int webhook_backoff_ms;
                 int transactions; /* 1: Kafka transactions per batch */
         } sink;
+
+        /* ingest and sink; urls "" = the file registry (offline). The
+         * password: $SG_SCHEMA_REGISTRY_PASSWORD, else the first line of
+         * password_file; registered with sg_log_secret at load. */
+        sg_schemareg_conf_t schema_registry;
+        char schema_registry_password_file[PATH_MAX];
 
         struct {
                 /* "host" (the stage's default port), "host:port", or

@@ -31,6 +31,9 @@ static const struct {
     {"events_invalid_total",
      "Accepted events tagged as invalid traffic, by type."},
     {"deadletter_total", "Records sent to the dead-letter topic, by reason."},
+    {"schema_registry_waits_total",
+     "Attempts that found the schema registry unavailable while a record "
+     "waited for its writer schema (held, not dead-lettered)."},
     {"decisions_total",
      "Decisions emitted (rules) or delivered (sink), by action and rule."},
     {"markers_total",

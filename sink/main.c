@@ -11,7 +11,8 @@
 #include "sink.h"
 #include "stage.h"
 
-static const char *const sections[] = {"", "topics.", "sink.", NULL};
+static const char *const sections[] = {"", "topics.", "sink.",
+                                            "schema_registry.", NULL};
 static const sg_stage_desc_t desc = {
     "sink",
     "Delivers decisions to the bidders' topic once per decision id, and one "
@@ -35,6 +36,11 @@ int main(int argc, char **argv)
         sg_stage_init(&desc, argc, argv, &conf);
         if (!(codec = sg_codec_new(conf.schemas_dir, err, sizeof(err)))) {
                 what = "schemas";
+                goto out;
+        }
+        if (sg_sink_register_schemas(&conf, codec, err, sizeof(err))) {
+                what = "schema registry";
+                rc = 2; /* an incompatible or refused schema */
                 goto out;
         }
         if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err))) ||

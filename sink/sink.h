@@ -27,4 +27,15 @@ void sg_sink_destroy(sg_sink_t *s); /* accepts NULL */
  */
 int sg_sink_run(sg_sink_t *s, sg_consumer_t *consumer);
 
+/*
+ * With schema_registry.url set and sink.format avro: checks Decision and
+ * ChannelKpi against the subjects <out_decisions>-value and <kpis>-value,
+ * registers them and makes the codec frame them with the registry's ids
+ * (sink/schemas.c). Waits while the registry is unavailable. 0 (also when
+ * there is nothing to do), or -1 with errstr: incompatible, refused, or
+ * stopped while waiting.
+ */
+int sg_sink_register_schemas(const sg_conf_t *conf, sg_codec_t *codec,
+                             char *errstr, size_t errstr_size);
+
 #endif

@@ -28,6 +28,7 @@ die() {
         echo "kafka.sh: $*" >&2
         exit 1
 }
+. "$here/proc.sh"
 
 # The jars of kafka_2.13 and its runtime dependencies, once. A stamp file
 # marks a complete copy; a lock keeps two test binaries from fetching at
@@ -166,33 +167,13 @@ start)
         "$0" run "$dir" >>"$dir/kafka.log" 2>&1 &
         echo $! >"$dir/kafka.pid"
         bs=$(cat "$dir/bootstrap")
-        deadline=$(($(date +%s) + ${SG_KAFKA_WAIT_S:-120}))
-        until answers "$bs"; do
-                if ! kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; then
-                        die "the broker exited; see $dir/kafka.log"
-                fi
-                if [ "$(date +%s)" -ge "$deadline" ]; then
-                        "$0" stop "$dir"
-                        die "no metadata from $bs in ${SG_KAFKA_WAIT_S:-120} s; see $dir/kafka.log"
-                fi
-                sleep 0.2
-        done
+        wait_ready "$dir/kafka.pid" "${SG_KAFKA_WAIT_S:-120}" "$dir/kafka.log" \
+                answers "$bs"
         echo "$bs"
         ;;
 stop)
         [ -n "$dir" ] && [ -f "$dir/kafka.pid" ] || die "usage: kafka.sh stop DIR (with DIR/kafka.pid)"
-        pid=$(cat "$dir/kafka.pid")
-        kill -TERM "$pid" 2>/dev/null || exit 0
-        i=0
-        while kill -0 "$pid" 2>/dev/null; do
-                i=$((i + 1))
-                if [ $i -gt 300 ]; then # 30 s: a controlled shutdown hangs
-                        kill -KILL "$pid" 2>/dev/null || true
-                        break
-                fi
-                sleep 0.1
-        done
-        rm -f "$dir/kafka.pid"
+        stop_pidfile "$dir/kafka.pid"
         ;;
 *)
         die "usage: kafka.sh fetch | run DIR | start [DIR] | stop DIR"

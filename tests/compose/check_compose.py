@@ -226,6 +226,45 @@ def check_kafka(c, services, src):
     return m.group(1)
 
 
+def check_registry(c, services, src, fields, kafka_addr):
+    """The schema registry: the version tools/registry.sh runs, stored in
+    the compose broker, and ingest and sink pointed at it (their env var
+    as docs/config.md names it); sg-gen in JSON, whose Avro would carry
+    contract ids the registry does not hold."""
+    where = "docker-compose.yml: service schema-registry"
+    svc = services.get("schema-registry")
+    if not c.check(svc is not None, f"{where} is missing"):
+        return
+    pom = os.path.join(src, "tools", "registry", "pom.xml")
+    pm = re.search(r"<apicurio.version>([^<]+)</apicurio.version>",
+                   open(pom, encoding="utf-8").read())
+    want = ("apicurio/apicurio-registry-kafkasql:"
+            f"{pm.group(1) if pm else '?'}")
+    c.check(svc.get("image") == want, f"{where}: image {svc.get('image')!r},"
+            f" but tools/registry/pom.xml pins {want!r}")
+    env = env_of(svc)
+    c.check(env.get("KAFKA_BOOTSTRAP_SERVERS") == kafka_addr,
+            f"{where}: KAFKA_BOOTSTRAP_SERVERS is "
+            f"{env.get('KAFKA_BOOTSTRAP_SERVERS')!r}, expected {kafka_addr!r}")
+    c.check(bool(svc.get("healthcheck")), f"{where}: no healthcheck")
+    port = env.get("QUARKUS_HTTP_PORT") or "8080"
+    url = f"http://schema-registry:{port}/apis/ccompat/v6"
+    var = (fields.get("schema_registry.url") or ("", "", ""))[1].strip()
+    c.check(var == "SG_SCHEMA_REGISTRY_URL", "docs/config.md: "
+            f"schema_registry.url's environment variable is {var!r}")
+    for name in ("ingest", "sink"):
+        stage = services.get(name) or {}
+        got = env_of(stage).get(var)
+        c.check(got == url, f"docker-compose.yml: service {name}: {var} is "
+                f"{got!r}, expected {url!r}")
+        c.check(depends_of(stage).get("schema-registry") == "service_healthy",
+                f"docker-compose.yml: service {name} should depend on "
+                "schema-registry being healthy")
+    gen = services.get("gen") or {}
+    c.check("--json" in as_argv(gen.get("command")),
+            "docker-compose.yml: service gen should send --json")
+
+
 def check_redis(c, services):
     svc = services.get("redis")
     if not c.check(svc is not None, "docker-compose.yml: service redis is "
@@ -468,6 +507,7 @@ def main():
     check_stages(c, services, ports, kafka_addr, redis_addr)
     check_topics(c, services, topics, kafka_addr)
     check_gen(c, services, kafka_addr)
+    check_registry(c, services, src, fields, kafka_addr)
     check_prometheus(c, src, services, ports)
     check_grafana(c, src, services)
     check_dashboard(c, src)

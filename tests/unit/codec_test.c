@@ -2324,3 +2324,215 @@ Test(registry, reads_registry_records_without_allocating_once_loaded)
         cr_skip_test("malloc is the sanitizer's in this build");
 #endif
 }
+
+/*
+ * Registry mode (sg_codec_set_registry): ids are looked up through the
+ * fetch function once and cached; an unavailable registry is -2 and not
+ * cached; an unknown id is a cached unknown_schema.
+ */
+
+static struct {
+        int calls;
+        int rc;           /* what fetch answers: 0, 1 or -1 */
+        uint32_t last_id;
+        char schema[8192]; /* served when rc is 0 */
+} srv;
+
+static int fake_fetch(void *opaque, uint32_t id, char **schema, char *err,
+                      size_t err_size)
+{
+        (void)opaque;
+        srv.calls++;
+        srv.last_id = id;
+        if (srv.rc == 0) {
+                *schema = strdup(srv.schema);
+                return 0;
+        }
+        snprintf(err, err_size, "%s",
+                 srv.rc > 0 ? "HTTP 404 error_code 40403" : "connection refused");
+        return srv.rc;
+}
+
+static void srv_serve_file(const char *rel)
+{
+        char path[PATH_MAX];
+        FILE *fp;
+        size_t n;
+
+        snprintf(path, sizeof(path), "%s/%s", source_dir(), rel);
+        fp = fopen(path, "r");
+        cr_assert_not_null(fp, "%s", path);
+        n = fread(srv.schema, 1, sizeof(srv.schema) - 1, fp);
+        srv.schema[n] = '\0';
+        fclose(fp);
+}
+
+static void srv_setup(void)
+{
+        setup();
+        memset(&srv, 0, sizeof(srv));
+        sg_codec_set_registry(codec, fake_fetch, NULL);
+}
+
+TestSuite(registry_mode, .init = srv_setup, .fini = teardown);
+
+Test(registry_mode, looks_an_id_up_once_and_decodes_every_record_of_it)
+{
+        uint8_t raw[4096];
+        size_t n = load_fixture("evolved_click_101_full.bin", raw, sizeof(raw));
+        sg_event_t ev;
+
+        srv_serve_file("schemas/registry/101.avsc");
+        set_frame_id(raw, 7); /* a registry's id 7 is no contract id */
+        for (int i = 0; i < 1000; i++) {
+                ev = decode_ok(raw, n, SG_EV_NONE);
+                cr_assert_eq(ev.type, SG_EV_CLICK);
+                cr_assert_eq(ev.cost_micros, 350000);
+        }
+        cr_assert_eq(srv.calls, 1);
+        cr_assert_eq(srv.last_id, 7);
+}
+
+Test(registry_mode, reads_contract_ids_through_the_registry_too)
+{
+        uint8_t raw[4096];
+        size_t n = load_fixture("impression_full.bin", raw, sizeof(raw));
+        sg_event_t ev;
+
+        cr_assert_eq(raw[4], 1);
+        srv_serve_file("schemas/impression.avsc");
+        ev = decode_ok(raw, n, SG_EV_NONE);
+        cr_assert_eq(ev.type, SG_EV_IMPRESSION);
+        cr_assert_eq(srv.calls, 1);
+        cr_assert_eq(srv.last_id, 1);
+}
+
+Test(registry_mode, an_unavailable_registry_is_minus_two_and_asked_again)
+{
+        uint8_t raw[4096];
+        size_t n = load_fixture("evolved_click_101_full.bin", raw, sizeof(raw));
+        const char *reason = NULL;
+        char detail[256];
+        sg_event_t ev;
+
+        srv.rc = -1;
+        for (int i = 0; i < 3; i++) {
+                cr_assert_eq(sg_codec_decode_input(codec, raw, n, SG_EV_NONE,
+                                                   &ev, &reason, detail,
+                                                   sizeof(detail)),
+                             -2);
+                cr_assert_str_eq(reason, SG_ERR_REGISTRY_UNAVAILABLE);
+                cr_assert_str_eq(detail, "schema id 101: connection refused");
+                cr_assert_eq(ev.type, SG_EV_NONE);
+        }
+        cr_assert_eq(srv.calls, 3);
+        /* Back: the record decodes, and the answer is kept. */
+        srv.rc = 0;
+        srv_serve_file("schemas/registry/101.avsc");
+        ev = decode_ok(raw, n, SG_EV_NONE);
+        ev = decode_ok(raw, n, SG_EV_NONE);
+        cr_assert_eq(ev.type, SG_EV_CLICK);
+        cr_assert_eq(srv.calls, 4);
+}
+
+Test(registry_mode, an_id_the_registry_does_not_know_is_unknown_and_cached)
+{
+        uint8_t raw[4096];
+        size_t n = load_fixture("evolved_click_101_full.bin", raw, sizeof(raw));
+
+        srv.rc = 1;
+        set_frame_id(raw, 4242);
+        for (int i = 0; i < 100; i++)
+                decode_rejects(raw, n, SG_ERR_UNKNOWN_SCHEMA,
+                               "schema id 4242 is not in the schema registry: "
+                               "HTTP 404 error_code 40403");
+        cr_assert_eq(srv.calls, 1);
+}
+
+Test(registry_mode, a_schema_that_does_not_resolve_is_unknown_with_why)
+{
+        uint8_t raw[4096];
+        size_t n = load_fixture("evolved_click_101_full.bin", raw, sizeof(raw));
+
+        snprintf(srv.schema, sizeof(srv.schema),
+                 "{\"type\":\"record\",\"name\":\"Click\",\"fields\":["
+                 "{\"name\":\"event_id\",\"type\":\"string\"}]}");
+        set_frame_id(raw, 31);
+        decode_rejects(raw, n, SG_ERR_UNKNOWN_SCHEMA,
+                       "schema id 31: registry id 31 lacks field event_time, "
+                       "which Click requires (no default)");
+        snprintf(srv.schema, sizeof(srv.schema), "{\"type\":");
+        set_frame_id(raw, 32);
+        {
+                sg_event_t ev;
+                const char *got = NULL;
+                char d[256] = "";
+
+                cr_assert_eq(sg_codec_decode_input(codec, raw, n, SG_EV_CLICK,
+                                                   &ev, &got, d, sizeof(d)),
+                             -1);
+                cr_assert_str_eq(got, SG_ERR_UNKNOWN_SCHEMA);
+                cr_assert(strncmp(d, "schema id 32: registry id 32: ", 30) == 0,
+                          "%s", d);
+        }
+        cr_assert_eq(srv.calls, 2);
+}
+
+Test(registry_mode, json_input_never_asks_the_registry)
+{
+        const char *js = "{\"type\":\"impression\",\"event_id\":\"i1\","
+                         "\"event_time\":1,\"channel\":\"search\","
+                         "\"campaign_id\":\"c\",\"cost_micros\":0}";
+        sg_event_t ev = decode_ok(js, strlen(js), SG_EV_NONE);
+
+        cr_assert_eq(ev.type, SG_EV_IMPRESSION);
+        cr_assert_eq(srv.calls, 0);
+}
+
+Test(registry_mode, output_schemas_are_framed_with_the_wire_id_and_read_back)
+{
+        sg_decision_t d = make_decision(0), got;
+        int n;
+
+        cr_assert_eq(sg_codec_set_wire_id(codec, SG_SCHEMA_DECISION, 70001),
+                     0);
+        cr_assert_eq(sg_codec_set_wire_id(codec, 8, 1), -1);
+        n = sg_codec_encode_decision(codec, SG_FMT_AVRO, &d, buf, sizeof(buf));
+        cr_assert_gt(n, 5);
+        cr_assert_eq(((uint8_t *)buf)[0], 0);
+        cr_assert_eq(((uint8_t)buf[1] << 24 | (uint8_t)buf[2] << 16 |
+                      (uint8_t)buf[3] << 8 | (uint8_t)buf[4]),
+                     70001);
+        cr_assert_eq(sg_codec_decode_decision(codec, buf, (size_t)n, &got), 0,
+                     "%s", sg_codec_error(codec));
+        assert_decision_eq(&got, &d);
+        cr_assert_not_null(strstr(sg_codec_schema_text(codec,
+                                                       SG_SCHEMA_DECISION),
+                                  "\"Decision\""));
+        cr_assert_null(sg_codec_schema_text(codec, 0));
+}
+
+Test(registry_mode, cached_ids_decode_without_allocating)
+{
+#if SG_COUNT_MALLOC
+        uint8_t raw[4096];
+        size_t n = load_fixture("evolved_click_101_full.bin", raw, sizeof(raw));
+        const char *reason;
+        char detail[256];
+        sg_event_t ev;
+        long before;
+
+        srv_serve_file("schemas/registry/101.avsc");
+        decode_ok(raw, n, SG_EV_NONE); /* the lookup: allocates once */
+        before = allocations;
+        for (int i = 0; i < 1000; i++)
+                cr_assert_eq(sg_codec_decode_input(codec, raw, n, SG_EV_NONE,
+                                                   &ev, &reason, detail,
+                                                   sizeof(detail)),
+                             0);
+        cr_assert_eq(allocations - before, 0);
+        cr_assert_eq(srv.calls, 1);
+#else
+        cr_skip_test("malloc is the sanitizer's in this build");
+#endif
+}

@@ -1,7 +1,8 @@
 /*
  * The Redis password: from SG_REDIS_PASSWORD, else redis_password_file,
- * else the URL (taken out of it); Kafka secrets registered for redaction;
- * config errors never quote a secret.
+ * else the URL (taken out of it); the schema registry's password, from
+ * SG_SCHEMA_REGISTRY_PASSWORD, else its file; Kafka secrets registered for
+ * redaction; config errors never quote a secret.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,10 @@ static void setup(void)
                                           "SG_METRICS_LISTEN",
                                           "SG_REDIS_PASSWORD",
                                           "SG_REDIS_PASSWORD_FILE",
+                                          "SG_SCHEMA_REGISTRY_URL",
+                                          "SG_SCHEMA_REGISTRY_USER",
+                                          "SG_SCHEMA_REGISTRY_PASSWORD",
+                                          "SG_SCHEMA_REGISTRY_PASSWORD_FILE",
                                           NULL};
 
         for (const char *const *e = env; *e; e++)
@@ -150,6 +155,60 @@ Test(secrets, missing_or_empty_password_file_names_the_key)
             -1);
         cr_assert_not_null(strstr(err, "no password on its first line"), "%s",
                            err);
+}
+
+Test(secrets, registry_password_from_its_file_or_the_env_is_redacted)
+{
+        sg_conf_t conf;
+        char err[512], pw[300];
+
+        put("registry.pw", "reg-pw-file\n", pw, sizeof(pw));
+        cr_assert_eq(load(&conf,
+                          "schema_registry:\n"
+                          "  url: https://sr.example:8081\n"
+                          "  user: spendguard\n"
+                          "  password_file: registry.pw\n",
+                          err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_str_eq(conf.schema_registry.password, "reg-pw-file");
+        cr_assert_str_eq(conf.schema_registry_password_file, pw);
+        cr_assert_str_eq(conf.schema_registry.user, "spendguard");
+        cr_assert_str_eq(sg_log_redact((char[64]){"a reg-pw-file b"}, 64),
+                         "a *** b");
+        setenv("SG_SCHEMA_REGISTRY_PASSWORD", "reg-pw-env", 1);
+        cr_assert_eq(load(&conf,
+                          "schema_registry:\n"
+                          "  url: https://sr.example:8081\n"
+                          "  user: spendguard\n"
+                          "  password_file: registry.pw\n",
+                          err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_str_eq(conf.schema_registry.password, "reg-pw-env");
+        cr_assert_str_eq(sg_log_redact((char[64]){"a reg-pw-env b"}, 64),
+                         "a *** b");
+}
+
+Test(secrets, registry_credentials_need_a_user_and_stay_out_of_urls)
+{
+        sg_conf_t conf;
+        char err[512];
+
+        setenv("SG_SCHEMA_REGISTRY_PASSWORD", "lonely-pw", 1);
+        cr_assert_eq(load(&conf, "schema_registry:\n  url: http://sr:8081\n",
+                          err, sizeof(err)),
+                     -1);
+        cr_assert_str_eq(err, "schema_registry.user: empty, but a password is "
+                              "set");
+        unsetenv("SG_SCHEMA_REGISTRY_PASSWORD");
+        cr_assert_eq(load(&conf,
+                          "schema_registry:\n"
+                          "  url: http://u:topsecret2@sr:8081\n",
+                          err, sizeof(err)),
+                     -1);
+        cr_assert_null(strstr(err, "topsecret2"), "%s", err);
+        cr_assert_str_eq(err, "schema_registry.url: URL 1 holds credentials; "
+                              "set schema_registry.user and the password "
+                              "(docs/config.md)");
 }
 
 Test(secrets, config_errors_never_quote_a_secret)
