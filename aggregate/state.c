@@ -1125,6 +1125,7 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
                         }
                 }
         }
+        sc[0]->run_dirty = sc[1]->run_dirty = 1;
         if (ev->event_time > p->maxt)
                 p->maxt = ev->event_time;
         return 0;
@@ -1328,6 +1329,60 @@ static int emit_rolling(ag_part_t *p, ag_scope_t *s, int64_t wm,
                 if (scope_dirty(p, s))
                         return -1;
         }
+        return sent;
+}
+
+int ag_part_emit_running(ag_part_t *p, int64_t wm, int64_t now,
+                         int64_t live_ms, unsigned wins, ag_emit_fn *emit,
+                         void *opaque)
+{
+        const ag_model_t *m = p->m;
+        int64_t head = p->maxt < now ? p->maxt : now, e, v[NF];
+        sg_snapshot_t *o;
+        int sent = 0;
+
+        if (!wins || p->maxt == INT64_MIN)
+                return 0;
+        e = floor_to(head, m->snap_ms) + m->snap_ms;
+        if ((wm != INT64_MIN && e <= wm) || e <= now - live_ms)
+                return 0;
+        o = malloc(sizeof(*o));
+        if (!o)
+                return -1;
+        for (size_t i = 0; p->mask && i <= p->mask; i++) {
+                ag_scope_t *s = p->slots[i];
+
+                if (!s || !s->run_dirty)
+                        continue;
+                for (int w = 0; w < m->win_cnt; w++) {
+                        int64_t st = win_start(m, &m->wins[w], e);
+
+                        if (!(wins & (1u << w)))
+                                continue;
+                        memset(o, 0, sizeof(*o));
+                        memset(v, 0, sizeof(v));
+                        /* Not the rolling sums: those stay the complete
+                         * windows'. */
+                        add_buckets(s, st, e, v, 1);
+                        fill(o, s, v);
+                        snprintf(o->window, sizeof(o->window), "%s",
+                                 m->wins[w].name);
+                        o->window_start = st;
+                        o->window_end = e;
+                        o->watermark = wm;
+                        uniques(p, s, st, e, &o->c.unique_devices,
+                                &o->x.unique_ips);
+                        if (s->channel)
+                                top_sources(p, s, st, e, o);
+                        if (emit(opaque, o) == -1) {
+                                free(o);
+                                return -1;
+                        }
+                        sent++;
+                }
+                s->run_dirty = 0;
+        }
+        free(o);
         return sent;
 }
 
