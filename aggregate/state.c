@@ -1283,6 +1283,22 @@ static void fill(sg_snapshot_t *o, const ag_scope_t *s, const int64_t *v)
         o->x.source_clicks_untracked = v[F_UNTRACKED];
 }
 
+/* o as the snapshot of s over [st, e) named name, from its sums v. */
+static void snapshot_of(ag_part_t *p, const ag_scope_t *s, const char *name,
+                        int64_t st, int64_t e, int64_t wm, const int64_t *v,
+                        int sources, sg_snapshot_t *o)
+{
+        memset(o, 0, sizeof(*o));
+        fill(o, s, v);
+        snprintf(o->window, sizeof(o->window), "%s", name);
+        o->window_start = st;
+        o->window_end = e;
+        o->watermark = wm;
+        uniques(p, s, st, e, &o->c.unique_devices, &o->x.unique_ips);
+        if (sources && s->channel)
+                top_sources(p, s, st, e, o);
+}
+
 /* The rolling snapshots of s the watermark completed. */
 static int emit_rolling(ag_part_t *p, ag_scope_t *s, int64_t wm,
                         ag_emit_fn *emit, void *opaque, sg_snapshot_t *o)
@@ -1306,18 +1322,9 @@ static int emit_rolling(ag_part_t *p, ag_scope_t *s, int64_t wm,
                 for (int w = 0; w < m->win_cnt; w++) {
                         int64_t st = win_start(m, &m->wins[w], e);
 
-                        memset(o, 0, sizeof(*o));
                         window_sums(p, s, w, st, e, v);
-                        fill(o, s, v);
-                        snprintf(o->window, sizeof(o->window), "%s",
-                                 m->wins[w].name);
-                        o->window_start = st;
-                        o->window_end = e;
-                        o->watermark = wm;
-                        uniques(p, s, st, e, &o->c.unique_devices,
-                                &o->x.unique_ips);
-                        if (s->channel)
-                                top_sources(p, s, st, e, o);
+                        snapshot_of(p, s, m->wins[w].name, st, e, wm, v, 1,
+                                    o);
                         if (emit(opaque, o) == -1)
                                 return -1;
                         sent++;
@@ -1359,21 +1366,12 @@ int ag_part_emit_running(ag_part_t *p, int64_t wm, int64_t now,
 
                         if (!(wins & (1u << w)))
                                 continue;
-                        memset(o, 0, sizeof(*o));
                         memset(v, 0, sizeof(v));
                         /* Not the rolling sums: those stay the complete
                          * windows'. */
                         add_buckets(s, st, e, v, 1);
-                        fill(o, s, v);
-                        snprintf(o->window, sizeof(o->window), "%s",
-                                 m->wins[w].name);
-                        o->window_start = st;
-                        o->window_end = e;
-                        o->watermark = wm;
-                        uniques(p, s, st, e, &o->c.unique_devices,
-                                &o->x.unique_ips);
-                        if (s->channel)
-                                top_sources(p, s, st, e, o);
+                        snapshot_of(p, s, m->wins[w].name, st, e, wm, v, 1,
+                                    o);
                         if (emit(opaque, o) == -1) {
                                 free(o);
                                 return -1;
@@ -1396,16 +1394,10 @@ static int emit_finals(ag_part_t *p, ag_scope_t *s, int64_t wm,
         while (s->open.cnt && s->open.v[0] + m->kpi_ms <= wm) {
                 int64_t ws = s->open.v[0], v[NF] = {0};
 
-                memset(o, 0, sizeof(*o));
                 add_buckets(s, ws, ws + m->kpi_ms, v, 1);
-                fill(o, s, v);
-                snprintf(o->window, sizeof(o->window), "%s", m->kpi_name);
-                o->window_start = ws;
-                o->window_end = ws + m->kpi_ms;
+                snapshot_of(p, s, m->kpi_name, ws, ws + m->kpi_ms, wm, v, 0,
+                            o);
                 o->final = 1;
-                o->watermark = wm;
-                uniques(p, s, ws, ws + m->kpi_ms, &o->c.unique_devices,
-                        &o->x.unique_ips);
                 if (emit(opaque, o) == -1)
                         return -1;
                 if (ag_i64s_add(&s->closing, ws) == -1 || scope_dirty(p, s))
