@@ -45,6 +45,7 @@ struct sg_aggregate {
         ag_pstate_t **todo; /* the partitions of a batch to checkpoint */
         ag_inputs_t inputs;  /* every input partition, from the metadata */
         int64_t lateness_ms;
+        unsigned early_wins; /* aggregate.early_windows as a window mask */
         long long batches, batch_events, batch_round_trips;
         int64_t overflow_logged;
         int64_t ckpt_at; /* sg_mono_ms of the last checkpoint */
@@ -55,7 +56,7 @@ struct sg_aggregate {
 
         /* events_total by result and sg_event_type_t */
         sg_counter_t *applied[4], *skipped[4], *late[4];
-        sg_counter_t *snapshots, *finals, *scripts, *bad, *overflow, *markers,
+        sg_counter_t *snapshots, *running, *finals, *scripts, *bad, *overflow, *markers,
             *fenced;
         sg_gauge_t *state_bytes;
         sg_histogram_t *batch_seconds;
@@ -229,7 +230,10 @@ static int send_snapshot(void *opaque, const sg_snapshot_t *s)
                          sg_codec_error(ag->codec));
                 return -1;
         }
-        sg_counter_add(s->final ? ag->finals : ag->snapshots, 1);
+        sg_counter_add(s->final                       ? ag->finals
+                       : s->window_end > s->watermark ? ag->running
+                                                      : ag->snapshots,
+                       1);
         return sg_producer_send(ag->producer, ag->conf.topics.aggregates, -1,
                                 s->channel, strlen(s->channel), ag->out, n,
                                 NULL);
@@ -307,7 +311,20 @@ static int emit(sg_aggregate_t *ag, ag_pstate_t *ps)
         int64_t wm = ag_pstate_watermark(ps, &ag->inputs, ag->lateness_ms);
 
         ps->wm = wm;
-        return ag_part_emit(ps->st, wm, send_snapshot, ag) < 0 ? -1 : 0;
+        if (ag_part_emit(ps->st, wm, send_snapshot, ag) < 0)
+                return -1;
+        /* The running windows, at most every early_ms: rules may trip on
+         * them before the watermark completes them. */
+        if (ag->conf.aggregate.early_ms > 0 && ag->early_wins &&
+            sg_mono_ms() - ps->early_at >= ag->conf.aggregate.early_ms) {
+                ps->early_at = sg_mono_ms();
+                if (ag_part_emit_running(ps->st, wm, ag->now_ms,
+                                         ag->lateness_ms + ag->model.snap_ms,
+                                         ag->early_wins, send_snapshot,
+                                         ag) < 0)
+                        return -1;
+        }
+        return 0;
 }
 
 static void overflow_note(sg_aggregate_t *ag, ag_pstate_t *ps)
@@ -694,6 +711,15 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
                 goto err;
         ag->model.tz = ag->tz;
         ag->lateness_ms = (int64_t)a->lateness_s * 1000;
+        {
+                int mask = sg_window_mask(a->early_windows, ag->model.wins,
+                                          ag->model.win_cnt, errstr,
+                                          errstr_size);
+
+                if (mask == -1)
+                        goto err;
+                ag->early_wins = (unsigned)mask;
+        }
         ag->msgs = calloc(a->batch_size, sizeof(*ag->msgs));
         if (!ag->msgs) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -717,6 +743,7 @@ sg_aggregate_t *sg_aggregate_new(const sg_conf_t *conf, char *errstr,
         }
         ag->bad = events_counter(SG_EV_NONE, "undecodable");
         ag->snapshots = sg_counter("snapshots_total{kind=\"rolling\"}");
+        ag->running = sg_counter("snapshots_total{kind=\"running\"}");
         ag->finals = sg_counter("snapshots_total{kind=\"final\"}");
         ag->scripts = sg_counter("redis_scripts_total");
         ag->overflow = sg_counter("scope_overflow_total");

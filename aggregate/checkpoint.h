@@ -39,6 +39,7 @@ typedef struct ag_pstate {
         int64_t wm;       /* watermark (never goes back); INT64_MIN none */
         int64_t wm_batch; /* at the start of the batch in hand */
         int in_batch;
+        int64_t early_at; /* sg_mono_ms of its last running snapshots */
         int pending; /* changed since its checkpoint */
 } ag_pstate_t;
 

@@ -1125,6 +1125,7 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
                         }
                 }
         }
+        sc[0]->run_dirty = sc[1]->run_dirty = 1;
         if (ev->event_time > p->maxt)
                 p->maxt = ev->event_time;
         return 0;
@@ -1282,6 +1283,22 @@ static void fill(sg_snapshot_t *o, const ag_scope_t *s, const int64_t *v)
         o->x.source_clicks_untracked = v[F_UNTRACKED];
 }
 
+/* o as the snapshot of s over [st, e) named name, from its sums v. */
+static void snapshot_of(ag_part_t *p, const ag_scope_t *s, const char *name,
+                        int64_t st, int64_t e, int64_t wm, const int64_t *v,
+                        int sources, sg_snapshot_t *o)
+{
+        memset(o, 0, sizeof(*o));
+        fill(o, s, v);
+        snprintf(o->window, sizeof(o->window), "%s", name);
+        o->window_start = st;
+        o->window_end = e;
+        o->watermark = wm;
+        uniques(p, s, st, e, &o->c.unique_devices, &o->x.unique_ips);
+        if (sources && s->channel)
+                top_sources(p, s, st, e, o);
+}
+
 /* The rolling snapshots of s the watermark completed. */
 static int emit_rolling(ag_part_t *p, ag_scope_t *s, int64_t wm,
                         ag_emit_fn *emit, void *opaque, sg_snapshot_t *o)
@@ -1305,18 +1322,9 @@ static int emit_rolling(ag_part_t *p, ag_scope_t *s, int64_t wm,
                 for (int w = 0; w < m->win_cnt; w++) {
                         int64_t st = win_start(m, &m->wins[w], e);
 
-                        memset(o, 0, sizeof(*o));
                         window_sums(p, s, w, st, e, v);
-                        fill(o, s, v);
-                        snprintf(o->window, sizeof(o->window), "%s",
-                                 m->wins[w].name);
-                        o->window_start = st;
-                        o->window_end = e;
-                        o->watermark = wm;
-                        uniques(p, s, st, e, &o->c.unique_devices,
-                                &o->x.unique_ips);
-                        if (s->channel)
-                                top_sources(p, s, st, e, o);
+                        snapshot_of(p, s, m->wins[w].name, st, e, wm, v, 1,
+                                    o);
                         if (emit(opaque, o) == -1)
                                 return -1;
                         sent++;
@@ -1331,6 +1339,51 @@ static int emit_rolling(ag_part_t *p, ag_scope_t *s, int64_t wm,
         return sent;
 }
 
+int ag_part_emit_running(ag_part_t *p, int64_t wm, int64_t now,
+                         int64_t live_ms, unsigned wins, ag_emit_fn *emit,
+                         void *opaque)
+{
+        const ag_model_t *m = p->m;
+        int64_t head = p->maxt < now ? p->maxt : now, e, v[NF];
+        sg_snapshot_t *o;
+        int sent = 0;
+
+        if (!wins || p->maxt == INT64_MIN)
+                return 0;
+        e = floor_to(head, m->snap_ms) + m->snap_ms;
+        if ((wm != INT64_MIN && e <= wm) || e <= now - live_ms)
+                return 0;
+        o = malloc(sizeof(*o));
+        if (!o)
+                return -1;
+        for (size_t i = 0; p->mask && i <= p->mask; i++) {
+                ag_scope_t *s = p->slots[i];
+
+                if (!s || !s->run_dirty)
+                        continue;
+                for (int w = 0; w < m->win_cnt; w++) {
+                        int64_t st = win_start(m, &m->wins[w], e);
+
+                        if (!(wins & (1u << w)))
+                                continue;
+                        memset(v, 0, sizeof(v));
+                        /* Not the rolling sums: those stay the complete
+                         * windows'. */
+                        add_buckets(s, st, e, v, 1);
+                        snapshot_of(p, s, m->wins[w].name, st, e, wm, v, 1,
+                                    o);
+                        if (emit(opaque, o) == -1) {
+                                free(o);
+                                return -1;
+                        }
+                        sent++;
+                }
+                s->run_dirty = 0;
+        }
+        free(o);
+        return sent;
+}
+
 /* The KPI windows of s the watermark closed, as final snapshots. */
 static int emit_finals(ag_part_t *p, ag_scope_t *s, int64_t wm,
                        ag_emit_fn *emit, void *opaque, sg_snapshot_t *o)
@@ -1341,16 +1394,10 @@ static int emit_finals(ag_part_t *p, ag_scope_t *s, int64_t wm,
         while (s->open.cnt && s->open.v[0] + m->kpi_ms <= wm) {
                 int64_t ws = s->open.v[0], v[NF] = {0};
 
-                memset(o, 0, sizeof(*o));
                 add_buckets(s, ws, ws + m->kpi_ms, v, 1);
-                fill(o, s, v);
-                snprintf(o->window, sizeof(o->window), "%s", m->kpi_name);
-                o->window_start = ws;
-                o->window_end = ws + m->kpi_ms;
+                snapshot_of(p, s, m->kpi_name, ws, ws + m->kpi_ms, wm, v, 0,
+                            o);
                 o->final = 1;
-                o->watermark = wm;
-                uniques(p, s, ws, ws + m->kpi_ms, &o->c.unique_devices,
-                        &o->x.unique_ips);
                 if (emit(opaque, o) == -1)
                         return -1;
                 if (ag_i64s_add(&s->closing, ws) == -1 || scope_dirty(p, s))

@@ -100,6 +100,7 @@ typedef struct ag_scope {
         uint8_t fresh;     /* not in sg:{pN}:scopes yet */
         uint8_t win_dirty; /* w: and snap to write */
         uint8_t listed;    /* on the partition's dirty list */
+        uint8_t run_dirty; /* changed since its last running snapshots */
 } ag_scope_t;
 
 /* What the model is configured with (from the aggregate section). */
@@ -181,6 +182,23 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev);
  */
 typedef int(ag_emit_fn)(void *opaque, const sg_snapshot_t *s);
 int ag_part_emit(ag_part_t *p, int64_t wm, ag_emit_fn *emit, void *opaque);
+
+/*
+ * The running snapshots: for every scope changed since its last ones, the
+ * windows in the bit mask wins (bit w: the model's window w) that end at
+ * the snapshot step after the newest event time applied (held back to
+ * now, so a forged future timestamp cannot move them), with what has been
+ * applied so far. Nothing when the watermark wm already completed that
+ * step (the snapshots of ag_part_emit cover it), nor for a step that ended
+ * live_ms or more before now: a partition catching up on old records
+ * (a replay, a backlog) is judged on complete windows only, so that it
+ * decides the same whatever its batches were. A running snapshot has
+ * window_end > watermark; a complete one never does. Returns the count, or
+ * -1 if emit failed.
+ */
+int ag_part_emit_running(ag_part_t *p, int64_t wm, int64_t now,
+                         int64_t live_ms, unsigned wins, ag_emit_fn *emit,
+                         void *opaque);
 
 /* Drops the cells, click times and frequency-cap days nothing can read any
  * more at watermark wm. */

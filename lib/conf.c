@@ -148,6 +148,15 @@ const sg_conf_field_t sg_conf_fields[] = {
     INT("aggregate.snapshot_s", "10", 1, 86400, aggregate.snapshot_s,
         "snapshot cadence: a changed scope's windows are sent each time "
         "the watermark passes a multiple of this (multiple of bucket_s)"),
+    INT("aggregate.early_ms", "250", 0, 60000, aggregate.early_ms,
+        "how often the running windows of the scopes changed since are "
+        "sent (ms of wall clock, per sg.events partition; 0 = never): "
+        "rules may trip on them before the watermark completes the window "
+        "(docs/rules.md, \"Early trips\")"),
+    STR("aggregate.early_windows", "1m", aggregate.early_windows, NULL,
+        "the windows (names from aggregate.windows, comma-separated) sent "
+        "as running windows; a rule on another window trips only on "
+        "complete ones"),
     INT("aggregate.kpi_window_s", "60", 1, 86400, aggregate.kpi_window_s,
         "tumbling window of the final KPI rows (multiple of bucket_s)"),
     INT("aggregate.lateness_s", "30", 0, 86400, aggregate.lateness_s,
@@ -537,6 +546,7 @@ static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
         int bs = conf->aggregate.bucket_s;
         sg_window_def_t wins[SG_MAX_WINDOWS];
         char why[160];
+        int nw;
 
         if (conf->aggregate.snapshot_s % bs ||
             conf->aggregate.kpi_window_s % bs) {
@@ -546,11 +556,19 @@ static int validate(const sg_conf_t *conf, char *errstr, size_t errstr_size)
                          name, bs);
                 return -1;
         }
-        if (sg_window_parse_list(conf->aggregate.windows, wins, SG_MAX_WINDOWS,
-                                 conf->aggregate.snapshot_s * 1000LL, why,
-                                 sizeof(why)) < 0) {
+        nw = sg_window_parse_list(conf->aggregate.windows, wins,
+                                  SG_MAX_WINDOWS,
+                                  conf->aggregate.snapshot_s * 1000LL, why,
+                                  sizeof(why));
+        if (nw < 0) {
                 snprintf(errstr, errstr_size, "%s: aggregate.windows: %s", name,
                          why);
+                return -1;
+        }
+        if (sg_window_mask(conf->aggregate.early_windows, wins, nw, why,
+                           sizeof(why)) == -1) {
+                snprintf(errstr, errstr_size,
+                         "%s: aggregate.early_windows: %s", name, why);
                 return -1;
         }
         if (conf->aggregate.tz[0]) {

@@ -88,6 +88,8 @@ typedef struct sg_conf {
                 int bucket_s;
                 char windows[128];
                 int snapshot_s;
+                int early_ms;
+                char early_windows[128];
                 int kpi_window_s;
                 int lateness_s;
                 int retention_s;

@@ -141,6 +141,13 @@ typedef struct sg_snapshot {
         int64_t watermark; /* aggregate's watermark when it was written */
 } sg_snapshot_t;
 
+/* A running window: sent before the watermark completed it (window_end
+ * beyond the watermark), with what had been applied so far. */
+static inline int sg_snapshot_running(const sg_snapshot_t *s)
+{
+        return !s->final && s->window_end > s->watermark;
+}
+
 typedef enum {
         SG_ACT_PAUSE = 0, /* the order of the Avro enum symbols */
         SG_ACT_RESUME,

@@ -194,7 +194,36 @@ static const char *const rule_keys[] = {"id",
                                         "min_conversions",
                                         "min_spend_micros",
                                         "action",
+                                        "early",
                                         NULL};
+
+/*
+ * Whether the rule may trip on a running window: its metric is a rate (or
+ * count) over the window's own events, so what has arrived already says
+ * it; conversions lag their clicks, so CPA, CVR, ROAS and ROI wait for the
+ * complete window, as do spend, budgets, pacing and rules that compare
+ * windows (for_windows, change).
+ */
+static int early_metric(const sg_rule_t *r)
+{
+        switch (r->metric) {
+        case SG_METRIC_IVT_RATE:
+        case SG_METRIC_IVT_BOT_UA:
+        case SG_METRIC_IVT_NO_UA:
+        case SG_METRIC_IVT_DC_IP:
+        case SG_METRIC_IVT_DUP_CLICK:
+        case SG_METRIC_CTR:
+        case SG_METRIC_FREQ_CAP_RATE:
+        case SG_METRIC_SHORT_CTC_SHARE:
+        case SG_METRIC_SOURCE_CLICKS:
+                break;
+        default:
+                return 0;
+        }
+        return r->for_windows <= 1 && r->cmp != SG_CMP_BASELINE &&
+               (r->action == SG_ACT_PAUSE || r->action == SG_ACT_ALERT ||
+                r->action == SG_ACT_BLOCK_SOURCE);
+}
 
 /* Parses one threshold-like value: a non-negative finite number. */
 static int parse_threshold(loader_t *l, const sg_yaml_node_t *k,
@@ -297,6 +326,7 @@ static int load_rule(loader_t *l, const sg_yaml_node_t *m, int index,
         r->for_windows = 1;
         r->cooldown_ms = 300000;
         r->ttl_ms = 3600000;
+        r->early = -1;
         for (const sg_yaml_node_t *k = m->child; k; k = k->next) {
                 const char *v = k->value;
                 int64_t *guard = NULL;
@@ -420,6 +450,13 @@ static int load_rule(loader_t *l, const sg_yaml_node_t *m, int index,
                                             "(PAUSE, ALERT, BLOCK_SOURCE)",
                                             v);
                         r->action = (sg_action_t)a;
+                } else if (strcmp(k->key, "early") == 0) {
+                        if (strcmp(v, "true") && strcmp(v, "false"))
+                                return fail(l, k->line, label,
+                                            "early: \"%s\" is not true or "
+                                            "false",
+                                            v);
+                        r->early = strcmp(v, "true") == 0;
                 } else if (strcmp(k->key, "min_impressions") == 0) {
                         guard = &r->min_impressions;
                 } else if (strcmp(k->key, "min_clicks") == 0) {
@@ -528,6 +565,16 @@ static int load_rule(loader_t *l, const sg_yaml_node_t *m, int index,
                                 : r->threshold * 1.25;
                 }
         }
+        if (r->early == 1 && !early_metric(r))
+                return fail(l, line_of(m, "early"), label,
+                            "early: only PAUSE, ALERT and BLOCK_SOURCE rules "
+                            "on a rate of the window's own events (ivt_rate "
+                            "and its reasons, ctr, freq_cap_rate, "
+                            "short_ctc_share, source_clicks), without "
+                            "for_windows or change, may trip on a running "
+                            "window");
+        if (r->early == -1)
+                r->early = early_metric(r);
         if (guards == 0)
                 return fail(l, m->line, label,
                             "no minimum-sample guard (min_impressions, "
@@ -1321,6 +1368,9 @@ void sg_rule_decision(const sg_rule_t *r, sg_action_t action,
         if (r->min_spend_micros)
                 reason_add(d, &n, " spend_micros=%" PRId64, c->spend_micros);
 
+        if (sg_snapshot_running(s))
+                reason_add(d, &n, ", running window (not yet complete)");
+
         metric_add(d, metric,
                    r->cmp == SG_CMP_BASELINE ? ev->metric : ev->value);
         if (r->cmp == SG_CMP_BASELINE) {
@@ -1336,6 +1386,8 @@ void sg_rule_decision(const sg_rule_t *r, sg_action_t action,
         metric_add(d, "invalid_clicks", (double)c->invalid_clicks);
         if (ev->source)
                 metric_add(d, "source_clicks", (double)ev->source->clicks);
+        if (sg_snapshot_running(s))
+                metric_add(d, "running", 1);
 }
 
 void sg_realloc_decision(const sg_realloc_policy_t *p,

@@ -94,6 +94,10 @@ typedef struct sg_rule {
         int64_t min_conversions;
         int64_t min_spend_micros;
         sg_action_t action; /* PAUSE, ALERT or BLOCK_SOURCE */
+        /* May trip on a running window (docs/rules.md, "Early trips"):
+         * by default every rule whose metric allows it; `early: false`
+         * waits for complete windows. */
+        int early;
         int line;           /* of the rule in its file */
 } sg_rule_t;
 

@@ -85,6 +85,36 @@ int sg_window_parse_list(const char *list, sg_window_def_t *out, int max,
         }
 }
 
+int sg_window_mask(const char *list, const sg_window_def_t *wins, int cnt,
+                   char *errstr, size_t errstr_size)
+{
+        sg_window_def_t want[SG_MAX_WINDOWS];
+        int n, mask = 0;
+
+        if (cnt < 0)
+                return -1;
+        if (!list[0])
+                return 0;
+        n = sg_window_parse_list(list, want, SG_MAX_WINDOWS, 0, errstr,
+                                 errstr_size);
+        if (n < 0)
+                return -1;
+        for (int i = 0; i < n; i++) {
+                int k = 0;
+
+                while (k < cnt && wins[k].len_ms != want[i].len_ms)
+                        k++;
+                if (k == cnt) {
+                        snprintf(errstr, errstr_size,
+                                 "window \"%s\" is not in aggregate.windows",
+                                 want[i].name);
+                        return -1;
+                }
+                mask |= 1 << k;
+        }
+        return mask;
+}
+
 void sg_window_name(int64_t ms, char *buf, size_t size)
 {
         long long s = (long long)(ms / 1000);

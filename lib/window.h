@@ -27,6 +27,14 @@ typedef struct sg_window_def {
 int sg_window_parse_list(const char *list, sg_window_def_t *out, int max,
                          int64_t unit_ms, char *errstr, size_t errstr_size);
 
+/*
+ * The windows of list (comma-separated, as sg_window_parse_list reads them;
+ * "" = none) as a bit mask over wins[0..cnt): bit i for wins[i], matched by
+ * length. -1 with errstr set when one is not among wins (or cnt < 0).
+ */
+int sg_window_mask(const char *list, const sg_window_def_t *wins, int cnt,
+                   char *errstr, size_t errstr_size);
+
 /* The name of a length: 60000 -> "1m", 90000 -> "90s", 86400000 -> "1d". */
 void sg_window_name(int64_t ms, char *buf, size_t size);
 

@@ -75,7 +75,7 @@ struct sg_rules_engine {
         unsigned char buf[16384];
 
         /* events_total{type="snapshot",result=...} */
-        sg_counter_t *c_evaluated, *c_skipped, *c_undecodable;
+        sg_counter_t *c_evaluated, *c_skipped, *c_undecodable, *c_running;
         sg_histogram_t *batch_seconds;
 };
 
@@ -843,7 +843,17 @@ static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
                 snprintf(val, sizeof(val), "1 %" PRId64, s->window_end);
                 put(e, key, val, s->window_end + latch_hold(r));
         } else if (ev->outcome == SG_RULE_HEALTHY && !ev->held && on) {
+                /* Only a complete window clears: a running one may still
+                 * fill up. */
+                if (sg_snapshot_running(s))
+                        return;
                 snprintf(val, sizeof(val), "0 %" PRId64, s->window_end);
+                put(e, key, val, s->window_end + latch_hold(r));
+        } else if (ev->outcome == SG_RULE_TRIPPED && on &&
+                   sg_snapshot_running(s)) {
+                /* Still tripped as far as the running windows go: the
+                 * complete windows behind them cannot clear it. */
+                snprintf(val, sizeof(val), "1 %" PRId64, s->window_end);
                 put(e, key, val, s->window_end + latch_hold(r));
         } else if (ev->outcome == SG_RULE_TRIPPED && on &&
                    sg_rstate_exp(e->st, key) - s->window_end < r->window_ms) {
@@ -885,6 +895,10 @@ static int breaker(sg_rules_engine_t *e, const sg_rule_t *r,
         int act, resume_ok = 0;
 
         breaker_get(e, scope, &b);
+        /* A running window may open a closed breaker, nothing else:
+         * half-open and RESUME are judged on complete windows. */
+        if (sg_snapshot_running(s) && b.state != SG_BREAKER_CLOSED)
+                return 0;
         b0 = b;
         if (b.state != SG_BREAKER_CLOSED && strcmp(b.rule, r->id) == 0)
                 resume_ok = sg_rule_resume_ok(r, s, ctx, &rev);
@@ -970,7 +984,7 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
         sg_snapshot_t *s = &e->snap;
         const sg_realloc_policy_t *p = &e->rules->realloc;
         char scope[2 * SG_NAME_LEN + 2];
-        int paused = 0, realloc_window;
+        int paused = 0, realloc_window, running;
 
         if (sg_codec_decode_snapshot(e->codec, m->payload, m->len, s) == -1) {
                 sg_counter_add(e->c_undecodable, 1);
@@ -983,15 +997,18 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
                 sg_counter_add(e->c_skipped, 1);
                 return;
         }
-        sg_counter_add(e->c_evaluated, 1);
+        running = sg_snapshot_running(s);
+        sg_counter_add(running ? e->c_running : e->c_evaluated, 1);
         channel_end(e, s);
         scope_of(s, scope, sizeof(scope));
+        /* Budgets and reallocation go by complete windows. */
         realloc_window =
-            p->enabled && s->campaign_id[0] == '\0' &&
+            !running && p->enabled && s->campaign_id[0] == '\0' &&
             sg_conf_channel(e->conf, s->channel) &&
             (s->window[0] ? strcmp(s->window, p->window) == 0
                           : strcmp(p->window, SG_RULE_WINDOW_DEFAULT) == 0);
-        if (s->campaign_id[0] == '\0' && sg_conf_channel(e->conf, s->channel) &&
+        if (!running && s->campaign_id[0] == '\0' &&
+            sg_conf_channel(e->conf, s->channel) &&
             (s->window[0] == '\0' ||
              strcmp(s->window, SG_RULE_WINDOW_DEFAULT) == 0))
                 channel_gauges(s);
@@ -1006,6 +1023,8 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
         for (int i = 0; i < e->rules->cnt; i++) {
                 const sg_rule_t *r = &e->rules->rule[i];
 
+                if (running && !r->early)
+                        continue;
                 if (r->scope != SG_SCOPE_SOURCE) {
                         evaluate(e, r, s, scope, NULL, &paused);
                         continue;
@@ -1274,6 +1293,8 @@ sg_rules_engine_t *sg_rules_engine_new(const sg_conf_t *conf, sg_rules_t *rules,
                 goto oom;
         e->c_evaluated =
             sg_counter("events_total{type=\"snapshot\",result=\"evaluated\"}");
+        e->c_running = sg_counter(
+            "events_total{type=\"snapshot\",result=\"running\"}");
         e->c_skipped =
             sg_counter("events_total{type=\"snapshot\",result=\"skipped\"}");
         e->c_undecodable = sg_counter(

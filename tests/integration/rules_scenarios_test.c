@@ -198,6 +198,66 @@ Test(rules, bot_wave_pauses_the_channel_and_resumes_it_exactly_once)
         json_decref(truth);
 }
 
+/* The value of metric name in d, or -1 when d has none. */
+static double metric_of(const sg_decision_t *d, const char *name)
+{
+        for (int i = 0; i < d->metric_cnt; i++)
+                if (strcmp(d->metrics[i].name, name) == 0)
+                        return d->metrics[i].value;
+        return -1;
+}
+
+/*
+ * Live traffic at the shipped config (1m windows, 30 s lateness): kol's
+ * bot wave is paused on a running window, before the watermark completed
+ * it (metric running = 1, window_end beyond the watermark), once; gifts'
+ * CPA overrun, if its complete window comes within the run, is paused on
+ * that, never on a running one (a conversion-lagged metric waits).
+ */
+Test(rules, a_live_bot_wave_trips_on_the_running_window_cpa_waits)
+{
+        const char *args[] = {"--seed",          "11",    "--realtime",
+                              "--duration",      "50",    "--fraud-channel",
+                              "kol",             "--fraud-start", "5",
+                              "--overrun-channel", "gifts", NULL};
+        sg_decision_t *d;
+        json_t *truth;
+        int n, kol = 0, gifts = 0;
+
+        write_config("");
+        h_start_stages();
+        truth = run_scenario(args);
+        wait_pipeline();
+        n = decisions(&d, 1);
+        dump(d, n);
+        for (int i = 0; i < n; i++) {
+                if (d[i].action != SG_ACT_PAUSE || d[i].campaign_id[0])
+                        continue;
+                if (strcmp(d[i].channel, "kol") == 0) {
+                        kol++;
+                        cr_assert_str_eq(d[i].rule_id, "ivt_circuit_breaker");
+                        cr_assert_eq(metric_of(&d[i], "running"), 1,
+                                     "kol paused on a complete window: %s",
+                                     d[i].reason);
+                        cr_assert(strstr(d[i].reason, "running window"),
+                                  "%s", d[i].reason);
+                } else if (strcmp(d[i].channel, "gifts") == 0) {
+                        gifts++;
+                        cr_assert_str_eq(d[i].rule_id, "cpa_overrun");
+                        cr_assert_eq(metric_of(&d[i], "running"), -1,
+                                     "gifts paused on a running window: %s",
+                                     d[i].reason);
+                } else {
+                        cr_assert_fail("a healthy channel paused: %s %s",
+                                       d[i].channel, d[i].reason);
+                }
+        }
+        cr_assert_eq(kol, 1, "kol PAUSEs: want 1, got %d", kol);
+        cr_assert_leq(gifts, 1, "gifts PAUSEs: want at most 1, got %d", gifts);
+        free(d);
+        json_decref(truth);
+}
+
 Test(rules, cpa_overrun_pauses_only_the_overrunning_campaign)
 {
         const char *args[] = {"--seed",

@@ -314,6 +314,59 @@ Test(agg_state, untouched_scopes_are_snapshotted_at_every_step)
 /* The table of input partitions (checkpoint.c) grows past its first
  * capacity of 64: every name keeps its index (ASan caught the rehash
  * reading the names from the block realloc had freed). */
+Test(agg_state, running_windows_follow_the_newest_event_held_to_the_clock)
+{
+        int64_t now = T0 + 3000;
+        const sg_snapshot_t *s;
+        ag_part_t *p;
+        sg_event_t ev;
+
+        setup_model(1000, 100);
+        p = ag_part_new(&model, 0);
+        ev = event(SG_EV_CLICK, "a", T0 + 2500, "search", "k");
+        cr_assert_eq(ag_part_apply(p, &ev), 0);
+        /* The step after the newest event, T0 + 3 s, for both scopes,
+         * with what was applied so far; the watermark is behind it. */
+        cr_assert_eq(ag_part_emit_running(p, T0, now, 40000, 1, collect, NULL),
+                     2);
+        s = find("search", "", T0 + 3000, 0);
+        cr_assert_not_null(s);
+        cr_assert_eq(s->c.clicks, 1);
+        cr_assert_eq(s->window_start, T0 + 3000 - 10000);
+        cr_assert_eq(s->watermark, T0);
+        cr_assert(sg_snapshot_running(s));
+        /* Nothing changed since: nothing sent. */
+        ngot = 0;
+        cr_assert_eq(ag_part_emit_running(p, T0, now, 40000, 1, collect, NULL),
+                     0);
+        /* A step the watermark completed is the complete snapshots'. */
+        ev = event(SG_EV_CLICK, "c", T0 + 2600, "search", "k");
+        cr_assert_eq(ag_part_apply(p, &ev), 0);
+        cr_assert_eq(ag_part_emit_running(p, T0 + 3000, now, 40000, 1, collect,
+                                          NULL),
+                     0);
+        /* Old records (a replay): complete windows only. */
+        cr_assert_eq(ag_part_emit_running(p, T0, now + 60000, 40000, 1,
+                                          collect, NULL),
+                     0);
+        cr_assert_eq(ngot, 0);
+        /* An event stamped 4 minutes ahead is counted in its own bucket,
+         * but the running window stops at the clock: it is not in it. */
+        ev = event(SG_EV_CLICK, "b", now + 240000, "search", "k");
+        cr_assert_eq(ag_part_apply(p, &ev), 0);
+        cr_assert_eq(ag_part_emit_running(p, T0, now, 40000, 1, collect, NULL),
+                     2);
+        s = find("search", "k", T0 + 4000, 0);
+        cr_assert_not_null(s);
+        cr_assert_eq(s->c.clicks, 2);
+        ngot = 0;
+        /* No window asked for: nothing. */
+        cr_assert_eq(ag_part_emit_running(p, T0, now, 40000, 0, collect, NULL),
+                     0);
+        cr_assert_eq(ngot, 0);
+        ag_part_destroy(p);
+}
+
 Test(agg_inputs, names_keep_their_index_as_the_table_grows)
 {
         ag_inputs_t a = {0};

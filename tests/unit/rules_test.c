@@ -202,6 +202,21 @@ Test(load, loads_shipped_default_rules)
         rules = sg_rules_load_file(path, err, sizeof(err));
         cr_assert_not_null(rules, "%s", err);
         cr_assert_eq(rules->cnt, 12);
+        /* Early trips: rates of the window's own events only. */
+        {
+                static const char *const early[] = {
+                    "ivt_circuit_breaker", "click_flood_ip", "click_injection",
+                    "frequency_cap_waste", NULL};
+
+                for (int i = 0; i < rules->cnt; i++) {
+                        int want = 0;
+
+                        for (int k = 0; early[k]; k++)
+                                want |= !strcmp(rules->rule[i].id, early[k]);
+                        cr_assert_eq(rules->rule[i].early, want, "%s",
+                                     rules->rule[i].id);
+                }
+        }
 
         r = &rules->rule[0];
         cr_assert_str_eq(r->id, "ivt_circuit_breaker");
@@ -291,6 +306,20 @@ static void check_reject(const char *yaml, const char *want)
         {                                                                      \
                 check_reject(yaml, want);                                      \
         }
+
+REJECT(early_true_on_a_conversion_lagged_metric,
+       "rules:\n  - id: cpa\n    metric: cpa\n    op: \">\"\n"
+       "    threshold: 30000000\n    min_clicks: 100\n    early: true\n"
+       "    action: PAUSE\n",
+       "t.yaml:7: rule cpa: early: only PAUSE, ALERT and BLOCK_SOURCE rules "
+       "on a rate of the window's own events (ivt_rate and its reasons, ctr, "
+       "freq_cap_rate, short_ctc_share, source_clicks), without for_windows "
+       "or change, may trip on a running window")
+REJECT(early_not_a_boolean,
+       "rules:\n  - id: ivt\n    metric: ivt_rate\n    op: \">\"\n"
+       "    threshold: 0.25\n    min_clicks: 100\n    early: yes\n"
+       "    action: PAUSE\n",
+       "t.yaml:7: rule ivt: early: \"yes\" is not true or false")
 
 /* A valid rule, lines 2-7, to break one key at a time. */
 #define R_HEAD "rules:\n  - id: ivt\n    metric: ivt_rate\n"
@@ -541,6 +570,7 @@ Test(decision, window_across_midnight_shows_both_dates_and_millis)
 
         s.window_start = 1795391970500LL; /* 2026-11-22T23:59:30.500Z */
         s.window_end = s.window_start + 60000;
+        s.watermark = s.window_end; /* complete */
         decide("ivt", s, 0, d);
         cr_assert_str_eq(d->reason,
                          "ivt: ivt_rate 0.6092 > 0.25, window 1m over "
