@@ -36,6 +36,7 @@ static const char *const metric_names[SG_METRIC__CNT] = {
     [SG_METRIC_FREQ_CAP_RATE] = "freq_cap_rate",
     [SG_METRIC_SHORT_CTC_SHARE] = "short_ctc_share",
     [SG_METRIC_SOURCE_CLICKS] = "source_clicks",
+    [SG_METRIC_SOURCE_SHARE] = "source_share",
 };
 
 static const char *const op_names[] = {[SG_OP_GT] = ">",
@@ -216,6 +217,7 @@ static int early_metric(const sg_rule_t *r)
         case SG_METRIC_FREQ_CAP_RATE:
         case SG_METRIC_SHORT_CTC_SHARE:
         case SG_METRIC_SOURCE_CLICKS:
+        case SG_METRIC_SOURCE_SHARE:
                 break;
         default:
                 return 0;
@@ -508,11 +510,12 @@ static int load_rule(loader_t *l, const sg_yaml_node_t *m, int index,
         if (r->op == SG_OP_OUTSIDE && !has_change)
                 return fail(l, line_of(m, "op"), label,
                             "op: <> is for change (baseline) rules only");
-        if ((r->metric == SG_METRIC_SOURCE_CLICKS) !=
+        if ((r->metric == SG_METRIC_SOURCE_CLICKS ||
+             r->metric == SG_METRIC_SOURCE_SHARE) !=
             (r->scope == SG_SCOPE_SOURCE))
                 return fail(l, line_of(m, "scope"), label,
-                            "scope: source rules use metric source_clicks, "
-                            "and only they");
+                            "scope: source rules use metric source_clicks "
+                            "or source_share, and only they");
         if ((r->action == SG_ACT_BLOCK_SOURCE) != (r->scope == SG_SCOPE_SOURCE))
                 return fail(l, line_of(m, "action"), label,
                             "action: BLOCK_SOURCE goes with scope source, "
@@ -570,9 +573,9 @@ static int load_rule(loader_t *l, const sg_yaml_node_t *m, int index,
                             "early: only PAUSE, ALERT and BLOCK_SOURCE rules "
                             "on a rate of the window's own events (ivt_rate "
                             "and its reasons, ctr, freq_cap_rate, "
-                            "short_ctc_share, source_clicks), without "
-                            "for_windows or change, may trip on a running "
-                            "window");
+                            "short_ctc_share, source_clicks, source_share), "
+                            "without for_windows or change, may trip on a "
+                            "running window");
         if (r->early == -1)
                 r->early = early_metric(r);
         if (guards == 0)
@@ -861,6 +864,10 @@ int sg_metric_value(sg_metric_t m, const sg_snapshot_t *s,
                         return 0;
                 *out = (double)src->clicks;
                 return 1;
+        case SG_METRIC_SOURCE_SHARE:
+                if (!src)
+                        return 0;
+                return ratio(src->clicks, c->clicks, out);
         case SG_METRIC__CNT:
                 break;
         }
@@ -904,6 +911,7 @@ static int prepare(const sg_rule_t *r, const sg_snapshot_t *s,
 
         memset(ev, 0, sizeof(*ev));
         ev->source = src;
+        ev->blocked_clicks = ctx->blocked_clicks;
         if (s->final || !sg_rule_window_matches(r, s) ||
             (r->scope == SG_SCOPE_CAMPAIGN) != (s->campaign_id[0] != '\0') ||
             (r->scope == SG_SCOPE_SOURCE &&
@@ -1368,6 +1376,10 @@ void sg_rule_decision(const sg_rule_t *r, sg_action_t action,
         if (r->min_spend_micros)
                 reason_add(d, &n, " spend_micros=%" PRId64, c->spend_micros);
 
+        if (ev->blocked_clicks)
+                reason_add(d, &n,
+                           ", net of %" PRId64 " clicks of blocked sources",
+                           ev->blocked_clicks);
         if (sg_snapshot_running(s))
                 reason_add(d, &n, ", running window (not yet complete)");
 
@@ -1386,6 +1398,9 @@ void sg_rule_decision(const sg_rule_t *r, sg_action_t action,
         metric_add(d, "invalid_clicks", (double)c->invalid_clicks);
         if (ev->source)
                 metric_add(d, "source_clicks", (double)ev->source->clicks);
+        if (ev->blocked_clicks)
+                metric_add(d, "blocked_source_clicks",
+                           (double)ev->blocked_clicks);
         if (sg_snapshot_running(s))
                 metric_add(d, "running", 1);
 }

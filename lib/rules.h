@@ -31,6 +31,7 @@ typedef enum {
         SG_METRIC_FREQ_CAP_RATE,   /* freq_cap_impressions / impressions */
         SG_METRIC_SHORT_CTC_SHARE, /* ctc_lt_10s / tracked conversions */
         SG_METRIC_SOURCE_CLICKS,   /* clicks of one source (scope source) */
+        SG_METRIC_SOURCE_SHARE,    /* its share of the channel's clicks */
         SG_METRIC__CNT
 } sg_metric_t;
 
@@ -153,6 +154,8 @@ typedef struct sg_rule_ctx {
         int has_baseline;      /* BASELINE: mean metric of earlier windows */
         double baseline;
         int prior_held; /* consecutive previous windows the condition held */
+        int64_t blocked_clicks; /* taken out of the snapshot: its blocked
+                                 * sources' clicks (block before pause) */
 } sg_rule_ctx_t;
 
 typedef struct sg_rule_eval {
@@ -165,6 +168,7 @@ typedef struct sg_rule_eval {
         double baseline;  /* BASELINE: what it was compared with */
         int zero_conversions; /* cpa with 0 conversions: spend compared */
         const sg_source_count_t *source; /* SOURCE scope */
+        int64_t blocked_clicks; /* from the context: said in the reason */
 } sg_rule_eval_t;
 
 /*

@@ -71,6 +71,8 @@ struct sg_rules_engine {
 
         rd_kafka_message_t *msgs[BATCH_MAX];
         sg_snapshot_t snap;
+        sg_snapshot_t net; /* snap net of its blocked sources ... */
+        int64_t net_clicks; /* ... which had this many clicks */
         sg_decision_t decision;
         unsigned char buf[16384];
 
@@ -929,6 +931,8 @@ static void evaluate(sg_rules_engine_t *e, const sg_rule_t *r,
         const char *source = src ? src->source : "";
 
         rule_ctx(e, r, s, &ctx);
+        if (s == &e->net)
+                ctx.blocked_clicks = e->net_clicks;
         if (keeps_history(r))
                 history_ctx(e, r, scope, source, s->window_end, &ctx);
         if (sg_rule_eval(r, s, src, &ctx, &ev) == SG_RULE_OUT_OF_SCOPE)
@@ -979,6 +983,67 @@ static void periodic(sg_rules_engine_t *e, const sg_snapshot_t *s)
 
 static void channel_end(sg_rules_engine_t *e, const sg_snapshot_t *s);
 
+/*
+ * Block before pause: a channel's ivt_rate is judged net of the sources
+ * blocked in it (its top sources with a block not ended at the window's
+ * end). Their clicks leave both the clicks and the invalid clicks: a
+ * blocked source's clicks are taken as invalid (the snapshot does not say
+ * which of a source's clicks were tagged). So a flood from a few sources
+ * is blocked and the channel keeps running; a wave spread over many
+ * sources, none of them blocked, pauses it. Returns s itself when nothing
+ * in it is blocked.
+ */
+static const sg_snapshot_t *net_of_blocked(sg_rules_engine_t *e,
+                                           const sg_snapshot_t *s)
+{
+        char key[KEY_LEN];
+        int64_t n = 0;
+
+        for (int k = 0; k < s->top_cnt; k++) {
+                const char *v;
+
+                snprintf(key, sizeof(key), "b|%s|%s", s->channel,
+                         s->top[k].source);
+                v = sg_rstate_get(e->st, key);
+                if (v && s->window_end < strtoll(v, NULL, 10))
+                        n += s->top[k].clicks;
+        }
+        if (n == 0)
+                return s;
+        e->net = *s;
+        e->net_clicks = n;
+        e->net.c.clicks = s->c.clicks > n ? s->c.clicks - n : 0;
+        e->net.c.invalid_clicks =
+            s->c.invalid_clicks > n ? s->c.invalid_clicks - n : 0;
+        return &e->net;
+}
+
+/* Source rules first, so that a source blocked by this very snapshot is
+ * already netted out of the channel rules that follow. */
+static void evaluate_all(sg_rules_engine_t *e, const sg_snapshot_t *s,
+                         const char *scope, int running, int *paused)
+{
+        const sg_snapshot_t *net;
+
+        for (int i = 0; i < e->rules->cnt; i++) {
+                const sg_rule_t *r = &e->rules->rule[i];
+
+                if (r->scope != SG_SCOPE_SOURCE || (running && !r->early))
+                        continue;
+                for (int k = 0; k < s->top_cnt; k++)
+                        evaluate(e, r, s, scope, &s->top[k], paused);
+        }
+        net = net_of_blocked(e, s);
+        for (int i = 0; i < e->rules->cnt; i++) {
+                const sg_rule_t *r = &e->rules->rule[i];
+
+                if (r->scope == SG_SCOPE_SOURCE || (running && !r->early))
+                        continue;
+                evaluate(e, r, r->metric == SG_METRIC_IVT_RATE ? net : s,
+                         scope, NULL, paused);
+        }
+}
+
 static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
 {
         sg_snapshot_t *s = &e->snap;
@@ -1020,18 +1085,7 @@ static void process(sg_rules_engine_t *e, const rd_kafka_message_t *m)
                          s->window_end, s->c.spend_micros, s->c.revenue_micros);
                 put(e, key, val, 0);
         }
-        for (int i = 0; i < e->rules->cnt; i++) {
-                const sg_rule_t *r = &e->rules->rule[i];
-
-                if (running && !r->early)
-                        continue;
-                if (r->scope != SG_SCOPE_SOURCE) {
-                        evaluate(e, r, s, scope, NULL, &paused);
-                        continue;
-                }
-                for (int k = 0; k < s->top_cnt; k++)
-                        evaluate(e, r, s, scope, &s->top[k], &paused);
-        }
+        evaluate_all(e, s, scope, running, &paused);
         if (paused && p->enabled && p->on_pause)
                 reallocate(e, s->channel, s->window_end);
         if (realloc_window && p->every_ms > 0)

@@ -281,13 +281,31 @@ Test(metrics, source_clicks_is_the_clicks_of_that_source)
                      0);
 }
 
+Test(metrics, source_share_is_its_share_of_the_channels_clicks)
+{
+        sg_snapshot_t s = snap("", "1m");
+        sg_source_count_t src = {"ip:1.2.3.4", 30};
+        double v = 0;
+
+        s.c.clicks = 400;
+        cr_assert_eq(sg_metric_value(SG_METRIC_SOURCE_SHARE, &s, &src, 0, &v),
+                     1);
+        cr_assert(v == 0.075, "share %.17g, want 0.075", v);
+        cr_assert_eq(sg_metric_value(SG_METRIC_SOURCE_SHARE, &s, NULL, 0, &v),
+                     0);
+        s.c.clicks = 0;
+        cr_assert_eq(sg_metric_value(SG_METRIC_SOURCE_SHARE, &s, &src, 0, &v),
+                     0);
+}
+
 Test(metrics, every_metric_name_loads)
 {
         for (int m = 0; m < SG_METRIC__CNT; m++) {
                 char body[256];
                 sg_rules_t *rules;
 
-                if (m == SG_METRIC_SOURCE_CLICKS)
+                if (m == SG_METRIC_SOURCE_CLICKS ||
+                    m == SG_METRIC_SOURCE_SHARE)
                         snprintf(body, sizeof(body),
                                  "scope: source, metric: %s, op: \">\", "
                                  "threshold: 1, min_clicks: 1, action: "
@@ -636,7 +654,7 @@ Test(load, rejects_bad_new_keys_naming_rule_and_key)
         reject("metric: source_clicks, op: \">\", threshold: 1, min_clicks: "
                "1, action: BLOCK_SOURCE",
                "t.yaml:2: rule r: scope: source rules use metric "
-               "source_clicks, and only they");
+               "source_clicks or source_share, and only they");
         reject("metric: ctr, op: \">\", threshold: 1, min_clicks: 1, "
                "for_windows: 0, action: ALERT",
                "t.yaml:2: rule r: for_windows: \"0\" is not an integer in "

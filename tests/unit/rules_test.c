@@ -313,8 +313,8 @@ REJECT(early_true_on_a_conversion_lagged_metric,
        "    action: PAUSE\n",
        "t.yaml:7: rule cpa: early: only PAUSE, ALERT and BLOCK_SOURCE rules "
        "on a rate of the window's own events (ivt_rate and its reasons, ctr, "
-       "freq_cap_rate, short_ctc_share, source_clicks), without for_windows "
-       "or change, may trip on a running window")
+       "freq_cap_rate, short_ctc_share, source_clicks, source_share), without "
+       "for_windows or change, may trip on a running window")
 REJECT(early_not_a_boolean,
        "rules:\n  - id: ivt\n    metric: ivt_rate\n    op: \">\"\n"
        "    threshold: 0.25\n    min_clicks: 100\n    early: yes\n"
@@ -593,6 +593,35 @@ Test(decision, same_snapshot_yields_identical_decision)
         cr_assert_eq(a->decided_at, b->decided_at);
         free(a);
         free(b);
+}
+
+/* Block before pause: the engine hands the rule a snapshot net of its
+ * blocked sources; the decision says so, with the clicks it took out. */
+Test(decision, a_net_snapshot_says_how_many_blocked_clicks_it_left_out)
+{
+        sg_rules_t *rules = load(test_rules);
+        const sg_rule_t *r = find(rules, "ivt");
+        sg_snapshot_t s =
+            snapshot("", (sg_counters_t){.clicks = 412, .invalid_clicks = 251});
+        sg_decision_t *d = malloc(sizeof(*d));
+        sg_rule_eval_t ev;
+        int found = 0;
+
+        cr_assert_eq(sg_rule_eval(r, &s, NULL,
+                                  &(sg_rule_ctx_t){.blocked_clicks = 150}, &ev),
+                     SG_RULE_TRIPPED);
+        sg_rule_decision(r, r->action, &s, &ev, d);
+        cr_assert(strstr(d->reason, ", clicks=412, net of 150 clicks of "
+                                    "blocked sources"),
+                  "%s", d->reason);
+        for (int i = 0; i < d->metric_cnt; i++)
+                if (!strcmp(d->metrics[i].name, "blocked_source_clicks")) {
+                        cr_assert(d->metrics[i].value == 150);
+                        found++;
+                }
+        cr_assert_eq(found, 1);
+        free(d);
+        sg_rules_destroy(rules);
 }
 
 /* Regression: the flood rule's metric is also its sample, and a decision
