@@ -32,6 +32,7 @@
 #define DEVICE_POOL          1000000 /* human devices repeat after 10,000 s */
 #define BOT_DEVICES          8
 #define BOT_IPS              4
+#define SPREAD_IPS           500 /* half of a bot wave: one click per IP */
 #define PROXY_IPS            4
 #define ADS_PER_CAMPAIGN     3
 #define RING                 512 /* clicks remembered per campaign (~100 s) */
@@ -450,6 +451,17 @@ static void set_human(const scn_channel_t *ch, uint64_t dev, sg_event_t *ev)
             1;
 }
 
+/* Half of a bot wave comes from the channel's few cloud hosts (blocked
+ * by source), half spread over SPREAD_IPS others (only a pause stops it):
+ * the n-th flood click's host, without a draw from the channel's rng. */
+static void spread_ip(const scn_channel_t *ch, int64_t n, sg_event_t *ev)
+{
+        uint64_t h = mix(ch->salt ^ 0x5b7ead, (uint64_t)(n % SPREAD_IPS) + 1);
+
+        format_ip(ev->ip, sizeof(ev->ip),
+                  cloud_octets[h % NELEM(cloud_octets)], h >> 8);
+}
+
 /* A declared bot from the channel's small pool of cloud hosts. */
 static void set_bot(scn_channel_t *ch, sg_event_t *ev)
 {
@@ -633,6 +645,8 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
                         } else {
                                 set_bot(ch, &r->ev);
                                 r->bot = 1;
+                                if (n % 2)
+                                        spread_ip(ch, n, &r->ev);
                         }
                         r->ev.cost_micros = ch->click_cost;
                 }
@@ -661,6 +675,14 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
                         set_human(ch, 3 * DEVICE_POOL + (uint64_t)n, &r->ev);
                         snprintf(r->ev.ip, sizeof(r->ev.ip), "%s",
                                  ch->flood_ips[n % sc->o.flood_ips]);
+                        if (sc->o.flood_invalid) {
+                                /* Tagged invalid by ingest: the channel's
+                                 * IVT breaker sees it. */
+                                snprintf(r->ev.user_agent,
+                                         sizeof(r->ev.user_agent), "%s",
+                                         sg_scn_bot_uas[n % sg_scn_bot_ua_cnt]);
+                                r->bot = 1;
+                        }
                         r->ev.cost_micros = ch->click_cost;
                         r->flood = 1;
                 }

@@ -63,6 +63,7 @@ typedef struct sg_scenario_opts {
         int64_t flood_end_ms;
         int flood_ips;  /* 1 .. SG_SCN_FLOOD_IPS_MAX */
         int flood_rate; /* clicks per second, 1 .. 100 */
+        int flood_invalid; /* its clicks carry a bot user agent instead */
         /* A channel whose first campaign (<channel>-c1) alone runs at
          * about 1.7x the channel's target CPA; the channel stays below. */
         const char *overrun_campaign_channel; /* NULL or "" = none */

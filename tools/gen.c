@@ -38,7 +38,7 @@ typedef struct gen_opts {
         int64_t fraud_end_s;
         const char *flood_channel;
         int64_t flood_start_s, flood_end_s;
-        int flood_ips, flood_rate;
+        int flood_ips, flood_rate, flood_invalid;
         const char *overrun_campaign;
 } gen_opts_t;
 
@@ -92,6 +92,8 @@ static void usage(FILE *fp)
             "      --flood-ips N        IPs of the flood, 1-8 (default 3)\n"
             "      --flood-rate R       flood clicks per second, 1-100 "
             "(default 10)\n"
+            "      --flood-invalid      the flood's clicks carry a bot user "
+            "agent (tagged invalid)\n"
             "      --overrun-campaign C channel whose campaign <C>-c1 alone "
             "runs at ~1.7x target\n"
             "                           CPA (default none)\n"
@@ -150,6 +152,7 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
                 O_FLOOD_END,
                 O_FLOOD_IPS,
                 O_FLOOD_RATE,
+                O_FLOOD_INVALID,
                 O_OVERRUN_CAMPAIGN,
         };
         static const struct option opts[] = {
@@ -171,6 +174,7 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
             {"flood-end", required_argument, NULL, O_FLOOD_END},
             {"flood-ips", required_argument, NULL, O_FLOOD_IPS},
             {"flood-rate", required_argument, NULL, O_FLOOD_RATE},
+            {"flood-invalid", no_argument, NULL, O_FLOOD_INVALID},
             {"overrun-campaign", required_argument, NULL, O_OVERRUN_CAMPAIGN},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
@@ -262,6 +266,9 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
                 case O_FLOOD_RATE:
                         o->flood_rate =
                             (int)parse_int("--flood-rate", optarg, 1, 100);
+                        break;
+                case O_FLOOD_INVALID:
+                        o->flood_invalid = 1;
                         break;
                 case O_OVERRUN_CAMPAIGN:
                         o->overrun_campaign = optarg;
@@ -455,6 +462,7 @@ int main(int argc, char **argv)
         so.flood_end_ms = o.flood_end_s * 1000;
         so.flood_ips = o.flood_ips;
         so.flood_rate = o.flood_rate;
+        so.flood_invalid = o.flood_invalid;
         so.overrun_campaign_channel =
             role_channel(&conf, o.overrun_campaign, 1, "--overrun-campaign");
         so.fraud_channel = role_channel(&conf, o.fraud_channel, o.fraud_set,

@@ -451,6 +451,94 @@ Test(scenario, ip_flood_comes_from_a_few_ips_at_the_rate_and_is_not_invalid)
         sg_scenario_destroy(sc);
 }
 
+Test(scenario, an_invalid_ip_flood_carries_bot_agents_from_the_same_ips)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc;
+        sg_scenario_rec_t rec;
+        char src[SG_SCN_FLOOD_IPS_MAX][SG_SOURCE_LEN];
+        int64_t per_ip[3] = {0}, flood = 0;
+
+        o.flood_channel = "search";
+        o.flood_start_ms = 30000;
+        o.flood_end_ms = 90000;
+        o.flood_ips = 3;
+        o.flood_rate = 4;
+        o.flood_invalid = 1;
+        sc = new_scenario(&o);
+        cr_assert_eq(sg_scenario_flood_sources(sc, src, SG_SCN_FLOOD_IPS_MAX),
+                     3);
+        while (sg_scenario_next(sc, &rec)) {
+                if (!rec.flood)
+                        continue;
+                flood++;
+                cr_assert_eq(rec.bot, 1);
+                cr_assert_eq(sg_scenario_is_bot_ua(rec.ev.user_agent), 1);
+                for (int k = 0; k < 3; k++)
+                        if (strcmp(src[k] + 3, rec.ev.ip) == 0)
+                                per_ip[k]++;
+        }
+        cr_assert_eq(flood, 240);
+        for (int k = 0; k < 3; k++)
+                cr_assert_eq(per_ip[k], 80, "%s: %lld", src[k],
+                             (long long)per_ip[k]);
+        sg_scenario_destroy(sc);
+}
+
+/* Half of the fraud channel's bot wave from its 4 cloud hosts (blocked by
+ * source), half spread over hundreds of others (paused with the channel). */
+Test(scenario, the_bot_wave_is_half_concentrated_half_spread)
+{
+        sg_scenario_opts_t o = default_opts();
+        sg_scenario_t *sc;
+        sg_scenario_rec_t rec;
+        struct {
+                char ip[64];
+                int64_t n;
+        } *ips = calloc(4096, sizeof(*ips));
+        int cnt = 0, heavy = 0, one = 0;
+        int64_t bots = 0, heavy_clicks = 0;
+
+        o.duration_ms = 60000;
+        sc = new_scenario(&o);
+        while (sg_scenario_next(sc, &rec)) {
+                int k;
+
+                if (!rec.bot || rec.ev.type != SG_EV_CLICK ||
+                    strcmp(rec.ev.channel, "kol") != 0 ||
+                    rec.ev.event_time < START_MS + 20000)
+                        continue;
+                bots++;
+                for (k = 0; k < cnt && strcmp(ips[k].ip, rec.ev.ip); k++)
+                        ;
+                if (k == cnt) {
+                        cr_assert_lt(cnt, 4096);
+                        snprintf(ips[cnt++].ip, sizeof(ips[0].ip), "%s",
+                                 rec.ev.ip);
+                }
+                ips[k].n++;
+        }
+        for (int k = 0; k < cnt; k++) {
+                if (ips[k].n > 50) {
+                        heavy++;
+                        heavy_clicks += ips[k].n;
+                }
+                one += ips[k].n == 1;
+        }
+        /* 40 s of the flood's 800 clicks: 720 bots (every 10th, n = 9,
+         * 19, ..., a browser agent) and the background's 8 (1 in 50 of
+         * 400 clicks). The even ones and the background on the 4 hosts;
+         * the 320 odd ones on pool entry n % 500: the 120 odd n < 300
+         * (not 9 mod 10) meet again at n + 500, the 80 in [300, 500) not. */
+        cr_assert_eq(bots, 728, "bots %lld", (long long)bots);
+        cr_assert_eq(heavy, 4);
+        cr_assert_eq(heavy_clicks, 408, "%lld", (long long)heavy_clicks);
+        cr_assert_eq(cnt, 204, "distinct IPs %d", cnt);
+        cr_assert_eq(one, 80);
+        free(ips);
+        sg_scenario_destroy(sc);
+}
+
 Test(scenario, overrun_campaign_converts_at_a_third_of_its_sibling)
 {
         sg_scenario_opts_t o = default_opts();

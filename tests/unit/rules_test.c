@@ -201,12 +201,12 @@ Test(load, loads_shipped_default_rules)
                  src ? src : SG_SOURCE_DIR);
         rules = sg_rules_load_file(path, err, sizeof(err));
         cr_assert_not_null(rules, "%s", err);
-        cr_assert_eq(rules->cnt, 12);
+        cr_assert_eq(rules->cnt, 13);
         /* Early trips: rates of the window's own events only. */
         {
                 static const char *const early[] = {
-                    "ivt_circuit_breaker", "click_flood_ip", "click_injection",
-                    "frequency_cap_waste", NULL};
+                    "ivt_circuit_breaker", "click_flood_ip", "click_share_ip",
+                    "click_injection", "frequency_cap_waste", NULL};
 
                 for (int i = 0; i < rules->cnt; i++) {
                         int want = 0;
@@ -258,7 +258,15 @@ Test(load, loads_shipped_default_rules)
         cr_assert_eq(r->ttl_ms, 3600000);
         cr_assert_eq(r->action, SG_ACT_BLOCK_SOURCE);
 
-        r = &rules->rule[9];
+        r = &rules->rule[7];
+        cr_assert_str_eq(r->id, "click_share_ip");
+        cr_assert_eq(r->scope, SG_SCOPE_SOURCE);
+        cr_assert_eq(r->metric, SG_METRIC_SOURCE_SHARE);
+        cr_assert(r->threshold == 0.05);
+        cr_assert_eq(r->min_clicks, 100);
+        cr_assert_eq(r->action, SG_ACT_BLOCK_SOURCE);
+
+        r = &rules->rule[10];
         cr_assert_str_eq(r->id, "cpa_swing");
         cr_assert_eq(r->cmp, SG_CMP_BASELINE);
         cr_assert_eq(r->op, SG_OP_OUTSIDE);
