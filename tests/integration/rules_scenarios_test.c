@@ -3,7 +3,8 @@
  * the four stages, sg-gen scenarios): a bot wave trips a channel's breaker
  * and, after the cooldown and clean traffic, resumes it exactly once; a
  * click flood from a few IPs blocks those IPs and leaves the channel
- * running; a CPA overrun pauses only the overrunning campaign;
+ * running, even when its clicks are tagged invalid (block before pause),
+ * while a wave spread over many IPs pauses its channel; a CPA overrun pauses only the overrunning campaign;
  * reallocations preserve the total and the reserve within the step; and
  * SIGKILLed rules and sink stages duplicate no decision on ad-decisions.
  */
@@ -349,7 +350,9 @@ Test(rules, click_flood_from_few_ips_blocks_them_and_keeps_the_channel)
 
                 cr_assert_eq(d[k].action, SG_ACT_BLOCK_SOURCE);
                 cr_assert_str_eq(d[k].channel, "search");
-                cr_assert_str_eq(d[k].rule_id, "click_flood_ip");
+                /* At 16.7% of search's clicks each, long before 100 a
+                 * minute. */
+                cr_assert_str_eq(d[k].rule_id, "click_share_ip");
                 json_array_foreach(sources, i, row) found +=
                     strcmp(json_string_value(row), d[k].source) == 0;
                 cr_assert_eq(found, 1, "blocked %s, not a flood IP",
@@ -360,6 +363,72 @@ Test(rules, click_flood_from_few_ips_blocks_them_and_keeps_the_channel)
         rows = h_jsonl_text(out);
         cr_assert_eq(json_array_size(rows), 0, "%s", out);
         json_decref(rows);
+        free(d);
+        json_decref(truth);
+}
+
+/* Block before pause (docs/rules.md): an invalid flood from 3 IPs, 28% of
+ * search's clicks, is blocked by source and search keeps running; kol's bot
+ * wave, half of it spread over 500 IPs, pauses kol once its 4 hosts are
+ * blocked too. */
+Test(rules, a_concentrated_flood_is_blocked_a_spread_wave_pauses)
+{
+        const char *args[] = {"--seed",          "5",
+                              "--duration",      "150",
+                              "--overrun-channel", "",
+                              "--flood-channel", "search",
+                              "--flood-ips",     "3",
+                              "--flood-rate",    "4",
+                              "--flood-invalid", "--rate",
+                              "5000",            NULL};
+        sg_decision_t *d;
+        json_t *truth, *sources = NULL, *row;
+        size_t i;
+        int n, search_blocks = 0, kol_blocks = 0, kol_pauses = 0, other = 0;
+
+        write_config("");
+        h_start_stages();
+        truth = run_scenario(args);
+        json_array_foreach(truth, i, row)
+        {
+                json_t *roles = json_object_get(row, "roles");
+                if (roles)
+                        sources = json_object_get(roles, "flood_sources");
+        }
+        cr_assert_not_null(sources, "no flood sources in the truth");
+        cr_assert_eq(json_array_size(sources), 3);
+        wait_pipeline();
+        n = decisions(&d, 8);
+        for (int k = 0; k < n; k++) {
+                int blocks = d[k].action == SG_ACT_BLOCK_SOURCE;
+
+                if (blocks && !strcmp(d[k].channel, "search")) {
+                        int found = 0;
+
+                        json_array_foreach(sources, i, row) found +=
+                            strcmp(json_string_value(row), d[k].source) == 0;
+                        cr_assert_eq(found, 1, "blocked %s, not a flood IP",
+                                     d[k].source);
+                        cr_assert_str_eq(d[k].rule_id, "click_share_ip");
+                        search_blocks++;
+                } else if (blocks && !strcmp(d[k].channel, "kol")) {
+                        cr_assert_str_eq(d[k].rule_id, "click_share_ip");
+                        kol_blocks++;
+                } else if (d[k].action == SG_ACT_PAUSE &&
+                           !strcmp(d[k].channel, "kol")) {
+                        cr_assert_str_eq(d[k].rule_id, "ivt_circuit_breaker");
+                        kol_pauses++;
+                } else if (d[k].action != SG_ACT_REALLOCATE) {
+                        other++;
+                }
+        }
+        if (search_blocks != 3 || kol_blocks != 4 || kol_pauses != 1 || other)
+                dump(d, n);
+        cr_assert_eq(search_blocks, 3);
+        cr_assert_eq(kol_blocks, 4);
+        cr_assert_eq(kol_pauses, 1);
+        cr_assert_eq(other, 0, "a decision other than kol's pause and the "
+                               "blocks (search paused?)");
         free(d);
         json_decref(truth);
 }
