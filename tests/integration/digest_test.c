@@ -4,7 +4,10 @@
  * and bucket in Redis (each sg:{pN}:b: hash with all its fields, PFCOUNT of
  * each bucket's u: and i: HyperLogLogs) and the ids of the decisions on
  * ad-decisions, compared line by line with the digest recorded from the
- * implementation before aggregate kept its state in memory
+ * implementation before aggregate kept its state in memory, re-recorded
+ * once since with the current one when sg-gen spread half of kol's bot
+ * wave over 500 more IPs and the shipped rules gained click_share_ip: only
+ * kol's ips= counts and its four BLOCK_SOURCE lines changed
  * (tests/fixtures/digest_seed7.txt: SG_DIGEST_RECORD=<file> writes it
  * instead of comparing; SG_BIN_DIR picks the binaries that made it).
  *
