@@ -46,6 +46,7 @@ struct sg_ingest {
         /* events_total by sg_event_type_t (0 = unknown type) */
         sg_counter_t *accepted[4], *rejected[4];
         sg_counter_t *invalid[4]; /* events_invalid_total */
+        sg_counter_t *future[4];  /* events_future_total */
         sg_histogram_t *batch_seconds;
         sg_givt_t *givt;
         input_t **inputs; /* every input partition read since assigned */
@@ -242,6 +243,10 @@ sg_ingest_t *sg_ingest_new(const sg_conf_t *conf, char *errstr,
                                         "events_invalid_total", "type", type,
                                         NULL);
                         in->invalid[ix] = sg_counter(name);
+                        sg_metrics_name(name, sizeof(name),
+                                        "events_future_total", "type", type,
+                                        NULL);
+                        in->future[ix] = sg_counter(name);
                 }
                 sg_metrics_name(name, sizeof(name), "events_total", "type",
                                 type, "result", "rejected", NULL);
@@ -429,7 +434,10 @@ static int process(sg_ingest_t *in, const rd_kafka_message_t *m, int64_t now)
         if (ev->ivt_mask)
                 sg_counter_add(in->invalid[ev->type], 1);
         /* A future event is counted, but moves the input's progress only
-         * up to the clock (docs/watermark.md). */
+         * up to the clock (docs/watermark.md); the metric counts exactly
+         * the events so capped. */
+        if (ev->event_time > now)
+                sg_counter_add(in->future[ev->type], 1);
         in->ev_progress = ev->event_time < now ? ev->event_time : now;
         /* Keyed by channel: a channel's events stay in one partition, in
          * order, so its aggregate state has a single owner. */

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -5,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,6 +28,14 @@ long long h_now_ms(void)
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long h_wall_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
         return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -1338,4 +1349,68 @@ void h_produce_today(const char *topic, const char *channel,
         cr_assert_eq(h_produce(topic, channel, strlen(channel), buf,
                                (size_t)n),
                      0);
+}
+
+/* Bind :0, read the port, close: free unless someone takes it meanwhile. */
+int h_free_port(void)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+        cr_assert_neq(fd, -1);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+        port = ntohs(sa.sin_port);
+        close(fd);
+        return port;
+}
+
+int h_http_get(int port, const char *path, char *body, size_t size)
+{
+        static char resp[1 << 20];
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port)};
+        char req[256];
+        const char *b;
+        size_t n = 0;
+        int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+
+        cr_assert_neq(fd, -1);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        body[0] = '\0';
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+                close(fd);
+                return -1;
+        }
+        snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: test\r\n\r\n",
+                 path);
+        if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+                close(fd);
+                return -1;
+        }
+        for (;;) {
+                ssize_t r = read(fd, resp + n, sizeof(resp) - 1 - n);
+                if (r <= 0)
+                        break;
+                n += (size_t)r;
+        }
+        close(fd);
+        resp[n] = '\0';
+        if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+                return -1;
+        b = strstr(resp, "\r\n\r\n");
+        snprintf(body, size, "%s", b ? b + 4 : "");
+        return status;
+}
+
+double h_metric(const char *text, const char *series)
+{
+        size_t n = strlen(series);
+
+        for (const char *p = text; (p = strstr(p, series)) != NULL; p += n)
+                if ((p == text || p[-1] == '\n') && p[n] == ' ')
+                        return strtod(p + n + 1, NULL);
+        return -1;
 }

@@ -163,6 +163,18 @@ long long h_wait_log(const char *name, long from, const char *pattern, int ms);
 
 /* Monotonic ms. */
 long long h_now_ms(void);
+/* Wall-clock ms since the epoch: what ingest judges event time by. */
+long long h_wall_ms(void);
+
+/* A TCP port on 127.0.0.1 that nothing listens on right now. */
+int h_free_port(void);
+/* GET path from 127.0.0.1:port over HTTP/1.0; the body into body
+ * (NUL-terminated, truncated to size). Returns the status, -1 if nothing
+ * answered. */
+int h_http_get(int port, const char *path, char *body, size_t size);
+/* The value of one series (name and labels, as exposed) in a Prometheus
+ * exposition, or -1 when it is absent. */
+double h_metric(const char *text, const char *series);
 
 #include <jansson.h>
 

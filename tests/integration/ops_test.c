@@ -5,12 +5,9 @@
  * against the generator's ground truth, and the 503 of a stage that is not
  * ready.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,64 +20,6 @@ static int ports[4];
 
 TestSuite(ops, .fini = h_stack_down, .timeout = 400);
 
-/* A port nothing listens on right now: bind :0, read it, close. */
-static int free_port(void)
-{
-        struct sockaddr_in sa = {.sin_family = AF_INET};
-        socklen_t len = sizeof(sa);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-        cr_assert_neq(fd, -1);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-        port = ntohs(sa.sin_port);
-        close(fd);
-        return port;
-}
-
-/*
- * GET path from 127.0.0.1:port over HTTP/1.0. The body goes into body
- * (NUL-terminated). Returns the status, or -1 if nothing answered.
- */
-static int http_get(int port, const char *path, char *body, size_t size)
-{
-        static char resp[1 << 20];
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t)port)};
-        char req[256];
-        const char *b;
-        size_t n = 0;
-        int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
-
-        cr_assert_neq(fd, -1);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        body[0] = '\0';
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
-                close(fd);
-                return -1;
-        }
-        snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: test\r\n\r\n",
-                 path);
-        if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-                close(fd);
-                return -1;
-        }
-        for (;;) {
-                ssize_t r = read(fd, resp + n, sizeof(resp) - 1 - n);
-                if (r <= 0)
-                        break;
-                n += (size_t)r;
-        }
-        close(fd);
-        resp[n] = '\0';
-        if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
-                return -1;
-        b = strstr(resp, "\r\n\r\n");
-        snprintf(body, size, "%s", b ? b + 4 : "");
-        return status;
-}
-
 /* Polls until GET path answers want, or fails the test after ms. */
 static void wait_status(int stage, const char *path, int want, int ms,
                         char *body, size_t size)
@@ -88,24 +27,13 @@ static void wait_status(int stage, const char *path, int want, int ms,
         long long deadline = h_now_ms() + ms;
         int got;
 
-        while ((got = http_get(ports[stage], path, body, size)) != want) {
+        while ((got = h_http_get(ports[stage], path, body, size)) != want) {
                 cr_assert_lt(h_now_ms(), deadline,
                              "%s %s: want %d, got %d (%s) within %d ms (logs "
                              "in %s)",
                              stages[stage], path, want, got, body, ms, H.dir);
                 usleep(100 * 1000);
         }
-}
-
-/* The value of one series in an exposition, or -1 when it is absent. */
-static double metric(const char *text, const char *series)
-{
-        size_t n = strlen(series);
-
-        for (const char *p = text; (p = strstr(p, series)) != NULL; p += n)
-                if ((p == text || p[-1] == '\n') && p[n] == ' ')
-                        return strtod(p + n + 1, NULL);
-        return -1;
 }
 
 /* The sum of every series starting with prefix (e.g. a family and some of
@@ -134,7 +62,7 @@ static char metrics_text[1 << 20];
 
 static const char *scrape(int stage)
 {
-        int st = http_get(ports[stage], "/metrics", metrics_text,
+        int st = h_http_get(ports[stage], "/metrics", metrics_text,
                           sizeof(metrics_text));
 
         cr_assert_eq(st, 200, "%s /metrics: %d", stages[stage], st);
@@ -153,7 +81,7 @@ static void start_stages(const char *const *extra_env)
 
                 for (int k = 0; extra_env && extra_env[k] && k < 2; k++)
                         env[1 + k] = extra_env[k];
-                ports[i] = free_port();
+                ports[i] = h_free_port();
                 snprintf(listen, sizeof(listen),
                          "SG_METRICS_LISTEN=127.0.0.1:%d", ports[i]);
                 h_spawn_env(bins[i], NULL, env);
@@ -166,7 +94,7 @@ static void wait_metric(int stage, const char *series, double want, int ms)
         long long deadline = h_now_ms() + ms;
         double got;
 
-        while ((got = metric(scrape(stage), series)) != want) {
+        while ((got = h_metric(scrape(stage), series)) != want) {
                 cr_assert_lt(h_now_ms(), deadline,
                              "%s: %s is %g, want %g after %d ms (logs in %s)",
                              stages[stage], series, got, want, ms, H.dir);
@@ -179,7 +107,7 @@ static void wait_metric_positive(int stage, const char *series, int ms)
 {
         long long deadline = h_now_ms() + ms;
 
-        while (metric(scrape(stage), series) <= 0) {
+        while (h_metric(scrape(stage), series) <= 0) {
                 cr_assert_lt(h_now_ms(), deadline,
                              "%s: %s still 0 after %d ms (logs in %s)",
                              stages[stage], series, ms, H.dir);
@@ -217,7 +145,7 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
                 wait_status(s, "/readyz", 200, 60000, body, sizeof(body));
                 cr_assert_str_eq(body, "ready\n");
         }
-        cr_assert_eq(http_get(ports[0], "/nothing", body, sizeof(body)), 404);
+        cr_assert_eq(h_http_get(ports[0], "/nothing", body, sizeof(body)), 404);
 
         /* 2. The scenario, and its ground truth per event type. */
         snprintf(truth_path, sizeof(truth_path), "%s/truth.jsonl", H.dir);
@@ -262,7 +190,7 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
                                  reason);
                         if (json_integer_value(v) == 0)
                                 continue; /* a reason never seen: no series */
-                        cr_assert_eq(metric(text, series),
+                        cr_assert_eq(h_metric(text, series),
                                      (double)json_integer_value(v),
                                      "%s: want %lld", series,
                                      (long long)json_integer_value(v));
@@ -274,7 +202,7 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
             text, "spendguard_events_total{stage=\"ingest\",type=", &cnt);
         cr_assert_eq(sum, (double)(want[0] + want[1] + want[2] + rejected),
                      "ingest events_total sums to %g", sum);
-        cr_assert_gt(metric(text, "spendguard_batch_duration_seconds_count{"
+        cr_assert_gt(h_metric(text, "spendguard_batch_duration_seconds_count{"
                                   "stage=\"ingest\"}"),
                      0);
 
@@ -287,10 +215,10 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
                 wait_metric(1, series, (double)want[t], 120000);
         }
         text = scrape(1);
-        cr_assert_gt(metric(text, "spendguard_redis_latency_seconds_count{"
+        cr_assert_gt(h_metric(text, "spendguard_redis_latency_seconds_count{"
                                   "stage=\"aggregate\"}"),
                      0);
-        cr_assert_gt(metric(text, "spendguard_batch_duration_seconds_count{"
+        cr_assert_gt(h_metric(text, "spendguard_batch_duration_seconds_count{"
                                   "stage=\"aggregate\"}"),
                      0);
         /* Rolling snapshots cover windows the watermark completed: the
@@ -355,7 +283,7 @@ Test(ops, stages_answer_health_readiness_and_metrics_matching_the_truth)
                              "rules committed %g decisions, sink delivered %g",
                              rsum, ssum);
                 cr_assert_eq(rcnt, scnt);
-                cr_assert_eq(metric(text, "spendguard_events_total{stage="
+                cr_assert_eq(h_metric(text, "spendguard_events_total{stage="
                                           "\"sink\",type=\"decision\","
                                           "result=\"delivered\"}"),
                              ssum);
@@ -371,10 +299,10 @@ Test(ops, readyz_is_503_and_names_what_is_missing)
         h_init();
         /* Nothing listens on the broker port nor on the Redis socket. */
         snprintf(broker, sizeof(broker), "SG_BROKERS=127.0.0.1:%d",
-                 free_port());
+                 h_free_port());
         snprintf(redis, sizeof(redis), "SG_REDIS=unix://%s/none.sock", H.dir);
-        ports[0] = free_port();
-        ports[1] = free_port();
+        ports[0] = h_free_port();
+        ports[1] = h_free_port();
         {
                 char l0[64], l1[64];
                 const char *e0[] = {l0, env[0], env[1], NULL};
@@ -398,7 +326,7 @@ Test(ops, readyz_is_503_and_names_what_is_missing)
                                "assigned; redis not connected\n");
         /* Still not ready a moment later: nothing flips by itself. */
         usleep(500 * 1000);
-        cr_assert_eq(http_get(ports[1], "/readyz", body, sizeof(body)), 503);
+        cr_assert_eq(h_http_get(ports[1], "/readyz", body, sizeof(body)), 503);
 }
 
 Test(ops, a_busy_metrics_port_is_a_config_error)
@@ -409,7 +337,7 @@ Test(ops, a_busy_metrics_port_is_a_config_error)
         pid_t pid;
 
         h_init();
-        port = free_port();
+        port = h_free_port();
         snprintf(listen, sizeof(listen), "SG_METRICS_LISTEN=127.0.0.1:%d",
                  port);
         {

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -53,15 +52,6 @@ static void setup(void)
 }
 
 TestSuite(watermark, .init = setup, .fini = h_stack_down, .timeout = 240);
-
-/* Wall clock, ms: what ingest caps event time with. */
-static long long wall_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Per channel, what aggregate must count. */
 typedef struct truth {
@@ -261,7 +251,7 @@ Test(watermark, every_partition_gets_each_inputs_progress_and_idleness)
 {
         /* Within 20 s of each other: the old watermark in aggregate finds
          * none of them late, whatever order it reads them in. */
-        long long base = (wall_ms() - 600000) / 1000 * 1000;
+        long long base = (h_wall_ms() - 600000) / 1000 * 1000;
         int64_t want[INPUTS];
         char schemas[512], err[256], id[64], hbuf[64];
         rd_kafka_message_t **msgs;
@@ -350,8 +340,8 @@ Test(watermark, every_partition_gets_each_inputs_progress_and_idleness)
 
 Test(watermark, an_event_from_the_future_moves_its_input_only_to_the_clock)
 {
-        long long base = (wall_ms() - 600000) / 1000 * 1000, before, after;
-        long long future = wall_ms() + 120000;
+        long long base = (h_wall_ms() - 600000) / 1000 * 1000, before, after;
+        long long future = h_wall_ms() + 120000;
         int64_t want[INPUTS] = {INT64_MIN, INT64_MIN, -1, base, INT64_MIN};
         char schemas[512], err[256];
         sg_codec_t *codec;
@@ -362,13 +352,13 @@ Test(watermark, an_event_from_the_future_moves_its_input_only_to_the_clock)
         cr_assert_not_null(codec, "%s", err);
         memset(truth, 0, sizeof(truth));
 
-        before = wall_ms();
+        before = h_wall_ms();
         /* Accepted (within ingest.future_tolerance_s) and counted. */
         produce("ad-clicks", 0, "click", "wf-1", future, 0, 200000);
         produce("ad-clicks", 1, "click", "wf-2", base, 0, 200000);
         /* ad-clicks/0: when ingest processed the click, no later. */
         wait_markers(codec, &v, want, before, future - 1, 60000);
-        after = wall_ms();
+        after = h_wall_ms();
         for (int p = 0; p < EVENT_PARTS; p++)
                 cr_assert_leq(v.last[p][2].event_time, after,
                               "ad-clicks/0 progress %lld past the clock %lld",
