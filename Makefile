@@ -12,7 +12,8 @@ CMAKE_ARGS ?=
 
 CHAOS_REPEAT ?= 1
 
-.PHONY: all deps build run test test-fast test-san crash chaos bench format \
+.PHONY: all deps build run test test-fast test-san crash chaos bench quality \
+	format \
 	clean fuzz fuzz-build fuzz-smoke valgrind
 
 all: build
@@ -83,6 +84,12 @@ bench: deps
 		-DSG_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BENCH_BUILD) -j $(JOBS)
 	@BIN=$(BENCH_BUILD)/bin bench/run.sh
+
+# Fraud incidents in real time against the shipped rules: onset to PAUSE,
+# processing delay, invalid spend, healthy pauses (bench/quality.sh,
+# docs/rules.md "Measured"): about 5 min.
+quality: build
+	@BIN=$(BUILD)/bin bench/quality.sh
 
 format:
 	@clang-format -i lib/*.[ch] ingest/*.[ch] aggregate/*.[ch] rules/*.[ch] \

@@ -1,7 +1,9 @@
 /*
  * sg-bench-latency: watches topics.out_decisions and prints, per decision,
  * when it was read (wall clock, ms) next to what it decided, so that the
- * harness can compare it with the moment its window became decidable.
+ * harness can compare it with the moment its window became decidable; then
+ * the record's Kafka timestamp (ms), the campaign ("-" for none) and 1 if
+ * it came from a running window (bench/quality.py).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,7 +35,8 @@ int main(int argc, char **argv)
                                 "Until SIGTERM, prints one line per decision "
                                 "on topics.out_decisions:\n"
                                 "recv_ms window_start window_end action "
-                                "rule channel\n");
+                                "rule channel kafka_ts_ms campaign "
+                                "running\n");
                         return 2;
                 }
         }
@@ -63,10 +66,20 @@ int main(int argc, char **argv)
                 if (!m)
                         continue;
                 if (!m->err && sg_codec_decode_decision(codec, m->payload,
-                                                        m->len, &d) == 0)
-                        printf("%" PRId64 " %" PRId64 " %" PRId64 " %s %s %s\n",
+                                                        m->len, &d) == 0) {
+                        int running = 0;
+
+                        for (int i = 0; i < d.metric_cnt; i++)
+                                if (!strcmp(d.metrics[i].name, "running"))
+                                        running = d.metrics[i].value != 0;
+                        printf("%" PRId64 " %" PRId64 " %" PRId64
+                               " %s %s %s %" PRId64 " %s %d\n",
                                now, d.window_start, d.window_end,
-                               sg_action_name(d.action), d.rule_id, d.channel);
+                               sg_action_name(d.action), d.rule_id, d.channel,
+                               rd_kafka_message_timestamp(m, NULL),
+                               d.campaign_id[0] ? d.campaign_id : "-",
+                               running);
+                }
                 rd_kafka_message_destroy(m);
         }
         sg_consumer_destroy(c);

@@ -145,10 +145,28 @@ typedef struct scn_channel {
         scn_campaign_t camp[SG_SCN_CAMPAIGNS];
 } scn_channel_t;
 
+/* A fraud incident: its schedule, what it sent, and the running-window
+ * counts of its channel's clicks that find its trigger. */
+typedef struct scn_incident {
+        int channel_idx;
+        int rate;                 /* clicks/s */
+        int64_t start_ms, end_ms; /* offsets from the scenario's start */
+        int acc;
+        int64_t n;                /* clicks generated */
+        int64_t clicks, invalid_spend; /* sent */
+        int64_t onset_ms, onset_wall, trigger_ms, trigger_wall; /* -1: none */
+        int64_t step[SG_SCN_TRIGGER_STEPS]; /* the step each slot counts */
+        int64_t step_clicks[SG_SCN_TRIGGER_STEPS];
+        int64_t step_invalid[SG_SCN_TRIGGER_STEPS];
+} scn_incident_t;
+
 struct sg_scenario {
         sg_scenario_opts_t o;
         scn_channel_t *ch;
         int cnt;
+        scn_incident_t *inc; /* o.incidents of them */
+        int *incident_of;    /* per channel: 1 + its incident, 0 = none */
+        int trigger_pending; /* 1 + the incident the last record triggered */
         int bad_next;
         int64_t rejected[SG_SCN_BAD__CNT];
         int64_t sent;
@@ -219,6 +237,92 @@ int sg_scenario_is_bot_ua(const char *ua)
 }
 
 /* --------------------------------------------------------- construction */
+
+/*
+ * Incident i goes to the i-th channel, in config order, that has no other
+ * role (fraud, overrun, IP flood, overrunning campaign): one incident per
+ * channel, so that each breaker's PAUSE answers one incident and the
+ * channels left over stay healthy. Sizes and lengths are cycled through,
+ * so that neighbours in time differ in both.
+ */
+static int plan_incidents(sg_scenario_t *sc, const sg_scenario_opts_t *o,
+                          char *errstr, size_t errstr_size)
+{
+        int n = o->incidents, free_cnt = 0, k = 0;
+
+        if (n > SG_SCN_INCIDENTS_MAX || o->incident_rate_cnt < 1 ||
+            o->incident_rate_cnt > SG_SCN_SIZES_MAX ||
+            o->incident_length_cnt < 1 ||
+            o->incident_length_cnt > SG_SCN_SIZES_MAX ||
+            o->incident_start_ms < 0 || o->incident_every_ms < 0) {
+                snprintf(errstr, errstr_size,
+                         "incidents: at most %d, with 1..%d rates and "
+                         "lengths, start and spacing >= 0",
+                         SG_SCN_INCIDENTS_MAX, SG_SCN_SIZES_MAX);
+                return -1;
+        }
+        for (int i = 0; i < o->incident_rate_cnt; i++)
+                if (o->incident_rates[i] < 1 || o->incident_rates[i] > 100) {
+                        snprintf(errstr, errstr_size,
+                                 "incident rate %d: not in 1..100 clicks/s",
+                                 o->incident_rates[i]);
+                        return -1;
+                }
+        for (int i = 0; i < o->incident_length_cnt; i++)
+                if (o->incident_lengths_ms[i] <= 0) {
+                        snprintf(errstr, errstr_size,
+                                 "incident length must be > 0");
+                        return -1;
+                }
+        if (o->trigger_step_ms <= 0 || o->trigger_window_ms <= 0 ||
+            o->trigger_window_ms % o->trigger_step_ms ||
+            o->trigger_window_ms / o->trigger_step_ms > SG_SCN_TRIGGER_STEPS) {
+                snprintf(errstr, errstr_size,
+                         "incident trigger: the window must be 1..%d whole "
+                         "steps",
+                         SG_SCN_TRIGGER_STEPS);
+                return -1;
+        }
+        for (int i = 0; i < sc->cnt; i++)
+                free_cnt += sc->ch[i].role == SG_SCN_HEALTHY &&
+                            !sc->ch[i].ip_flood &&
+                            strcmp(sc->ch[i].camp[0].id, sc->overrun_campaign);
+        if (n > free_cnt) {
+                snprintf(errstr, errstr_size,
+                         "%d incidents need %d channels without another "
+                         "role; the config has %d",
+                         n, n, free_cnt);
+                return -1;
+        }
+        sc->inc = calloc(n, sizeof(*sc->inc));
+        sc->incident_of = calloc(sc->cnt, sizeof(*sc->incident_of));
+        if (!sc->inc || !sc->incident_of) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        for (int i = 0; i < sc->cnt && k < n; i++) {
+                scn_incident_t *in = &sc->inc[k];
+                const scn_channel_t *ch = &sc->ch[i];
+
+                if (ch->role != SG_SCN_HEALTHY || ch->ip_flood ||
+                    !strcmp(ch->camp[0].id, sc->overrun_campaign))
+                        continue;
+                in->channel_idx = i;
+                in->rate = o->incident_rates[k % o->incident_rate_cnt];
+                in->start_ms = o->incident_start_ms + k * o->incident_every_ms;
+                in->end_ms =
+                    in->start_ms +
+                    o->incident_lengths_ms[k % o->incident_length_cnt];
+                /* The wave's first click comes with its first tick. */
+                in->acc = ACC_ONE - in->rate * ACC_ONE / 100;
+                in->onset_ms = in->onset_wall = -1;
+                in->trigger_ms = in->trigger_wall = -1;
+                for (int s = 0; s < SG_SCN_TRIGGER_STEPS; s++)
+                        in->step[s] = -1;
+                sc->incident_of[i] = ++k;
+        }
+        return 0;
+}
 
 sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
                                const sg_scenario_opts_t *opts, char *errstr,
@@ -357,6 +461,11 @@ sg_scenario_t *sg_scenario_new(const sg_channel_conf_t *channels, int cnt,
                 sg_scenario_destroy(sc);
                 return NULL;
         }
+        if (opts->incidents > 0 &&
+            plan_incidents(sc, opts, errstr, errstr_size) != 0) {
+                sg_scenario_destroy(sc);
+                return NULL;
+        }
         return sc;
 }
 
@@ -364,8 +473,25 @@ void sg_scenario_destroy(sg_scenario_t *sc)
 {
         if (!sc)
                 return;
+        free(sc->inc);
+        free(sc->incident_of);
         free(sc->ch);
         free(sc);
+}
+
+int sg_scenario_incident(const sg_scenario_t *sc, int i, int *channel_idx,
+                         int *rate, int64_t *start_ms, int64_t *end_ms)
+{
+        const scn_incident_t *in;
+
+        if (i < 0 || i >= sc->o.incidents)
+                return -1;
+        in = &sc->inc[i];
+        *channel_idx = in->channel_idx;
+        *rate = in->rate;
+        *start_ms = in->start_ms;
+        *end_ms = in->end_ms;
+        return 0;
 }
 
 int sg_scenario_flood_sources(const sg_scenario_t *sc,
@@ -523,6 +649,43 @@ static int flooding(const sg_scenario_t *sc, const scn_channel_t *ch,
 {
         return ch->role == SG_SCN_FRAUD && offset >= sc->o.fraud_start_ms &&
                (sc->o.fraud_end_ms <= 0 || offset < sc->o.fraud_end_ms);
+}
+
+/* The channel's incident, while it lasts: rate clicks/s from declared
+ * bots (the fraud channel's flood without its browser-agent share, each
+ * click from one of the spread pool's hosts), at
+ * +8 ms of the tick, after its conversion; alternate campaigns. */
+static void gen_incident(sg_scenario_t *sc, scn_channel_t *ch, int64_t offset,
+                         int64_t t0)
+{
+        scn_incident_t *in = &sc->inc[sc->incident_of[ch->idx] - 1];
+        sg_scenario_rec_t *r;
+        scn_campaign_t *fp;
+        int fc;
+
+        if (offset < in->start_ms || offset >= in->end_ms)
+                return;
+        /* rate clicks/s = rate / 100 per 10 ms tick. */
+        in->acc += in->rate * ACC_ONE / 100;
+        if (in->acc < ACC_ONE)
+                return;
+        in->acc -= ACC_ONE;
+        fc = (int)(in->n++ % SG_SCN_CAMPAIGNS);
+        fp = &ch->camp[fc];
+        r = push(ch, fc, SG_EV_CLICK, t0 + 8);
+        set_ad(ch, fc, fp->last_ad, &r->ev);
+        if (fp->last_imp[0]) {
+                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id), "%s",
+                         fp->last_imp);
+                r->ev.has_ref_id = 1;
+        }
+        set_bot(ch, &r->ev);
+        /* Spread over the pool: a wave no source block stops, so each
+         * incident is a case for the channel's pause. */
+        spread_ip(ch, in->n, &r->ev);
+        r->bot = 1;
+        r->incident = sc->incident_of[ch->idx];
+        r->ev.cost_micros = ch->click_cost;
 }
 
 /* Fills the channel's queue with the events of its next tick: an
@@ -687,6 +850,9 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
                         r->flood = 1;
                 }
         }
+
+        if (sc->incident_of && sc->incident_of[ch->idx])
+                gen_incident(sc, ch, offset, t0);
 }
 
 /* The i-th malformed record: kinds in turn, spread evenly over the run. */
@@ -750,6 +916,8 @@ int sg_scenario_next(sg_scenario_t *sc, sg_scenario_rec_t *rec)
 
 /* ----------------------------------------------------------------- truth */
 
+static void incident_click(sg_scenario_t *sc, const sg_scenario_rec_t *rec);
+
 void sg_scenario_account(sg_scenario_t *sc, const sg_scenario_rec_t *rec)
 {
         scn_truth_t *t;
@@ -782,6 +950,62 @@ void sg_scenario_account(sg_scenario_t *sc, const sg_scenario_rec_t *rec)
         t->spend_micros += cost;
         if (rec->bot)
                 t->invalid_spend_micros += cost;
+        if (sc->incident_of && sc->incident_of[rec->channel_idx] &&
+            rec->ev.type == SG_EV_CLICK)
+                incident_click(sc, rec);
+}
+
+/*
+ * Counts a click of an incident's channel in the running window the
+ * trigger is judged on, and finds the trigger: from the incident's first
+ * click on, the first click after which the window (trigger_window_ms,
+ * made of trigger_step_ms steps, the last one the click's) holds at least
+ * trigger_min_clicks clicks and more than trigger_ivt of them invalid.
+ */
+static void incident_click(sg_scenario_t *sc, const sg_scenario_rec_t *rec)
+{
+        int k = sc->incident_of[rec->channel_idx] - 1;
+        scn_incident_t *in = &sc->inc[k];
+        int64_t step = rec->ev.event_time / sc->o.trigger_step_ms;
+        int nsteps = (int)(sc->o.trigger_window_ms / sc->o.trigger_step_ms);
+        int slot = (int)(step % nsteps);
+        int64_t clicks = 0, invalid = 0;
+
+        if (in->step[slot] != step) {
+                in->step[slot] = step;
+                in->step_clicks[slot] = in->step_invalid[slot] = 0;
+        }
+        in->step_clicks[slot]++;
+        in->step_invalid[slot] += rec->bot;
+        if (rec->incident) {
+                in->clicks++;
+                in->invalid_spend += rec->ev.cost_micros;
+                if (in->onset_ms < 0)
+                        in->onset_ms = rec->ev.event_time;
+        }
+        if (in->onset_ms < 0 || in->trigger_ms >= 0)
+                return;
+        for (int s = 0; s < nsteps; s++)
+                if (in->step[s] > step - nsteps) {
+                        clicks += in->step_clicks[s];
+                        invalid += in->step_invalid[s];
+                }
+        if (clicks >= sc->o.trigger_min_clicks &&
+            (double)invalid > sc->o.trigger_ivt * (double)clicks) {
+                in->trigger_ms = rec->ev.event_time;
+                sc->trigger_pending = k + 1;
+        }
+}
+
+void sg_scenario_sent_at(sg_scenario_t *sc, const sg_scenario_rec_t *rec,
+                         int64_t wall_ms)
+{
+        if (rec->incident && sc->inc[rec->incident - 1].onset_wall < 0)
+                sc->inc[rec->incident - 1].onset_wall = wall_ms;
+        if (sc->trigger_pending) {
+                sc->inc[sc->trigger_pending - 1].trigger_wall = wall_ms;
+                sc->trigger_pending = 0;
+        }
 }
 
 static void truth_add(scn_truth_t *sum, const scn_truth_t *t)
@@ -815,6 +1039,54 @@ static void put_truth(FILE *fp, const char *channel, const char *campaign,
                 t->impressions, t->clicks, t->conversions, t->spend_micros,
                 t->revenue_micros, t->invalid_clicks, t->invalid_impressions,
                 t->invalid_spend_micros);
+}
+
+static void put_ms(FILE *fp, const char *key, int64_t ms)
+{
+        if (ms < 0)
+                fprintf(fp, ",\"%s\":null", key);
+        else
+                fprintf(fp, ",\"%s\":%" PRId64, key, ms);
+}
+
+static void put_incidents(const sg_scenario_t *sc, FILE *fp)
+{
+        int first = 1;
+
+        for (int i = 0; i < sc->o.incidents; i++) {
+                const scn_incident_t *in = &sc->inc[i];
+                const scn_channel_t *ch = &sc->ch[in->channel_idx];
+
+                fprintf(fp, "{\"incident\":{\"index\":%d,\"channel\":", i);
+                sg_json_put_str(fp, ch->conf.name);
+                fprintf(fp,
+                        ",\"rate\":%d,\"start_ms\":%" PRId64
+                        ",\"end_ms\":%" PRId64
+                        ",\"click_cost_micros\":%" PRId64
+                        ",\"clicks\":%" PRId64
+                        ",\"invalid_spend_micros\":%" PRId64,
+                        in->rate, in->start_ms, in->end_ms, ch->click_cost,
+                        in->clicks, in->invalid_spend);
+                put_ms(fp, "onset_event_ms", in->onset_ms);
+                put_ms(fp, "onset_wall_ms", in->onset_wall);
+                put_ms(fp, "trigger_event_ms", in->trigger_ms);
+                put_ms(fp, "trigger_wall_ms", in->trigger_wall);
+                fputs("}}\n", fp);
+        }
+        fputs("{\"healthy_channels\":[", fp);
+        for (int i = 0; i < sc->cnt; i++) {
+                const scn_channel_t *ch = &sc->ch[i];
+
+                if (ch->role != SG_SCN_HEALTHY || ch->ip_flood ||
+                    sc->incident_of[i] ||
+                    !strcmp(ch->camp[0].id, sc->overrun_campaign))
+                        continue;
+                if (!first)
+                        fputc(',', fp);
+                first = 0;
+                sg_json_put_str(fp, ch->conf.name);
+        }
+        fputs("]}\n", fp);
 }
 
 static int by_name(const void *a, const void *b)
@@ -863,6 +1135,8 @@ int sg_scenario_write_truth(const sg_scenario_t *sc, FILE *fp)
                 sg_json_put_str(fp, sc->overrun_campaign);
                 fputs("}}\n", fp);
         }
+        if (sc->o.incidents > 0)
+                put_incidents(sc, fp);
         fputs("{\"rejected\":{", fp);
         for (int k = 1; k < SG_SCN_BAD__CNT; k++)
                 fprintf(fp, "%s\"%s\":%" PRId64, k > 1 ? "," : "",

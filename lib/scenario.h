@@ -45,6 +45,9 @@ uint64_t sg_splitmix64(uint64_t *state);
 const char *sg_scenario_bad_reason(sg_scn_bad_t kind);
 
 #define SG_SCN_CAMPAIGNS 2 /* per channel: <channel>-c1, <channel>-c2 */
+#define SG_SCN_INCIDENTS_MAX 64 /* = SG_CONF_MAX_CHANNELS */
+#define SG_SCN_SIZES_MAX     8  /* incident rates and lengths, cycled */
+#define SG_SCN_TRIGGER_STEPS 64 /* trigger_window_ms / trigger_step_ms */
 
 typedef struct sg_scenario_opts {
         uint64_t seed;
@@ -67,6 +70,28 @@ typedef struct sg_scenario_opts {
         /* A channel whose first campaign (<channel>-c1) alone runs at
          * about 1.7x the channel's target CPA; the channel stays below. */
         const char *overrun_campaign_channel; /* NULL or "" = none */
+        /* Fraud incidents: bot click waves (every click from a declared
+         * bot), one per channel, on the first `incidents` channels that
+         * have no other role, in config order. Incident i starts
+         * incident_start_ms + i * incident_every_ms after start and sends
+         * incident_rates[i % incident_rate_cnt] clicks/s for
+         * incident_lengths_ms[i % incident_length_cnt]. */
+        int incidents; /* 0 = none */
+        int64_t incident_start_ms;
+        int64_t incident_every_ms;
+        int incident_rates[SG_SCN_SIZES_MAX]; /* 1 .. 100 clicks/s */
+        int incident_rate_cnt;
+        int64_t incident_lengths_ms[SG_SCN_SIZES_MAX]; /* > 0 */
+        int incident_length_cnt;
+        /* An incident's trigger (in the truth) is the first click, from its
+         * onset on, after which the channel's running window holds at least
+         * trigger_min_clicks clicks of which more than trigger_ivt are
+         * invalid: the window is trigger_window_ms long and ends at the
+         * trigger_step_ms step after the click (aggregate's running
+         * window; docs/rules.md, "Early trips"). */
+        double trigger_ivt;
+        int trigger_min_clicks;
+        int64_t trigger_window_ms, trigger_step_ms;
 } sg_scenario_opts_t;
 
 #define SG_SCN_FLOOD_IPS_MAX 8
@@ -78,6 +103,7 @@ typedef struct sg_scenario_rec {
         sg_scn_bad_t bad;
         int bot;         /* the user agent is a declared bot (ingest tags it) */
         int flood;       /* a click of the IP flood */
+        int incident;    /* 1 + the index of its incident; 0 = none */
         int channel_idx; /* into the channels given to sg_scenario_new */
         int campaign_idx; /* 0 .. SG_SCN_CAMPAIGNS - 1 */
 } sg_scenario_rec_t;
@@ -105,10 +131,30 @@ void sg_scenario_account(sg_scenario_t *sc, const sg_scenario_rec_t *rec);
  * "campaign_id":null, then its campaigns; channels sorted by name), then,
  * when a flood or an overrunning campaign is part of the scenario,
  * {"roles":{"flood_channel":..,"flood_sources":[..],"flood_clicks":n,
- * "overrun_campaign":..}}, then {"rejected":{<reason>:n,...},"sent":N}.
+ * "overrun_campaign":..}}, then with incidents one line each,
+ * {"incident":{"index":i,"channel":..,"rate":r,"start_ms":..,"end_ms":..
+ * (offsets from start),"click_cost_micros":..,"clicks":n,
+ * "invalid_spend_micros":..,"onset_event_ms":..,"onset_wall_ms":..,
+ * "trigger_event_ms":..,"trigger_wall_ms":..}} (times null when there was
+ * none), and {"healthy_channels":[..]} (no incident and no other role),
+ * then {"rejected":{<reason>:n,...},"sent":N}.
  * Returns 0, or -1 on a write error.
  */
 int sg_scenario_write_truth(const sg_scenario_t *sc, FILE *fp);
+
+/*
+ * Notes that rec, just counted by sg_scenario_account(), was sent at
+ * wall-clock time wall_ms: the truth gives an incident's first click and
+ * its trigger the wall-clock time they were sent at (null without it).
+ */
+void sg_scenario_sent_at(sg_scenario_t *sc, const sg_scenario_rec_t *rec,
+                         int64_t wall_ms);
+
+/* An incident as scheduled: its channel's index (into the channels given
+ * to sg_scenario_new), clicks/s, and start and end offsets from start.
+ * Returns 0, or -1 when i is not an incident. */
+int sg_scenario_incident(const sg_scenario_t *sc, int i, int *channel_idx,
+                         int *rate, int64_t *start_ms, int64_t *end_ms);
 
 /* The flood's source ids ("ip:a.b.c.d") into out[0..n), n = flood_ips;
  * 0 when there is no flood channel. */

@@ -40,6 +40,13 @@ typedef struct gen_opts {
         int64_t flood_start_s, flood_end_s;
         int flood_ips, flood_rate, flood_invalid;
         const char *overrun_campaign;
+        int incidents;
+        int64_t incident_start_s, incident_every_s;
+        int incident_rates[SG_SCN_SIZES_MAX], incident_rate_cnt;
+        int64_t incident_lengths_s[SG_SCN_SIZES_MAX];
+        int incident_length_cnt;
+        double trigger_ivt;
+        int trigger_min_clicks;
 } gen_opts_t;
 
 static void usage(FILE *fp)
@@ -97,6 +104,27 @@ static void usage(FILE *fp)
             "      --overrun-campaign C channel whose campaign <C>-c1 alone "
             "runs at ~1.7x target\n"
             "                           CPA (default none)\n"
+            "      --incidents N        N fraud incidents (bot click waves), "
+            "one per channel, on the\n"
+            "                           first N channels without another "
+            "role (default 0)\n"
+            "      --incident-start S   second the first incident starts "
+            "(default 30)\n"
+            "      --incident-every S   seconds between incident onsets "
+            "(default 5)\n"
+            "      --incident-rates L   bot clicks/s, 1-100, cycled over the "
+            "incidents (default\n"
+            "                           10,20,40,80)\n"
+            "      --incident-lengths L seconds each lasts, cycled (default "
+            "60,90,120)\n"
+            "      --trigger-ivt X      the truth's trigger of an incident: "
+            "first click after which\n"
+            "                           the channel's running 1m window is "
+            "over X invalid ...\n"
+            "      --trigger-min-clicks N  ... with N clicks or more (default "
+            "0.25 and 100:\n"
+            "                           ivt_circuit_breaker of "
+            "config/rules.yaml)\n"
             "  -h, --help               this help\n"
             "  -V, --version            print the version\n\n"
             "Environment: SG_BROKERS, SG_CONFIG, SG_LOG_LEVEL.\n"
@@ -132,6 +160,32 @@ static int64_t parse_int(const char *opt, const char *s, int64_t min,
         return v;
 }
 
+/* A comma-separated list of 1..SG_SCN_SIZES_MAX integers in min..max. */
+static int parse_list(const char *opt, const char *s, int64_t min, int64_t max,
+                      int64_t *out)
+{
+        char buf[256], *save = NULL, *tok;
+        int n = 0;
+
+        if (strlen(s) >= sizeof(buf))
+                bad_usage("list too long: %s", s);
+        snprintf(buf, sizeof(buf), "%s", s);
+        for (tok = strtok_r(buf, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+                if (n == SG_SCN_SIZES_MAX) {
+                        fprintf(stderr,
+                                "sg-gen: %s: at most %d values (try "
+                                "--help)\n",
+                                opt, SG_SCN_SIZES_MAX);
+                        exit(2);
+                }
+                out[n++] = parse_int(opt, tok, min, max);
+        }
+        if (n == 0)
+                bad_usage("empty list: %s", s);
+        return n;
+}
+
 static void parse_args(int argc, char **argv, gen_opts_t *o)
 {
         enum {
@@ -154,6 +208,13 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
                 O_FLOOD_RATE,
                 O_FLOOD_INVALID,
                 O_OVERRUN_CAMPAIGN,
+                O_INCIDENTS,
+                O_INCIDENT_START,
+                O_INCIDENT_EVERY,
+                O_INCIDENT_RATES,
+                O_INCIDENT_LENGTHS,
+                O_TRIGGER_IVT,
+                O_TRIGGER_MIN_CLICKS,
         };
         static const struct option opts[] = {
             {"config", required_argument, NULL, 'c'},
@@ -176,9 +237,18 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
             {"flood-rate", required_argument, NULL, O_FLOOD_RATE},
             {"flood-invalid", no_argument, NULL, O_FLOOD_INVALID},
             {"overrun-campaign", required_argument, NULL, O_OVERRUN_CAMPAIGN},
+            {"incidents", required_argument, NULL, O_INCIDENTS},
+            {"incident-start", required_argument, NULL, O_INCIDENT_START},
+            {"incident-every", required_argument, NULL, O_INCIDENT_EVERY},
+            {"incident-rates", required_argument, NULL, O_INCIDENT_RATES},
+            {"incident-lengths", required_argument, NULL, O_INCIDENT_LENGTHS},
+            {"trigger-ivt", required_argument, NULL, O_TRIGGER_IVT},
+            {"trigger-min-clicks", required_argument, NULL,
+             O_TRIGGER_MIN_CLICKS},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
             {NULL, 0, NULL, 0}};
+        int64_t lst[SG_SCN_SIZES_MAX];
         int c;
 
         memset(o, 0, sizeof(*o));
@@ -193,6 +263,17 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
         o->flood_ips = 3;
         o->flood_rate = 10;
         o->overrun_campaign = "";
+        o->incident_start_s = 30;
+        o->incident_every_s = 5;
+        o->incident_rate_cnt = parse_list("--incident-rates", "10,20,40,80", 1,
+                                          100, lst);
+        for (int i = 0; i < o->incident_rate_cnt; i++)
+                o->incident_rates[i] = (int)lst[i];
+        o->incident_length_cnt =
+            parse_list("--incident-lengths", "60,90,120", 1, 86400,
+                       o->incident_lengths_s);
+        o->trigger_ivt = 0.25;
+        o->trigger_min_clicks = 100;
         opterr = 0;
         while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
                 switch (c) {
@@ -272,6 +353,45 @@ static void parse_args(int argc, char **argv, gen_opts_t *o)
                         break;
                 case O_OVERRUN_CAMPAIGN:
                         o->overrun_campaign = optarg;
+                        break;
+                case O_INCIDENTS:
+                        o->incidents = (int)parse_int("--incidents", optarg, 0,
+                                                      SG_SCN_INCIDENTS_MAX);
+                        break;
+                case O_INCIDENT_START:
+                        o->incident_start_s = parse_int(
+                            "--incident-start", optarg, 0, 366 * 86400);
+                        break;
+                case O_INCIDENT_EVERY:
+                        o->incident_every_s = parse_int(
+                            "--incident-every", optarg, 0, 86400);
+                        break;
+                case O_INCIDENT_RATES:
+                        o->incident_rate_cnt = parse_list(
+                            "--incident-rates", optarg, 1, 100, lst);
+                        for (int i = 0; i < o->incident_rate_cnt; i++)
+                                o->incident_rates[i] = (int)lst[i];
+                        break;
+                case O_INCIDENT_LENGTHS:
+                        o->incident_length_cnt =
+                            parse_list("--incident-lengths", optarg, 1, 86400,
+                                       o->incident_lengths_s);
+                        break;
+                case O_TRIGGER_IVT: {
+                        char *end;
+
+                        errno = 0;
+                        o->trigger_ivt = strtod(optarg, &end);
+                        if (errno || end == optarg || *end ||
+                            !(o->trigger_ivt >= 0 && o->trigger_ivt < 1))
+                                bad_usage("--trigger-ivt: \"%s\" is not a "
+                                          "number in [0, 1)",
+                                          optarg);
+                        break;
+                }
+                case O_TRIGGER_MIN_CLICKS:
+                        o->trigger_min_clicks = (int)parse_int(
+                            "--trigger-min-clicks", optarg, 0, 1000000000);
                         break;
                 case O_OVERRUN:
                         o->overrun_channel = optarg;
@@ -470,6 +590,20 @@ int main(int argc, char **argv)
         so.overrun_channel = role_channel(&conf, o.overrun_channel,
                                           o.overrun_set, "--overrun-channel");
         so.bad = o.bad;
+        so.incidents = o.incidents;
+        so.incident_start_ms = o.incident_start_s * 1000;
+        so.incident_every_ms = o.incident_every_s * 1000;
+        so.incident_rate_cnt = o.incident_rate_cnt;
+        memcpy(so.incident_rates, o.incident_rates, sizeof(so.incident_rates));
+        so.incident_length_cnt = o.incident_length_cnt;
+        for (int i = 0; i < o.incident_length_cnt; i++)
+                so.incident_lengths_ms[i] = o.incident_lengths_s[i] * 1000;
+        /* Aggregate's running window: early_windows (1m) ending at the
+         * snapshot step after the newest event. */
+        so.trigger_ivt = o.trigger_ivt;
+        so.trigger_min_clicks = o.trigger_min_clicks;
+        so.trigger_window_ms = 60000;
+        so.trigger_step_ms = (int64_t)conf.aggregate.snapshot_s * 1000;
         sc = sg_scenario_new(conf.channels, conf.channel_cnt, &so, errstr,
                              sizeof(errstr));
         if (!sc) {
@@ -488,11 +622,12 @@ int main(int argc, char **argv)
         }
         sg_info("event=start brokers=%s seed=%" PRIu64 " start_ms=%" PRId64
                 " duration_s=%" PRId64 " rate=%g realtime=%d format=%s "
-                "fraud=%s overrun=%s bad=%d",
+                "fraud=%s overrun=%s bad=%d incidents=%d",
                 conf.brokers, so.seed, so.start_ms, o.duration_s, o.rate,
                 o.realtime, o.fmt == SG_FMT_JSON ? "json" : "avro",
                 *so.fraud_channel ? so.fraud_channel : "-",
-                *so.overrun_channel ? so.overrun_channel : "-", o.bad);
+                *so.overrun_channel ? so.overrun_channel : "-", o.bad,
+                o.incidents);
 
         mono0 = last_log = sg_mono_ms();
         while (!sg_stop && sg_scenario_next(sc, &rec)) {
@@ -535,6 +670,7 @@ int main(int argc, char **argv)
                         break;
                 }
                 sg_scenario_account(sc, &rec);
+                sg_scenario_sent_at(sc, &rec, sg_now_ms());
                 sent++;
                 if (rec.bad)
                         bad++;

@@ -561,3 +561,195 @@ Test(scenario, overrun_campaign_converts_at_a_third_of_its_sibling)
         cr_assert_eq(convs[0], (clicks[0] * 35 + 965) / 1000);
         sg_scenario_destroy(sc);
 }
+
+/* --------------------------------------------------------------- incidents */
+
+static sg_scenario_opts_t incident_opts(void)
+{
+        sg_scenario_opts_t o = default_opts();
+
+        /* kol and gifts have roles: social, search, display are free. */
+        o.incidents = 3;
+        o.incident_start_ms = 20000;
+        o.incident_every_ms = 5000;
+        o.incident_rates[0] = 10;
+        o.incident_rates[1] = 40;
+        o.incident_rate_cnt = 2;
+        o.incident_lengths_ms[0] = 30000;
+        o.incident_lengths_ms[1] = 60000;
+        o.incident_length_cnt = 2;
+        o.trigger_ivt = 0.25;
+        o.trigger_min_clicks = 100;
+        o.trigger_window_ms = 60000;
+        o.trigger_step_ms = 10000;
+        return o;
+}
+
+/* The clicks of one channel, in the order they were sent. */
+typedef struct click_log {
+        int64_t t[8192];
+        int bot[8192];
+        int n;
+} click_log_t;
+
+/* The first click at or after from_ms after which the 60 s window ending at
+ * the 10 s step after it holds >= 100 clicks, over 25% of them invalid;
+ * counted by brute force over the log. -1 if none. */
+static int64_t brute_trigger(const click_log_t *l, int64_t from_ms)
+{
+        for (int i = 0; i < l->n; i++) {
+                int64_t end = (l->t[i] / 10000 + 1) * 10000, clicks = 0,
+                        invalid = 0;
+
+                if (l->t[i] < from_ms)
+                        continue;
+                for (int j = 0; j <= i; j++)
+                        if (l->t[j] >= end - 60000) {
+                                clicks++;
+                                invalid += l->bot[j];
+                        }
+                if (clicks >= 100 && invalid * 4 > clicks)
+                        return l->t[i];
+        }
+        return -1;
+}
+
+/* A field of the truth's line for incident i (a number, or -1 for null). */
+static int64_t incident_field(const char *truth, int i, const char *key)
+{
+        char head[64], pat[64];
+        const char *line, *p;
+
+        snprintf(head, sizeof(head), "{\"incident\":{\"index\":%d,", i);
+        line = strstr(truth, head);
+        cr_assert_not_null(line, "no truth line for incident %d", i);
+        snprintf(pat, sizeof(pat), "\"%s\":", key);
+        p = strstr(line, pat);
+        cr_assert(p && p < strchr(line, '\n'), "incident %d: no %s", i, key);
+        p += strlen(pat);
+        return strncmp(p, "null", 4) == 0 ? -1 : strtoll(p, NULL, 10);
+}
+
+Test(scenario, incidents_go_to_distinct_free_channels_with_the_sizes_given)
+{
+        sg_scenario_opts_t o = incident_opts();
+        static const int want_ch[3] = {SOCIAL, SEARCH, DISPLAY};
+        static const int want_rate[3] = {10, 40, 10};
+        static const int64_t want_start[3] = {20000, 25000, 30000};
+        static const int64_t want_end[3] = {50000, 85000, 60000};
+        static click_log_t logs[3];
+        int64_t clicks[3] = {0}, first[3] = {-1, -1, -1}, last[3] = {0};
+        sg_scenario_t *sc = new_scenario(&o);
+        sg_scenario_rec_t rec;
+        char *truth = NULL;
+        size_t len = 0;
+        FILE *fp;
+        int ch, rate;
+        int64_t start, end;
+
+        memset(logs, 0, sizeof(logs));
+        for (int i = 0; i < 3; i++) {
+                cr_assert_eq(sg_scenario_incident(sc, i, &ch, &rate, &start,
+                                                  &end),
+                             0);
+                cr_assert_eq(ch, want_ch[i]);
+                cr_assert_eq(rate, want_rate[i]);
+                cr_assert_eq(start, want_start[i]);
+                cr_assert_eq(end, want_end[i]);
+        }
+        cr_assert_eq(sg_scenario_incident(sc, 3, &ch, &rate, &start, &end),
+                     -1);
+        while (sg_scenario_next(sc, &rec)) {
+                int k = rec.channel_idx;
+
+                sg_scenario_account(sc, &rec);
+                sg_scenario_sent_at(sc, &rec, rec.ev.event_time + 7);
+                if (k < 3 && rec.ev.type == SG_EV_CLICK) {
+                        click_log_t *l = &logs[k];
+
+                        cr_assert_lt(l->n, 8192);
+                        l->t[l->n] = rec.ev.event_time;
+                        l->bot[l->n++] = rec.bot;
+                }
+                if (!rec.incident)
+                        continue;
+                cr_assert(k < 3, "incident click on %s", rec.ev.channel);
+                cr_assert_eq(rec.incident, k + 1);
+                cr_assert_eq(rec.ev.type, SG_EV_CLICK);
+                cr_assert_eq(rec.bot, 1);
+                cr_assert(sg_scenario_is_bot_ua(rec.ev.user_agent));
+                clicks[k]++;
+                if (first[k] < 0)
+                        first[k] = rec.ev.event_time;
+                last[k] = rec.ev.event_time;
+        }
+        fp = open_memstream(&truth, &len);
+        cr_assert_eq(sg_scenario_write_truth(sc, fp), 0);
+        fclose(fp);
+        for (int i = 0; i < 3; i++) {
+                int64_t t = brute_trigger(&logs[i], first[i]);
+
+                /* rate clicks/s for the length, within [start, end). */
+                cr_assert_eq(clicks[i],
+                             want_rate[i] * (want_end[i] - want_start[i]) /
+                                 1000);
+                /* The first click with the first tick, at +8 ms. */
+                cr_assert_eq(first[i], START_MS + want_start[i] + 8);
+                cr_assert_lt(last[i], START_MS + want_end[i]);
+                cr_assert_eq(incident_field(truth, i, "clicks"), clicks[i]);
+                cr_assert_eq(incident_field(truth, i, "rate"), want_rate[i]);
+                cr_assert_eq(incident_field(truth, i, "start_ms"),
+                             want_start[i]);
+                cr_assert_eq(incident_field(truth, i, "end_ms"), want_end[i]);
+                cr_assert_eq(incident_field(truth, i, "onset_event_ms"),
+                             first[i]);
+                cr_assert_eq(incident_field(truth, i, "onset_wall_ms"),
+                             first[i] + 7);
+                cr_assert_eq(incident_field(truth, i, "invalid_spend_micros"),
+                             clicks[i] *
+                                 incident_field(truth, i, "click_cost_micros"));
+                cr_assert_neq(t, -1, "incident %d never trips", i);
+                cr_assert_eq(incident_field(truth, i, "trigger_event_ms"), t);
+                cr_assert_eq(incident_field(truth, i, "trigger_wall_ms"),
+                             t + 7);
+        }
+        /* Four times the bots, much sooner over the threshold. */
+        cr_assert_lt(incident_field(truth, 1, "trigger_event_ms") - first[1],
+                     incident_field(truth, 0, "trigger_event_ms") - first[0]);
+        cr_assert(strstr(truth, "{\"healthy_channels\":[]}\n"), "%s", truth);
+        free(truth);
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, incidents_leave_the_channels_beyond_them_healthy)
+{
+        sg_scenario_opts_t o = incident_opts();
+        sg_scenario_t *sc;
+        char *truth = NULL;
+        size_t len = 0;
+        FILE *fp;
+
+        o.incidents = 1;
+        o.overrun_channel = "";
+        sc = new_scenario(&o);
+        fp = open_memstream(&truth, &len);
+        cr_assert_eq(sg_scenario_write_truth(sc, fp), 0);
+        fclose(fp);
+        cr_assert(strstr(truth, "{\"healthy_channels\":[\"search\","
+                                "\"display\",\"gifts\"]}\n"),
+                  "%s", truth);
+        free(truth);
+        sg_scenario_destroy(sc);
+}
+
+Test(scenario, more_incidents_than_free_channels_is_refused)
+{
+        sg_scenario_opts_t o = incident_opts();
+        char errstr[256];
+
+        o.incidents = 4;
+        cr_assert_null(
+            sg_scenario_new(channels, NCH, &o, errstr, sizeof(errstr)));
+        cr_assert_str_eq(errstr, "4 incidents need 4 channels without another "
+                                 "role; the config has 3");
+}
