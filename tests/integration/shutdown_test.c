@@ -192,3 +192,26 @@ Test(shutdown, stages_that_never_reached_the_broker_exit_within_10s)
         usleep(1500 * 1000);
         sigterm_these_and_wait(stages, 4, "the broker never reached");
 }
+
+/* A stage stopped the moment it was spawned (a test that ends at once, a
+ * deploy rolled back) stops cleanly: the harness waits until the stage
+ * catches SIGTERM before it sends it, and the stage exits 0 from wherever
+ * its start had got to. Before the wait, such a stage died of the signal
+ * (seen once: sg-sink, status 15). */
+Test(shutdown, a_stage_stopped_as_it_starts_exits_0)
+{
+        static const char *const stages[] = {"sg-ingest", "sg-aggregate",
+                                             "sg-rules", "sg-sink"};
+
+        h_start_infra();
+        for (int i = 0; i < 4; i++) {
+                pid_t pid = h_spawn(stages[i], NULL);
+                int status = h_stop(pid);
+
+                cr_assert(status != -1 && WIFEXITED(status) &&
+                              WEXITSTATUS(status) == 0,
+                          "%s stopped as it started: status %d, want exit 0 "
+                          "(log in %s)",
+                          stages[i], status, H.dir);
+        }
+}
