@@ -159,6 +159,36 @@ pid_t h_spawn_env(const char *name, const char *const *args,
         return pid;
 }
 
+/* 1 once pid catches SIGTERM (its handler is installed: SigCgt in
+ * /proc/<pid>/status), 0 before, -1 when that cannot be read. */
+static int catches_sigterm(pid_t pid)
+{
+        char path[64], line[256];
+        unsigned long long mask;
+        FILE *fp;
+        int ret = -1;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        if (!(fp = fopen(path, "r")))
+                return -1;
+        while (fgets(line, sizeof(line), fp))
+                if (sscanf(line, "SigCgt: %llx", &mask) == 1) {
+                        ret = (mask >> (SIGTERM - 1)) & 1;
+                        break;
+                }
+        fclose(fp);
+        return ret;
+}
+
+/* 1 when pid is one of our sg-* programs. */
+static int is_stage(pid_t pid)
+{
+        for (int i = 0; i < H.proc_cnt; i++)
+                if (H.procs[i].pid == pid)
+                        return strncmp(H.procs[i].name, "sg-", 3) == 0;
+        return 0;
+}
+
 int h_stop(pid_t pid)
 {
         long long deadline = h_now_ms() + 10000;
@@ -166,6 +196,19 @@ int h_stop(pid_t pid)
 
         if (pid <= 0)
                 return -1;
+        /* A stage stopped right after it was spawned may not have
+         * installed its handler yet, and would die of the signal instead
+         * of stopping cleanly: wait for it (at most 5 s). */
+        while (is_stage(pid) && catches_sigterm(pid) == 0 &&
+               h_now_ms() < deadline - 5000) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+
+                if (r == pid)
+                        goto done;
+                if (r == -1)
+                        return -1;
+                nap(5);
+        }
         kill(pid, SIGTERM);
         while (h_now_ms() < deadline) {
                 pid_t r = waitpid(pid, &status, WNOHANG);
