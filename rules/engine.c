@@ -866,19 +866,25 @@ static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
         }
 }
 
+/* 1 while source is blocked in s's channel at s's end (in event time);
+ * key gets its state key. */
+static int blocked(sg_rules_engine_t *e, const sg_snapshot_t *s,
+                   const char *source, char *key, size_t size)
+{
+        const char *v;
+
+        snprintf(key, size, "b|%s|%s", s->channel, source);
+        v = sg_rstate_get(e->st, key);
+        return v && s->window_end < strtoll(v, NULL, 10);
+}
+
 static void block(sg_rules_engine_t *e, const sg_rule_t *r,
                   const sg_snapshot_t *s, const sg_rule_eval_t *ev)
 {
         char key[KEY_LEN], val[VAL_LEN];
-        const char *v;
-        long long until = 0;
 
-        snprintf(key, sizeof(key), "b|%s|%s", s->channel, ev->source->source);
-        v = sg_rstate_get(e->st, key);
-        if (v)
-                until = strtoll(v, NULL, 10);
-        if (s->window_end < until)
-                return; /* still blocked (in event time) */
+        if (blocked(e, s, ev->source->source, key, sizeof(key)))
+                return;
         sg_rule_decision(r, SG_ACT_BLOCK_SOURCE, s, ev, &e->decision);
         snprintf(val, sizeof(val), "%" PRId64 " %" PRId64 " %s",
                  s->window_end + r->ttl_ms, r->ttl_ms, e->decision.decision_id);
@@ -999,15 +1005,9 @@ static const sg_snapshot_t *net_of_blocked(sg_rules_engine_t *e,
         char key[KEY_LEN];
         int64_t n = 0;
 
-        for (int k = 0; k < s->top_cnt; k++) {
-                const char *v;
-
-                snprintf(key, sizeof(key), "b|%s|%s", s->channel,
-                         s->top[k].source);
-                v = sg_rstate_get(e->st, key);
-                if (v && s->window_end < strtoll(v, NULL, 10))
+        for (int k = 0; k < s->top_cnt; k++)
+                if (blocked(e, s, s->top[k].source, key, sizeof(key)))
                         n += s->top[k].clicks;
-        }
         if (n == 0)
                 return s;
         e->net = *s;
