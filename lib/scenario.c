@@ -651,6 +651,22 @@ static int flooding(const sg_scenario_t *sc, const scn_channel_t *ch,
                (sc->o.fraud_end_ms <= 0 || offset < sc->o.fraud_end_ms);
 }
 
+/* An extra click (flood, incident) of campaign fc at t, on the campaign's
+ * latest ad and impression. */
+static sg_scenario_rec_t *extra_click(scn_channel_t *ch, int fc, int64_t t)
+{
+        const scn_campaign_t *fp = &ch->camp[fc];
+        sg_scenario_rec_t *r = push(ch, fc, SG_EV_CLICK, t);
+
+        set_ad(ch, fc, fp->last_ad, &r->ev);
+        if (fp->last_imp[0]) {
+                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id), "%s",
+                         fp->last_imp);
+                r->ev.has_ref_id = 1;
+        }
+        return r;
+}
+
 /* The channel's incident, while it lasts: rate clicks/s from declared
  * bots (the fraud channel's flood without its browser-agent share, each
  * click from one of the spread pool's hosts), at
@@ -660,8 +676,6 @@ static void gen_incident(sg_scenario_t *sc, scn_channel_t *ch, int64_t offset,
 {
         scn_incident_t *in = &sc->inc[sc->incident_of[ch->idx] - 1];
         sg_scenario_rec_t *r;
-        scn_campaign_t *fp;
-        int fc;
 
         if (offset < in->start_ms || offset >= in->end_ms)
                 return;
@@ -670,15 +684,7 @@ static void gen_incident(sg_scenario_t *sc, scn_channel_t *ch, int64_t offset,
         if (in->acc < ACC_ONE)
                 return;
         in->acc -= ACC_ONE;
-        fc = (int)(in->n++ % SG_SCN_CAMPAIGNS);
-        fp = &ch->camp[fc];
-        r = push(ch, fc, SG_EV_CLICK, t0 + 8);
-        set_ad(ch, fc, fp->last_ad, &r->ev);
-        if (fp->last_imp[0]) {
-                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id), "%s",
-                         fp->last_imp);
-                r->ev.has_ref_id = 1;
-        }
+        r = extra_click(ch, (int)(in->n++ % SG_SCN_CAMPAIGNS), t0 + 8);
         set_bot(ch, &r->ev);
         /* Spread over the pool: a wave no source block stops, so each
          * incident is a case for the channel's pause. */
@@ -784,16 +790,9 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
                          * clicks too (every 10th: n = 9, 19, ...). */
                         int fc = (int)((n + n / FLOOD_HUMAN_EVERY) %
                                        SG_SCN_CAMPAIGNS);
-                        scn_campaign_t *fp = &ch->camp[fc];
 
                         ch->flood_acc -= ACC_ONE;
-                        r = push(ch, fc, SG_EV_CLICK, t0 + 8 + jitter(ch));
-                        set_ad(ch, fc, fp->last_ad, &r->ev);
-                        if (fp->last_imp[0]) {
-                                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id),
-                                         "%s", fp->last_imp);
-                                r->ev.has_ref_id = 1;
-                        }
+                        r = extra_click(ch, fc, t0 + 8 + jitter(ch));
                         if (n % FLOOD_HUMAN_EVERY == FLOOD_HUMAN_EVERY - 1) {
                                 /* A browser agent behind a few residential
                                  * proxies: behavioural (SIVT) fraud that the
@@ -822,17 +821,10 @@ static void gen_tick(sg_scenario_t *sc, scn_channel_t *ch)
                 if (ch->ipf_acc >= ACC_ONE) {
                         int64_t n = ch->ipf_n++;
                         int fc = (int)(n % SG_SCN_CAMPAIGNS);
-                        scn_campaign_t *fp = &ch->camp[fc];
 
                         ch->ipf_acc -= ACC_ONE;
                         /* After this tick's conversion (+6-7): +9. */
-                        r = push(ch, fc, SG_EV_CLICK, t0 + 9);
-                        set_ad(ch, fc, fp->last_ad, &r->ev);
-                        if (fp->last_imp[0]) {
-                                snprintf(r->ev.ref_id, sizeof(r->ev.ref_id),
-                                         "%s", fp->last_imp);
-                                r->ev.has_ref_id = 1;
-                        }
+                        r = extra_click(ch, fc, t0 + 9);
                         /* A fresh device each time (no duplicate-click
                          * tag), a browser agent, one of a few IPs. */
                         set_human(ch, 3 * DEVICE_POOL + (uint64_t)n, &r->ev);
