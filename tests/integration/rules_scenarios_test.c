@@ -302,6 +302,35 @@ Test(rules, cpa_overrun_pauses_only_the_overrunning_campaign)
         json_decref(truth);
 }
 
+/* The IP flood's sources from the truth's roles line: want of them. */
+static json_t *flood_sources(json_t *truth, size_t want)
+{
+        json_t *sources = NULL, *row;
+        size_t i;
+
+        json_array_foreach(truth, i, row)
+        {
+                json_t *roles = json_object_get(row, "roles");
+                if (roles)
+                        sources = json_object_get(roles, "flood_sources");
+        }
+        cr_assert_not_null(sources, "no flood sources in the truth");
+        cr_assert_eq(json_array_size(sources), want);
+        return sources;
+}
+
+/* source is one of the flood's, once. */
+static void assert_flood_source(json_t *sources, const char *source)
+{
+        json_t *row;
+        size_t i;
+        int found = 0;
+
+        json_array_foreach(sources, i, row) found +=
+            strcmp(json_string_value(row), source) == 0;
+        cr_assert_eq(found, 1, "blocked %s, not a flood IP", source);
+}
+
 Test(rules, click_flood_from_few_ips_blocks_them_and_keeps_the_channel)
 {
         const char *args[] = {"--seed",
@@ -324,39 +353,25 @@ Test(rules, click_flood_from_few_ips_blocks_them_and_keeps_the_channel)
         const char *bargs[] = {"breakers", "--json", NULL};
         static char out[65536];
         sg_decision_t *d;
-        json_t *truth, *sources = NULL, *rows;
-        size_t i;
-        json_t *row;
+        json_t *truth, *sources, *rows;
         int n;
 
         write_config("");
         h_start_stages();
         truth = run_scenario(args);
-        json_array_foreach(truth, i, row)
-        {
-                json_t *roles = json_object_get(row, "roles");
-                if (roles)
-                        sources = json_object_get(roles, "flood_sources");
-        }
-        cr_assert_not_null(sources, "no flood sources in the truth");
-        cr_assert_eq(json_array_size(sources), 3);
+        sources = flood_sources(truth, 3);
         wait_pipeline();
         n = decisions(&d, 3);
         if (n != 3)
                 dump(d, n);
         cr_assert_eq(n, 3, "decisions: want 3 BLOCK_SOURCE, got %d", n);
         for (int k = 0; k < n; k++) {
-                int found = 0;
-
                 cr_assert_eq(d[k].action, SG_ACT_BLOCK_SOURCE);
                 cr_assert_str_eq(d[k].channel, "search");
                 /* At 16.7% of search's clicks each, long before 100 a
                  * minute. */
                 cr_assert_str_eq(d[k].rule_id, "click_share_ip");
-                json_array_foreach(sources, i, row) found +=
-                    strcmp(json_string_value(row), d[k].source) == 0;
-                cr_assert_eq(found, 1, "blocked %s, not a flood IP",
-                             d[k].source);
+                assert_flood_source(sources, d[k].source);
         }
         /* The channel keeps running: no breaker anywhere. */
         cr_assert_eq(h_run("sg-ctl", bargs, out, sizeof(out)), 0);
@@ -382,33 +397,20 @@ Test(rules, a_concentrated_flood_is_blocked_a_spread_wave_pauses)
                               "--flood-invalid", "--rate",
                               "5000",            NULL};
         sg_decision_t *d;
-        json_t *truth, *sources = NULL, *row;
-        size_t i;
+        json_t *truth, *sources;
         int n, search_blocks = 0, kol_blocks = 0, kol_pauses = 0, other = 0;
 
         write_config("");
         h_start_stages();
         truth = run_scenario(args);
-        json_array_foreach(truth, i, row)
-        {
-                json_t *roles = json_object_get(row, "roles");
-                if (roles)
-                        sources = json_object_get(roles, "flood_sources");
-        }
-        cr_assert_not_null(sources, "no flood sources in the truth");
-        cr_assert_eq(json_array_size(sources), 3);
+        sources = flood_sources(truth, 3);
         wait_pipeline();
         n = decisions(&d, 8);
         for (int k = 0; k < n; k++) {
                 int blocks = d[k].action == SG_ACT_BLOCK_SOURCE;
 
                 if (blocks && !strcmp(d[k].channel, "search")) {
-                        int found = 0;
-
-                        json_array_foreach(sources, i, row) found +=
-                            strcmp(json_string_value(row), d[k].source) == 0;
-                        cr_assert_eq(found, 1, "blocked %s, not a flood IP",
-                                     d[k].source);
+                        assert_flood_source(sources, d[k].source);
                         cr_assert_str_eq(d[k].rule_id, "click_share_ip");
                         search_blocks++;
                 } else if (blocks && !strcmp(d[k].channel, "kol")) {
