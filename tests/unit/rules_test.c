@@ -263,7 +263,7 @@ Test(load, loads_shipped_default_rules)
         cr_assert_eq(r->scope, SG_SCOPE_SOURCE);
         cr_assert_eq(r->metric, SG_METRIC_SOURCE_SHARE);
         cr_assert(r->threshold == 0.05);
-        cr_assert_eq(r->min_clicks, 100);
+        cr_assert_eq(r->min_clicks, 300);
         cr_assert_eq(r->action, SG_ACT_BLOCK_SOURCE);
 
         r = &rules->rule[10];
