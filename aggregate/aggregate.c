@@ -254,17 +254,20 @@ static int record(sg_aggregate_t *ag, ag_pstate_t *ps,
                   const rd_kafka_message_t *m)
 {
         sg_event_t *ev = &ag->ev;
+        sg_marker_reader_t rd;
         sg_marker_t mk;
         char detail[256];
         int in, rc;
 
-        rc = sg_marker_parse(m, &mk, detail, sizeof(detail));
+        rc = sg_marker_open(m, &rd, detail, sizeof(detail));
         if (rc == 1) {
                 sg_counter_add(ag->markers, 1);
-                in = ag_input_of(&ag->inputs, ps, mk.source);
-                if (in >= 0)
-                        sg_watermark_observe(&ps->wmi[in], mk.event_time,
-                                             mk.idle);
+                while (sg_marker_next(&rd, &mk)) {
+                        in = ag_input_of(&ag->inputs, ps, mk.source);
+                        if (in >= 0)
+                                sg_watermark_observe(&ps->wmi[in],
+                                                     mk.event_time, mk.idle);
+                }
                 return 0;
         }
         if (rc == -1) {

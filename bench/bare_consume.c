@@ -38,7 +38,7 @@ int main(int argc, char **argv)
         double cpu_first = 0, cpu_last = 0;
         char errstr[512];
         sg_consumer_t *c;
-        sg_marker_t mk;
+        sg_marker_reader_t mk;
         rd_kafka_t *rk;
         struct rusage ru;
 
@@ -86,8 +86,8 @@ int main(int argc, char **argv)
                         continue;
                 /* Watermark markers on sg.events (docs/watermark.md) are
                  * not events: a look at the headers, no decoding. */
-                if (!m->err && !sg_marker_parse(m, &mk, errstr,
-                                                sizeof(errstr))) {
+                if (!m->err && !sg_marker_open(m, &mk, errstr,
+                                               sizeof(errstr))) {
                         /* The clock starts at the first message, after
                          * the group join, as for the stages. */
                         if (got++ == 0) {

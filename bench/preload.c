@@ -492,27 +492,33 @@ static int partition_count(rd_kafka_t *rk, const char *topic)
  * As ingest does (docs/watermark.md): a watermark marker for every input
  * partition stamped on the normalized events, into every sg.events
  * partition, saying its event time has come to t (or, at the end, that it
- * is idle). Returns the markers sent, or -1.
+ * is idle), all of them in one record per partition. Returns the marker
+ * records sent, or -1.
  */
 static int64_t send_markers(sg_producer_t *p, const sg_conf_t *conf,
                             const opts_t *o, int parts, int64_t t, int idle)
 {
         const char *topics[3] = {conf->topics.impressions, conf->topics.clicks,
                                  conf->topics.conversions};
+        int cnt = 3 * o->src_partitions, k = 0;
+        sg_marker_t *m = calloc((size_t)cnt, sizeof(*m));
         int64_t n = 0;
-        sg_marker_t m;
 
-        for (int k = 0; k < 3; k++)
-                for (int sp = 0; sp < o->src_partitions; sp++) {
-                        snprintf(m.source, sizeof(m.source), "%s/%d",
-                                 topics[k], sp);
-                        m.event_time = t;
-                        m.idle = idle;
-                        for (int q = 0; q < parts; q++, n++)
-                                if (sg_marker_send(p, conf->topics.events, q,
-                                                   &m) == -1)
-                                        return -1;
+        if (!m)
+                return -1;
+        for (int x = 0; x < 3; x++)
+                for (int sp = 0; sp < o->src_partitions; sp++, k++) {
+                        snprintf(m[k].source, sizeof(m[k].source), "%s/%d",
+                                 topics[x], sp);
+                        m[k].event_time = t;
+                        m[k].idle = idle;
                 }
+        for (int q = 0; q < parts && n >= 0; q++) {
+                int r = sg_marker_send(p, conf->topics.events, q, m, cnt);
+
+                n = r < 0 ? -1 : n + r;
+        }
+        free(m);
         return n;
 }
 

@@ -3,6 +3,7 @@
 last `bench:` line. Arguments: measures steps latency out.json fixed_rate
 fraud_channels wall_ms fraud_period_s."""
 import json
+import os
 import sys
 
 measures_path, steps_path, latency_path, out_path = sys.argv[1:5]
@@ -76,6 +77,34 @@ for st in steps:
         ok_so_far = False
     if st["rate"] == fixed_rate and headline is None:
         headline = st
+
+
+# Where the latency goes at the headline step (sg-bench-latency -t): from
+# the window end to aggregate's snapshot of it on sg.aggregates, to rules'
+# decision on the internal topic, to the sink's copy on ad-decisions, to
+# the probe reading it (Kafka timestamps: when each stage produced).
+hops = {}
+trace_path = os.path.join(os.path.dirname(latency_path), "trace.txt")
+if headline and os.path.exists(trace_path):
+    first = {"agg": {}, "dec": {}}
+    for line in open(trace_path):
+        f = line.split()
+        if len(f) == 5 and f[0] in first:
+            first[f[0]].setdefault((f[4], int(f[2])), int(f[3]))
+    rows = []
+    for line in open(latency_path):
+        f = line.split()
+        if len(f) < 7:
+            continue
+        k = (f[5], int(f[2]))
+        if not (headline["start_ms"] <= k[1] < headline["end_ms"]) or \
+                k not in first["agg"] or k not in first["dec"]:
+            continue
+        a, d, o = first["agg"][k], first["dec"][k], int(f[6])
+        rows.append((a - k[1], d - a, o - d, int(f[0]) - o))
+    for i, name in enumerate(("aggregate", "rules", "sink", "read")):
+        xs = [r[i] for r in rows]
+        hops[name] = {"p50_ms": pct(xs, 50), "p99_ms": pct(xs, 99)}
 
 
 def g(name, key, default=0):
@@ -170,7 +199,7 @@ res = {
             "p99_ms": headline["p99_ms"] if headline else None,
             "max_ms": headline["max_ms"] if headline else None,
             "sustainable_eps": sustainable,
-            "cpu_s_per_million": e2e_cpu},
+            "cpu_s_per_million": e2e_cpu, "hops": hops},
     "scale": scale,
 }
 with open(out_path, "w") as fp:
@@ -223,6 +252,12 @@ for st in steps:
         n(st["p99_ms"]), n(st["max_ms"]), "yes" if st["sustained"] else "no"))
 print("  generator: most behind schedule %s ms; highest sustained load %s ev/s"
       % (n(gen.get("behind_max_ms"), "{:.1f}"), n(sustainable)))
+if hops:
+    print("  where the latency goes at %s ev/s, p50/p99 ms: " % n(fixed_rate) +
+          ", ".join("%s %s/%s" % (k, n(v["p50_ms"]), n(v["p99_ms"]))
+                    for k, v in hops.items()))
+    print("   (window end -> aggregate's snapshot -> rules' decision -> "
+          "the sink's copy -> read)")
 if e2e_cpu:
     print("  CPU s per million events sent: " + ", ".join(
         "%s %.2f" % (k, v) for k, v in e2e_cpu.items()))

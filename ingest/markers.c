@@ -64,6 +64,8 @@ struct sg_markers {
         int64_t committed_at;
         mk_input_t *in;
         int cnt, cap;
+        sg_marker_t *out; /* a tick's entries (cap of them) ... */
+        int *due;         /* ... and the inputs they are of */
         sg_counter_t *total;
 };
 
@@ -95,6 +97,8 @@ void sg_markers_destroy(sg_markers_t *mk)
                 return;
         rd_kafka_topic_destroy(mk->rkt);
         free(mk->in);
+        free(mk->out);
+        free(mk->due);
         free(mk);
 }
 
@@ -105,6 +109,25 @@ static mk_input_t *find(sg_markers_t *mk, const char *topic, int32_t part)
                     strcmp(mk->in[i].topic, topic) == 0)
                         return &mk->in[i];
         return NULL;
+}
+
+static int grow(sg_markers_t *mk, int cap)
+{
+        mk_input_t *in = realloc(mk->in, (size_t)cap * sizeof(*in));
+        sg_marker_t *out;
+        int *due;
+
+        if (!in)
+                return -1;
+        mk->in = in;
+        if (!(out = realloc(mk->out, (size_t)cap * sizeof(*out))))
+                return -1;
+        mk->out = out;
+        if (!(due = realloc(mk->due, (size_t)cap * sizeof(*due))))
+                return -1;
+        mk->due = due;
+        mk->cap = cap;
+        return 0;
 }
 
 void sg_markers_rebalance(sg_markers_t *mk, int assign,
@@ -125,17 +148,10 @@ void sg_markers_rebalance(sg_markers_t *mk, int assign,
         }
         if (!assign || !parts)
                 return;
-        if (parts->cnt > mk->cap) {
-                mk_input_t *n = realloc(mk->in, (size_t)parts->cnt *
-                                                    sizeof(*n));
-
-                if (!n) {
-                        sg_error("event=markers_unavailable msg=\"out of "
-                                 "memory: no watermark markers\"");
-                        return;
-                }
-                mk->in = n;
-                mk->cap = parts->cnt;
+        if (parts->cnt > mk->cap && grow(mk, parts->cnt) == -1) {
+                sg_error("event=markers_unavailable msg=\"out of "
+                         "memory: no watermark markers\"");
+                return;
         }
         for (int k = 0; k < parts->cnt; k++) {
                 mk_input_t *e = &mk->in[mk->cnt++];
@@ -260,7 +276,7 @@ static int is_idle(sg_markers_t *mk, const mk_input_t *e)
 int sg_markers_tick(sg_markers_t *mk, int final)
 {
         int64_t now = sg_mono_ms();
-        int sent = 0;
+        int sent = 0, n = 0, p;
 
         partitions_refresh(mk, now);
         committed_learn(mk, now);
@@ -268,42 +284,56 @@ int sg_markers_tick(sg_markers_t *mk, int final)
                 return 0;
         for (int i = 0; i < mk->cnt; i++) {
                 mk_input_t *e = &mk->in[i];
-                sg_marker_t m;
-                int changed, p;
+                sg_marker_t *m = &mk->out[n];
+                int changed;
 
-                m.event_time = e->progress;
+                m->event_time = e->progress;
                 /* Idle once caught up and quiet for idle_ms (as Flink's
                  * withIdleness): a partition caught up for a moment, or
                  * empty when assigned, may still get records older than
                  * the other inputs' progress; those must not be late. */
                 if (!is_idle(mk, e))
                         e->busy_at = now;
-                m.idle = now - e->busy_at >= mk->idle_ms;
-                changed = !e->sent || m.event_time != e->sent_t ||
-                          m.idle != e->sent_idle;
+                m->idle = now - e->busy_at >= mk->idle_ms;
+                changed = !e->sent || m->event_time != e->sent_t ||
+                          m->idle != e->sent_idle;
                 if (!(changed &&
                       (final || !e->sent ||
                        now - e->sent_at >= mk->marker_ms)) &&
                     now - e->sent_at < HEARTBEAT_MS)
                         continue;
-                memcpy(m.source, e->source, sizeof(m.source));
-                for (p = 0; p < mk->partitions; p++)
-                        if (sg_marker_send(mk->p, mk->topic, p, &m) != 0)
-                                break;
-                sent += p;
-                if (p < mk->partitions)
-                        continue; /* not all out: again at the next tick */
-                if (changed)
-                        sg_debug("event=marker source=%s event_time=%lld "
-                                 "idle=%d partitions=%d",
-                                 e->source, (long long)m.event_time, m.idle,
-                                 mk->partitions);
-                e->sent = 1;
-                e->sent_t = m.event_time;
-                e->sent_idle = m.idle;
-                e->sent_at = now;
+                memcpy(m->source, e->source, sizeof(m->source));
+                mk->due[n++] = i;
+        }
+        if (n == 0)
+                return 0;
+        /* One record (per SG_MARKER_MAX bytes) for all of them, in every
+         * partition. */
+        for (p = 0; p < mk->partitions; p++) {
+                int r = sg_marker_send(mk->p, mk->topic, p, mk->out, n);
+
+                if (r < 0)
+                        break;
+                sent += r;
         }
         if (sent)
                 sg_counter_add(mk->total, (uint64_t)sent);
+        if (p < mk->partitions)
+                return sent; /* not all out: again at the next tick */
+        for (int k = 0; k < n; k++) {
+                mk_input_t *e = &mk->in[mk->due[k]];
+                const sg_marker_t *m = &mk->out[k];
+
+                if (!e->sent || m->event_time != e->sent_t ||
+                    m->idle != e->sent_idle)
+                        sg_debug("event=marker source=%s event_time=%lld "
+                                 "idle=%d partitions=%d",
+                                 e->source, (long long)m->event_time, m->idle,
+                                 mk->partitions);
+                e->sent = 1;
+                e->sent_t = m->event_time;
+                e->sent_idle = m->idle;
+                e->sent_at = now;
+        }
         return sent;
 }

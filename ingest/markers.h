@@ -35,7 +35,8 @@ void sg_markers_acked(void *opaque, const rd_kafka_topic_partition_list_t *next,
 /*
  * Sends the markers that are due (between pipeline batches: a marker is
  * never counted for a batch). final: every changed one now, regardless of
- * marker_ms (at a stop). Returns the markers enqueued.
+ * marker_ms (at a stop), all of them in one record per sg.events partition
+ * (or more, past SG_MARKER_MAX bytes). Returns the records enqueued.
  */
 int sg_markers_tick(sg_markers_t *mk, int final);
 

@@ -116,7 +116,7 @@ const sg_conf_field_t sg_conf_fields[] = {
           "= none"),
     INT("ingest.tag_missing_ua", "1", 0, 1, ingest.tag_missing_ua,
         "1 = an event without a user agent is invalid traffic (no_ua)"),
-    INT("ingest.marker_ms", "200", 1, 60000, ingest.marker_ms,
+    INT("ingest.marker_ms", "50", 1, 60000, ingest.marker_ms,
         "watermark markers (docs/watermark.md): an input partition's "
         "changed progress or idleness reaches every sg.events partition "
         "within this long (ms); unchanged, it is repeated every second"),

@@ -140,16 +140,19 @@ static int marked(long long t)
 
         for (int i = 0; i < n; i++) {
                 char err[256];
+                sg_marker_reader_t rd;
                 sg_marker_t mk;
 
-                if (sg_marker_parse(msgs[i], &mk, err, sizeof(err)) != 1)
+                if (sg_marker_open(msgs[i], &rd, err, sizeof(err)) != 1)
                         continue;
-                if (strcmp(mk.source, "ad-clicks/0") == 0)
-                        clicks = mk.event_time >= t;
-                else if (strcmp(mk.source, "ad-impressions/0") == 0)
-                        imps = mk.idle;
-                else
-                        convs = mk.idle;
+                while (sg_marker_next(&rd, &mk)) {
+                        if (strcmp(mk.source, "ad-clicks/0") == 0)
+                                clicks = mk.event_time >= t;
+                        else if (strcmp(mk.source, "ad-impressions/0") == 0)
+                                imps = mk.idle;
+                        else
+                                convs = mk.idle;
+                }
         }
         h_msgs_free(msgs, n);
         return clicks && imps && convs;

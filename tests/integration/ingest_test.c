@@ -297,10 +297,10 @@ static int events_in(rd_kafka_message_t **msgs, int n)
         int events = 0;
 
         for (int i = 0; i < n; i++) {
-                sg_marker_t mk;
+                sg_marker_reader_t rd;
                 char err[128];
 
-                events += sg_marker_parse(msgs[i], &mk, err, sizeof(err)) == 0;
+                events += sg_marker_open(msgs[i], &rd, err, sizeof(err)) == 0;
         }
         return events;
 }
@@ -389,6 +389,7 @@ Test(ingest_retry, failed_deliveries_rewind_to_the_first_unacknowledged_batch)
 
         n = h_consume_all("sg.events", RETRY_OLD + RETRY_NEW, 30000, &msgs);
         for (int i = 0; i < n; i++) {
+                sg_marker_reader_t rd;
                 sg_marker_t mk;
                 sg_event_t ev;
                 int k;
@@ -399,11 +400,13 @@ Test(ingest_retry, failed_deliveries_rewind_to_the_first_unacknowledged_batch)
                 /* Watermark markers are not events; one never comes before
                  * an event whose time it claims, even across the rewinds
                  * (each input partition's clicks are in time order). */
-                if (sg_marker_parse(msgs[i], &mk, err, sizeof(err)) == 1) {
-                        c = claim_get(claims, &claim_cnt, msgs[i]->partition,
-                                      mk.source);
-                        if (mk.event_time > c->t)
-                                c->t = mk.event_time;
+                if (sg_marker_open(msgs[i], &rd, err, sizeof(err)) == 1) {
+                        while (sg_marker_next(&rd, &mk)) {
+                                c = claim_get(claims, &claim_cnt,
+                                              msgs[i]->partition, mk.source);
+                                if (mk.event_time > c->t)
+                                        c->t = mk.event_time;
+                        }
                         continue;
                 }
                 cr_assert_eq(sg_codec_decode_normalized(codec, msgs[i]->payload,

@@ -99,7 +99,7 @@ typedef struct view {
         int have[EVENT_PARTS][INPUTS];
         sg_marker_t last[EVENT_PARTS][INPUTS];
         int events;
-        int markers;
+        int markers; /* entries: one input's word in one partition */
 } view_t;
 
 static int input_ix(const char *source)
@@ -131,23 +131,27 @@ static void view_read(sg_codec_t *codec, view_t *v)
         for (int i = 0; i < n; i++) {
                 const rd_kafka_message_t *m = msgs[i];
                 char err[256] = "", src[SG_MARKER_SOURCE_LEN];
+                sg_marker_reader_t rd;
                 sg_marker_t mk;
                 sg_event_t ev;
-                int rc = sg_marker_parse(m, &mk, err, sizeof(err));
+                int rc = sg_marker_open(m, &rd, err, sizeof(err));
                 int p = m->partition, x;
 
                 cr_assert(p >= 0 && p < EVENT_PARTS);
                 cr_assert_neq(rc, -1, "malformed marker at %d/%lld: %s", p,
                               (long long)m->offset, err);
                 if (rc == 1) {
-                        x = input_ix(mk.source);
-                        cr_assert_geq(x, 0, "marker for unknown input %s",
-                                      mk.source);
-                        v->have[p][x] = 1;
-                        v->last[p][x] = mk;
-                        if (mk.event_time > claimed[p][x])
-                                claimed[p][x] = mk.event_time;
-                        v->markers++;
+                        while (sg_marker_next(&rd, &mk)) {
+                                x = input_ix(mk.source);
+                                cr_assert_geq(x, 0,
+                                              "marker for unknown input %s",
+                                              mk.source);
+                                v->have[p][x] = 1;
+                                v->last[p][x] = mk;
+                                if (mk.event_time > claimed[p][x])
+                                        claimed[p][x] = mk.event_time;
+                                v->markers++;
+                        }
                         continue;
                 }
                 cr_assert_eq(sg_codec_decode_normalized(codec, m->payload,

@@ -336,11 +336,11 @@ static int count_events(int want, int timeout_ms)
 
                 events = 0;
                 for (int i = 0; i < n; i++) {
-                        sg_marker_t mk;
+                        sg_marker_reader_t mk;
                         char err[128];
 
-                        events += sg_marker_parse(msgs[i], &mk, err,
-                                                  sizeof(err)) == 0;
+                        events += sg_marker_open(msgs[i], &mk, err,
+                                                 sizeof(err)) == 0;
                 }
                 h_msgs_free(msgs, n);
                 if (events >= want || h_now_ms() >= deadline)
