@@ -686,6 +686,26 @@ static rd_kafka_conf_t *kconf(void)
         return c;
 }
 
+rd_kafka_t *h_admin(void)
+{
+        rd_kafka_conf_t *c = kconf();
+        char err[256];
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+
+        cr_assert_not_null(rk, "admin client: %s", err);
+        return rk;
+}
+
+rd_kafka_event_t *h_admin_result(rd_kafka_queue_t *q, const char *what)
+{
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+
+        cr_assert_not_null(ev, "%s: no answer in 60 s", what);
+        cr_assert_eq(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR,
+                     "%s: %s", what, rd_kafka_event_error_string(ev));
+        return ev;
+}
+
 int h_produce(const char *topic, const void *key, size_t key_len,
               const void *val, size_t len)
 {

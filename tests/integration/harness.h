@@ -120,6 +120,14 @@ const char *h_bin(const char *name, char *buf, size_t size);
 /* Path of a file in the source tree. */
 const char *h_src(const char *rel, char *buf, size_t size);
 
+/* A client for admin requests (rd_kafka_AlterConfigs, ...) on the test's
+ * broker; the caller rd_kafka_destroy()s it. */
+rd_kafka_t *h_admin(void);
+/* The result event of the admin request what that was sent with queue q:
+ * fails the test unless it comes within 60 s without a request-level
+ * error. The caller rd_kafka_event_destroy()s it. */
+rd_kafka_event_t *h_admin_result(rd_kafka_queue_t *q, const char *what);
+
 /* Produces one message and waits for its acknowledgement. */
 int h_produce(const char *topic, const void *key, size_t key_len,
               const void *val, size_t len);

@@ -27,21 +27,6 @@
 #define REFUSED                                                                \
         "event=deadletter_failed topic=sg.deadletter err=MSG_SIZE_TOO_LARGE"
 
-/* An admin client on the test's broker. */
-static rd_kafka_t *admin_new(void)
-{
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        char err[256];
-        rd_kafka_t *rk;
-
-        cr_assert_eq(rd_kafka_conf_set(conf, "bootstrap.servers", H.bootstrap,
-                                       err, sizeof(err)),
-                     RD_KAFKA_CONF_OK, "%s", err);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        cr_assert_not_null(rk, "%s", err);
-        return rk;
-}
-
 /* The value of config name of topic as the broker describes it ("" when it
  * does not say). */
 static void topic_config(rd_kafka_t *rk, const char *topic, const char *name,
@@ -58,12 +43,7 @@ static void topic_config(rd_kafka_t *rk, const char *topic, const char *name,
 
         out[0] = '\0';
         rd_kafka_DescribeConfigs(rk, &res, 1, NULL, q);
-        ev = rd_kafka_queue_poll(q, 30000);
-        cr_assert_not_null(ev, "DescribeConfigs %s: no answer in 30 s",
-                           topic);
-        cr_assert_eq(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR,
-                     "DescribeConfigs %s: %s", topic,
-                     rd_kafka_event_error_string(ev));
+        ev = h_admin_result(q, "DescribeConfigs");
         r = rd_kafka_event_DescribeConfigs_result(ev);
         rs = rd_kafka_DescribeConfigs_result_resources(r, &rn);
         for (size_t i = 0; i < rn; i++) {
@@ -84,7 +64,7 @@ static void topic_config(rd_kafka_t *rk, const char *topic, const char *name,
  * describes it so: its own view, which is what it checks a produce by. */
 static void deadletter_topic_small(void)
 {
-        rd_kafka_t *rk = admin_new();
+        rd_kafka_t *rk = h_admin();
         rd_kafka_ConfigResource_t *res =
             rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC,
                                         "sg.deadletter");
@@ -99,10 +79,7 @@ static void deadletter_topic_small(void)
                          res, "max.message.bytes", DL_TOPIC_MAX),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_AlterConfigs(rk, &res, 1, NULL, q);
-        ev = rd_kafka_queue_poll(q, 30000);
-        cr_assert_not_null(ev, "AlterConfigs: no answer in 30 s");
-        cr_assert_eq(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR,
-                     "AlterConfigs: %s", rd_kafka_event_error_string(ev));
+        ev = h_admin_result(q, "AlterConfigs");
         rs = rd_kafka_AlterConfigs_result_resources(
             rd_kafka_event_AlterConfigs_result(ev), &rn);
         cr_assert_eq(rn, 1);
