@@ -77,6 +77,15 @@ void h_redis_restart(void);
  */
 void h_redis_outage(int down_ms, const char *password,
                     const char *const *extra);
+/*
+ * A Redis restart that loads slowly: SHUTDOWN SAVE, then redis-server on
+ * the same socket loading the dump key_delay_us per key (its hidden
+ * key-load-delay), answering -LOADING meanwhile. Returns once it says it
+ * is loading (INFO persistence).
+ */
+void h_redis_reload_slowly(int key_delay_us);
+/* Polls until redis-server has loaded its data: 0, or -1 after ms. */
+int h_redis_wait_loaded(int ms);
 /* The pid of a started process by name ("sg-aggregate"), 0 if none. */
 pid_t h_pid(const char *name);
 /* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */
