@@ -29,10 +29,8 @@ static const char rules_yaml[] =
     "    metric: spend_pct_of_budget\n"
     "    op: \">=\"\n"
     "    threshold: 1.0\n"
-    "    resume_threshold: 0.95\n"
-    "    cooldown_s: 3600\n"
-    "    min_spend_micros: 1\n"
-    "    action: PAUSE\n";
+    "    action: PAUSE\n"
+    "    min_spend_micros: 1\n";
 
 static void setup(void)
 {
