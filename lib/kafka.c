@@ -443,6 +443,76 @@ rd_kafka_t *sg_producer_handle(sg_producer_t *p)
         return p->rk;
 }
 
+rd_kafka_topic_partition_list_t *sg_kafka_group_offsets(rd_kafka_t *rk,
+                                                        const char *group,
+                                                        const char *topic,
+                                                        char *errstr,
+                                                        size_t errstr_size)
+{
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_topic_partition_list_t *out = NULL, *want;
+        rd_kafka_ListConsumerGroupOffsets_t *req;
+        const struct rd_kafka_metadata *md;
+        const rd_kafka_group_result_t **gr;
+        const rd_kafka_topic_partition_list_t *l;
+        rd_kafka_event_t *ev = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        rd_kafka_queue_t *q;
+        size_t n;
+
+        /* Every partition by name: a broker need not list "all topics"
+         * (librdkafka's mock cluster does not). */
+        rd_kafka_topic_destroy(rkt);
+        if (err || md->topic_cnt != 1 || md->topics[0].err) {
+                snprintf(errstr, errstr_size, "no metadata for %s: %s", topic,
+                         rd_kafka_err2str(err ? err : md->topics[0].err));
+                if (!err)
+                        rd_kafka_metadata_destroy(md);
+                return NULL;
+        }
+        want = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                rd_kafka_topic_partition_list_add(
+                    want, topic, md->topics[0].partitions[p].id);
+        rd_kafka_metadata_destroy(md);
+        req = rd_kafka_ListConsumerGroupOffsets_new(group, want);
+        rd_kafka_topic_partition_list_destroy(want);
+        q = rd_kafka_queue_new(rk);
+        rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, NULL, q);
+        ev = rd_kafka_queue_poll(q, 30000);
+        if (!ev) {
+                snprintf(errstr, errstr_size, "no answer in 30 s");
+                goto out;
+        }
+        if (rd_kafka_event_error(ev)) {
+                snprintf(errstr, errstr_size, "%s",
+                         rd_kafka_event_error_string(ev));
+                goto out;
+        }
+        gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
+            rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+        if (n != 1 || rd_kafka_group_result_error(gr[0])) {
+                snprintf(errstr, errstr_size, "%s",
+                         n == 1 ? rd_kafka_error_string(
+                                      rd_kafka_group_result_error(gr[0]))
+                                : "no group in the reply");
+                goto out;
+        }
+        l = rd_kafka_group_result_partitions(gr[0]);
+        out = rd_kafka_topic_partition_list_new(l ? l->cnt : 1);
+        for (int i = 0; l && i < l->cnt; i++)
+                if (strcmp(l->elems[i].topic, topic) == 0 && !l->elems[i].err)
+                        rd_kafka_topic_partition_list_add(
+                            out, topic, l->elems[i].partition)
+                            ->offset = l->elems[i].offset;
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+        return out;
+}
+
 static int producer_send(sg_producer_t *p, const char *topic,
                          int32_t partition, const void *key, size_t key_len,
                          const void *value, size_t value_len,

@@ -27,6 +27,16 @@ sg_producer_t *sg_producer_new(const sg_conf_t *conf, const char *client_id,
 void sg_producer_destroy(sg_producer_t *p); /* flushes for up to 10 s */
 
 rd_kafka_t *sg_producer_handle(sg_producer_t *p);
+/*
+ * The offsets consumer group group has committed on the partitions of
+ * topic, asked through rk (any client: the admin API). NULL on error,
+ * errstr filled. The caller destroys the list.
+ */
+rd_kafka_topic_partition_list_t *sg_kafka_group_offsets(rd_kafka_t *rk,
+                                                        const char *group,
+                                                        const char *topic,
+                                                        char *errstr,
+                                                        size_t errstr_size);
 
 /*
  * Enqueues one message (copied). partition -1 = by key. hdrs may be NULL; it

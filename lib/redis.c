@@ -649,6 +649,11 @@ void sg_redis_epoch_fenced(sg_redis_t *r, int had_data)
         r->expect = had_data;
 }
 
+void sg_redis_epoch_expect(sg_redis_t *r, int had_data)
+{
+        r->expect = had_data;
+}
+
 int sg_redis_epoch_ok(sg_redis_t *r)
 {
         char epoch[64], mark[256];

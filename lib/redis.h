@@ -112,6 +112,14 @@ int sg_redis_epoch_ok(sg_redis_t *r);
  * a new epoch: the others find the mark).
  */
 void sg_redis_epoch_fenced(sg_redis_t *r, int had_data);
+/*
+ * Before sg_redis_epoch_start(), for a stage whose writes are not fenced
+ * (rules): had_data, the stage knows Redis lost some of its writes while
+ * it did not run (rules: its Kafka commit is past the offsets stored with
+ * its state, a rollback that kept sg:epoch), so the start is stopped and
+ * marked as for a loss, until the data is restored or the mark removed.
+ */
+void sg_redis_epoch_expect(sg_redis_t *r, int had_data);
 
 /* Counters for metrics: commands sent and round trips made. */
 long long sg_redis_commands(const sg_redis_t *r);

@@ -26,6 +26,7 @@
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
+#include "offsets.h"
 #include "stage.h"
 #include "state.h"
 
@@ -392,16 +393,26 @@ static int append_outbox(writer_t *w)
         return 0;
 }
 
+/* The batch's offsets (rules/offsets.c): with its state, or not at all. */
+static int append_offsets(writer_t *w, int n)
+{
+        int k = sg_rules_offsets_append(w->e->redis, w->e->msgs, n);
+
+        if (k < 0)
+                return -1;
+        w->sent += k;
+        return 0;
+}
+
 /*
- * The overlay and the outbox to Redis in one MULTI/EXEC, pipelined: one
+ * The overlay, the outbox and the batch's offsets to Redis in one
+ * MULTI/EXEC (every batch, also one that changed nothing), pipelined: one
  * round trip, all or nothing. 0, or -1 when stopped. An EXEC that Redis
  * refuses (a command it rejected while queueing) is retried, loudly: going
  * on would send decisions whose state is not stored.
  */
-static int state_write(sg_rules_engine_t *e)
+static int state_write(sg_rules_engine_t *e, int n)
 {
-        if (!sg_rstate_pending(e->st) && e->out_cnt == 0)
-                return 0;
         for (;;) {
                 /* MULTI/EXEC: a crash or a lost connection mid-write leaves
                  * all of it or none (F19d); a redo after a lost EXEC reply
@@ -411,6 +422,7 @@ static int state_write(sg_rules_engine_t *e)
                 int ok = append(&w, 1, multi) == 0 &&
                          sg_rstate_each_pending(e->st, write_one, &w) == 0 &&
                          (e->out_cnt == 0 || append_outbox(&w) == 0) &&
+                         append_offsets(&w, n) == 0 &&
                          append(&w, 1, exec) == 0;
                 int aborted = 0;
 
@@ -1209,9 +1221,13 @@ static int refuse_on_lost_data(sg_rules_engine_t *e, sg_consumer_t *consumer,
                 return -1;
         if (ok == 1) {
                 /* The data is back (restored) or the loss accepted: what
-                 * Redis holds now is the state. */
-                if (e->halted)
+                 * Redis holds now is the state, and its offsets no longer
+                 * say what rules wrote. */
+                if (e->halted) {
                         e->state_stale = 1;
+                        if (sg_rules_offsets_forget(e->redis) == -1)
+                                return -1;
+                }
                 e->halted = 0;
                 return 0;
         }
@@ -1258,7 +1274,7 @@ static int batch(sg_rules_engine_t *e, sg_consumer_t *consumer, int n)
                 return 0;
         }
         /* State and decisions stored together, then the decisions sent. */
-        if (state_write(e) == -1)
+        if (state_write(e, n) == -1)
                 return -1; /* stopped while Redis is down: no commit */
         if (e->out_cnt &&
             (outbox_deliver(e) == -1 || outbox_clear(e) == -1))

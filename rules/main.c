@@ -8,6 +8,7 @@
 #include "engine.h"
 #include "kafka.h"
 #include "log.h"
+#include "offsets.h"
 #include "redis.h"
 #include "rules.h"
 #include "stage.h"
@@ -46,9 +47,7 @@ int main(int argc, char **argv)
                 sg_rules_destroy(rules);
                 goto out;
         }
-        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err))) ||
-            sg_redis_epoch_start(redis, "rules") == -1) {
-                /* The guard fails only when stopped: no message. */
+        if (!(redis = sg_redis_new(conf.redis, 0, err, sizeof(err)))) {
                 what = "redis";
                 sg_rules_destroy(rules);
                 goto out;
@@ -56,6 +55,16 @@ int main(int argc, char **argv)
         if (!(producer =
                   sg_producer_new(&conf, "sg-rules", err, sizeof(err)))) {
                 what = "kafka producer";
+                sg_rules_destroy(rules);
+                goto out;
+        }
+        /* A Kafka commit past what Redis holds: writes lost (F14). */
+        sg_redis_epoch_expect(redis, sg_rules_offsets_rolled_back(
+                                         &conf, redis,
+                                         sg_producer_handle(producer)));
+        if (sg_redis_epoch_start(redis, "rules") == -1) {
+                /* The guard fails only when stopped: no message. */
+                what = "redis";
                 sg_rules_destroy(rules);
                 goto out;
         }

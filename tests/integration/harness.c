@@ -554,14 +554,18 @@ fail:
         return NULL;
 }
 
-void h_redis_outage(int down_ms, const char *password, const char *const *extra)
+/* SHUTDOWN SAVE (the data goes to dir/dump.rdb), then down_ms with no
+ * server, then redis-server again on the same socket with the outage's
+ * arguments plus extra (NULL-terminated, may be NULL); it loads the dump.
+ * Returns as soon as it is spawned. */
+static void redis_save_respawn(int down_ms, const char *password,
+                               const char *const *extra)
 {
         const char *args[24] = {"--port", "0",  "--unixsocket", H.redis_sock,
                                 "--save", "",   "--appendonly", "no",
                                 "--dir",  H.dir};
         pid_t pid = h_pid("redis-server");
         redisContext *c = redis_auth(password);
-        long long deadline;
         int n = 10;
 
         cr_assert_gt(pid, 0, "redis-server is not running");
@@ -582,6 +586,14 @@ void h_redis_outage(int down_ms, const char *password, const char *const *extra)
                 args[n++] = *extra;
         args[n] = NULL;
         h_spawn("redis-server", args);
+}
+
+void h_redis_outage(int down_ms, const char *password, const char *const *extra)
+{
+        long long deadline;
+        redisContext *c;
+
+        redis_save_respawn(down_ms, password, extra);
         deadline = h_now_ms() + 15000;
         while (!(c = redis_auth(password))) {
                 cr_assert_lt(h_now_ms(), deadline,
@@ -591,6 +603,59 @@ void h_redis_outage(int down_ms, const char *password, const char *const *extra)
                 nap(20);
         }
         redisFree(c);
+}
+
+/* 1 while redis-server says it is loading its data (INFO answers then),
+ * 0 once it has loaded, -1 when nothing answers. */
+static int redis_loading(void)
+{
+        redisContext *c = redisConnectUnix(H.redis_sock);
+        redisReply *r;
+        int loading = -1;
+
+        if (c && !c->err &&
+            (r = redisCommand(c, "INFO persistence")) != NULL) {
+                if (r->type == REDIS_REPLY_STRING)
+                        loading = strstr(r->str, "loading:1") != NULL;
+                freeReplyObject(r);
+        }
+        if (c)
+                redisFree(c);
+        return loading;
+}
+
+void h_redis_reload_slowly(int key_delay_us)
+{
+        char delay[32];
+        const char *extra[] = {"--key-load-delay", delay,
+                               /* -LOADING replies while it loads, not
+                                * silence: events every 1 KiB read. */
+                               "--loading-process-events-interval-bytes",
+                               "1024", NULL};
+        long long deadline;
+
+        snprintf(delay, sizeof(delay), "%d", key_delay_us);
+        redis_save_respawn(0, NULL, extra);
+        deadline = h_now_ms() + 15000;
+        while (redis_loading() != 1) {
+                cr_assert_lt(h_now_ms(), deadline,
+                             "redis-server was not loading within 15 s "
+                             "(log: %s/redis-server.log)",
+                             H.dir);
+                nap(20);
+        }
+}
+
+int h_redis_wait_loaded(int ms)
+{
+        long long deadline = h_now_ms() + ms;
+
+        while (redis_loading() != 0) {
+                if (h_now_ms() >= deadline)
+                        return -1;
+                nap(100);
+        }
+        return 0;
 }
 
 void h_start_stages(void)
@@ -684,6 +749,26 @@ static rd_kafka_conf_t *kconf(void)
         rd_kafka_conf_set(c, "fetch.wait.max.ms", "10", err, sizeof(err));
         rd_kafka_conf_set(c, "log_level", "3", err, sizeof(err));
         return c;
+}
+
+rd_kafka_t *h_admin(void)
+{
+        rd_kafka_conf_t *c = kconf();
+        char err[256];
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+
+        cr_assert_not_null(rk, "admin client: %s", err);
+        return rk;
+}
+
+rd_kafka_event_t *h_admin_result(rd_kafka_queue_t *q, const char *what)
+{
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+
+        cr_assert_not_null(ev, "%s: no answer in 60 s", what);
+        cr_assert_eq(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR,
+                     "%s: %s", what, rd_kafka_event_error_string(ev));
+        return ev;
 }
 
 int h_produce(const char *topic, const void *key, size_t key_len,

@@ -77,6 +77,15 @@ void h_redis_restart(void);
  */
 void h_redis_outage(int down_ms, const char *password,
                     const char *const *extra);
+/*
+ * A Redis restart that loads slowly: SHUTDOWN SAVE, then redis-server on
+ * the same socket loading the dump key_delay_us per key (its hidden
+ * key-load-delay), answering -LOADING meanwhile. Returns once it says it
+ * is loading (INFO persistence).
+ */
+void h_redis_reload_slowly(int key_delay_us);
+/* Polls until redis-server has loaded its data: 0, or -1 after ms. */
+int h_redis_wait_loaded(int ms);
 /* The pid of a started process by name ("sg-aggregate"), 0 if none. */
 pid_t h_pid(const char *name);
 /* Starts sg-ingest, sg-aggregate, sg-rules, sg-sink. */
@@ -119,6 +128,14 @@ int h_log_count(const char *name, const char *needle);
 const char *h_bin(const char *name, char *buf, size_t size);
 /* Path of a file in the source tree. */
 const char *h_src(const char *rel, char *buf, size_t size);
+
+/* A client for admin requests (rd_kafka_AlterConfigs, ...) on the test's
+ * broker; the caller rd_kafka_destroy()s it. */
+rd_kafka_t *h_admin(void);
+/* The result event of the admin request what that was sent with queue q:
+ * fails the test unless it comes within 60 s without a request-level
+ * error. The caller rd_kafka_event_destroy()s it. */
+rd_kafka_event_t *h_admin_result(rd_kafka_queue_t *q, const char *what);
 
 /* Produces one message and waits for its acknowledgement. */
 int h_produce(const char *topic, const void *key, size_t key_len,
