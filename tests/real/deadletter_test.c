@@ -185,10 +185,10 @@ Test(deadletter, a_dead_letter_the_broker_refuses_stalls_and_loses_nothing)
 
         n = h_consume_all("sg.events", 3 * GOOD, 30000, &msgs);
         for (int i = 0; i < n; i++) {
-                sg_marker_t mk;
+                sg_marker_reader_t mk;
                 sg_event_t ev;
 
-                if (sg_marker_parse(msgs[i], &mk, err, sizeof(err)) != 0)
+                if (sg_marker_open(msgs[i], &mk, err, sizeof(err)) != 0)
                         continue;
                 cr_assert_eq(sg_codec_decode_normalized(codec,
                                                         msgs[i]->payload,
