@@ -53,14 +53,27 @@ static uint64_t fnv(uint64_t h, const void *buf, size_t len)
         return h;
 }
 
-/* A 64-bit hash of a, a separator and b; never 0 (the empty slot). */
-uint64_t ag_hash(const void *a, size_t alen, const void *b, size_t blen)
+/* ag_hash in two steps: the state after a and the separator, then the
+ * hash with b. A scope keeps its first step (fc_seed), so the frequency
+ * cap hashes only the device per impression. */
+static uint64_t hash_seed(const void *a, size_t alen)
 {
         uint64_t h = fnv(1469598103934665603ULL, a, alen);
 
-        h = (h ^ 0xff) * 1099511628211ULL;
-        h = mix64(fnv(h, b, blen));
+        return (h ^ 0xff) * 1099511628211ULL;
+}
+
+static uint64_t hash_end(uint64_t seed, const void *b, size_t blen)
+{
+        uint64_t h = mix64(fnv(seed, b, blen));
+
         return h ? h : 1;
+}
+
+/* A 64-bit hash of a, a separator and b; never 0 (the empty slot). */
+uint64_t ag_hash(const void *a, size_t alen, const void *b, size_t blen)
+{
+        return hash_end(hash_seed(a, alen), b, blen);
 }
 
 /* ------------------------------------------------------- model config */
@@ -219,109 +232,94 @@ static int htab_grow(ag_htab_t *t)
         size_t cap = t->mask ? 2 * (t->mask + 1) : 1024;
         ag_htab_t n = {0};
 
-        n.key = calloc(cap, sizeof(*n.key));
-        n.val = calloc(cap, sizeof(*n.val));
-        n.aux = calloc(cap, sizeof(*n.aux));
-        if (!n.key || !n.val || !n.aux) {
-                free(n.key);
-                free(n.val);
-                free(n.aux);
+        n.e = calloc(cap, sizeof(*n.e));
+        if (!n.e)
                 return -1;
-        }
         n.mask = cap - 1;
         for (size_t i = 0; t->mask && i <= t->mask; i++) {
                 size_t j;
 
-                if (!t->key[i])
+                if (!t->e[i].key)
                         continue;
-                for (j = t->key[i] & n.mask; n.key[j]; j = (j + 1) & n.mask)
+                for (j = t->e[i].key & n.mask; n.e[j].key; j = (j + 1) & n.mask)
                         ;
-                n.key[j] = t->key[i];
-                n.val[j] = t->val[i];
-                n.aux[j] = t->aux[i];
+                n.e[j] = t->e[i];
         }
         n.cnt = t->cnt;
-        free(t->key);
-        free(t->val);
-        free(t->aux);
+        free(t->e);
         *t = n;
         return 0;
 }
 
+/* The slot holding key, or the empty slot that ends its probe chain. */
+static ag_hent_t *htab_slot(const ag_htab_t *t, uint64_t key)
+{
+        size_t i;
+
+        for (i = key & t->mask; t->e[i].key; i = (i + 1) & t->mask)
+                if (t->e[i].key == key)
+                        break;
+        return &t->e[i];
+}
+
 int64_t *ag_htab_get(ag_htab_t *t, uint64_t key)
 {
+        ag_hent_t *e;
+
         if (!t->mask)
                 return NULL;
-        for (size_t i = key & t->mask; t->key[i]; i = (i + 1) & t->mask)
-                if (t->key[i] == key)
-                        return &t->val[i];
-        return NULL;
+        e = htab_slot(t, key);
+        return e->key ? &e->val : NULL;
 }
 
 int ag_htab_put(ag_htab_t *t, uint64_t key, int64_t val, int64_t aux)
 {
-        size_t i;
+        ag_hent_t *e;
 
         if ((t->cnt + 1) * 4 > (t->mask + 1) * 3 && htab_grow(t) == -1)
                 return -1;
-        for (i = key & t->mask; t->key[i]; i = (i + 1) & t->mask)
-                if (t->key[i] == key)
-                        break;
-        if (!t->key[i])
+        e = htab_slot(t, key);
+        if (!e->key)
                 t->cnt++;
-        t->key[i] = key;
-        t->val[i] = val;
-        t->aux[i] = aux;
+        e->key = key;
+        e->val = val;
+        e->aux = aux;
         return 0;
 }
 
 /* Keeps the entries whose aux is at least min_aux (rebuilds the table). */
 static void htab_sweep(ag_htab_t *t, int64_t min_aux)
 {
-        ag_htab_t n = *t;
+        ag_hent_t *old = t->e, *n;
         size_t live = 0;
 
         if (!t->mask)
                 return;
         for (size_t i = 0; i <= t->mask; i++)
-                if (t->key[i] && t->aux[i] < min_aux)
-                        t->key[i] = 0;
-                else if (t->key[i])
+                if (old[i].key && old[i].aux < min_aux)
+                        old[i].key = 0;
+                else if (old[i].key)
                         live++;
         /* Reinsert the survivors so that no probe chain is broken. */
-        n.key = t->key;
-        n.val = t->val;
-        n.aux = t->aux;
-        t->key = calloc(t->mask + 1, sizeof(*t->key));
-        t->val = calloc(t->mask + 1, sizeof(*t->val));
-        t->aux = calloc(t->mask + 1, sizeof(*t->aux));
-        if (!t->key || !t->val || !t->aux) {
-                /* Keep the old arrays: a cleared slot only shortens a
-                 * probe chain, and entries past it are found again after
-                 * the next successful sweep. */
-                free(t->key);
-                free(t->val);
-                free(t->aux);
-                t->key = n.key;
-                t->val = n.val;
-                t->aux = n.aux;
+        n = calloc(t->mask + 1, sizeof(*n));
+        if (!n) {
+                /* Keep the old array: a cleared slot only shortens a probe
+                 * chain, and entries past it are found again after the
+                 * next successful sweep. */
                 t->cnt = live;
                 return;
         }
+        t->e = n;
         t->cnt = 0;
-        for (size_t i = 0; i <= n.mask; i++)
-                if (n.key[i])
-                        ag_htab_put(t, n.key[i], n.val[i], n.aux[i]);
-        free(n.key);
-        free(n.val);
-        free(n.aux);
+        for (size_t i = 0; i <= t->mask; i++)
+                if (old[i].key)
+                        ag_htab_put(t, old[i].key, old[i].val, old[i].aux);
+        free(old);
 }
 
 static void htab_free(ag_htab_t *t)
 {
-        free(t->key);
-        free(t->val);
-        free(t->aux);
+        free(t->e);
         memset(t, 0, sizeof(*t));
 }
 
@@ -746,6 +744,7 @@ ag_scope_t *ag_part_scope(ag_part_t *p, const char *name, int create)
         if (!s)
                 return NULL;
         snprintf(s->name, sizeof(s->name), "%s", name);
+        s->fc_seed = hash_seed(s->name, strlen(s->name));
         s->channel = name[0] && name[strlen(name) - 1] == '|';
         s->fresh = 1;
         p->slots[i] = s;
@@ -945,30 +944,41 @@ static void event_deltas(const sg_event_t *ev, int64_t *d)
                         d[F_IVT_BOT_UA + b] = 1;
 }
 
-/* 1 if the impression of device dev is over the frequency cap of scope s
- * on its day; counts it. */
-static int freq_over(ag_part_t *p, const ag_scope_t *s, int64_t bucket,
-                     const char *dev)
+/* The frequency-cap key of device dev (dlen bytes) in scope s on day. */
+static uint64_t fc_key(const ag_scope_t *s, const char *dev, size_t dlen,
+                       int64_t day)
 {
-        int64_t day = ag_day_start(p->m, bucket);
-        uint64_t h = ag_hash(s->name, strlen(s->name), dev, strlen(dev));
-        uint64_t key = mix64(h ^ (uint64_t)day) | 1;
-        int64_t *cnt = ag_htab_get(&p->fc, key), now;
+        return mix64(hash_end(s->fc_seed, dev, dlen) ^ (uint64_t)day) | 1;
+}
+
+/* Starts loading key's slot: the table outgrows the caches, and the
+ * probe comes after the event's other work. */
+static void fc_prefetch(const ag_part_t *p, uint64_t key)
+{
+        if (p->fc.mask)
+                __builtin_prefetch(&p->fc.e[key & p->fc.mask], 1);
+}
+
+/* 1 if the impression with frequency-cap key (of its scope and device) is
+ * over the cap on its day; counts it. */
+static int freq_over(ag_part_t *p, uint64_t key, int64_t day)
+{
+        ag_hent_t *e = p->fc.mask ? htab_slot(&p->fc, key) : NULL;
+        int64_t now = e && e->key ? e->val : 0;
         unsigned char rec[9];
 
         /* Counts saturate just past the cap: beyond it every impression
          * is over, and nothing changes to remember (so the log grows with
          * devices, not impressions). */
-        now = cnt ? *cnt : 0;
         if (now > p->m->freq_cap)
                 return 1;
         /* Bounded (aggregate.max_devices): a pair past it is not capped. */
-        if (!cnt && p->m->max_devices > 0 &&
+        if (!(e && e->key) && p->m->max_devices > 0 &&
             (int64_t)p->fc.cnt >= p->m->max_devices)
                 return 0;
         now++;
-        if (cnt)
-                *cnt = now;
+        if (e && e->key)
+                e->val = now;
         else if (ag_htab_put(&p->fc, key, now, day) == -1)
                 return -1;
         if (day > p->fc_day)
@@ -1052,7 +1062,8 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
         ag_scope_t *sc[2];
         int dev = ev->has_device_id && ev->device_id[0];
         int ip = ev->has_ip && ev->ip[0];
-        uint64_t hdev = 0, hip = 0;
+        uint64_t hdev = 0, hip = 0, fck[2] = {0, 0}; /* 0: no cap */
+        int64_t fc_day = 0;
         int ctc = -1;
 
         join3(name, sizeof(name), ev->channel, "|", "");
@@ -1089,6 +1100,15 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
                           ? ctc_field(ev->event_time - *ct)
                           : F_NO_CLICK;
         }
+        if (ev->type == SG_EV_IMPRESSION && dev && m->freq_cap > 0) {
+                size_t dlen = strlen(ev->device_id);
+
+                fc_day = ag_day_start(m, bucket);
+                for (int k = 0; k < 2; k++) {
+                        fck[k] = fc_key(sc[k], ev->device_id, dlen, fc_day);
+                        fc_prefetch(p, fck[k]);
+                }
+        }
         if (dev)
                 hdev = sg_hll_hash(ev->device_id, strlen(ev->device_id));
         if (ip)
@@ -1099,8 +1119,8 @@ int ag_part_apply(ag_part_t *p, const sg_event_t *ev)
                 event_deltas(ev, d);
                 if (ctc >= 0)
                         d[ctc]++;
-                if (ev->type == SG_EV_IMPRESSION && dev && m->freq_cap > 0) {
-                        int over = freq_over(p, s, bucket, ev->device_id);
+                if (fck[k]) {
+                        int over = freq_over(p, fck[k], fc_day);
                         if (over == -1)
                                 return -1;
                         d[F_FREQ_CAP] += over;

@@ -89,6 +89,7 @@ typedef struct ag_i64s {
 
 typedef struct ag_scope {
         char name[AG_SCOPE_LEN];
+        uint64_t fc_seed; /* ag_hash's state after the name and separator */
         int channel; /* "<channel>|" */
         ag_cells_t lv[AG_LEVELS];
         ag_wsum_t win[SG_MAX_WINDOWS];
@@ -142,11 +143,17 @@ typedef struct ag_logs {
         int cnt, cap;
 } ag_logs_t;
 
-/* An open-addressing table of 64-bit hashes and values. */
+/* An open-addressing table of 64-bit hashes and values. A slot's key,
+ * value and aux share one cache line: a probe of a big table (the
+ * frequency cap's) misses once, not three times. */
+typedef struct ag_hent {
+        uint64_t key; /* 0 = empty */
+        int64_t val;
+        int64_t aux;
+} ag_hent_t;
+
 typedef struct ag_htab {
-        uint64_t *key; /* 0 = empty */
-        int64_t *val;
-        int64_t *aux;
+        ag_hent_t *e;
         size_t mask, cnt;
 } ag_htab_t;
 

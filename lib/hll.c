@@ -381,6 +381,23 @@ static uint64_t count_union_sparse(const sg_hll_t *const *hs, int n)
         return estimate(histo);
 }
 
+/* reg[i] = max(reg[i], register i of the dense d): four registers per
+ * three bytes, unpacked together (a window's union reads every register
+ * of each dense bucket, each snapshot). */
+static void dense_max_into(uint8_t *reg, const uint8_t *d)
+{
+        for (uint32_t i = 0; i < SG_HLL_REGISTERS; i += 4, d += 3) {
+                uint32_t w = d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16;
+
+                for (uint32_t k = 0; k < 4; k++) {
+                        uint8_t v = (uint8_t)(w >> (6 * k) & HLL_MAX);
+
+                        if (v > reg[i + k])
+                                reg[i + k] = v;
+                }
+        }
+}
+
 uint64_t sg_hll_count_union(const sg_hll_t *const *hs, int n)
 {
         uint8_t reg[SG_HLL_REGISTERS] = {0};
@@ -396,12 +413,8 @@ uint64_t sg_hll_count_union(const sg_hll_t *const *hs, int n)
 
                 if (!h)
                         continue;
-                for (uint32_t i = 0; h->dense && i < SG_HLL_REGISTERS; i++) {
-                        unsigned v = dense_get(h->dense, i);
-
-                        if (v > reg[i])
-                                reg[i] = (uint8_t)v;
-                }
+                if (h->dense)
+                        dense_max_into(reg, h->dense);
                 for (uint32_t i = 0; i < h->used; i++) {
                         uint32_t e = h->reg[i];
 

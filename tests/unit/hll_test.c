@@ -286,6 +286,24 @@ Test(hll, merge_is_register_max_and_union_counts_it)
         sg_hll_destroy(m);
 }
 
+Test(hll, union_of_dense_hlls_counts_their_merge)
+{
+        /* Both dense, overlapping: every register's max, at every offset
+         * within the packed 3-byte groups. */
+        sg_hll_t *a = hll_of(0, 20000), *b = hll_of(15000, 40000),
+                 *m = hll();
+        const sg_hll_t *ab[] = {a, b};
+
+        cr_assert_gt(sg_hll_memory(a), 12288);
+        cr_assert_gt(sg_hll_memory(b), 12288);
+        cr_assert_eq(sg_hll_merge(m, a), 0);
+        cr_assert_eq(sg_hll_merge(m, b), 0);
+        cr_expect_eq(sg_hll_count_union(ab, 2), sg_hll_count(m));
+        sg_hll_destroy(a);
+        sg_hll_destroy(b);
+        sg_hll_destroy(m);
+}
+
 /* ------------------------------------------------------ malformed blobs */
 
 static void expect_rejected(const unsigned char *buf, size_t len,
