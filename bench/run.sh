@@ -151,12 +151,10 @@ ingest:
 aggregate:
   bucket_s: 1
   windows: 10s
-  early_windows: 10s
+  early_windows: 10s # running windows: the default, 1m, is not in windows
   snapshot_s: 1
   kpi_window_s: 10
   lateness_s: 0
-  # The running windows: the default, 1m, is not in windows.
-  early_windows: 10s
 rules:
   file: $D/rules.yaml
 metrics:
