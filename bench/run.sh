@@ -302,9 +302,10 @@ if want e2e; then
         # complete window (window end to decision), for every decision;
         # `make quality` measures the early trips.
         sed -i -e 's/^  windows: 10s$/  windows: 2s/' \
-                -e 's/^  early_windows: 10s$/  early_windows: 2s\n  early_ms: 0/' \
+                -e 's/^  early_windows: 10s.*$/  early_windows: 2s\n  early_ms: 0/' \
                 -e "s#^  file: $D/rules.yaml\$#  file: $D/rules-e2e.yaml#" "$CE"
         grep -q 'rules-e2e.yaml' "$CE" || die "e2e config: rules file not set"
+        grep -q '^  early_ms: 0' "$CE" || die "e2e config: early trips not off"
         e2e_pids=""
         for s in ingest aggregate rules sink; do
                 SG_CONFIG=$CE "$BIN/sg-$s" >"$D/e2e-$s.log" 2>&1 &
