@@ -61,32 +61,18 @@ static long entry_check(const unsigned char *v, size_t len, char *err,
         return (long)(SG_MARKER_ENTRY + n);
 }
 
-/* Version 1: one entry, its flags, time and length at fixed places. */
+/* Version 1: one entry, laid out as a version-2 entry at byte 5, filling
+ * the value. */
 static int open_v1(const unsigned char *v, size_t len, sg_marker_reader_t *r,
                    char *err, size_t errsize)
 {
-        size_t n;
+        long e = entry_check(v + 5, len - 5, err, errsize);
 
-        if (len < 16 || v[4] != 1) {
-                snprintf(err, errsize,
-                         "version 1 marker of %zu bytes, at least 17 expected",
-                         len);
+        if (e < 0)
                 return -1;
-        }
-        if (v[5] & ~1u) {
-                snprintf(err, errsize, "marker flags 0x%02x: unknown bits",
-                         v[5]);
-                return -1;
-        }
-        n = (size_t)v[14] << 8 | v[15];
-        if (n == 0 || n >= SG_MARKER_SOURCE_LEN || len != 16 + n) {
-                snprintf(err, errsize,
-                         "marker source of %zu bytes in a value of %zu", n,
-                         len);
-                return -1;
-        }
-        if (memchr(v + 16, '\0', n)) {
-                snprintf(err, errsize, "marker source holds a NUL byte");
+        if ((size_t)e != len - 5) {
+                snprintf(err, errsize, "%zu bytes after the version 1 "
+                         "marker's entry", len - 5 - (size_t)e);
                 return -1;
         }
         r->p = v + 5;
@@ -168,8 +154,7 @@ int sg_marker_next(sg_marker_reader_t *r, sg_marker_t *out)
 
         if (r->left <= 0)
                 return 0;
-        /* Version 1 keeps the same order with the flags at 5: r->p points
-         * there, its length at 9..10 of the entry too. */
+        /* A version-1 value from byte 5 is one such entry (open_v1). */
         n = (size_t)r->p[9] << 8 | r->p[10];
         out->idle = r->p[0] & 1;
         out->event_time = get64(r->p + 1);
