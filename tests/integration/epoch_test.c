@@ -8,7 +8,6 @@
  * (docs/reliability.md, "Redis data loss").
  */
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,31 +42,6 @@ static void stack_up(void)
 
 TestSuite(epoch, .init = stack_up, .fini = h_stack_down, .timeout = 300);
 
-/* One command on a fresh connection; the reply as a string ("" for nil,
- * the number for an integer). */
-static const char *redis(char *out, size_t size, const char *fmt, ...)
-{
-        redisContext *c = redisConnectUnix(H.redis_sock);
-        redisReply *r;
-        va_list ap;
-
-        cr_assert(c && !c->err, "redis: %s", c ? c->errstr : "oom");
-        va_start(ap, fmt);
-        r = redisvCommand(c, fmt, ap);
-        va_end(ap);
-        cr_assert_not_null(r, "redis: %s", c->errstr);
-        cr_assert_neq(r->type, REDIS_REPLY_ERROR, "redis: %s", r->str);
-        if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
-                snprintf(out, size, "%s", r->str);
-        else if (r->type == REDIS_REPLY_INTEGER)
-                snprintf(out, size, "%lld", r->integer);
-        else
-                snprintf(out, size, "%s", "");
-        freeReplyObject(r);
-        redisFree(c);
-        return out;
-}
-
 /* Polls until dir/<name>.log holds needle at least min times. */
 static void wait_log(const char *name, const char *needle, int min, int ms)
 {
@@ -88,7 +62,7 @@ static const char *wait_key(const char *key, char *out, size_t size, int ms)
 {
         long long deadline = h_now_ms() + ms;
 
-        while (!redis(out, size, "GET %s", key)[0]) {
+        while (!h_redis_str(out, size, "GET %s", key)[0]) {
                 cr_assert_lt(h_now_ms(), deadline,
                              "%s never written in %d ms (logs in %s)", key,
                              ms, H.dir);
@@ -126,7 +100,7 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
 
         /* The data goes: both notice, mark it, and refuse their next
          * batch (a record on sg.aggregates, which both consume). */
-        redis(buf, sizeof(buf), "FLUSHALL");
+        h_redis_str(buf, sizeof(buf), "FLUSHALL");
         cr_assert_eq(h_produce("sg.aggregates", "x", 1, "garbage", 7), 0);
         wait_log("sg-rules", "event=redis_data_lost", 1, 30000);
         wait_log("sg-sink", "event=redis_data_lost", 1, 30000);
@@ -139,7 +113,8 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
         cr_assert_eq(h_group_caught_up("rules", "sg.aggregates"), 0);
         cr_assert_eq(h_group_caught_up("sink", "sg.aggregates"), 0);
         /* Nor written: rules put nothing into the empty Redis. */
-        cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:rstate"), "0");
+        cr_assert_str_eq(
+            h_redis_str(buf, sizeof(buf), "EXISTS sg:rstate"), "0");
 
         /* A rules started now stays stopped too: the mark says why. */
         restart("sg-rules");
@@ -147,8 +122,8 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
 
         /* The backup comes back (here: its epoch, without the mark): the
          * running sink resumes and consumes what it refused. */
-        redis(buf, sizeof(buf), "SET sg:epoch %s", epoch);
-        redis(buf, sizeof(buf), "DEL sg:epoch:lost");
+        h_redis_str(buf, sizeof(buf), "SET sg:epoch %s", epoch);
+        h_redis_str(buf, sizeof(buf), "DEL sg:epoch:lost");
         wait_log("sg-sink", "event=redis_data_restored", 1, 30000);
         h_wait_caught_up("sink", "sg.aggregates", 30000);
 
@@ -159,13 +134,13 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
 
         /* Lost again; the operator accepts the loss: removes the mark and
          * restarts the stages, which start a new epoch. */
-        redis(buf, sizeof(buf), "FLUSHALL");
+        h_redis_str(buf, sizeof(buf), "FLUSHALL");
         /* Both have noticed before the mark goes: one noticing later would
          * mark the loss again. */
         wait_log("sg-sink", "event=redis_data_lost", 2, 30000);
         wait_log("sg-rules", "event=redis_data_lost", 3, 30000);
         wait_key("sg:epoch:lost", buf, sizeof(buf), 30000);
-        redis(buf, sizeof(buf), "DEL sg:epoch:lost");
+        h_redis_str(buf, sizeof(buf), "DEL sg:epoch:lost");
         restart("sg-sink");
         restart("sg-rules");
         wait_key("sg:epoch", now, sizeof(now), 30000);
@@ -173,7 +148,8 @@ Test(epoch, lost_redis_data_stops_rules_and_sink_until_restored_or_accepted)
         cr_assert_eq(h_produce("sg.aggregates", "x", 1, "garbage", 7), 0);
         h_wait_caught_up("sink", "sg.aggregates", 30000);
         h_wait_caught_up("rules", "sg.aggregates", 30000);
-        cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:epoch:lost"), "0");
+        cr_assert_str_eq(
+            h_redis_str(buf, sizeof(buf), "EXISTS sg:epoch:lost"), "0");
 }
 
 /* ---------------------------------------- the guard in lib/redis.c alone */
@@ -202,7 +178,7 @@ Test(epoch_guard, a_redis_restarted_empty_is_found_out_on_the_reconnect)
 
         cr_assert_not_null(r, "%s", err);
         cr_assert_eq(sg_redis_epoch_start(r, "test"), 0);
-        redis(epoch, sizeof(epoch), "GET sg:epoch");
+        h_redis_str(epoch, sizeof(epoch), "GET sg:epoch");
         cr_assert_neq(epoch[0], '\0');
         cr_assert_eq(sg_redis_epoch_ok(r), 1);
         cr_assert_eq(sg_counter_value("redis_data_lost_total"), 0);
@@ -216,7 +192,7 @@ Test(epoch_guard, a_redis_restarted_empty_is_found_out_on_the_reconnect)
         sg_stage_ready(why, sizeof(why));
         cr_assert_str_eq(why, "broker not reachable; no partitions assigned; "
                               "redis data lost");
-        redis(mark, sizeof(mark), "GET sg:epoch:lost");
+        h_redis_str(mark, sizeof(mark), "GET sg:epoch:lost");
         snprintf(want, sizeof(want), "epoch=%s found=none by=test at_ms=",
                  epoch);
         cr_assert_eq(strncmp(mark, want, strlen(want)), 0, "mark %s", mark);
@@ -227,8 +203,8 @@ Test(epoch_guard, a_redis_restarted_empty_is_found_out_on_the_reconnect)
         cr_assert_eq(sg_counter_value("redis_data_lost_total"), 1);
 
         /* Restored: the epoch back, the mark gone (a backup has none). */
-        redis(err, sizeof(err), "SET sg:epoch %s", epoch);
-        redis(err, sizeof(err), "DEL sg:epoch:lost");
+        h_redis_str(err, sizeof(err), "SET sg:epoch %s", epoch);
+        h_redis_str(err, sizeof(err), "DEL sg:epoch:lost");
         cr_assert_eq(sg_redis_epoch_ok(r), 1);
         sg_stage_ready(why, sizeof(why));
         cr_assert_str_eq(why, "broker not reachable; no partitions assigned");
@@ -248,15 +224,16 @@ Test(epoch_guard, a_reconnect_while_starting_is_not_a_loss)
         sg_redis_t *r = sg_redis_new(H.redis_url, 10000, err, sizeof(err));
 
         cr_assert_not_null(r, "%s", err);
-        redis(buf, sizeof(buf), "SET sg:epoch other-stage-epoch");
+        h_redis_str(buf, sizeof(buf), "SET sg:epoch other-stage-epoch");
         /* Every client but the test's own: the guard's next command meets
          * a closed connection and reconnects. */
-        redis(buf, sizeof(buf), "CLIENT KILL TYPE normal SKIPME yes");
+        h_redis_str(buf, sizeof(buf), "CLIENT KILL TYPE normal SKIPME yes");
         cr_assert_eq(sg_redis_epoch_start(r, "test"), 0);
-        cr_assert_str_eq(redis(buf, sizeof(buf), "EXISTS sg:epoch:lost"), "0");
+        cr_assert_str_eq(
+            h_redis_str(buf, sizeof(buf), "EXISTS sg:epoch:lost"), "0");
         cr_assert_eq(sg_redis_epoch_ok(r), 1);
         cr_assert_eq(sg_counter_value("redis_data_lost_total"), 0);
-        cr_assert_str_eq(redis(epoch, sizeof(epoch), "GET sg:epoch"),
+        cr_assert_str_eq(h_redis_str(epoch, sizeof(epoch), "GET sg:epoch"),
                          "other-stage-epoch");
         sg_redis_destroy(r);
 }

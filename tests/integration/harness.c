@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -363,6 +364,29 @@ static void redis_wait(void)
                              H.dir);
                 nap(20);
         }
+}
+
+const char *h_redis_str(char *out, size_t size, const char *fmt, ...)
+{
+        redisContext *c = redisConnectUnix(H.redis_sock);
+        redisReply *r;
+        va_list ap;
+
+        cr_assert(c && !c->err, "redis: %s", c ? c->errstr : "oom");
+        va_start(ap, fmt);
+        r = redisvCommand(c, fmt, ap);
+        va_end(ap);
+        cr_assert_not_null(r, "redis: %s", c->errstr);
+        cr_assert_neq(r->type, REDIS_REPLY_ERROR, "redis: %s", r->str);
+        if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+                snprintf(out, size, "%s", r->str);
+        else if (r->type == REDIS_REPLY_INTEGER)
+                snprintf(out, size, "%lld", r->integer);
+        else
+                snprintf(out, size, "%s", "");
+        freeReplyObject(r);
+        redisFree(c);
+        return out;
 }
 
 void h_redis_restart(void)

@@ -68,6 +68,10 @@ pid_t h_kill_restart(pid_t pid, const char *name);
 /* Stops redis-server with SIGTERM (it must exit 0) and starts it again on
  * the same socket; with H.redis_persist its data survives. */
 void h_redis_restart(void);
+/* One command (printf-style, as redisCommand) on a fresh connection to the
+ * test's redis-server; its reply into out as a string ("" for nil, the
+ * number for an integer). Fails the test on an error reply. Returns out. */
+const char *h_redis_str(char *out, size_t size, const char *fmt, ...);
 /*
  * A Redis outage with a real restart: SHUTDOWN SAVE (the data goes to
  * dir/dump.rdb; password: for AUTH, NULL if none), down_ms with no server

@@ -15,7 +15,6 @@
 #include <time.h>
 
 #include <criterion/criterion.h>
-#include <hiredis/hiredis.h>
 
 #include "harness.h"
 
@@ -41,28 +40,6 @@ static void setup(void)
 
 TestSuite(rollback, .init = setup, .fini = h_stack_down, .timeout = 240);
 
-/* The reply to cmd as a string ("" for nil; an integer printed). */
-static void redis_str(const char *cmd, char *out, size_t size)
-{
-        redisContext *c = redisConnectUnix(H.redis_sock);
-        redisReply *r;
-
-        cr_assert(c && !c->err, "redis-server does not answer");
-        r = redisCommand(c, cmd);
-        cr_assert_not_null(r, "%s: no reply", cmd);
-        cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s: %s", cmd, r->str);
-        if (r->type == REDIS_REPLY_INTEGER)
-                snprintf(out, size, "%lld", r->integer);
-        else
-                snprintf(out, size, "%s",
-                         r->type == REDIS_REPLY_STRING ||
-                                 r->type == REDIS_REPLY_STATUS
-                             ? r->str
-                             : "");
-        freeReplyObject(r);
-        redisFree(c);
-}
-
 Test(rollback, a_rollback_that_keeps_the_epoch_stops_rules)
 {
         long long end = (long long)time(NULL) * 1000 - 3600 * 1000;
@@ -76,24 +53,24 @@ Test(rollback, a_rollback_that_keeps_the_epoch_stops_rules)
         h_produce_today("sg.aggregates", "social", 1000 * M, 5000 * M,
                         end - 60000);
         h_wait_caught_up("rules", "sg.aggregates", 30000);
-        redis_str("GET sg:epoch", epoch, sizeof(epoch));
+        h_redis_str(epoch, sizeof(epoch), "GET sg:epoch");
         cr_assert_neq(epoch[0], '\0', "no epoch in Redis");
-        redis_str("SAVE", got, sizeof(got));
+        h_redis_str(got, sizeof(got), "SAVE");
         cr_assert_str_eq(got, "OK");
 
         /* Then its whole budget (config/spendguard.yaml): PAUSE. */
         h_produce_today("sg.aggregates", "social", 40000 * M, 200000 * M,
                         end);
         h_wait_caught_up("rules", "sg.aggregates", 30000);
-        redis_str("HGET sg:breaker:social state", got, sizeof(got));
+        h_redis_str(got, sizeof(got), "HGET sg:breaker:social state");
         cr_assert_str_eq(got, "open");
         cr_assert_eq(h_stop(h_pid("sg-rules")), 0);
 
         /* Redis comes back from the older RDB: same epoch, breaker gone. */
         h_redis_restart();
-        redis_str("GET sg:epoch", got, sizeof(got));
+        h_redis_str(got, sizeof(got), "GET sg:epoch");
         cr_assert_str_eq(got, epoch);
-        redis_str("HGET sg:breaker:social state", got, sizeof(got));
+        h_redis_str(got, sizeof(got), "HGET sg:breaker:social state");
         cr_assert_str_eq(got, "", "the rollback did not happen");
 
         from = h_log_size("sg-rules");
@@ -104,6 +81,6 @@ Test(rollback, a_rollback_that_keeps_the_epoch_stops_rules)
                       "sg-rules took the rolled-back state for its own "
                       "(logs in %s)",
                       H.dir);
-        redis_str("EXISTS sg:epoch:lost", got, sizeof(got));
+        h_redis_str(got, sizeof(got), "EXISTS sg:epoch:lost");
         cr_assert_str_eq(got, "1");
 }
