@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns bench/run.sh's raw measures into the table, results.json and the
 last `bench:` line. Arguments: measures steps latency out.json fixed_rate
-fraud_channels wall_ms fraud_period_s."""
+fraud_channels wall_ms fraud_period_s warmup_steps (the leading steps that
+only warm the pipeline up: not reported)."""
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ fixed_rate = float(sys.argv[5])
 fraud = int(sys.argv[6])
 wall_ms = int(sys.argv[7])
 fraud_period = float(sys.argv[8]) if len(sys.argv) > 8 else 0
+warmup = int(sys.argv[9]) if len(sys.argv) > 9 else 0
 
 m = {}
 for line in open(measures_path):
@@ -31,6 +33,7 @@ for line in open(steps_path):
         steps.append({k: float(v) for k, v in kv.items()})
     else:
         gen = {k: float(v) for k, v in kv.items()}
+warmup_steps, steps = steps[:warmup], steps[warmup:]
 
 decisions = []
 for line in open(latency_path):
@@ -193,7 +196,7 @@ res = {
     "stages": stages,
     "aggregate_redis_used_memory": int(g("aggregate_redis", "used_memory")),
     "aggregate_redis_cpu_s_per_million": redis_cpu_per_m,
-    "e2e": {"steps": steps, "generator": gen,
+    "e2e": {"steps": steps, "warmup": warmup_steps, "generator": gen,
             "fixed_rate": fixed_rate,
             "p50_ms": headline["p50_ms"] if headline else None,
             "p99_ms": headline["p99_ms"] if headline else None,
@@ -242,6 +245,9 @@ print("  redis-server CPU s per million events, aggregate alone: %s" %
 print()
 print("end to end, paced (event time = scheduled send time); latency = read "
       "on ad-decisions - window end")
+for st in warmup_steps:
+    print("  (first %.0f s at %s/s warmed the pipeline up: not counted)" % (
+        (st["end_ms"] - st["start_ms"]) / 1000.0, n(st["rate"])))
 print("  %10s %6s %10s %8s %8s %8s %10s" %
       ("offered/s", "secs", "decisions", "p50 ms", "p99 ms", "max ms",
        "sustained"))
