@@ -292,9 +292,12 @@ int sg_markers_tick(sg_markers_t *mk, int final)
                  * withIdleness): a partition caught up for a moment, or
                  * empty when assigned, may still get records older than
                  * the other inputs' progress; those must not be late. */
-                if (!is_idle(mk, e))
+                if (!is_idle(mk, e)) {
                         e->busy_at = now;
-                m->idle = now - e->busy_at >= mk->idle_ms;
+                        m->idle = 0; /* also with idle_ms 0 */
+                } else {
+                        m->idle = now - e->busy_at >= mk->idle_ms;
+                }
                 changed = !e->sent || m->event_time != e->sent_t ||
                           m->idle != e->sent_idle;
                 if (!(changed &&

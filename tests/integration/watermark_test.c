@@ -370,3 +370,78 @@ Test(watermark, an_event_from_the_future_moves_its_input_only_to_the_clock)
         cr_assert_eq(v.events, 2);
         sg_codec_destroy(codec);
 }
+
+/* ------------------------------------------------ idle_ms: 0, in a backlog */
+
+#define BACKLOG 50000
+
+static void setup_backlog(void)
+{
+        const char *subst[] = {"  idle_ms: 5000", "idle_ms: 0", NULL};
+
+        h_init();
+        h_config(subst, NULL);
+        h_start_infra();
+}
+
+TestSuite(idle, .init = setup_backlog, .fini = h_stack_down, .timeout = 240);
+
+/*
+ * ingest.idle_ms: 0 makes an input idle as soon as it is caught up, never
+ * before: with 50,000 clicks waiting in ad-clicks/0 when ingest starts,
+ * no marker may call that input idle before it says the last click's time
+ * (an input called idle in its backlog stops holding the watermark: the
+ * other inputs' progress runs ahead and its own events are dead-lettered
+ * as late, as redis_bound_test saw by chance).
+ */
+Test(idle, an_input_with_a_backlog_is_not_idle_until_caught_up)
+{
+        long long t0 = h_wall_ms() - 3600 * 1000, last = t0 + BACKLOG - 1;
+        rd_kafka_message_t **msgs;
+        int n, entries = 0, idle_early = 0, idle_last = 0;
+        char buf[256];
+        pid_t ingest;
+
+        for (int i = 0; i < BACKLOG; i++) {
+                int len = snprintf(buf, sizeof(buf),
+                                   "{\"type\":\"click\",\"event_id\":\"b%d\","
+                                   "\"event_time\":%lld,\"channel\":\"bk\","
+                                   "\"campaign_id\":\"c1\",\"cost_micros\":1,"
+                                   "\"user_agent\":\"" BROWSER "\"}",
+                                   i, t0 + i);
+                cr_assert_eq(h_produce_async("ad-clicks", 0, "bk", 2, buf,
+                                             (size_t)len),
+                             0);
+        }
+        cr_assert_eq(h_flush(), 0);
+        ingest = h_spawn("sg-ingest", NULL);
+        h_wait_caught_up("ingest", "ad-clicks", 120000);
+        cr_assert_eq(h_stop(ingest), 0);
+
+        n = h_consume_all("sg.events", BACKLOG, 30000, &msgs);
+        for (int i = 0; i < n; i++) {
+                char err[256];
+                sg_marker_reader_t rd;
+                sg_marker_t mk;
+
+                if (sg_marker_open(msgs[i], &rd, err, sizeof(err)) != 1)
+                        continue;
+                while (sg_marker_next(&rd, &mk)) {
+                        if (strcmp(mk.source, "ad-clicks/0") != 0)
+                                continue;
+                        entries++;
+                        if (mk.idle && mk.event_time != last)
+                                idle_early++;
+                        if (mk.idle && mk.event_time == last)
+                                idle_last++;
+                }
+        }
+        h_msgs_free(msgs, n);
+        cr_assert_gt(entries, 0, "no marker for ad-clicks/0");
+        cr_assert_eq(idle_early, 0,
+                     "%d of %d markers for ad-clicks/0 call it idle before "
+                     "its last click",
+                     idle_early, entries);
+        /* Once caught up, it is idle (the stop sends a last marker). */
+        cr_assert_gt(idle_last, 0, "ad-clicks/0 never idle");
+}
