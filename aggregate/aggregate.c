@@ -448,7 +448,7 @@ static int checkpoint(sg_aggregate_t *ag, int flush_ms)
                 overflow_note(ag, ps);
                 ag_part_evict(ps->st, ps->wm);
         }
-        ag_ckpt_flush(&ag->ckpt);
+        ag_ckpt_push(&ag->ckpt);
         if (failed) {
                 collect(ag);
                 parts_reset_pending(ag);
@@ -564,6 +564,8 @@ int sg_aggregate_run(sg_aggregate_t *ag)
                         /* Caught up: what is pending is written now. */
                         sg_sleep_ms(500);
                 }
+                /* The rest of a checkpoint Redis could not take yet. */
+                ag_ckpt_push(&ag->ckpt);
                 sg_producer_poll(ag->producer);
                 if (sg_mono_ms() - last_stats >= 10000) {
                         size_t bytes = 0;

@@ -712,9 +712,9 @@ int ag_ckpt_send(ag_ckpt_t *ck, ag_pstate_t *ps)
         return 0;
 }
 
-int ag_ckpt_flush(ag_ckpt_t *ck)
+int ag_ckpt_push(ag_ckpt_t *ck)
 {
-        return sg_redis_pipeline_send(ck->redis);
+        return ck->fl_cnt ? sg_redis_pipeline_push(ck->redis) : 1;
 }
 
 int ag_ckpt_collect(ag_ckpt_t *ck, ag_flight_t **out)

@@ -97,14 +97,15 @@ enum { AG_CKPT_OK, AG_CKPT_FENCED, AG_CKPT_ERROR };
  * written (logged). In both, the caller loads the partition again. */
 int ag_ckpt_write(ag_ckpt_t *ck, ag_pstate_t *ps);
 /* The same without waiting: the checkpoint is appended to the pipeline,
- * ps's state is clean at once and ps->sent is ps->next; ag_ckpt_flush
- * writes what is appended to Redis, which runs it while the caller goes
- * on; ag_ckpt_collect reads the outcomes of every checkpoint sent (out:
+ * ps's state is clean at once and ps->sent is ps->next; ag_ckpt_push
+ * writes what is appended to Redis as far as the socket takes it now
+ * (1 all written, 0 call again, -1 connection lost), and Redis runs it
+ * while the caller goes on; ag_ckpt_collect reads the outcomes of every checkpoint sent (out:
  * n flights, valid until the next send) and must come before any other
  * use of the connection. -1 from ag_ckpt_send: not sent (out of memory);
  * the caller loads the partition again. */
 int ag_ckpt_send(ag_ckpt_t *ck, ag_pstate_t *ps);
-int ag_ckpt_flush(ag_ckpt_t *ck);
+int ag_ckpt_push(ag_ckpt_t *ck);
 int ag_ckpt_collect(ag_ckpt_t *ck, ag_flight_t **out);
 
 /* Loads partition p from Redis, retrying while Redis answers with errors

@@ -1,6 +1,8 @@
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -16,6 +18,10 @@ struct sg_redis {
         char password[256];
         long long commands;
         long long round_trips;
+        /* A pipeline being written (sg_redis_pipeline_push): the bytes of
+         * c->obuf already sent, and whether its round trip is counted. */
+        size_t sent;
+        int counted;
         sg_histogram_t *latency;  /* redis_latency_seconds */
         int connected_once;       /* a connect after that is a reconnect */
         long long connects;       /* connections made (sg_redis_connects) */
@@ -34,6 +40,29 @@ static void epoch_reconnected(sg_redis_t *r);
 static int epoch_mark(sg_redis_t *r, int raw, const char *found);
 
 static char default_password[256];
+
+/* What a pipeline push left unsent becomes all of c->obuf again, for
+ * hiredis to write the rest. */
+static void settle(sg_redis_t *r)
+{
+        if (r->c && r->sent) {
+                sdsrange(r->c->obuf, (int)r->sent, -1);
+                r->sent = 0;
+        }
+}
+
+static void io_lost(sg_redis_t *r)
+{
+        sg_counter_add(r->io_errors, 1);
+        sg_warn("event=redis_io_error err=\"%s\"",
+                r->c->err ? r->c->errstr : strerror(errno));
+        redisFree(r->c);
+        r->c = NULL;
+        r->sent = 0;
+        r->counted = 0;
+        sg_ready_set(SG_READY_REDIS, 0);
+}
+
 
 void sg_redis_set_password(const char *password)
 {
@@ -126,6 +155,7 @@ static int connect_once(sg_redis_t *r, char *errstr, size_t errstr_size)
         if (r->c) {
                 redisFree(r->c);
                 r->c = NULL;
+                r->sent = 0;
         }
         r->c = r->port ? redisConnectWithTimeout(r->host, r->port, tv)
                        : redisConnectUnixWithTimeout(r->host, tv);
@@ -173,6 +203,7 @@ err:
         if (r->c) {
                 redisFree(r->c);
                 r->c = NULL;
+                r->sent = 0;
         }
         sg_ready_set(SG_READY_REDIS, 0);
         return -1;
@@ -264,6 +295,7 @@ static redisReply *roundtrip(sg_redis_t *r, const char *cmd, size_t len)
                 if (r->c) {
                         int64_t t0 = sg_mono_us();
 
+                        settle(r);
                         r->commands++;
                         r->round_trips++;
                         if (redisAppendFormattedCommand(r->c, cmd, len) ==
@@ -338,17 +370,16 @@ redisReply *sg_redis_pipeline_get(sg_redis_t *r)
 
         if (!r->c)
                 return NULL;
+        settle(r);
         /* The first read flushes the whole pipeline: one round trip. */
         if (r->c->obuf && r->c->obuf[0]) {
-                r->round_trips++;
+                if (!r->counted)
+                        r->round_trips++;
                 t0 = sg_mono_us();
         }
+        r->counted = 0;
         if (redisGetReply(r->c, &reply) != REDIS_OK) {
-                sg_counter_add(r->io_errors, 1);
-                sg_warn("event=redis_io_error err=\"%s\"", r->c->errstr);
-                redisFree(r->c);
-                r->c = NULL;
-                sg_ready_set(SG_READY_REDIS, 0);
+                io_lost(r);
                 return NULL;
         }
         if (t0)
@@ -356,27 +387,39 @@ redisReply *sg_redis_pipeline_get(sg_redis_t *r)
         return reply;
 }
 
-int sg_redis_pipeline_send(sg_redis_t *r)
+int sg_redis_pipeline_push(sg_redis_t *r)
 {
-        int done = 0;
+        size_t len;
 
         if (!r->c)
                 return -1;
-        if (!r->c->obuf || !r->c->obuf[0])
-                return 0;
-        r->round_trips++;
-        do {
-                if (redisBufferWrite(r->c, &done) != REDIS_OK) {
-                        sg_counter_add(r->io_errors, 1);
-                        sg_warn("event=redis_io_error err=\"%s\"",
-                                r->c->errstr);
-                        redisFree(r->c);
-                        r->c = NULL;
-                        sg_ready_set(SG_READY_REDIS, 0);
+        len = r->c->obuf ? sdslen(r->c->obuf) : 0;
+        if (r->sent >= len)
+                return 1;
+        if (!r->counted) {
+                r->round_trips++;
+                r->counted = 1;
+        }
+        while (r->sent < len) {
+                ssize_t n = send(r->c->fd, r->c->obuf + r->sent,
+                                 len - r->sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                if (n > 0)
+                        r->sent += (size_t)n;
+                else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        return 0;
+                else if (n == -1 && errno == EINTR)
+                        continue;
+                else {
+                        io_lost(r);
                         return -1;
                 }
-        } while (!done);
-        return 0;
+        }
+        /* All written: an empty buffer, as hiredis leaves it. */
+        sdsfree(r->c->obuf);
+        r->c->obuf = sdsempty();
+        r->sent = 0;
+        return 1;
 }
 
 int sg_redis_script_load(sg_redis_t *r, sg_redis_script_t *script)
@@ -501,10 +544,12 @@ static redisReply *guard_cmd(sg_redis_t *r, int raw, const char *fmt, ...)
         if (!raw) {
                 reply = vcommand(r, fmt, ap);
         } else {
+                settle(r);
                 reply = redisvCommand(r->c, fmt, ap);
                 if (!reply) {
                         redisFree(r->c);
                         r->c = NULL;
+                        r->sent = 0;
                 }
         }
         va_end(ap);

@@ -50,11 +50,14 @@ redisReply *sg_redis_argv(sg_redis_t *r, int argc, const char **argv,
 int sg_redis_append_argv(sg_redis_t *r, int argc, const char **argv,
                          const size_t *argvlen);
 redisReply *sg_redis_pipeline_get(sg_redis_t *r);
-/* Writes the commands appended so far to Redis now, so that Redis runs
- * them while the caller goes on; their replies are read later with
- * sg_redis_pipeline_get (nothing else may use r in between). 0, or -1
- * after an I/O error (sg_redis_pipeline_get then returns NULL). */
-int sg_redis_pipeline_send(sg_redis_t *r);
+/* Writes the commands appended so far to Redis without waiting: as much
+ * as the socket takes now (Redis takes a pipeline only as fast as it runs
+ * it: a blocking write of a large one waited for all of that). Called
+ * again, it goes on where it stopped; sg_redis_pipeline_get writes what is
+ * left, waiting, then reads. Nothing else may use r until the replies are
+ * read. 1 all written, 0 some left, -1 after an I/O error
+ * (sg_redis_pipeline_get then returns NULL). */
+int sg_redis_pipeline_push(sg_redis_t *r);
 
 /* Reconnects with backoff; 0 when connected, -1 if stopped meanwhile. */
 int sg_redis_reconnect(sg_redis_t *r);
