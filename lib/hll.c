@@ -354,15 +354,17 @@ uint64_t sg_hll_count(const sg_hll_t *h)
 }
 
 /* The union of sparse HLLs only: the registers they set, without a pass
- * over all 16384 (a window's buckets are mostly small). */
+ * over all 16384 (a window's buckets are mostly small). reg is all zero
+ * between calls: only the registers a call set are cleared after it (a
+ * memset of all 16 KiB, twice per snapshot, was 11% of aggregate's
+ * instructions). */
 static uint64_t count_union_sparse(const sg_hll_t *const *hs, int n)
 {
-        uint8_t reg[SG_HLL_REGISTERS];
-        uint16_t touched[SG_HLL_REGISTERS];
+        static __thread uint8_t reg[SG_HLL_REGISTERS];
+        static __thread uint16_t touched[SG_HLL_REGISTERS];
         int histo[HLL_MAX + 1] = {0};
         uint32_t nt = 0;
 
-        memset(reg, 0, sizeof(reg));
         for (int k = 0; k < n; k++) {
                 const sg_hll_t *h = hs[k];
 
@@ -376,8 +378,10 @@ static uint64_t count_union_sparse(const sg_hll_t *const *hs, int n)
                 }
         }
         histo[0] = (int)(SG_HLL_REGISTERS - nt);
-        for (uint32_t i = 0; i < nt; i++)
+        for (uint32_t i = 0; i < nt; i++) {
                 histo[reg[touched[i]]]++;
+                reg[touched[i]] = 0;
+        }
         return estimate(histo);
 }
 
