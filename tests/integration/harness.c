@@ -1427,6 +1427,21 @@ long long h_wait_log(const char *name, long from, const char *pattern, int ms)
         return -1;
 }
 
+long long h_kpis_match_truth_file(const char *truth_path, int timeout_ms)
+{
+        json_t *truth = h_jsonl_file(truth_path), *kpis;
+        char why[512];
+        long long sent;
+
+        kpis = h_kpis_wait(truth, NULL, timeout_ms, why, sizeof(why));
+        cr_assert(kpis, "KPIs never matched the truth: %s (logs in %s)", why,
+                  H.dir);
+        sent = h_truth_sent(truth);
+        json_decref(kpis);
+        json_decref(truth);
+        return sent;
+}
+
 long long h_truth_sent(json_t *truth)
 {
         long long sent = -1;

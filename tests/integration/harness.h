@@ -227,6 +227,11 @@ json_t *h_kpis_wait(json_t *truth, const char *channel, int timeout_ms,
  * acknowledged. */
 long long h_truth_sent(json_t *truth);
 
+/* Waits (up to timeout_ms) until every KPI equals the truth sg-gen wrote
+ * to truth_path, failing the test if they never do; returns the events
+ * sg-gen sent. */
+long long h_kpis_match_truth_file(const char *truth_path, int timeout_ms);
+
 /*
  * What the input topics hold, once per event id (the mock broker can lose
  * acknowledged records and write a retried batch twice across an outage):
