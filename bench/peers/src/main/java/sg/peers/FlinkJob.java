@@ -6,7 +6,6 @@ import java.util.ArrayList;
 import java.util.List;
 
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
-import org.apache.flink.api.common.JobStatus;
 import org.apache.flink.api.common.functions.AggregateFunction;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.serialization.SimpleStringSchema;
@@ -134,9 +133,7 @@ public final class FlinkJob {
         System.out.println(line);
         // The bounded job ends by itself: the last windows close at the end
         // of input and the sink flushes.
-        JobStatus st;
-        while (!(st = client.getJobStatus().get()).isGloballyTerminalState())
-            Thread.sleep(100);
-        System.exit(st == JobStatus.FINISHED ? 0 : 1);
+        client.getJobExecutionResult().get(); // throws if the job failed
+        System.exit(0);
     }
 }
