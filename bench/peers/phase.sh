@@ -136,12 +136,15 @@ peer() {
         shift 3
         log "$name"
         k0=$(cpu_s "$KPID")
-        r=$("${JAVA[@]}" "sg.peers.$main" "$BS" "$ROOT/schemas" "$out" "$LATE" \
-                "$N" "$@" 2>"$P/$name.log") || {
+        # /usr/bin/time: the whole JVM's CPU, start-up and shutdown included.
+        r=$(/usr/bin/time -f "%U %S" -o "$P/$name.time" "${JAVA[@]}" \
+                "sg.peers.$main" "$BS" "$ROOT/schemas" "$out" "$LATE" "$N" "$@" \
+                2>"$P/$name.log") || {
                 tail -5 "$P/$name.log" >&2
                 die "$name failed"
         }
-        echo "peers_$name $r broker_cpu_s=$(diff_s "$(cpu_s "$KPID")" "$k0")"
+        echo "peers_$name $r broker_cpu_s=$(diff_s "$(cpu_s "$KPID")" "$k0")" \
+                "process_cpu_s=$(awk '{ printf "%.2f", $1 + $2 }' "$P/$name.time")"
         log "$name: $r"
         "${JAVA[@]}" sg.peers.Tool rows "$BS" "$out" >"$P/$name.rows" 2>>"$P/dump.log" ||
                 die "reading $out failed"
