@@ -310,15 +310,15 @@ if peers:
     print("peers: the same windowed job over the same %s preloaded events, "
           "real Kafka, each alone (lateness %s s)" %
           (n(pre.get("sent")), n(pre.get("lateness_s"))))
-    print("  %-22s %10s %10s %9s %12s %9s %8s %10s %9s" %
+    print("  %-24s %10s %10s %9s %12s %9s %8s %10s %9s" %
           ("run", "events", "ev/s", "CPU s/M", "ev/CPU s", "sg ratio",
            "peak RSS", "broker CPU", "JVM CPU"))
-    labels = {"spendguard": "spendguard (ingest+agg)", "flink": "Flink 2.2",
+    labels = {"spendguard": "spendguard ingest+aggr.", "flink": "Flink 2.2",
               "ks_eos": "KStreams exactly_once_v2",
               "ks_alos": "KStreams at_least_once"}
     for name, x in peers.items():
-        print("  %-22s %10s %10s %9s %12s %9s %5s MB %9s s %8s s" % (
-            labels[name][:22], n(x["events"]), n(x["eps"]),
+        print("  %-24s %10s %10s %9s %12s %9s %5s MB %9s s %8s s" % (
+            labels[name], n(x["events"]), n(x["eps"]),
             n(x["cpu_s_per_million"], "{:.2f}"), n(x["events_per_cpu_s"]),
             n(x["sg_ratio"], "{:.2f}"), n(x["peak_rss_kb"] / 1024.0),
             n(x["broker_cpu_s"], "{:.2f}"), n(x["process_cpu_s"], "{:.2f}")))
@@ -330,7 +330,7 @@ if peers:
     print("  agreement: %s windows compared, %s" % (
         n(peers_check.get("windows")),
         "all equal" if peers_check.get("ok") == 1 else
-        "MISMATCH: " + " ".join("%s=%s" % (k, n(v)) for k, v in
+        "MISMATCH: " + " ".join("%s=%d" % (k, v) for k, v in
                                 peers_check.items() if k != "ok")))
 
 print()
