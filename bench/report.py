@@ -198,6 +198,11 @@ for name in ("spendguard", "flink", "ks_eos", "ks_alos"):
         "broker_cpu_s": x.get("broker_cpu_s"),
         "process_cpu_s": x.get("process_cpu_s"),
     }
+    lat = m.get("peers_latency_" + ("sg" if name == "spendguard" else name))
+    if lat:
+        peers[name]["latency"] = {k: lat.get(k) for k in
+                                  ("windows", "p50_ms", "p99_ms", "max_ms",
+                                   "lateness_s", "load")}
 sg_per_cpu = peers.get("spendguard", {}).get("events_per_cpu_s")
 for name, x in peers.items():
     x["sg_ratio"] = round(sg_per_cpu / x["events_per_cpu_s"], 2) \
@@ -326,7 +331,17 @@ if peers:
           "of the run's processes; spendguard's: ingest, aggregate, "
           "redis-server;")
     print("   broker CPU: over the whole run, apart; JVM CPU: the whole JVM, "
-          "start-up included; latency at a paced load: not measured)")
+          "start-up included)")
+    lats = {k: x["latency"] for k, x in peers.items() if "latency" in x}
+    if lats:
+        any_lat = next(iter(lats.values()))
+        print("  latency at a paced load of %s (rate:s), lateness %s s: "
+              "window end -> its row read on the output topic" %
+              (any_lat.get("load"), n(any_lat.get("lateness_s"))))
+        for k, v in lats.items():
+            print("    %-24s %6s windows  p50 %6s ms  p99 %6s ms  max %6s ms" % (
+                labels[k], n(v.get("windows")), n(v.get("p50_ms")),
+                n(v.get("p99_ms")), n(v.get("max_ms"))))
     print("  agreement: %s windows compared, %s" % (
         n(peers_check.get("windows")),
         "all equal" if peers_check.get("ok") == 1 else

@@ -4,7 +4,7 @@ measures a JVM peer: from ingest's first input record (its events_total
 counters) to aggregate's last addition to the window state (applied or
 late: each event once), the wall time and the CPU seconds of every given
 process (ingest, aggregate, redis-server), and their peak RSS. Sampled
-every 50 ms; the end is the whole input, or no progress for 5 s.
+every 50 ms; the end is the whole input, or no progress for 30 s.
 
   measure.py EXPECT INGEST_METRICS_URL AGGREGATE_METRICS_URL NAME:PID...
 
@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 
-STALL_S = 5.0
+STALL_S = 30.0
 TIMEOUT_S = 600.0
 TICK = os.sysconf("SC_CLK_TCK")
 LINE = re.compile(r'^\S*events_total\{([^}]*)\}\s+(\d+)', re.M)

@@ -12,7 +12,9 @@
 # checkpoint), REDIS_PID, SG_BENCH_PEERS_EVENTS (2000000),
 # SG_BENCH_PEERS_RATE (events per second of event time, 20000),
 # SG_BENCH_PEERS_LATENESS (s, 30: aggregate.lateness_s, Flink's
-# out-of-orderness and Kafka Streams' grace).
+# out-of-orderness and Kafka Streams' grace), SG_BENCH_PEERS_PACED (the
+# latency runs' load, rate:seconds, 20000:30, or off),
+# SG_BENCH_PEERS_PACED_LATENESS (their lateness, 2 s).
 set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -20,6 +22,8 @@ ROOT=$PWD
 N=${SG_BENCH_PEERS_EVENTS:-3000000}
 RATE=${SG_BENCH_PEERS_RATE:-50000}
 LATE=${SG_BENCH_PEERS_LATENESS:-30}
+PACED=${SG_BENCH_PEERS_PACED:-20000:30} # rate:seconds of the latency runs, or off
+PLATE=${SG_BENCH_PEERS_PACED_LATENESS:-2}
 CHANNELS=20
 CAMPAIGNS=100
 P="$D/peers"
@@ -155,3 +159,71 @@ peer ks_alos StreamsApp pk.ks-alos at_least_once pk.imp pk.clk pk.conv
 
 python3 bench/peers/check.py "$N" sg="$P/sg.rows" flink="$P/flink.rows" \
         ks_eos="$P/ks_eos.rows" ks_alos="$P/ks_alos.rows"
+
+# ------------------------------------------------------- paced: latency
+# Each run again, alone, on topics of its own, now at a paced load
+# (sg-bench-preload --steps: event time = the scheduled send time) with a
+# short lateness, while Tool arrivals reads its output topic: latency =
+# a closed window's row read (read_committed) - the window's end.
+[ "$PACED" = off ] && exit 0
+# paced NAME KIND(rows|finals) OUT_TOPIC CMD...: runs CMD (the run, in the
+# background) over topics qNAME.*, paced, and prints its latency line.
+paced() {
+        name=$1 kind=$2 out=$3
+        shift 3
+        log "paced $PACED: $name"
+        pc="$P/paced-$name.yaml"
+        printf 'brokers: %s
+schemas_dir: %s
+log_level: warn
+topics:
+  impressions: q%s.imp
+  clicks: q%s.clk
+  conversions: q%s.conv
+' \
+                "$BS" "$ROOT/schemas" "$name" "$name" "$name" >"$pc"
+        if [ "$kind" = finals ]; then
+                set -- "${JAVA[@]}" sg.peers.Tool arrivals "$BS" "$out" "$ROOT/schemas"
+        else
+                set -- "${JAVA[@]}" sg.peers.Tool arrivals "$BS" "$out"
+        fi
+        "$@" >"$P/$name.arr" 2>>"$P/dump.log" &
+        arr=$!
+        sleep 3
+        eval "$RUN_CMD" >"$P/paced-$name.log" 2>&1 &
+        run=$!
+        sleep "${SG_BENCH_PEERS_JOIN_S:-10}"
+        "$BIN/sg-bench-preload" -c "$pc" --what input --channels $CHANNELS \
+                --campaigns $CAMPAIGNS --steps "$PACED" >"$P/paced-$name.steps" ||
+                die "paced producer failed"
+        sleep $((PLATE + 5))
+        kill -TERM $RUN_PIDS_EXTRA $run 2>/dev/null || true
+        wait $RUN_PIDS_EXTRA $run 2>/dev/null || true
+        kill -TERM $arr 2>/dev/null || true
+        wait $arr 2>/dev/null || true
+        echo "peers_latency_$name $(python3 bench/peers/latency.py "$P/$name.arr") lateness_s=$PLATE load=$PACED"
+}
+for q in sg flink ks_eos ks_alos; do
+        t="q$q.imp:16 q$q.clk:16 q$q.conv:16 q$q.out:4"
+        [ $q = sg ] && t="$t q$q.events:16 q$q.aggs:4 q$q.dead:4"
+        # shellcheck disable=SC2086
+        "${JAVA[@]}" sg.peers.Tool create "$BS" $t >>"$P/create.log" 2>&1 ||
+                die "topics: see $P/create.log"
+done
+sed -e "s/ pk\./ qsg./" -e "s/^group_prefix: pk/group_prefix: qsg/" \
+        -e "s/^  lateness_s: .*/  lateness_s: $PLATE/" "$C" >"$P/paced-sg-stage.yaml"
+redis-cli -s "$REDIS_SOCK" flushall >/dev/null
+# spendguard: ingest in the background of aggregate (RUN_PIDS_EXTRA).
+SG_CONFIG=$P/paced-sg-stage.yaml SG_METRICS_LISTEN=off "$BIN/sg-ingest" >"$P/paced-ingest.log" 2>&1 &
+RUN_PIDS_EXTRA=$!
+RUN_CMD='SG_CONFIG=$P/paced-sg-stage.yaml SG_METRICS_LISTEN=off exec "$BIN/sg-aggregate"'
+paced sg finals qsg.aggs
+RUN_PIDS_EXTRA=""
+for q in flink ks_eos ks_alos; do
+        case $q in
+        flink) RUN_CMD='exec "${JAVA[@]}" sg.peers.FlinkJob "$BS" "$ROOT/schemas" qflink.out "$PLATE" 0 qflink.imp qflink.clk qflink.conv' ;;
+        ks_eos) RUN_CMD='exec "${JAVA[@]}" sg.peers.StreamsApp "$BS" "$ROOT/schemas" qks_eos.out "$PLATE" 0 exactly_once_v2 qks_eos.imp qks_eos.clk qks_eos.conv' ;;
+        ks_alos) RUN_CMD='exec "${JAVA[@]}" sg.peers.StreamsApp "$BS" "$ROOT/schemas" qks_alos.out "$PLATE" 0 at_least_once qks_alos.imp qks_alos.clk qks_alos.conv' ;;
+        esac
+        paced $q rows "q$q.out"
+done

@@ -31,6 +31,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
  * to KafkaSink. A local MiniCluster, parallelism 2, no checkpoints.
  *
  *   FlinkJob BOOTSTRAP SCHEMAS_DIR OUT_TOPIC LATENESS_S EVENTS TOPIC...
+ *   (EVENTS 0: unbounded, until SIGTERM, for the paced latency run)
  */
 public final class FlinkJob {
     /** Decodes a record into its two scopes. */
@@ -100,14 +101,16 @@ public final class FlinkJob {
 
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
         env.setParallelism(2);
-        KafkaSource<Counts> source = KafkaSource.<Counts>builder()
+        // EVENTS 0: the paced run (latency), unbounded until SIGTERM.
+        boolean paced = a[4].equals("0");
+        var sb = KafkaSource.<Counts>builder()
                 .setBootstrapServers(boot)
                 .setTopics(topics)
                 .setGroupId("peers-flink")
                 .setStartingOffsets(OffsetsInitializer.earliest())
-                .setBounded(OffsetsInitializer.latest())
-                .setDeserializer(new Deser(schemas))
-                .build();
+                .setDeserializer(new Deser(schemas));
+        KafkaSource<Counts> source = paced ? sb.build()
+                : sb.setBounded(OffsetsInitializer.latest()).build();
         KafkaSink<String> sink = KafkaSink.<String>builder()
                 .setBootstrapServers(boot)
                 .setRecordSerializer(KafkaRecordSerializationSchema.builder()
@@ -124,6 +127,10 @@ public final class FlinkJob {
                 .window(TumblingEventTimeWindows.of(Duration.ofSeconds(10)))
                 .aggregate(new Sum(), new Row())
                 .sinkTo(sink);
+        if (paced) {
+            env.execute("spendguard-peer");
+            return;
+        }
         JobClient client = env.executeAsync("spendguard-peer");
         String line = Meter.await(600_000);
         if (line == null) {

@@ -10,11 +10,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * from outside for spendguard: from the first input record to the last
  * addition to the window state, the wall time and the process's CPU time
  * (all threads: tasks, GC, JIT, clients), and peak RSS. Sampled every
- * 50 ms; the end is the whole input added, or no addition for STALL_MS (a
+ * 50 ms; the end is the whole input added, or no addition for STALL_MS
+ * (longer than the pause of a rebalance; a
  * peer that drops late records never gets there: its count says so).
  */
 public final class Meter {
-    private static final long STALL_MS = 5000;
+    private static final long STALL_MS = 30000;
     private static final AtomicLong added = new AtomicLong();
     private static volatile long t0, cpu0;
     private static long target = Long.MAX_VALUE;

@@ -32,7 +32,8 @@ import org.apache.kafka.streams.state.WindowStore;
  * closes, one text row per closed window. Two stream threads.
  *
  *   StreamsApp BOOTSTRAP SCHEMAS_DIR OUT_TOPIC LATENESS_S EVENTS GUARANTEE TOPIC...
- *   (GUARANTEE: exactly_once_v2 | at_least_once)
+ *   (GUARANTEE: exactly_once_v2 | at_least_once; EVENTS 0: until SIGTERM,
+ *   for the paced latency run)
  */
 public final class StreamsApp {
     private static String schemas;
@@ -92,7 +93,10 @@ public final class StreamsApp {
                 .to(outTopic, Produced.with(Serdes.String(), Serdes.String()));
 
         Properties p = new Properties();
-        p.put(StreamsConfig.APPLICATION_ID_CONFIG, "peers-ks-" + guarantee);
+        // Its own id per run: the internal topics (repartition, changelogs)
+        // of the throughput run must not feed the paced one.
+        p.put(StreamsConfig.APPLICATION_ID_CONFIG, "peers-ks-" + guarantee
+                + (a[4].equals("0") ? "-paced" : ""));
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, boot);
         p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 2);
@@ -101,6 +105,11 @@ public final class StreamsApp {
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
         p.put("consumer.auto.offset.reset", "earliest");
         KafkaStreams ks = new KafkaStreams(b.build(), p);
+        if (a[4].equals("0")) { // the paced latency run: until SIGTERM
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> ks.close(Duration.ofSeconds(30))));
+            ks.start();
+            Thread.currentThread().join();
+        }
         ks.start();
         String line = Meter.await(600_000);
         // The rows of the windows already closed: flushed (and with

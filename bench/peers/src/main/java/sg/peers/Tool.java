@@ -27,6 +27,9 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  *   Tool rows BOOTSTRAP TOPIC                  print a peer's rows
  *   Tool finals BOOTSTRAP TOPIC SCHEMAS_DIR    print spendguard's closed
  *       10 s windows (final AggregateSnapshots, schema id 5) as rows
+ *   Tool arrivals BOOTSTRAP TOPIC [SCHEMAS_DIR]  until SIGTERM, for each
+ *       closed window read (from the topic's end, read_committed): its end
+ *       and the time it was read, "window_end read_ms" (ms)
  * A row: scope window_start impressions clicks conversions spend revenue,
  * scope = channel or channel/campaign. Topics are read to their end
  * (read_committed).
@@ -35,8 +38,9 @@ public final class Tool {
     public static void main(String[] a) throws Exception {
         switch (a[0]) {
             case "create" -> create(a);
-            case "rows" -> read(a[1], a[2], null);
-            case "finals" -> read(a[1], a[2], a[3]);
+            case "rows" -> read(a[1], a[2], null, false);
+            case "finals" -> read(a[1], a[2], a[3], false);
+            case "arrivals" -> read(a[1], a[2], a.length > 3 ? a[3] : null, true);
             default -> throw new IllegalArgumentException(a[0]);
         }
     }
@@ -54,7 +58,8 @@ public final class Tool {
         }
     }
 
-    static void read(String boot, String topic, String schemas) throws Exception {
+    static void read(String boot, String topic, String schemas, boolean live)
+            throws Exception {
         Properties p = new Properties();
         p.put("bootstrap.servers", boot);
         p.put("isolation.level", "read_committed");
@@ -71,12 +76,21 @@ public final class Tool {
             for (PartitionInfo pi : c.partitionsFor(topic))
                 tps.add(new TopicPartition(topic, pi.partition()));
             c.assign(tps);
-            c.seekToBeginning(tps);
+            if (live)
+                c.seekToEnd(tps);
+            else
+                c.seekToBeginning(tps);
             Map<TopicPartition, Long> end = c.endOffsets(tps);
-            while (tps.stream().anyMatch(tp -> c.position(tp) < end.get(tp))) {
-                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(500))) {
+            while (live || tps.stream().anyMatch(tp -> c.position(tp) < end.get(tp))) {
+                var recs = c.poll(Duration.ofMillis(live ? 20 : 500));
+                long now = System.currentTimeMillis();
+                for (ConsumerRecord<byte[], byte[]> r : recs) {
                     if (snap == null) {
-                        out.println(new String(r.value(), "UTF-8"));
+                        String row = new String(r.value(), "UTF-8");
+                        if (live)
+                            out.println((Long.parseLong(row.split(" ")[1]) + 10000) + " " + now);
+                        else
+                            out.println(row);
                         continue;
                     }
                     byte[] b = r.value();
@@ -87,10 +101,16 @@ public final class Tool {
                         continue;
                     Object camp = s.get("campaign_id");
                     String scope = s.get("channel") + (camp == null ? "" : "/" + camp);
+                    if (live) {
+                        out.println(we + " " + now);
+                        continue;
+                    }
                     out.println(scope + " " + ws + " " + s.get("impressions") + " "
                             + s.get("clicks") + " " + s.get("conversions") + " "
                             + s.get("spend_micros") + " " + s.get("revenue_micros"));
                 }
+                if (live)
+                    out.flush();
             }
         }
         out.flush();
