@@ -77,7 +77,8 @@ chaos: build
 	@cd $(BUILD) && ctest --output-on-failure -L chaos \
 		--repeat until-fail:$(CHAOS_REPEAT)
 
-# A release build of its own (-O3, no tests), then bench/run.sh: about 5 min.
+# A release build of its own (-O3, no tests), then bench/run.sh: about 10 min
+# (5 without the peers phase).
 BENCH_BUILD ?= build-bench
 bench: deps
 	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=OFF \
@@ -87,7 +88,7 @@ bench: deps
 
 # The peers phase alone (spendguard, Flink and Kafka Streams: the same
 # windowed job on a real Kafka broker; docs/performance.md "Peers"): about
-# 5 min, the first run also fetches the jars. Its results go to
+# 6 min, the first run also fetches the jars. Its results go to
 # $(BENCH_BUILD)/peers.json, not bench/results.json.
 peers: deps
 	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=OFF \
