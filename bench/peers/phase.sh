@@ -67,7 +67,11 @@ JAVA=(java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$CP")
 KD="$P/kafka"
 BS=$(tools/kafka.sh start "$KD") || die "the Kafka broker did not start"
 KPID=$(cat "$KD/kafka.pid")
-trap 'tools/kafka.sh stop "$KD" || true' EXIT
+# On any exit: the runs still in the background (bg), then the broker.
+bg=""
+trap 'for p in $bg; do kill -TERM "$p" 2>/dev/null || true; done
+for p in $bg; do wait "$p" 2>/dev/null || true; done
+tools/kafka.sh stop "$KD" || true' EXIT
 log "Apache Kafka at $BS (pid $KPID)"
 "${JAVA[@]}" sg.peers.Tool create "$BS" pk.imp:16 pk.clk:16 pk.conv:16 \
         pk.events:16 pk.aggs:4 pk.dead:4 pk.flink:4 pk.ks-eos:4 \
@@ -122,11 +126,17 @@ SG_CONFIG=$C SG_METRICS_LISTEN=127.0.0.1:$pi "$BIN/sg-ingest" >"$P/ingest.log" 2
 ing=$!
 SG_CONFIG=$C SG_METRICS_LISTEN=127.0.0.1:$pa "$BIN/sg-aggregate" >"$P/aggregate.log" 2>&1 &
 agg=$!
+bg="$ing $agg"
 r=$(python3 bench/peers/measure.py "$N" "http://127.0.0.1:$pi/metrics" \
         "http://127.0.0.1:$pa/metrics" "ingest:$ing" "aggregate:$agg" \
         "redis:$REDIS_PID") || r=""
+# Measured; now let the idle markers (ingest.idle_ms 1 s) reach aggregate,
+# whose watermark then closes the windows the end of input closes, in
+# every sg.events partition, before the stop.
+sleep 5
 for p in $ing $agg; do kill -TERM "$p" 2>/dev/null || true; done
 wait $ing $agg 2>/dev/null || true
+bg=""
 [ -n "$r" ] || die "spendguard was not measured; see $P/*.log"
 echo "peers_spendguard $r broker_cpu_s=$(diff_s "$(cpu_s "$KPID")" "$k0")"
 log "spendguard: $r"
@@ -192,6 +202,7 @@ topics:
         sleep 3
         eval "$RUN_CMD" >"$P/paced-$name.log" 2>&1 &
         run=$!
+        bg="$RUN_PIDS_EXTRA $run $arr"
         sleep "${SG_BENCH_PEERS_JOIN_S:-10}"
         "$BIN/sg-bench-preload" -c "$pc" --what input --channels $CHANNELS \
                 --campaigns $CAMPAIGNS --steps "$PACED" >"$P/paced-$name.steps" ||
@@ -201,6 +212,7 @@ topics:
         wait $RUN_PIDS_EXTRA $run 2>/dev/null || true
         kill -TERM $arr 2>/dev/null || true
         wait $arr 2>/dev/null || true
+        bg=""
         echo "peers_latency_$name $(python3 bench/peers/latency.py "$P/$name.arr") lateness_s=$PLATE load=$PACED"
 }
 for q in sg flink ks_eos ks_alos; do
@@ -216,6 +228,7 @@ redis-cli -s "$REDIS_SOCK" flushall >/dev/null
 # spendguard: ingest in the background of aggregate (RUN_PIDS_EXTRA).
 SG_CONFIG=$P/paced-sg-stage.yaml SG_METRICS_LISTEN=off "$BIN/sg-ingest" >"$P/paced-ingest.log" 2>&1 &
 RUN_PIDS_EXTRA=$!
+bg=$RUN_PIDS_EXTRA
 RUN_CMD='SG_CONFIG=$P/paced-sg-stage.yaml SG_METRICS_LISTEN=off exec "$BIN/sg-aggregate"'
 paced sg finals qsg.aggs
 RUN_PIDS_EXTRA=""
