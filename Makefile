@@ -12,7 +12,7 @@ CMAKE_ARGS ?=
 
 CHAOS_REPEAT ?= 1
 
-.PHONY: all deps build run test test-fast test-san crash chaos bench quality \
+.PHONY: all deps build run test test-fast test-san crash chaos bench peers quality \
 	format \
 	clean fuzz fuzz-build fuzz-smoke valgrind
 
@@ -77,13 +77,25 @@ chaos: build
 	@cd $(BUILD) && ctest --output-on-failure -L chaos \
 		--repeat until-fail:$(CHAOS_REPEAT)
 
-# A release build of its own (-O3, no tests), then bench/run.sh: about 5 min.
+# A release build of its own (-O3, no tests), then bench/run.sh: about 10 min
+# (5 without the peers phase).
 BENCH_BUILD ?= build-bench
 bench: deps
 	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=OFF \
 		-DSG_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BENCH_BUILD) -j $(JOBS)
 	@BIN=$(BENCH_BUILD)/bin bench/run.sh
+
+# The peers phase alone (spendguard, Flink and Kafka Streams: the same
+# windowed job on a real Kafka broker; docs/performance.md "Peers"): about
+# 6 min, the first run also fetches the jars. Its results go to
+# $(BENCH_BUILD)/peers.json, not bench/results.json.
+peers: deps
+	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=OFF \
+		-DSG_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BENCH_BUILD) -j $(JOBS)
+	@BIN=$(BENCH_BUILD)/bin SG_BENCH_PHASES=peers \
+		SG_BENCH_OUT=$${SG_BENCH_OUT:-$(BENCH_BUILD)/peers.json} bench/run.sh
 
 # Fraud incidents in real time against the shipped rules: onset to PAUSE,
 # processing delay, invalid spend, healthy pauses (bench/quality.sh,

@@ -184,6 +184,37 @@ if "e2e_cpu" in m and sent:
     e2e_cpu = {k: round(v / sent * 1e6, 2) for k, v in m["e2e_cpu"].items()}
     e2e_cpu["total"] = round(sum(e2e_cpu.values()), 2)
 
+# The peers phase: events/s, CPU s per million events and events per CPU
+# second of each run (bench/peers/phase.sh), and spendguard's ratio to each.
+peers = {}
+for name in ("spendguard", "flink", "ks_eos", "ks_alos"):
+    x = m.get("peers_" + name)
+    if not x or not x.get("cpu_s"):
+        continue
+    ev = x.get("events", 0)
+    peers[name] = {
+        "events": int(ev), "eps": x.get("eps", 0),
+        "cpu_s": x.get("cpu_s", 0),
+        "cpu_s_per_million": round(x["cpu_s"] / ev * 1e6, 2) if ev else None,
+        "events_per_cpu_s": round(ev / x["cpu_s"]) if ev else None,
+        "peak_rss_kb": int(x.get("peak_rss_kb", 0)),
+        "broker_cpu_s": x.get("broker_cpu_s"),
+        "process_cpu_s": x.get("process_cpu_s"),
+    }
+    lat = m.get("peers_latency_" + ("sg" if name == "spendguard" else name))
+    if lat:
+        peers[name]["latency"] = {k: lat.get(k) for k in
+                                  ("windows", "p50_ms", "p99_ms", "max_ms",
+                                   "lateness_s", "load")}
+sg_per_cpu = peers.get("spendguard", {}).get("events_per_cpu_s")
+for name, x in peers.items():
+    x["sg_ratio"] = round(sg_per_cpu / x["events_per_cpu_s"], 2) \
+        if sg_per_cpu and x["events_per_cpu_s"] else None
+# Kafka Streams' headline: the cheaper of its two guarantees.
+ks_best = max((k for k in ("ks_eos", "ks_alos") if k in peers),
+              key=lambda k: peers[k]["events_per_cpu_s"] or 0, default=None)
+peers_check = m.get("peers_check", {})
+
 res = {
     "wall_s": round(wall_ms / 1000.0, 1),
     "limit": {"input_eps": limit, "producer_eps": limit_prod,
@@ -204,6 +235,9 @@ res = {
             "sustainable_eps": sustainable,
             "cpu_s_per_million": e2e_cpu, "hops": hops},
     "scale": scale,
+    "peers": {"runs": peers, "check": peers_check,
+              "preload": m.get("peers_preload", {}),
+              "kstreams_headline": ks_best},
 }
 with open(out_path, "w") as fp:
     json.dump(res, fp, indent=2)
@@ -281,6 +315,45 @@ for s in scale:
         n(s["aggregate_peak_rss_kb"] / 1024.0),
         n(s["redis_used_memory"] / 1048576.0), n(s["rules_eps"]),
         n(s["rules_peak_rss_kb"] / 1024.0)))
+if peers:
+    pre = m.get("peers_preload", {})
+    print()
+    print("peers: the same windowed job over the same %s preloaded events, "
+          "real Kafka, each alone (lateness %s s)" %
+          (n(pre.get("sent")), n(pre.get("lateness_s"))))
+    print("  %-24s %10s %10s %9s %12s %9s %8s %10s %9s" %
+          ("run", "events", "ev/s", "CPU s/M", "ev/CPU s", "sg ratio",
+           "peak RSS", "broker CPU", "JVM CPU"))
+    labels = {"spendguard": "spendguard ingest+aggr.", "flink": "Flink 2.2",
+              "ks_eos": "KStreams exactly_once_v2",
+              "ks_alos": "KStreams at_least_once"}
+    for name, x in peers.items():
+        print("  %-24s %10s %10s %9s %12s %9s %5s MB %9s s %8s s" % (
+            labels[name], n(x["events"]), n(x["eps"]),
+            n(x["cpu_s_per_million"], "{:.2f}"), n(x["events_per_cpu_s"]),
+            n(x["sg_ratio"], "{:.2f}"), n(x["peak_rss_kb"] / 1024.0),
+            n(x["broker_cpu_s"], "{:.2f}"), n(x["process_cpu_s"], "{:.2f}")))
+    print("  (CPU: first input record to the last addition to a window, all "
+          "of the run's processes; spendguard's: ingest, aggregate, "
+          "redis-server;")
+    print("   broker CPU: over the whole run, apart; JVM CPU: the whole JVM, "
+          "start-up included)")
+    lats = {k: x["latency"] for k, x in peers.items() if "latency" in x}
+    if lats:
+        any_lat = next(iter(lats.values()))
+        print("  latency at a paced load of %s (rate:s), lateness %s s: "
+              "window end -> its row read on the output topic" %
+              (any_lat.get("load"), n(any_lat.get("lateness_s"))))
+        for k, v in lats.items():
+            print("    %-24s %6s windows  p50 %6s ms  p99 %6s ms  max %6s ms" % (
+                labels[k], n(v.get("windows")), n(v.get("p50_ms")),
+                n(v.get("p99_ms")), n(v.get("max_ms"))))
+    print("  agreement: %s windows compared, %s" % (
+        n(peers_check.get("windows")),
+        "all equal" if peers_check.get("ok") == 1 else
+        "MISMATCH: " + " ".join("%s=%d" % (k, v) for k, v in
+                                peers_check.items() if k != "ok")))
+
 print()
 print("wall time %.0f s; results in %s" % (wall_ms / 1000.0, out_path))
 print("bench: limit_eps=%d ingest_eps=%d ingest_ratio=%.2f aggregate_eps=%d "
@@ -292,4 +365,10 @@ print("bench: limit_eps=%d ingest_eps=%d ingest_ratio=%.2f aggregate_eps=%d "
           stages["aggregate"]["ratio_to_limit"] or 0,
           n(res["e2e"]["p50_ms"], "{:.0f}").replace(",", ""),
           n(res["e2e"]["p99_ms"], "{:.0f}").replace(",", ""),
-          n(redis_cpu_per_m, "{:.2f}"), sustainable))
+          n(redis_cpu_per_m, "{:.2f}"), sustainable), end="")
+if "flink" in peers and ks_best:
+    print(" flink_eps=%d kstreams_eps=%d vs_flink=%.2f vs_kstreams=%.2f" % (
+        peers["flink"]["eps"], peers[ks_best]["eps"],
+        peers["flink"]["sg_ratio"] or 0, peers[ks_best]["sg_ratio"] or 0),
+        end="")
+print()

@@ -1,7 +1,9 @@
 #!/bin/bash
 # `make bench`: the limits, each stage alone, the four stages end to end at a
 # paced load, and cost growth with scopes and partitions, all against one
-# sg-broker and one private redis-server. Method: docs/performance.md.
+# sg-broker and one private redis-server; then the peers (the same windowed
+# job on spendguard, Flink and Kafka Streams, on a real Kafka broker).
+# Method: docs/performance.md.
 # Prints a table, writes bench/results.json, and ends with the line
 #   bench: limit_eps=N ingest_eps=N ingest_ratio=R aggregate_eps=N ...
 set -eu
@@ -26,8 +28,10 @@ FRAUD=5                               # channels with 50% bot clicks (rules)
 E2E_FRAUD=10                          # end to end: channels whose bots ...
 FRAUD_PERIOD=3                        # ... come and go every 3 s: triggers
 OUT=${SG_BENCH_OUT:-bench/results.json}
-# SG_BENCH_PHASES: a subset of "stages scale e2e" (limits run with stages).
-PHASES=${SG_BENCH_PHASES:-stages scale e2e}
+# SG_BENCH_PHASES: a subset of "stages scale e2e peers" (limits run with
+# stages; peers: spendguard, Flink and Kafka Streams on a real Kafka broker,
+# bench/peers/phase.sh).
+PHASES=${SG_BENCH_PHASES:-stages scale e2e peers}
 want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 D=$(mktemp -d /tmp/sg-bench-XXXXXX)
 pids=""
@@ -347,6 +351,14 @@ if want e2e; then
         done
         measure "$line"
         for p in $lat_pid $e2e_pids; do stop "$p"; done
+fi
+
+# ------------------------------------------------------------ 5. peers
+if want peers; then
+        log "peers: the same windowed job on spendguard, Flink and Kafka Streams"
+        redis-cli -s "$D/redis.sock" flushall >/dev/null
+        BIN=$BIN D=$D REDIS_SOCK=$D/redis.sock REDIS_PID=$REDIS_PID \
+                bench/peers/phase.sh >>"$M" || die "peers phase failed (logs: SG_BENCH_KEEP=1)"
 fi
 
 : >>"$D/steps.txt"

@@ -8,7 +8,7 @@ PKGS="build-essential cmake pkg-config librdkafka-dev libavro-dev \
 libhiredis-dev libcriterion-dev libyaml-dev libjansson-dev \
 libmicrohttpd-dev libcurl4-openssl-dev redis-server \
 redis-tools python3 python3-avro python3-yaml python3-venv kcat bc docker-compose \
-clang libclang-rt-14-dev valgrind curl openssl tmux chromium openjdk-17-jre-headless maven"
+clang libclang-rt-14-dev valgrind curl openssl tmux chromium openjdk-17-jdk-headless maven"
 
 missing=""
 for p in $PKGS; do
