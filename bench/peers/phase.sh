@@ -9,8 +9,10 @@
 #
 # Environment: BIN (spendguard binaries), D (a scratch dir, kept by the
 # caller), REDIS_SOCK (a private redis-server's socket: aggregate's
-# checkpoint), REDIS_PID, SG_BENCH_PEERS_EVENTS (2000000),
-# SG_BENCH_PEERS_RATE (events per second of event time, 20000),
+# checkpoint), REDIS_PID, SG_BENCH_PEERS_EVENTS (3000000),
+# SG_BENCH_PEERS_RATE (events per second of event time, 50000: at 20000
+# Kafka Streams drops some of a preloaded backlog as late, see
+# docs/performance.md "Peers"),
 # SG_BENCH_PEERS_LATENESS (s, 30: aggregate.lateness_s, Flink's
 # out-of-orderness and Kafka Streams' grace), SG_BENCH_PEERS_PACED (the
 # latency runs' load, rate:seconds, 20000:30, or off),
