@@ -915,8 +915,9 @@ static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
         }
 }
 
-/* 1 while source is blocked in s's channel at s's end (in event time), by
- * the channel (r NULL) or by shadow rule r; key gets its state key. */
+/* 1 while source is blocked in s's channel at s's end (in event time):
+ * by the channel's blocks (r NULL or live), or by shadow rule r's own; key
+ * gets its state key. */
 static int blocked(sg_rules_engine_t *e, const sg_rule_t *r,
                    const sg_snapshot_t *s, const char *source, char *key,
                    size_t size)
@@ -1194,9 +1195,9 @@ static void channel_end(sg_rules_engine_t *e, const sg_snapshot_t *s)
 
 /*
  * The event time a key's expiry is measured against: its channel's newest
- * window end (h|rule|channel|..., l|rule|channel|..., b|channel|...). A
- * channel that lags behind another keeps what it still needs; one not seen
- * since the start sweeps nothing (INT64_MIN).
+ * window end (h|rule|channel|..., l|rule|channel|..., y|rule|channel|...,
+ * b|channel|...). A channel that lags behind another keeps what it still
+ * needs; one not seen since the start sweeps nothing (INT64_MIN).
  */
 static int64_t sweep_before(void *opaque, const char *key)
 {
