@@ -55,6 +55,14 @@ struct sg_codec {
                 avro_value_t value; /* reused: reset before every use */
                 int has_value;
         } s[SG_SCHEMA_MAX + 1];
+        /* The Decision as written before dry_run (decision.avsc without
+         * its last field): records of older writers under id 6. */
+        struct {
+                avro_schema_t schema;
+                avro_value_iface_t *iface;
+                avro_value_t value;
+                int has_value;
+        } dec_v1;
         avro_reader_t reader;
         avro_writer_t writer;
         char err[256];
@@ -142,6 +150,7 @@ static const char *const layout_decision[] = {"decision_id:s",
                                               "window_end:l",
                                               "decided_at:l",
                                               "budgets:?ar",
+                                              "dry_run:b",
                                               NULL};
 static const char *const layout_budget[] = {"channel:s", "budget_micros:l",
                                             NULL};
@@ -888,6 +897,47 @@ static int load_schema(const char *dir, const char *file, avro_schema_t *out,
 }
 
 /*
+ * The Decision schema before dry_run was added: decision.avsc without its
+ * last field. dry_run was appended with a default, so a record of the
+ * older writer is the new encoding without its last byte; Avro resolution
+ * needs the writer's schema to read it (the bytes do not say), and id 6
+ * names both. The decoder tells them apart by length: a record is exactly
+ * as long as one of the two schemas says, never as both.
+ */
+static int load_decision_v1(sg_codec_t *c, char *errstr, size_t errstr_size)
+{
+        const char *file = schema_files[SG_SCHEMA_DECISION];
+        json_t *root = json_loads(c->s[SG_SCHEMA_DECISION].text, 0, NULL);
+        json_t *fields = json_object_get(root, "fields");
+        char *text = NULL;
+        int rc = -1;
+
+        /* check_schemas() proved that the last field is dry_run. */
+        if (!json_is_array(fields) || json_array_size(fields) < 2 ||
+            json_array_remove(fields, json_array_size(fields) - 1) ||
+            !(text = json_dumps(root, JSON_COMPACT))) {
+                snprintf(errstr, errstr_size, "%s: cannot derive the schema "
+                         "before dry_run", file);
+                goto out;
+        }
+        if (avro_schema_from_json_length(text, strlen(text),
+                                         &c->dec_v1.schema) ||
+            !(c->dec_v1.iface =
+                  avro_generic_class_from_schema(c->dec_v1.schema)) ||
+            avro_generic_value_new(c->dec_v1.iface, &c->dec_v1.value)) {
+                snprintf(errstr, errstr_size, "%s before dry_run: %s", file,
+                         avro_strerror());
+                goto out;
+        }
+        c->dec_v1.has_value = 1;
+        rc = 0;
+out:
+        free(text);
+        json_decref(root);
+        return rc;
+}
+
+/*
  * Writer-schema registry and schema resolution (Avro specification,
  * "Schema Resolution"), for input events. A writer id's plan says, for each
  * writer field in wire order, what becomes of its bytes: copied into a
@@ -1455,6 +1505,8 @@ sg_codec_t *sg_codec_new(const char *schema_dir, char *errstr,
                 }
                 c->s[id].has_value = 1;
         }
+        if (load_decision_v1(c, errstr, errstr_size))
+                goto err;
         c->reader = avro_reader_memory(NULL, 0);
         c->writer = avro_writer_memory(NULL, 0);
         if (!c->reader || !c->writer) {
@@ -1482,6 +1534,12 @@ void sg_codec_destroy(sg_codec_t *c)
                         avro_schema_decref(c->s[id].schema);
                 free(c->s[id].text);
         }
+        if (c->dec_v1.has_value)
+                avro_value_decref(&c->dec_v1.value);
+        if (c->dec_v1.iface)
+                avro_value_iface_decref(c->dec_v1.iface);
+        if (c->dec_v1.schema)
+                avro_schema_decref(c->dec_v1.schema);
         for (id = 0; id < c->reg_cnt; id++)
                 reg_clear(&c->reg[id]);
         if (c->reader)
@@ -1659,10 +1717,12 @@ static int write_value(sg_codec_t *c, int id, void *buf, size_t bufsize)
 }
 
 /*
- * Reads a framed payload of schema id into the codec's value, after the
- * validator proved it well-formed and exactly as long as the payload.
+ * Reads a framed payload of schema id, written with schema, into value,
+ * after the validator proved it well-formed and exactly as long as the
+ * payload.
  */
-static int read_value(sg_codec_t *c, int id, const void *buf, size_t len)
+static int read_as(sg_codec_t *c, int id, avro_schema_t schema,
+                   avro_value_t *value, const void *buf, size_t len)
 {
         struct sg_rej r = codec_rej(c);
         const uint8_t *b = buf;
@@ -1677,13 +1737,19 @@ static int read_value(sg_codec_t *c, int id, const void *buf, size_t len)
         rd.p = b + FRAME_LEN;
         rd.end = b + len;
         rd.rej = &r;
-        if (rd_validate(&rd, c->s[id].schema, "record", 0) || rd_end(&rd))
+        if (rd_validate(&rd, schema, "record", 0) || rd_end(&rd))
                 return -1;
         avro_reader_memory_set_source(c->reader, (const char *)b + FRAME_LEN,
                                       (int64_t)(len - FRAME_LEN));
-        if (avro_value_read(c->reader, &c->s[id].value))
+        if (avro_value_read(c->reader, value))
                 return fail(c, "schema %d: %s", id, avro_strerror());
         return 0;
+}
+
+/* A framed payload of schema id, read with its contract schema. */
+static int read_value(sg_codec_t *c, int id, const void *buf, size_t len)
+{
+        return read_as(c, id, c->s[id].schema, &c->s[id].value, buf, len);
 }
 
 /*
@@ -2381,6 +2447,10 @@ static int avro_encode_decision(sg_codec_t *c, const sg_decision_t *d,
                                 return -1;
                 }
         }
+        if (field(c, v, "dry_run", &f))
+                return -1;
+        if (avro_value_set_boolean(&f, d->dry_run ? 1 : 0))
+                return fail(c, "field=dry_run: %s", avro_strerror());
         return write_value(c, SG_SCHEMA_DECISION, buf, bufsize);
 }
 
@@ -2431,6 +2501,7 @@ static int json_encode_decision(sg_codec_t *c, const sg_decision_t *d,
         rc |= js_set(o, "window_end", json_integer(d->window_end));
         rc |= js_set(o, "decided_at", json_integer(d->decided_at));
         rc |= js_set(o, "budgets", b);
+        rc |= js_set(o, "dry_run", json_boolean(d->dry_run));
         return js_dump(c, o, rc, buf, bufsize);
 }
 
@@ -2446,18 +2517,47 @@ int sg_codec_encode_decision(sg_codec_t *c, sg_format_t fmt,
         return avro_encode_decision(c, d, buf, bufsize);
 }
 
+/*
+ * Reads a framed Decision into the codec's value of its writer schema: the
+ * current one, or the one before dry_run (load_decision_v1); *v points at
+ * it, *has_dry_run says which. The error is the current schema's.
+ */
+static int read_decision(sg_codec_t *c, const void *buf, size_t len,
+                         avro_value_t **v, int *has_dry_run)
+{
+        char err[sizeof(c->err)];
+
+        *v = &c->s[SG_SCHEMA_DECISION].value;
+        *has_dry_run = 1;
+        if (read_value(c, SG_SCHEMA_DECISION, buf, len) == 0)
+                return 0;
+        memcpy(err, c->err, sizeof(err));
+        *v = &c->dec_v1.value;
+        *has_dry_run = 0;
+        if (read_as(c, SG_SCHEMA_DECISION, c->dec_v1.schema, *v, buf, len) ==
+            0)
+                return 0;
+        memcpy(c->err, err, sizeof(err));
+        return -1;
+}
+
 static int avro_decode_decision(sg_codec_t *c, const void *buf, size_t len,
                                 sg_decision_t *d)
 {
         struct sg_rej r = codec_rej(c);
-        avro_value_t *v = &c->s[SG_SCHEMA_DECISION].value;
+        avro_value_t *v;
         avro_value_t f, child, branch, item;
         size_t n, i;
         const char *name;
-        int action;
+        int action, has_dry_run, dry_run = 0;
 
-        if (read_value(c, SG_SCHEMA_DECISION, buf, len) ||
-            get_str(c, v, DFLD(decision_id), NULL) ||
+        if (read_decision(c, buf, len, &v, &has_dry_run))
+                return -1;
+        if (has_dry_run &&
+            (field(c, v, "dry_run", &f) || avro_value_get_boolean(&f, &dry_run)))
+                return fail(c, "field=dry_run: %s", avro_strerror());
+        d->dry_run = dry_run != 0;
+        if (get_str(c, v, DFLD(decision_id), NULL) ||
             get_str(c, v, DFLD(rule_id), NULL) ||
             get_str(c, v, DFLD(channel), NULL) ||
             get_str(c, v, DFLD(campaign_id), NULL) ||
@@ -2587,6 +2687,13 @@ static int json_decode_decision(sg_codec_t *c, const void *buf, size_t len,
                 }
                 d->budget_cnt = (int)json_array_size(b);
         }
+        /* Absent (an older writer) or null: not a dry run. */
+        v = js_get(root, "dry_run");
+        if (v && !json_is_boolean(v)) {
+                fail(c, "field=dry_run not a boolean");
+                goto out;
+        }
+        d->dry_run = json_is_true(v);
         rc = 0;
 out:
         json_decref(root);

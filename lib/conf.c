@@ -214,7 +214,7 @@ const sg_conf_field_t sg_conf_fields[] = {
         "decisions kept in the Redis decision log (sg-ctl)"),
     STR("sink.webhook_url", "", sink.webhook_url, NULL,
         "POST PAUSE, BLOCK_SOURCE and ALERT decisions as JSON to this "
-        "http(s) URL; empty = no webhook"),
+        "http(s) URL (not a shadow rule's dry runs); empty = no webhook"),
     INT("sink.webhook_queue", "1000", 1, 1000000, sink.webhook_queue,
         "webhook notifications waiting for the worker; when full, new ones "
         "are dropped, counted and logged"),

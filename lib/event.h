@@ -184,6 +184,10 @@ typedef struct sg_decision {
                 char channel[SG_NAME_LEN];
                 int64_t budget_micros;
         } budgets[SG_DECISION_MAX_BUDGETS];
+        /* A shadow rule's decision (docs/rules.md, "Shadow mode"): made
+         * and delivered, but nothing acts on it. Avro/JSON "dry_run",
+         * false when a record has none (written before the field). */
+        int dry_run;
 } sg_decision_t;
 
 /* Derived ratios: each returns 1 and sets *out, or returns 0 and leaves

@@ -63,6 +63,16 @@ const char *sg_op_name(sg_op_t op)
         return op_names[op];
 }
 
+static const char *const mode_names[] = {[SG_MODE_LIVE] = "live",
+                                         [SG_MODE_SHADOW] = "shadow"};
+
+const char *sg_rule_mode_name(sg_rule_mode_t m)
+{
+        if ((int)m < 0 || m > SG_MODE_SHADOW)
+                return "?";
+        return mode_names[m];
+}
+
 const char *sg_scope_name(sg_scope_t s)
 {
         if ((int)s < 0 || s > SG_SCOPE_SOURCE)
@@ -196,6 +206,7 @@ static const char *const rule_keys[] = {"id",
                                         "min_spend_micros",
                                         "action",
                                         "early",
+                                        "mode",
                                         NULL};
 
 /*
@@ -459,6 +470,16 @@ static int load_rule(loader_t *l, const sg_yaml_node_t *m, int index,
                                             "false",
                                             v);
                         r->early = strcmp(v, "true") == 0;
+                } else if (strcmp(k->key, "mode") == 0) {
+                        if (strcmp(v, "live") == 0)
+                                r->mode = SG_MODE_LIVE;
+                        else if (strcmp(v, "shadow") == 0)
+                                r->mode = SG_MODE_SHADOW;
+                        else
+                                return fail(l, k->line, label,
+                                            "mode: \"%s\" is not live or "
+                                            "shadow",
+                                            v);
                 } else if (strcmp(k->key, "min_impressions") == 0) {
                         guard = &r->min_impressions;
                 } else if (strcmp(k->key, "min_clicks") == 0) {
@@ -1182,18 +1203,30 @@ void sg_decision_id(const char *rule_id, sg_action_t action,
         snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, h.hi, h.lo);
 }
 
+void sg_decision_id_mode(const char *rule_id, sg_action_t action,
+                         const char *channel, const char *campaign_id,
+                         const char *source, int64_t window_start,
+                         int64_t window_end, int dry_run, char *out)
+{
+        u128_t h = decision_hash(rule_id, action, channel, campaign_id,
+                                 window_start, window_end);
+
+        /* Appended, so that ids without a source, and live ids, stay what
+         * they were. */
+        if (source && *source)
+                h = fnv128_add(h, source);
+        if (dry_run)
+                h = fnv128_add(h, "dry_run");
+        snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, h.hi, h.lo);
+}
+
 void sg_decision_id_source(const char *rule_id, sg_action_t action,
                            const char *channel, const char *campaign_id,
                            const char *source, int64_t window_start,
                            int64_t window_end, char *out)
 {
-        u128_t h = decision_hash(rule_id, action, channel, campaign_id,
-                                 window_start, window_end);
-
-        /* Appended, so that ids without a source stay what they were. */
-        if (source && *source)
-                h = fnv128_add(h, source);
-        snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, h.hi, h.lo);
+        sg_decision_id_mode(rule_id, action, channel, campaign_id, source,
+                            window_start, window_end, 0, out);
 }
 
 /* ISO 8601 UTC; the date only when with_date, milliseconds only if any. */
@@ -1290,11 +1323,13 @@ static void reason_window(sg_decision_t *d, size_t *n, int64_t from, int64_t to)
 static void decision_head(sg_decision_t *d, const char *rule_id,
                           sg_action_t action, const char *channel,
                           const char *campaign_id, const char *source,
-                          int64_t window_start, int64_t window_end)
+                          int64_t window_start, int64_t window_end,
+                          int dry_run)
 {
         d->decision_id[0] = '\0';
-        sg_decision_id_source(rule_id, action, channel, campaign_id, source,
-                              window_start, window_end, d->decision_id);
+        sg_decision_id_mode(rule_id, action, channel, campaign_id, source,
+                            window_start, window_end, dry_run, d->decision_id);
+        d->dry_run = dry_run;
         snprintf(d->rule_id, sizeof(d->rule_id), "%s", rule_id);
         d->action = action;
         snprintf(d->channel, sizeof(d->channel), "%s", channel);
@@ -1320,7 +1355,8 @@ void sg_rule_decision(const sg_rule_t *r, sg_action_t action,
         size_t n = 0;
 
         decision_head(d, r->id, action, s->channel, s->campaign_id, source,
-                      s->window_start, s->window_end);
+                      s->window_start, s->window_end,
+                      r->mode == SG_MODE_SHADOW);
 
         /* "cpa_overrun: cpa 40000000 > 26000000 (1.3 x target 20000000)
          *  over [2026-11-22T10:00:00Z, 10:01:00Z) (60 s), clicks=412" */
@@ -1382,6 +1418,8 @@ void sg_rule_decision(const sg_rule_t *r, sg_action_t action,
                            ev->blocked_clicks);
         if (sg_snapshot_running(s))
                 reason_add(d, &n, ", running window (not yet complete)");
+        if (d->dry_run)
+                reason_add(d, &n, ", dry run (shadow rule)");
 
         metric_add(d, metric,
                    r->cmp == SG_CMP_BASELINE ? ev->metric : ev->value);
@@ -1416,7 +1454,7 @@ void sg_realloc_decision(const sg_realloc_policy_t *p,
         char name[32];
 
         decision_head(d, "reallocate", SG_ACT_REALLOCATE, trigger, "", "",
-                      window_start, window_end);
+                      window_start, window_end, 0);
         for (int i = 0; i < n; i++) {
                 total += before[i];
                 if (ch[i].budget < before[i])

@@ -49,6 +49,14 @@ typedef enum {
         SG_SCOPE_SOURCE       /* each top source of a channel snapshot */
 } sg_scope_t;
 
+/* What a rule's decisions do (docs/rules.md, "Shadow mode"). */
+typedef enum {
+        SG_MODE_LIVE = 0, /* they act: breakers, budgets, blocks */
+        SG_MODE_SHADOW    /* dry runs: delivered, counted, never acted on */
+} sg_rule_mode_t;
+
+const char *sg_rule_mode_name(sg_rule_mode_t m); /* "live", "shadow" */
+
 /* How the metric is compared. */
 typedef enum {
         SG_CMP_ABSOLUTE = 0, /* metric op threshold */
@@ -99,6 +107,9 @@ typedef struct sg_rule {
          * by default every rule whose metric allows it; `early: false`
          * waits for complete windows. */
         int early;
+        /* `mode: shadow`: evaluated with state of its own (breakers,
+         * blocks), its decisions dry runs. */
+        sg_rule_mode_t mode;
         int line;           /* of the rule in its file */
 } sg_rule_t;
 
@@ -281,6 +292,13 @@ void sg_decision_id_source(const char *rule_id, sg_action_t action,
                            const char *channel, const char *campaign_id,
                            const char *source, int64_t window_start,
                            int64_t window_end, char *out);
+/* The same, and then "dry_run" (with its NUL) when dry_run: a shadow
+ * rule's decision never shares an id with a live one, not even with the
+ * same rule id once it goes live (the sink would drop it as delivered). */
+void sg_decision_id_mode(const char *rule_id, sg_action_t action,
+                         const char *channel, const char *campaign_id,
+                         const char *source, int64_t window_start,
+                         int64_t window_end, int dry_run, char *out);
 
 /*
  * Fills d for a TRIPPED evaluation (or a RESUME: action SG_ACT_RESUME and

@@ -42,6 +42,7 @@
 typedef struct done {
         sg_action_t action;
         char rule[SG_NAME_LEN];
+        int dry_run;
 } done_t;
 
 struct sg_rules_engine {
@@ -128,13 +129,17 @@ static void channel_gauges(const sg_snapshot_t *s)
         }
 }
 
-/* decisions_total{action,rule}, counted once the decision is committed. */
-static void decision_count(sg_action_t action, const char *rule)
+/* decisions_total{action,rule}, or decisions_shadow_total{action,rule}
+ * for a shadow rule's dry runs, counted once the decision is committed. */
+static void decision_count(const done_t *d)
 {
         char name[SG_METRICS_NAME_LEN];
 
-        if (sg_metrics_name(name, sizeof(name), "decisions_total", "action",
-                            sg_action_name(action), "rule", rule, NULL) == 0)
+        if (sg_metrics_name(name, sizeof(name),
+                            d->dry_run ? "decisions_shadow_total"
+                                       : "decisions_total",
+                            "action", sg_action_name(d->action), "rule",
+                            d->rule, NULL) == 0)
                 sg_counter_add(sg_counter(name), 1);
 }
 
@@ -144,15 +149,44 @@ static void decision_count(sg_action_t action, const char *rule)
  * Keys of the state map (and fields of the Redis hash sg:rstate); a scope
  * is "<channel>|<campaign_id>":
  *   k|<scope>                      breaker: state since cooldown rule id
+ *   x|<rule>|<scope>               a shadow rule's own breaker: the same
  *   l|<rule>|<scope>|<source>      alert latch: on(0/1) since
  *   b|<channel>|<source>           blocked source: until ttl_ms id
+ *   y|<rule>|<channel>|<source>    a shadow rule's own block: the same
  *   h|<rule>|<scope>|<source>|<E>  history: held(0/1/u) value
  *   s|<channel>                    realloc stats: E spend revenue
  *   g|<channel>, g|(reserve)       current budgets
  *   a                              the next periodic reallocation (E)
  * Redis values are "<exp> <value>": exp is the event time after which a
  * sweep may drop the entry (0 = never).
+ *
+ * A shadow rule (docs/rules.md, "Shadow mode") keeps breakers and blocks
+ * of its own under x| and y|, which nothing mirrors out of sg:rstate: its
+ * dry runs go on as the live rule would, but never open, hold or close a
+ * scope's breaker (k|, sg:breaker:*, what bidders and reallocation go by),
+ * never block a source (b|, sg:block:*, the pre-bid feed, netted out of
+ * ivt_rate) and so never suppress a live rule's decision on the same scope.
  */
+
+/* The breaker key of scope for rule r (NULL: the scope's own). */
+static void breaker_key(const sg_rule_t *r, const char *scope, char *key,
+                        size_t size)
+{
+        if (r && r->mode == SG_MODE_SHADOW)
+                snprintf(key, size, "x|%s|%s", r->id, scope);
+        else
+                snprintf(key, size, "k|%s", scope);
+}
+
+/* The block key of source in channel for rule r (NULL: the channel's). */
+static void block_key(const sg_rule_t *r, const char *channel,
+                      const char *source, char *key, size_t size)
+{
+        if (r && r->mode == SG_MODE_SHADOW)
+                snprintf(key, size, "y|%s|%s|%s", r->id, channel, source);
+        else
+                snprintf(key, size, "b|%s|%s", channel, source);
+}
 
 static void scope_of(const sg_snapshot_t *s, char *out, size_t size)
 {
@@ -168,15 +202,15 @@ static void put(sg_rules_engine_t *e, const char *key, const char *val,
         }
 }
 
-static int breaker_get(sg_rules_engine_t *e, const char *scope, sg_breaker_t *b)
+/* The breaker at key (breaker_key()); 0 when it has none: closed. */
+static int breaker_get(sg_rules_engine_t *e, const char *key, sg_breaker_t *b)
 {
-        char key[KEY_LEN], state[16];
+        char state[16];
         const char *v;
         long long since, until;
         int n = 0;
 
         memset(b, 0, sizeof(*b));
-        snprintf(key, sizeof(key), "k|%s", scope);
         v = sg_rstate_get(e->st, key);
         if (!v)
                 return 0;
@@ -191,12 +225,11 @@ static int breaker_get(sg_rules_engine_t *e, const char *scope, sg_breaker_t *b)
         return 1;
 }
 
-static void breaker_put(sg_rules_engine_t *e, const char *scope,
+static void breaker_put(sg_rules_engine_t *e, const char *key,
                         const sg_breaker_t *b)
 {
-        char key[KEY_LEN], val[VAL_LEN];
+        char val[VAL_LEN];
 
-        snprintf(key, sizeof(key), "k|%s", scope);
         snprintf(val, sizeof(val), "%s %" PRId64 " %" PRId64 " %s %s",
                  sg_breaker_state_name(b->state), b->since, b->cooldown_until,
                  b->rule[0] ? b->rule : "-",
@@ -471,12 +504,13 @@ static int state_write(sg_rules_engine_t *e, int n)
 static void gauges_from_state(sg_rules_engine_t *e)
 {
         for (int i = 0; i < e->conf->channel_cnt; i++) {
-                char scope[SG_NAME_LEN + 2];
+                char scope[SG_NAME_LEN + 2], key[KEY_LEN];
                 sg_breaker_t b;
 
                 snprintf(scope, sizeof(scope), "%s|",
                          e->conf->channels[i].name);
-                breaker_get(e, scope, &b);
+                breaker_key(NULL, scope, key, sizeof(key));
+                breaker_get(e, key, &b);
                 breaker_gauge(e->conf->channels[i].name, (int)b.state);
         }
 }
@@ -740,13 +774,15 @@ static void emit(sg_rules_engine_t *e, const sg_decision_t *d)
         e->done[e->done_cnt].action = d->action;
         snprintf(e->done[e->done_cnt].rule, sizeof(e->done[0].rule), "%s",
                  d->rule_id);
+        e->done[e->done_cnt].dry_run = d->dry_run;
         e->done_cnt++;
         sg_info("event=decision id=%s action=%s channel=%s campaign=%s "
-                "source=%s rule=%s window_end=%" PRId64 " reason=%s",
+                "source=%s rule=%s dry_run=%d window_end=%" PRId64
+                " reason=%s",
                 d->decision_id, sg_action_name(d->action), d->channel,
                 d->campaign_id[0] ? d->campaign_id : "-",
-                d->source[0] ? d->source : "-", d->rule_id, d->window_end,
-                sg_log_quote(q, sizeof(q), d->reason));
+                d->source[0] ? d->source : "-", d->rule_id, d->dry_run ? 1 : 0,
+                d->window_end, sg_log_quote(q, sizeof(q), d->reason));
 }
 
 /* --------------------------------------------------------- reallocation */
@@ -774,8 +810,9 @@ static void reallocate(sg_rules_engine_t *e, const char *trigger, int64_t end)
                 ch[n].floor = c->floor_micros;
                 ch[n].cap = c->cap_micros;
                 snprintf(scope, sizeof(scope), "%s|", c->name);
+                breaker_key(NULL, scope, key, sizeof(key));
                 ch[n].paused =
-                    breaker_get(e, scope, &b) && b.state != SG_BREAKER_CLOSED;
+                    breaker_get(e, key, &b) && b.state != SG_BREAKER_CLOSED;
                 snprintf(key, sizeof(key), "s|%s", c->name);
                 v = sg_rstate_get(e->st, key);
                 if (v &&
@@ -878,14 +915,16 @@ static void alert(sg_rules_engine_t *e, const sg_rule_t *r,
         }
 }
 
-/* 1 while source is blocked in s's channel at s's end (in event time);
- * key gets its state key. */
-static int blocked(sg_rules_engine_t *e, const sg_snapshot_t *s,
-                   const char *source, char *key, size_t size)
+/* 1 while source is blocked in s's channel at s's end (in event time):
+ * by the channel's blocks (r NULL or live), or by shadow rule r's own; key
+ * gets its state key. */
+static int blocked(sg_rules_engine_t *e, const sg_rule_t *r,
+                   const sg_snapshot_t *s, const char *source, char *key,
+                   size_t size)
 {
         const char *v;
 
-        snprintf(key, size, "b|%s|%s", s->channel, source);
+        block_key(r, s->channel, source, key, size);
         v = sg_rstate_get(e->st, key);
         return v && s->window_end < strtoll(v, NULL, 10);
 }
@@ -895,7 +934,7 @@ static void block(sg_rules_engine_t *e, const sg_rule_t *r,
 {
         char key[KEY_LEN], val[VAL_LEN];
 
-        if (blocked(e, s, ev->source->source, key, sizeof(key)))
+        if (blocked(e, r, s, ev->source->source, key, sizeof(key)))
                 return;
         sg_rule_decision(r, SG_ACT_BLOCK_SOURCE, s, ev, &e->decision);
         snprintf(val, sizeof(val), "%" PRId64 " %" PRId64 " %s",
@@ -905,16 +944,18 @@ static void block(sg_rules_engine_t *e, const sg_rule_t *r,
         emit(e, &e->decision);
 }
 
-/* Returns 1 when the breaker of the channel scope opened (a PAUSE). */
+/* Returns 1 when the breaker of the channel scope opened (a live PAUSE). */
 static int breaker(sg_rules_engine_t *e, const sg_rule_t *r,
                    const sg_snapshot_t *s, const char *scope,
                    const sg_rule_ctx_t *ctx, const sg_rule_eval_t *ev)
 {
         sg_breaker_t b, b0;
         sg_rule_eval_t rev;
+        char key[KEY_LEN];
         int act, resume_ok = 0;
 
-        breaker_get(e, scope, &b);
+        breaker_key(r, scope, key, sizeof(key));
+        breaker_get(e, key, &b);
         /* A running window may open a closed breaker, nothing else:
          * half-open and RESUME are judged on complete windows. */
         if (sg_snapshot_running(s) && b.state != SG_BREAKER_CLOSED)
@@ -936,8 +977,9 @@ static int breaker(sg_rules_engine_t *e, const sg_rule_t *r,
                 emit(e, &e->decision);
         }
         if (memcmp(&b, &b0, sizeof(b)) != 0)
-                breaker_put(e, scope, &b);
-        return act == SG_ACT_PAUSE && s->campaign_id[0] == '\0';
+                breaker_put(e, key, &b);
+        return act == SG_ACT_PAUSE && s->campaign_id[0] == '\0' &&
+               r->mode == SG_MODE_LIVE;
 }
 
 static void evaluate(sg_rules_engine_t *e, const sg_rule_t *r,
@@ -1018,7 +1060,7 @@ static const sg_snapshot_t *net_of_blocked(sg_rules_engine_t *e,
         int64_t n = 0;
 
         for (int k = 0; k < s->top_cnt; k++)
-                if (blocked(e, s, s->top[k].source, key, sizeof(key)))
+                if (blocked(e, NULL, s, s->top[k].source, key, sizeof(key)))
                         n += s->top[k].clicks;
         if (n == 0)
                 return s;
@@ -1153,9 +1195,9 @@ static void channel_end(sg_rules_engine_t *e, const sg_snapshot_t *s)
 
 /*
  * The event time a key's expiry is measured against: its channel's newest
- * window end (h|rule|channel|..., l|rule|channel|..., b|channel|...). A
- * channel that lags behind another keeps what it still needs; one not seen
- * since the start sweeps nothing (INT64_MIN).
+ * window end (h|rule|channel|..., l|rule|channel|..., y|rule|channel|...,
+ * b|channel|...). A channel that lags behind another keeps what it still
+ * needs; one not seen since the start sweeps nothing (INT64_MIN).
  */
 static int64_t sweep_before(void *opaque, const char *key)
 {
@@ -1197,9 +1239,10 @@ static void commit_state(sg_rules_engine_t *e)
         int gauges = 0;
 
         for (int i = 0; i < e->done_cnt; i++) {
-                decision_count(e->done[i].action, e->done[i].rule);
-                if (e->done[i].action == SG_ACT_PAUSE ||
-                    e->done[i].action == SG_ACT_RESUME)
+                decision_count(&e->done[i]);
+                if (!e->done[i].dry_run &&
+                    (e->done[i].action == SG_ACT_PAUSE ||
+                     e->done[i].action == SG_ACT_RESUME))
                         gauges = 1;
         }
         sg_rstate_commit(e->st);

@@ -328,24 +328,29 @@ static void produce(sg_sink_t *s)
         }
 }
 
-/* decisions_total{action,rule} */
+/* decisions_total{action,rule}; a shadow rule's dry runs in
+ * decisions_shadow_total{action,rule}. */
 static void decision_count(const sg_decision_t *d)
 {
         char name[SG_METRICS_NAME_LEN];
 
-        if (sg_metrics_name(name, sizeof(name), "decisions_total", "action",
-                            sg_action_name(d->action), "rule", d->rule_id,
-                            NULL) == 0)
+        if (sg_metrics_name(name, sizeof(name),
+                            d->dry_run ? "decisions_shadow_total"
+                                       : "decisions_total",
+                            "action", sg_action_name(d->action), "rule",
+                            d->rule_id, NULL) == 0)
                 sg_counter_add(sg_counter(name), 1);
 }
 
 /* PAUSE, BLOCK_SOURCE and ALERT go to the webhook, if any: queued, so
- * that a slow or dead endpoint never holds the pipeline back. */
+ * that a slow or dead endpoint never holds the pipeline back. A dry run
+ * does not: the webhook is how a bidder is told to act (docs/rules.md,
+ * "Shadow mode"); it is on ad-decisions, marked, and in sg-ctl decisions. */
 static void notify(sg_sink_t *s, const sg_decision_t *d)
 {
         int n;
 
-        if (!s->webhook ||
+        if (!s->webhook || d->dry_run ||
             (d->action != SG_ACT_PAUSE && d->action != SG_ACT_BLOCK_SOURCE &&
              d->action != SG_ACT_ALERT))
                 return;
@@ -370,9 +375,9 @@ static void log_delivered(sg_sink_t *s)
                 decision_count(d);
                 notify(s, d);
                 sg_info("event=decision_delivered id=%s action=%s channel=%s "
-                        "rule=%s",
+                        "rule=%s dry_run=%d",
                         d->decision_id, sg_action_name(d->action), d->channel,
-                        d->rule_id);
+                        d->rule_id, d->dry_run ? 1 : 0);
         }
         for (int i = 0; i < s->nkpi; i++)
                 sg_counter_add(s->kpi_state[i] == DELIVER ? s->c_kpi_delivered

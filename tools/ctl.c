@@ -59,7 +59,9 @@ static void usage(FILE *fp)
             "      (2026-11-22T10:00:00Z); default: everything retained\n"
             "  decisions [--last N] [--json]\n"
             "      the last N delivered decisions, newest first (default "
-            "20)\n"
+            "20); a shadow\n"
+            "      rule's dry runs marked \"SHADOW dry run:\" (--json: "
+            "\"dry_run\": true)\n"
             "  breakers [--json]\n"
             "      circuit breaker state per channel (and campaign)\n"
             "  budgets [--json]\n"
@@ -1003,10 +1005,15 @@ static void print_decision(FILE *fp, const char *mark, const char *raw,
                  json_str(o, "channel") ? json_str(o, "channel") : "?",
                  campaign ? "/" : "", campaign ? campaign : "");
         decision_text(o, text, sizeof(text));
-        fprintf(fp, "%s%-24s  %-12s  %-16s  %-22s  %s%s%s%s\n", mark,
+        /* A shadow rule's dry run (absent in entries of older sinks: not
+         * one) is told apart before anything it says. */
+        fprintf(fp, "%s%-24s  %-12s  %-16s  %-22s  %s%s%s%s%s\n", mark,
                 at == INT64_MIN ? "-" : iso_time(at, when, sizeof(when)),
                 action ? action : "?", scope,
                 json_str(o, "rule_id") ? json_str(o, "rule_id") : "?",
+                json_is_true(json_object_get(o, "dry_run"))
+                    ? "SHADOW dry run: "
+                    : "",
                 source ? "source=" : "", source ? source : "",
                 source ? "  " : "", text);
         json_decref(o);

@@ -1492,6 +1492,30 @@ sg_codec_t *h_codec(void)
         return c;
 }
 
+void h_snapshot_1m(sg_snapshot_t *s, const char *channel,
+                   const char *campaign, long long end)
+{
+        memset(s, 0, sizeof(*s));
+        snprintf(s->channel, sizeof(s->channel), "%s", channel);
+        snprintf(s->campaign_id, sizeof(s->campaign_id), "%s", campaign);
+        snprintf(s->window, sizeof(s->window), "1m");
+        s->window_start = end - 60000;
+        s->window_end = end;
+        s->watermark = end;
+}
+
+void h_produce_snapshot(const sg_snapshot_t *s)
+{
+        unsigned char buf[8192];
+        int n = sg_codec_encode_snapshot(h_codec(), s, buf, sizeof(buf));
+
+        cr_assert_gt(n, 0, "%s", sg_codec_error(h_codec()));
+        cr_assert_eq(h_produce_async("sg.aggregates", RD_KAFKA_PARTITION_UA,
+                                     s->channel, strlen(s->channel), buf,
+                                     (size_t)n),
+                     0);
+}
+
 void h_produce_today(const char *topic, const char *channel,
                      long long spend_micros, long long revenue_micros,
                      long long end)

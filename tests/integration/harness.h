@@ -269,4 +269,13 @@ void h_produce_today(const char *topic, const char *channel,
                      long long spend_micros, long long revenue_micros,
                      long long end);
 
+/* A complete 1m snapshot of (channel, campaign: "" = the channel) ending
+ * at end (watermark end), zero counters, no sources, into *s. */
+struct sg_snapshot;
+void h_snapshot_1m(struct sg_snapshot *s, const char *channel,
+                   const char *campaign, long long end);
+/* Produces s to sg.aggregates keyed by its channel, unacknowledged until
+ * h_flush(). */
+void h_produce_snapshot(const struct sg_snapshot *s);
+
 #endif

@@ -191,6 +191,11 @@ Test(pipeline, scenario_counts_exactly_and_pauses_only_the_bad_channels)
                         cr_assert_str_eq(
                             json_string_value(json_object_get(row, "action")),
                             sg_action_name(d[i].action));
+                        cr_assert(json_is_boolean(
+                            json_object_get(row, "dry_run")));
+                        cr_assert_eq(
+                            json_is_true(json_object_get(row, "dry_run")),
+                            d[i].dry_run);
                 }
                 json_decref(rows);
         }

@@ -71,17 +71,9 @@ TestSuite(rstate, .init = setup, .fini = h_stack_down, .timeout = 300);
 static void snapshot(const char *channel, const char *campaign, long long end,
                      const char *tag, int nsrc)
 {
-        unsigned char buf[8192];
         sg_snapshot_t s;
-        int n;
 
-        memset(&s, 0, sizeof(s));
-        snprintf(s.channel, sizeof(s.channel), "%s", channel);
-        snprintf(s.campaign_id, sizeof(s.campaign_id), "%s", campaign);
-        snprintf(s.window, sizeof(s.window), "1m");
-        s.window_start = end - 60000;
-        s.window_end = end;
-        s.watermark = end;
+        h_snapshot_1m(&s, channel, campaign, end);
         s.c.impressions = 100000;
         s.c.clicks = 100;
         s.c.spend_micros = 1000000;
@@ -91,12 +83,7 @@ static void snapshot(const char *channel, const char *campaign, long long end,
                          "ip:%s.%d", tag, i);
                 s.top[i].clicks = 50;
         }
-        n = sg_codec_encode_snapshot(h_codec(), &s, buf, sizeof(buf));
-        cr_assert_gt(n, 0);
-        cr_assert_eq(h_produce_async("sg.aggregates", RD_KAFKA_PARTITION_UA,
-                                     channel, strlen(channel), buf,
-                                     (size_t)n),
-                     0);
+        h_produce_snapshot(&s);
 }
 
 /* HGET sg:rstate field: the value, "" when absent. */

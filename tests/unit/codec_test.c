@@ -238,6 +238,7 @@ static sg_decision_t make_decision(int reallocate)
         } else {
                 strcpy(d.campaign_id, "brand");
                 strcpy(d.source, "ip:1.2.3.4");
+                d.dry_run = 1;
         }
         return d;
 }
@@ -263,6 +264,7 @@ static void assert_decision_eq(const sg_decision_t *a, const sg_decision_t *b)
         cr_assert_eq(a->window_end, b->window_end);
         cr_assert_eq(a->decided_at, b->decided_at);
         cr_assert_eq(a->budget_cnt, b->budget_cnt);
+        cr_assert_eq(a->dry_run, b->dry_run);
         for (i = 0; i < a->budget_cnt; i++) {
                 cr_assert_str_eq(a->budgets[i].channel, b->budgets[i].channel);
                 cr_assert_eq(a->budgets[i].budget_micros,
@@ -369,7 +371,8 @@ Test(codec_new, refuses_reordered_action_symbols)
             "{\"name\":\"budgets\",\"type\":[\"null\",{\"type\":\"array\","
             "\"items\":{\"type\":\"record\",\"name\":\"Budget\",\"fields\":["
             "{\"name\":\"channel\",\"type\":\"string\"},"
-            "{\"name\":\"budget_micros\",\"type\":\"long\"}]}}]}]}");
+            "{\"name\":\"budget_micros\",\"type\":\"long\"}]}}]},"
+            "{\"name\":\"dry_run\",\"type\":\"boolean\"}]}");
         char err[256] = "";
         sg_codec_t *c = sg_codec_new(dir, err, sizeof(err));
 
@@ -1115,12 +1118,27 @@ Test(codec, decodes_python_snapshot)
         cr_assert_eq(memcmp(buf, raw, n), 0);
 }
 
+/*
+ * A decision of the writer before dry_run (the Python fixtures) re-encodes
+ * with the current schema: the same bytes, then dry_run false (one 0
+ * byte).
+ */
+static void assert_reencodes_old_decision(const sg_decision_t *d,
+                                          const uint8_t *raw, size_t n)
+{
+        int m = sg_codec_encode_decision(codec, SG_FMT_AVRO, d, buf,
+                                         sizeof(buf));
+
+        cr_assert_eq(m, (int)n + 1);
+        cr_assert_eq(memcmp(buf, raw, n), 0);
+        cr_assert_eq(buf[n], 0);
+}
+
 Test(codec, decodes_python_reallocate_decision_in_map_order)
 {
         uint8_t raw[4096];
         size_t n = load_fixture("decision_reallocate.bin", raw, sizeof(raw));
         sg_decision_t d;
-        int m;
 
         cr_assert_eq(sg_codec_decode_decision(codec, raw, n, &d), 0, "%s",
                      sg_codec_error(codec));
@@ -1144,9 +1162,8 @@ Test(codec, decodes_python_reallocate_decision_in_map_order)
         cr_assert_eq(d.budgets[0].budget_micros, 460000000);
         cr_assert_str_eq(d.budgets[1].channel, "kol");
         cr_assert_eq(d.budgets[1].budget_micros, 110000000);
-        m = sg_codec_encode_decision(codec, SG_FMT_AVRO, &d, buf, sizeof(buf));
-        cr_assert_eq(m, (int)n);
-        cr_assert_eq(memcmp(buf, raw, n), 0);
+        cr_assert_eq(d.dry_run, 0);
+        assert_reencodes_old_decision(&d, raw, n);
 }
 
 Test(codec, decodes_python_block_decision_with_null_budgets)
@@ -1154,7 +1171,6 @@ Test(codec, decodes_python_block_decision_with_null_budgets)
         uint8_t raw[4096];
         size_t n = load_fixture("decision_block.bin", raw, sizeof(raw));
         sg_decision_t d;
-        int m;
 
         cr_assert_eq(sg_codec_decode_decision(codec, raw, n, &d), 0, "%s",
                      sg_codec_error(codec));
@@ -1170,9 +1186,54 @@ Test(codec, decodes_python_block_decision_with_null_budgets)
         cr_assert_eq(d.window_end, 1709294400000);
         cr_assert_eq(d.decided_at, 1709294401000);
         cr_assert_eq(d.budget_cnt, -1);
+        cr_assert_eq(d.dry_run, 0);
+        assert_reencodes_old_decision(&d, raw, n);
+}
+
+Test(codec, decodes_python_dry_run_decision_and_reencodes_it_exactly)
+{
+        uint8_t raw[4096];
+        size_t n = load_fixture("decision_pause_dry_run.bin", raw, sizeof(raw));
+        sg_decision_t d;
+        int m;
+
+        cr_assert_eq(sg_codec_decode_decision(codec, raw, n, &d), 0, "%s",
+                     sg_codec_error(codec));
+        cr_assert_str_eq(d.decision_id, "0f3a9c51e2d84b7a9c0d1e2f3a4b5c6d");
+        cr_assert_str_eq(d.rule_id, "ivt_shadow");
+        cr_assert_eq(d.action, SG_ACT_PAUSE);
+        cr_assert_str_eq(d.channel, "social");
+        cr_assert_str_eq(d.campaign_id, "");
+        cr_assert_str_eq(d.reason,
+                         "ivt_shadow: ivt_rate 0.15 > 0.1, dry run (shadow "
+                         "rule)");
+        cr_assert_eq(d.metric_cnt, 2);
+        cr_assert_eq(d.window_end, 1709294400000);
+        cr_assert_eq(d.budget_cnt, -1);
+        cr_assert_eq(d.dry_run, 1);
         m = sg_codec_encode_decision(codec, SG_FMT_AVRO, &d, buf, sizeof(buf));
         cr_assert_eq(m, (int)n);
         cr_assert_eq(memcmp(buf, raw, n), 0);
+}
+
+Test(codec, an_old_decision_one_byte_short_of_a_new_one_is_not_a_dry_run)
+{
+        uint8_t raw[4096];
+        size_t n = load_fixture("decision_pause_dry_run.bin", raw, sizeof(raw));
+        sg_decision_t d;
+
+        /* Without its last byte the record is exactly what the writer
+         * before dry_run wrote for the same decision. */
+        cr_assert_eq(raw[n - 1], 1);
+        cr_assert_eq(sg_codec_decode_decision(codec, raw, n - 1, &d), 0, "%s",
+                     sg_codec_error(codec));
+        cr_assert_str_eq(d.rule_id, "ivt_shadow");
+        cr_assert_eq(d.dry_run, 0);
+        /* A byte too many is neither. */
+        raw[n] = 0;
+        cr_assert_eq(sg_codec_decode_decision(codec, raw, n + 1, &d), -1);
+        cr_assert_str_eq(sg_codec_error(codec),
+                         "1 trailing bytes after the record");
 }
 
 Test(codec, decodes_python_kpi_and_reencodes_its_ratios_exactly)
@@ -1434,7 +1495,8 @@ Test(codec, json_decision_spells_out_nulls_and_the_action)
             "\"conversions\":-412.0},\"window_start\":1709290800000,"
             "\"window_end\":1709294400000,\"decided_at\":1709294400500,"
             "\"budgets\":[{\"channel\":\"social\",\"budget_micros\":460000000},"
-            "{\"channel\":\"kol\",\"budget_micros\":110000000}]}";
+            "{\"channel\":\"kol\",\"budget_micros\":110000000}],"
+            "\"dry_run\":false}";
         int n =
             sg_codec_encode_decision(codec, SG_FMT_JSON, &d, buf, sizeof(buf));
 
@@ -1447,7 +1509,8 @@ Test(codec, json_decision_spells_out_nulls_and_the_action)
         buf[n] = '\0';
         cr_assert_not_null(strstr(buf, "\"campaign_id\":\"brand\","
                                        "\"source\":\"ip:1.2.3.4\""));
-        cr_assert_not_null(strstr(buf, "\"budgets\":null}"));
+        cr_assert_not_null(strstr(buf, "\"budgets\":null,"
+                                       "\"dry_run\":true}"));
 }
 
 Test(codec, reallocation_with_no_budgets_is_an_empty_array)
@@ -1512,6 +1575,33 @@ Test(codec, decode_decision_names_a_bad_json_field)
         cr_assert_eq(sg_codec_decode_decision(codec, "nope", 4, &d), -1);
         cr_assert_str_eq(sg_codec_error(codec),
                          "neither Avro framing nor a JSON object");
+}
+
+Test(codec, json_decision_without_dry_run_is_not_a_dry_run)
+{
+        sg_decision_t d;
+        char j[512];
+        const char *head = "{\"decision_id\":\"d\",\"rule_id\":\"r\","
+                           "\"action\":\"PAUSE\",\"channel\":\"c\","
+                           "\"reason\":\"x\",\"metrics\":{},"
+                           "\"window_start\":1,\"window_end\":2,"
+                           "\"decided_at\":3";
+        int n;
+
+        n = snprintf(j, sizeof(j), "%s}", head);
+        cr_assert_eq(sg_codec_decode_decision(codec, j, (size_t)n, &d), 0,
+                     "%s", sg_codec_error(codec));
+        cr_assert_eq(d.dry_run, 0);
+        n = snprintf(j, sizeof(j), "%s,\"dry_run\":null}", head);
+        cr_assert_eq(sg_codec_decode_decision(codec, j, (size_t)n, &d), 0);
+        cr_assert_eq(d.dry_run, 0);
+        n = snprintf(j, sizeof(j), "%s,\"dry_run\":true}", head);
+        cr_assert_eq(sg_codec_decode_decision(codec, j, (size_t)n, &d), 0);
+        cr_assert_eq(d.dry_run, 1);
+        n = snprintf(j, sizeof(j), "%s,\"dry_run\":1}", head);
+        cr_assert_eq(sg_codec_decode_decision(codec, j, (size_t)n, &d), -1);
+        cr_assert_str_eq(sg_codec_error(codec),
+                         "field=dry_run not a boolean");
 }
 
 Test(codec, decode_decision_refuses_more_metrics_than_fit)
@@ -1689,6 +1779,7 @@ static const char *const all_fixtures[] = {"impression_full.bin",
                                            "snapshot.bin",
                                            "decision_block.bin",
                                            "decision_reallocate.bin",
+                                           "decision_pause_dry_run.bin",
                                            "kpi.bin",
                                            NULL};
 
@@ -1727,6 +1818,12 @@ Test(codec, rejects_every_truncation_of_every_record)
                 cr_assert_eq(decode_as(raw[4], raw, n), 0, "%s",
                              all_fixtures[i]);
                 for (len = 0; len < n; len++) {
+                        /* A dry run without its last byte is a decision of
+                         * the writer before dry_run (an_old_decision_...). */
+                        if (!strcmp(all_fixtures[i],
+                                    "decision_pause_dry_run.bin") &&
+                            len == n - 1)
+                                continue;
                         /* An exact-size copy: ASan sees any over-read. */
                         cut = malloc(len ? len : 1);
                         memcpy(cut, raw, len);

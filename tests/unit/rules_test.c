@@ -323,6 +323,42 @@ REJECT(early_true_on_a_conversion_lagged_metric,
        "on a rate of the window's own events (ivt_rate and its reasons, ctr, "
        "freq_cap_rate, short_ctc_share, source_clicks, source_share), without "
        "for_windows or change, may trip on a running window")
+REJECT(mode_neither_live_nor_shadow,
+       "rules:\n  - id: ivt\n    metric: ivt_rate\n    op: \">\"\n"
+       "    threshold: 0.25\n    min_clicks: 100\n    mode: dry\n"
+       "    action: PAUSE\n",
+       "t.yaml:7: rule ivt: mode: \"dry\" is not live or shadow")
+REJECT(mode_in_upper_case,
+       "rules:\n  - id: ivt\n    metric: ivt_rate\n    op: \">\"\n"
+       "    threshold: 0.25\n    min_clicks: 100\n    action: PAUSE\n"
+       "    mode: SHADOW\n",
+       "t.yaml:8: rule ivt: mode: \"SHADOW\" is not live or shadow")
+
+Test(load, mode_is_live_unless_the_rule_says_shadow)
+{
+        sg_rules_t *rules = load(
+            "rules:\n"
+            "  - {id: a, metric: ivt_rate, op: \">\", threshold: 0.25,"
+            " min_clicks: 100, action: PAUSE}\n"
+            "  - {id: b, metric: ivt_rate, op: \">\", threshold: 0.25,"
+            " min_clicks: 100, action: PAUSE, mode: live}\n"
+            "  - {id: c, metric: ivt_rate, op: \">\", threshold: 0.1,"
+            " min_clicks: 100, action: PAUSE, mode: shadow}\n"
+            "  - {id: d, scope: source, metric: source_clicks, op: \">\","
+            " threshold: 10, min_clicks: 10, action: BLOCK_SOURCE,"
+            " mode: shadow}\n");
+
+        cr_assert_eq(rules->cnt, 4);
+        cr_assert_eq(find(rules, "a")->mode, SG_MODE_LIVE);
+        cr_assert_eq(find(rules, "b")->mode, SG_MODE_LIVE);
+        cr_assert_eq(find(rules, "c")->mode, SG_MODE_SHADOW);
+        cr_assert_eq(find(rules, "d")->mode, SG_MODE_SHADOW);
+        cr_assert_str_eq(sg_rule_mode_name(SG_MODE_LIVE), "live");
+        cr_assert_str_eq(sg_rule_mode_name(SG_MODE_SHADOW), "shadow");
+        cr_assert_str_eq(sg_rule_mode_name((sg_rule_mode_t)7), "?");
+        sg_rules_destroy(rules);
+}
+
 REJECT(early_not_a_boolean,
        "rules:\n  - id: ivt\n    metric: ivt_rate\n    op: \">\"\n"
        "    threshold: 0.25\n    min_clicks: 100\n    early: yes\n"
@@ -503,7 +539,56 @@ Test(decision, ivt_decision_explains_rule_metric_threshold_window_and_sample)
         cr_assert_eq(d->window_start, T0);
         cr_assert_eq(d->window_end, T1);
         cr_assert_eq(d->budget_cnt, -1);
+        cr_assert_eq(d->dry_run, 0);
         free(d);
+}
+
+Test(decision, dry_run_id_is_the_live_id_hashed_on_with_dry_run)
+{
+        char live[33], src[33], dry[33];
+
+        /* Pinned against an independent Python FNV-1a 128, as above. */
+        sg_decision_id_mode("ivt_circuit_breaker", SG_ACT_PAUSE, "social", "",
+                            "", T0, T1, 1, dry);
+        cr_assert_str_eq(dry, "e48a0a7ca88ca5db885b16d895367245");
+        sg_decision_id_mode("ivt_circuit_breaker", SG_ACT_PAUSE, "social", "",
+                            "", T0, T1, 0, live);
+        cr_assert_str_eq(live, "41c7ed0824e531413404fcec889febfc");
+        sg_decision_id_mode("r", SG_ACT_BLOCK_SOURCE, "social", "", "ip:1.2.3.4",
+                            T0, T1, 0, live);
+        sg_decision_id_source("r", SG_ACT_BLOCK_SOURCE, "social", "",
+                              "ip:1.2.3.4", T0, T1, src);
+        cr_assert_str_eq(live, src);
+        sg_decision_id_mode("r", SG_ACT_BLOCK_SOURCE, "social", "", "ip:1.2.3.4",
+                            T0, T1, 1, dry);
+        cr_assert_str_neq(dry, src);
+}
+
+Test(decision, a_shadow_rule_decides_a_dry_run_with_its_own_id)
+{
+        sg_rules_t *rules = load(
+            "rules:\n"
+            "  - {id: ivt_circuit_breaker, metric: ivt_rate, op: \">\","
+            " threshold: 0.25, min_clicks: 100, action: PAUSE,"
+            " mode: shadow}\n");
+        const sg_rule_t *r = find(rules, "ivt_circuit_breaker");
+        sg_snapshot_t s =
+            snapshot("", (sg_counters_t){.clicks = 412, .invalid_clicks = 251});
+        sg_decision_t *d = malloc(sizeof(*d));
+        sg_rule_eval_t ev;
+
+        cr_assert_eq(sg_rule_eval(r, &s, NULL, &(sg_rule_ctx_t){0}, &ev),
+                     SG_RULE_TRIPPED);
+        memset(d, 0x5a, sizeof(*d));
+        sg_rule_decision(r, SG_ACT_PAUSE, &s, &ev, d);
+        cr_assert_eq(d->dry_run, 1);
+        cr_assert_str_eq(d->decision_id, "e48a0a7ca88ca5db885b16d895367245");
+        cr_assert_str_eq(d->reason,
+                         "ivt_circuit_breaker: ivt_rate 0.6092 > 0.25, window "
+                         "1m over [2026-11-22T10:00:00Z, 10:01:00Z) (60 s), "
+                         "clicks=412, dry run (shadow rule)");
+        free(d);
+        sg_rules_destroy(rules);
 }
 
 Test(decision, decided_at_is_window_end_not_wall_clock)
