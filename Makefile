@@ -77,7 +77,7 @@ chaos: build
 	@cd $(BUILD) && ctest --output-on-failure -L chaos \
 		--repeat until-fail:$(CHAOS_REPEAT)
 
-# A release build of its own (-O3, no tests), then bench/run.sh: about 10 min
+# A release build of its own (-O3, no tests), then bench/run.sh: about 8-10 min
 # (5 without the peers phase).
 BENCH_BUILD ?= build-bench
 bench: deps
