@@ -19,8 +19,8 @@ SCALE_SNAP_N=${SG_BENCH_SCALE_SNAPSHOTS:-120000} # rules per cost-growth run
 STEPS=${SG_BENCH_STEPS:-10000:10,25000:10,50000:30,75000:10,100000:10}
 FIXED_RATE=${SG_BENCH_RATE:-50000}    # the step whose latency is the headline
 # Before the steps, a load that is not reported: the first decisions after
-# the stages start come 1-2 s late (each client's first records to a
-# partition; docs/performance.md), a start-up cost, not a load's.
+# the stages start come 1-2 s late (the first records through each hop;
+# docs/performance.md), a start-up cost, not a load's.
 WARMUP=${SG_BENCH_WARMUP-10000:5}
 CHANNELS=20
 CAMPAIGNS=100                         # per channel: 2,000 campaigns
