@@ -51,18 +51,24 @@ static void settle(sg_redis_t *r)
         }
 }
 
+/* Closes the connection, and forgets a pipeline push in progress on it. */
+static void conn_drop(sg_redis_t *r)
+{
+        if (r->c)
+                redisFree(r->c);
+        r->c = NULL;
+        r->sent = 0;
+        r->counted = 0;
+}
+
 static void io_lost(sg_redis_t *r)
 {
         sg_counter_add(r->io_errors, 1);
         sg_warn("event=redis_io_error err=\"%s\"",
                 r->c->err ? r->c->errstr : strerror(errno));
-        redisFree(r->c);
-        r->c = NULL;
-        r->sent = 0;
-        r->counted = 0;
+        conn_drop(r);
         sg_ready_set(SG_READY_REDIS, 0);
 }
-
 
 void sg_redis_set_password(const char *password)
 {
@@ -152,11 +158,7 @@ static int connect_once(sg_redis_t *r, char *errstr, size_t errstr_size)
         struct timeval tv = {2, 0};
         redisReply *reply;
 
-        if (r->c) {
-                redisFree(r->c);
-                r->c = NULL;
-                r->sent = 0;
-        }
+        conn_drop(r);
         r->c = r->port ? redisConnectWithTimeout(r->host, r->port, tv)
                        : redisConnectUnixWithTimeout(r->host, tv);
         if (!r->c || r->c->err) {
@@ -200,11 +202,7 @@ static int connect_once(sg_redis_t *r, char *errstr, size_t errstr_size)
         sg_ready_set(SG_READY_REDIS, 1);
         return 0;
 err:
-        if (r->c) {
-                redisFree(r->c);
-                r->c = NULL;
-                r->sent = 0;
-        }
+        conn_drop(r);
         sg_ready_set(SG_READY_REDIS, 0);
         return -1;
 }
@@ -271,8 +269,7 @@ void sg_redis_destroy(sg_redis_t *r)
 {
         if (!r)
                 return;
-        if (r->c)
-                redisFree(r->c);
+        conn_drop(r);
         free(r);
 }
 
@@ -546,11 +543,8 @@ static redisReply *guard_cmd(sg_redis_t *r, int raw, const char *fmt, ...)
         } else {
                 settle(r);
                 reply = redisvCommand(r->c, fmt, ap);
-                if (!reply) {
-                        redisFree(r->c);
-                        r->c = NULL;
-                        r->sent = 0;
-                }
+                if (!reply)
+                        conn_drop(r);
         }
         va_end(ap);
         return reply;
