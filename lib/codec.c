@@ -46,23 +46,32 @@ struct reg_entry {
         char detail[REG_DETAIL_LEN];
 };
 
+/* A schema the codec reads or writes with, and its reusable value. */
+typedef struct codec_schema {
+        avro_schema_t schema;
+        char *text;       /* the .avsc as written, for registries */
+        uint32_t wire_id; /* what encoders frame it with */
+        avro_value_iface_t *iface;
+        avro_value_t value; /* reused: reset before every use */
+        int has_value;
+} codec_schema_t;
+
+static void codec_schema_clear(codec_schema_t *cs)
+{
+        if (cs->has_value)
+                avro_value_decref(&cs->value);
+        if (cs->iface)
+                avro_value_iface_decref(cs->iface);
+        if (cs->schema)
+                avro_schema_decref(cs->schema);
+        free(cs->text);
+}
+
 struct sg_codec {
-        struct {
-                avro_schema_t schema;
-                char *text;       /* the .avsc as written, for registries */
-                uint32_t wire_id; /* what encoders frame it with */
-                avro_value_iface_t *iface;
-                avro_value_t value; /* reused: reset before every use */
-                int has_value;
-        } s[SG_SCHEMA_MAX + 1];
+        codec_schema_t s[SG_SCHEMA_MAX + 1];
         /* The Decision as written before dry_run (decision.avsc without
          * its last field): records of older writers under id 6. */
-        struct {
-                avro_schema_t schema;
-                avro_value_iface_t *iface;
-                avro_value_t value;
-                int has_value;
-        } dec_v1;
+        codec_schema_t dec_v1;
         avro_reader_t reader;
         avro_writer_t writer;
         char err[256];
@@ -1525,21 +1534,9 @@ void sg_codec_destroy(sg_codec_t *c)
 
         if (!c)
                 return;
-        for (id = 1; id <= SG_SCHEMA_MAX; id++) {
-                if (c->s[id].has_value)
-                        avro_value_decref(&c->s[id].value);
-                if (c->s[id].iface)
-                        avro_value_iface_decref(c->s[id].iface);
-                if (c->s[id].schema)
-                        avro_schema_decref(c->s[id].schema);
-                free(c->s[id].text);
-        }
-        if (c->dec_v1.has_value)
-                avro_value_decref(&c->dec_v1.value);
-        if (c->dec_v1.iface)
-                avro_value_iface_decref(c->dec_v1.iface);
-        if (c->dec_v1.schema)
-                avro_schema_decref(c->dec_v1.schema);
+        for (id = 1; id <= SG_SCHEMA_MAX; id++)
+                codec_schema_clear(&c->s[id]);
+        codec_schema_clear(&c->dec_v1);
         for (id = 0; id < c->reg_cnt; id++)
                 reg_clear(&c->reg[id]);
         if (c->reader)
