@@ -135,25 +135,20 @@ Test(future, an_accepted_event_ahead_of_the_clock_is_counted_once)
 static int marked(long long t)
 {
         rd_kafka_message_t **msgs;
+        sg_marker_t *mk;
         int imps = 0, convs = 0, clicks = 0;
         int n = h_consume_all("sg.events", 1, 5000, &msgs);
+        int e = h_marker_entries(msgs, n, &mk);
 
-        for (int i = 0; i < n; i++) {
-                char err[256];
-                sg_marker_reader_t rd;
-                sg_marker_t mk;
-
-                if (sg_marker_open(msgs[i], &rd, err, sizeof(err)) != 1)
-                        continue;
-                while (sg_marker_next(&rd, &mk)) {
-                        if (strcmp(mk.source, "ad-clicks/0") == 0)
-                                clicks = mk.event_time >= t;
-                        else if (strcmp(mk.source, "ad-impressions/0") == 0)
-                                imps = mk.idle;
-                        else
-                                convs = mk.idle;
-                }
+        for (int k = 0; k < e; k++) {
+                if (strcmp(mk[k].source, "ad-clicks/0") == 0)
+                        clicks = mk[k].event_time >= t;
+                else if (strcmp(mk[k].source, "ad-impressions/0") == 0)
+                        imps = mk[k].idle;
+                else
+                        convs = mk[k].idle;
         }
+        free(mk);
         h_msgs_free(msgs, n);
         return clicks && imps && convs;
 }

@@ -985,6 +985,31 @@ static int consume(const char *topic, int min, int timeout_ms,
         return cnt;
 }
 
+int h_marker_entries(rd_kafka_message_t **msgs, int cnt, sg_marker_t **out)
+{
+        sg_marker_t *v = NULL;
+        int n = 0, cap = 0;
+
+        for (int i = 0; i < cnt; i++) {
+                char err[256];
+                sg_marker_reader_t rd;
+                sg_marker_t mk;
+
+                if (sg_marker_open(msgs[i], &rd, err, sizeof(err)) != 1)
+                        continue;
+                while (sg_marker_next(&rd, &mk)) {
+                        if (n == cap) {
+                                cap = cap ? 2 * cap : 64;
+                                v = realloc(v, (size_t)cap * sizeof(*v));
+                                cr_assert_not_null(v);
+                        }
+                        v[n++] = mk;
+                }
+        }
+        *out = v;
+        return n;
+}
+
 void h_msgs_free(rd_kafka_message_t **msgs, int cnt)
 {
         rd_kafka_t *rk = (rd_kafka_t *)(void *)msgs[-1];

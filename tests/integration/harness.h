@@ -10,6 +10,8 @@
 #include <librdkafka/rdkafka.h>
 #include <sys/types.h>
 
+#include "marker.h"
+
 #define H_MAX_PROCS 16
 
 typedef struct h_proc {
@@ -165,6 +167,13 @@ int h_produce_records(const char *path);
 int h_consume_all(const char *topic, int min, int timeout_ms,
                   rd_kafka_message_t ***out);
 void h_msgs_free(rd_kafka_message_t **msgs, int cnt);
+
+/*
+ * The entries of the well-formed watermark markers among msgs, in order
+ * (events and malformed markers left out). Returns their count; *out is an
+ * array the caller frees with free().
+ */
+int h_marker_entries(rd_kafka_message_t **msgs, int cnt, sg_marker_t **out);
 
 /* The value of header name of m, copied into buf ("" if absent). */
 const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf,

@@ -398,7 +398,8 @@ Test(idle, an_input_with_a_backlog_is_not_idle_until_caught_up)
 {
         long long t0 = h_wall_ms() - 3600 * 1000, last = t0 + BACKLOG - 1;
         rd_kafka_message_t **msgs;
-        int n, entries = 0, idle_early = 0, idle_last = 0;
+        sg_marker_t *mk;
+        int n, e, entries = 0, idle_early = 0, idle_last = 0;
         char buf[256];
         pid_t ingest;
 
@@ -419,23 +420,17 @@ Test(idle, an_input_with_a_backlog_is_not_idle_until_caught_up)
         cr_assert_eq(h_stop(ingest), 0);
 
         n = h_consume_all("sg.events", BACKLOG, 30000, &msgs);
-        for (int i = 0; i < n; i++) {
-                char err[256];
-                sg_marker_reader_t rd;
-                sg_marker_t mk;
-
-                if (sg_marker_open(msgs[i], &rd, err, sizeof(err)) != 1)
+        e = h_marker_entries(msgs, n, &mk);
+        for (int k = 0; k < e; k++) {
+                if (strcmp(mk[k].source, "ad-clicks/0") != 0)
                         continue;
-                while (sg_marker_next(&rd, &mk)) {
-                        if (strcmp(mk.source, "ad-clicks/0") != 0)
-                                continue;
-                        entries++;
-                        if (mk.idle && mk.event_time != last)
-                                idle_early++;
-                        if (mk.idle && mk.event_time == last)
-                                idle_last++;
-                }
+                entries++;
+                if (mk[k].idle && mk[k].event_time != last)
+                        idle_early++;
+                if (mk[k].idle && mk[k].event_time == last)
+                        idle_last++;
         }
+        free(mk);
         h_msgs_free(msgs, n);
         cr_assert_gt(entries, 0, "no marker for ad-clicks/0");
         cr_assert_eq(idle_early, 0,
